@@ -1,0 +1,40 @@
+"""Shared fixtures: where the reference tools are, and whether missing ones may be skipped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference_required() -> bool:
+    """In CI (and under ./dev test) a missing reference tool is a failure, never a skip."""
+    return os.environ.get("RDB_REQUIRE_REFERENCE") == "1" or os.environ.get("CI") == "true"
+
+
+def need_tool(name: str, path: str | None) -> str:
+    """Return the tool's path, or skip (locally) / fail (CI) when it is missing."""
+    if path and Path(path).exists():
+        return path
+    message = f"reference tool {name} not found ({path or 'not on PATH'}); run ./dev setup"
+    if reference_required():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def reference_rdiff() -> str:
+    """Debian's rdiff 2.3.2, the byte-compatibility reference."""
+    return need_tool("rdiff", "/usr/bin/rdiff")
+
+
+@pytest.fixture(scope="session")
+def rdiff_backup() -> str:
+    """rdiff-backup 2.2.7 from its own venv (the nox interop session sets RDB_RDIFF_BACKUP)."""
+    default = ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
+    path = os.environ.get("RDB_RDIFF_BACKUP") or (str(default) if default.exists() else None)
+    return need_tool("rdiff-backup 2.2.7", path or shutil.which("rdiff-backup"))
