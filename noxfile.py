@@ -40,8 +40,11 @@ def _rdiff_backup(session: nox.Session) -> str:
     if not exe.exists():
         session.run("python", "-m", "venv", str(RDIFF_BACKUP_VENV), external=True)
         session.run(
-            str(RDIFF_BACKUP_VENV / "bin" / "pip"), "install", "-q",
-            f"rdiff-backup=={RDIFF_BACKUP_VERSION}", external=True,
+            str(RDIFF_BACKUP_VENV / "bin" / "pip"),
+            "install",
+            "-q",
+            f"rdiff-backup=={RDIFF_BACKUP_VERSION}",
+            external=True,
         )
     return str(exe)
 
@@ -79,8 +82,16 @@ def isolated(session: nox.Session, package: str) -> None:
     session.install(*TEST_TOOLS)
     session.install(*_local(package, *PACKAGES[package]))
     tests_dir = ROOT / "tests" / _import_name(package)
-    session.run("pytest", "-q", "-m", "not interop", str(tests_dir), *session.posargs,
-                env={"RDB_REQUIRE_REFERENCE": "1"}, success_codes=[0, 5])
+    session.run(
+        "pytest",
+        "-q",
+        "-m",
+        "not interop",
+        str(tests_dir),
+        *session.posargs,
+        env={"RDB_REQUIRE_REFERENCE": "1"},
+        success_codes=[0, 5],
+    )
 
 
 @nox.session
@@ -89,8 +100,15 @@ def interop(session: nox.Session) -> None:
     exe = _rdiff_backup(session)
     session.install(*TEST_TOOLS)
     _all_packages(session)
-    session.run("pytest", "-q", "-m", "interop", *session.posargs,
-                env={"RDB_RDIFF_BACKUP": exe, "RDB_REQUIRE_REFERENCE": "1"}, success_codes=[0, 5])
+    session.run(
+        "pytest",
+        "-q",
+        "-m",
+        "interop",
+        *session.posargs,
+        env={"RDB_RDIFF_BACKUP": exe, "RDB_REQUIRE_REFERENCE": "1"},
+        success_codes=[0, 5],
+    )
 
 
 @nox.session
@@ -99,5 +117,4 @@ def bench(session: nox.Session) -> None:
     exe = _rdiff_backup(session)
     session.install("pytest", "pytest-benchmark")
     _all_packages(session)
-    session.run("python", "benchmarks/run.py", *session.posargs,
-                env={"RDB_RDIFF_BACKUP": exe})
+    session.run("python", "benchmarks/run.py", *session.posargs, env={"RDB_RDIFF_BACKUP": exe})

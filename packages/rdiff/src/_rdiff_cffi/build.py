@@ -30,7 +30,9 @@ def _pkg_config() -> dict[str, list[str]] | None:
         return None
     try:
         cflags = subprocess.run(
-            ["pkg-config", "--cflags-only-I", "librsync"], capture_output=True, text=True,
+            ["pkg-config", "--cflags-only-I", "librsync"],
+            capture_output=True,
+            text=True,
             check=True,
         ).stdout.split()
         libs = subprocess.run(

@@ -100,8 +100,9 @@ def error_for(result: int, what: str) -> RdiffError:
     if result in (lib.RS_INPUT_ENDED, lib.RS_BAD_MAGIC, lib.RS_CORRUPT):
         return CorruptInput(message, rs_result=result)
     if result == lib.RS_PARAM_ERROR:
-        return UsageError(f"Failed, invalid parameter ({detail or reason}) for {what}.",
-                          rs_result=result)
+        return UsageError(
+            f"Failed, invalid parameter ({detail or reason}) for {what}.", rs_result=result
+        )
     if result in (lib.RS_IO_ERROR, lib.RS_MEM_ERROR, lib.RS_UNIMPLEMENTED):
         return RdiffIOError(message, rs_result=result)
     return InternalError(message, rs_result=result)
@@ -131,13 +132,26 @@ class Stats:
     def merge(self, other: Stats) -> Stats:
         """Stats of two jobs of the same kind run over adjacent ranges."""
         add = (
-            "lit_cmds", "lit_bytes", "lit_cmdbytes", "copy_cmds", "copy_bytes", "copy_cmdbytes",
-            "sig_cmds", "sig_bytes", "false_matches", "sig_blocks", "in_bytes", "out_bytes",
+            "lit_cmds",
+            "lit_bytes",
+            "lit_cmdbytes",
+            "copy_cmds",
+            "copy_bytes",
+            "copy_cmdbytes",
+            "sig_cmds",
+            "sig_bytes",
+            "false_matches",
+            "sig_blocks",
+            "in_bytes",
+            "out_bytes",
         )
         values: dict[str, Any] = {k: getattr(self, k) + getattr(other, k) for k in add}
         return Stats(
-            op=self.op, block_len=self.block_len or other.block_len,
-            start=min(self.start, other.start), end=max(self.end, other.end), **values,
+            op=self.op,
+            block_len=self.block_len or other.block_len,
+            start=min(self.start, other.start),
+            end=max(self.end, other.end),
+            **values,
         )
 
 
@@ -164,8 +178,9 @@ def log_stats(stats: Stats) -> None:
 class Job:
     """One librsync job driven by :meth:`run`; freed when the object goes away."""
 
-    def __init__(self, job: Any, what: str, *, out_size: int = DEFAULT_OUT_SIZE,
-                 keep: object = None) -> None:
+    def __init__(
+        self, job: Any, what: str, *, out_size: int = DEFAULT_OUT_SIZE, keep: object = None
+    ) -> None:
         if job == ffi.NULL:
             raise InternalError(f"librsync could not start a job for {what}")
         self._job = ffi.gc(job, lib.rs_job_free)
@@ -237,9 +252,9 @@ class Job:
                 return
             idle = 0 if produced else idle + 1
             if idle > 3:
-                raise CorruptInput(f"Failed, unexpected end of input in {self.what}.",
-                                   rs_result=lib.RS_INPUT_ENDED)
-        del keep_alive
+                raise CorruptInput(
+                    f"Failed, unexpected end of input in {self.what}.", rs_result=lib.RS_INPUT_ENDED
+                )
 
     def stats(self) -> Stats:
         return _stats_of(self._job, self.in_bytes, self.out_bytes)
@@ -262,8 +277,9 @@ def sig_args(size: int | None, magic: int, block_len: int, strong_len: int) -> t
     return int(c_magic[0]), int(c_block[0]), int(c_strong[0])
 
 
-def signature_job(magic: int, block_len: int, strong_len: int, what: str,
-                  out_size: int = DEFAULT_OUT_SIZE) -> Job:
+def signature_job(
+    magic: int, block_len: int, strong_len: int, what: str, out_size: int = DEFAULT_OUT_SIZE
+) -> Job:
     return Job(lib.rs_sig_begin(block_len, strong_len, magic), what, out_size=out_size)
 
 
@@ -312,6 +328,7 @@ def read_at_for(fileobj: Any) -> ReadAt:
     except (AttributeError, OSError, ValueError):
         fd = None
     if fd is not None:
+
         def pread(buffer: memoryview, offset: int, _fd: int = fd) -> int:
             return os.preadv(_fd, [buffer], offset)
 
@@ -353,12 +370,12 @@ def _rdiff_copy_cb(opaque: Any, pos: int, lenp: Any, bufp: Any) -> int:
         return int(lib.RS_INPUT_ENDED if isinstance(error, CorruptInput) else lib.RS_IO_ERROR)
 
 
-def patch_job(read_at: ReadAt, basis_name: str, what: str,
-              out_size: int = DEFAULT_OUT_SIZE) -> Job:
+def patch_job(read_at: ReadAt, basis_name: str, what: str, out_size: int = DEFAULT_OUT_SIZE) -> Job:
     ctx = _CopyContext(read_at, basis_name)
     handle = ffi.new_handle(ctx)
-    job = Job(lib.rs_patch_begin(lib._rdiff_copy_cb, handle), what, out_size=out_size,
-              keep=(ctx, handle))
+    job = Job(
+        lib.rs_patch_begin(lib._rdiff_copy_cb, handle), what, out_size=out_size, keep=(ctx, handle)
+    )
     ctx.job = job
     return job
 

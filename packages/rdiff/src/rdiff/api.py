@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from rdiff import _binding
 from rdiff._binding import Buffer, LoadedSignature, Stats
@@ -22,8 +22,17 @@ from rdiff.errors import RdiffIOError, WrongBasis
 from rdiff.params import HashName, RollsumName, SignatureParams, magic_for
 
 __all__ = [
-    "Signature", "SignatureParams", "Stats", "check_signature", "delta", "iter_delta",
-    "iter_patch", "iter_signature", "load_signature", "patch", "signature",
+    "Signature",
+    "SignatureParams",
+    "Stats",
+    "check_signature",
+    "delta",
+    "iter_delta",
+    "iter_patch",
+    "iter_signature",
+    "load_signature",
+    "patch",
+    "signature",
     "signature_params",
 ]
 
@@ -61,52 +70,85 @@ def known_size(f: BinaryIO) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def signature_params(size: int | None, *, block_len: int = 0, strong_len: int = 0,
-                     hash_name: HashName = "blake2",
-                     rollsum: RollsumName = "rabinkarp") -> SignatureParams:
+def signature_params(
+    size: int | None,
+    *,
+    block_len: int = 0,
+    strong_len: int = 0,
+    hash_name: HashName = "blake2",
+    rollsum: RollsumName = "rabinkarp",
+) -> SignatureParams:
     """Resolve rdiff's defaults: block 0 = recommended for ``size``; sum 0 = max, -1 = min."""
-    magic, block, strong = _binding.sig_args(size, magic_for(hash_name, rollsum), block_len,
-                                             strong_len)
+    magic, block, strong = _binding.sig_args(
+        size, magic_for(hash_name, rollsum), block_len, strong_len
+    )
     return SignatureParams(magic, block, strong)
 
 
-def iter_signature(chunks: Iterable[Buffer], params: SignatureParams, *,
-                   what: str = "signature") -> Iterator[bytes]:
+def iter_signature(
+    chunks: Iterable[Buffer], params: SignatureParams, *, what: str = "signature"
+) -> Iterator[bytes]:
     """The signature of the bytes in ``chunks``, as it is produced."""
     job = _binding.signature_job(params.magic, params.block_len, params.strong_len, what)
     for piece in job.run(chunks):
         yield bytes(piece)
 
 
-def signature(basis: BinaryIO, out: BinaryIO, *, block_len: int = 0, strong_len: int = 0,
-              hash_name: HashName = "blake2", rollsum: RollsumName = "rabinkarp",
-              jobs: int | None = None, in_size: int = 0, out_size: int = 0,
-              basis_name: str = "basis") -> Stats:
+def signature(
+    basis: BinaryIO,
+    out: BinaryIO,
+    *,
+    block_len: int = 0,
+    strong_len: int = 0,
+    hash_name: HashName = "blake2",
+    rollsum: RollsumName = "rabinkarp",
+    jobs: int | None = None,
+    in_size: int = 0,
+    out_size: int = 0,
+    basis_name: str = "basis",
+) -> Stats:
     """Write the signature of ``basis`` to ``out``.
 
     A regular-file basis is hashed over block-aligned ranges by ``jobs`` threads (default: every
     CPU); the bytes are identical to the single-threaded result.
     """
     size = known_size(basis)
-    params = signature_params(size, block_len=block_len, strong_len=strong_len,
-                              hash_name=hash_name, rollsum=rollsum)
+    params = signature_params(
+        size, block_len=block_len, strong_len=strong_len, hash_name=hash_name, rollsum=rollsum
+    )
     workers = _cpus() if jobs is None else max(1, jobs)
     if size is not None and workers > 1:
         from rdiff import parallel
 
         if parallel.worth_splitting(size, params):
-            return parallel.signature(basis, out, params, size, workers, basis_name=basis_name,
-                                      in_size=in_size or CHUNK, out_size=out_size)
-    job = _binding.signature_job(params.magic, params.block_len, params.strong_len,
-                                 f"basis {basis_name}", out_size or _binding.DEFAULT_OUT_SIZE)
+            return parallel.signature(
+                basis,
+                out,
+                params,
+                size,
+                workers,
+                basis_name=basis_name,
+                in_size=in_size or CHUNK,
+                out_size=out_size,
+            )
+    job = _binding.signature_job(
+        params.magic,
+        params.block_len,
+        params.strong_len,
+        f"basis {basis_name}",
+        out_size or _binding.DEFAULT_OUT_SIZE,
+    )
     _write_all(job.run(iter_file(basis, in_size or CHUNK, name=basis_name)), out)
     return job.stats()
 
 
 def load_signature(sig: BinaryIO | Iterable[Buffer], *, name: str = "signature") -> Signature:
     """Load a signature (file object or byte chunks) and build its hash table for delta."""
-    chunks = iter_file(sig, 64 * 1024, name=name) if hasattr(sig, "read") else sig
-    return LoadedSignature(chunks, f"signature {name}")  # type: ignore[arg-type]
+    if hasattr(sig, "read"):
+        chunks: Iterable[Buffer] = iter_file(cast(BinaryIO, sig), 64 * 1024, name=name)
+    else:
+        chunks = sig  # type: ignore[assignment]
+    return LoadedSignature(chunks, f"signature {name}")
 
 
 def _delta_chunk(sig: Signature, in_size: int) -> int:
@@ -117,8 +159,9 @@ def _delta_chunk(sig: Signature, in_size: int) -> int:
     return in_size or CHUNK
 
 
-def iter_delta(sig: Signature, chunks: Iterable[Buffer], *,
-               what: str = "new file") -> Iterator[bytes]:
+def iter_delta(
+    sig: Signature, chunks: Iterable[Buffer], *, what: str = "new file"
+) -> Iterator[bytes]:
     """The delta from ``sig``'s basis to the bytes in ``chunks``.
 
     For an empty signature the output depends on the chunking (one literal per chunk).
@@ -128,8 +171,16 @@ def iter_delta(sig: Signature, chunks: Iterable[Buffer], *,
         yield bytes(piece)
 
 
-def delta(sig: Signature | BinaryIO, new: BinaryIO, out: BinaryIO, *, jobs: int = 1,
-          in_size: int = 0, out_size: int = 0, new_name: str = "new file") -> Stats:
+def delta(
+    sig: Signature | BinaryIO,
+    new: BinaryIO,
+    out: BinaryIO,
+    *,
+    jobs: int = 1,
+    in_size: int = 0,
+    out_size: int = 0,
+    new_name: str = "new file",
+) -> Stats:
     """Write the delta that turns the signature's basis into ``new``.
 
     With ``jobs`` > 1 and a regular-file ``new``, ranges of it are encoded in parallel: the
@@ -141,15 +192,24 @@ def delta(sig: Signature | BinaryIO, new: BinaryIO, out: BinaryIO, *, jobs: int 
         from rdiff import parallel
 
         if parallel.worth_splitting(size, None):
-            return parallel.delta(loaded, new, out, size, jobs, new_name=new_name,
-                                  in_size=in_size or CHUNK, out_size=out_size)
+            return parallel.delta(
+                loaded,
+                new,
+                out,
+                size,
+                jobs,
+                new_name=new_name,
+                in_size=in_size or CHUNK,
+                out_size=out_size,
+            )
     job = loaded.delta_job(f"new file {new_name}", out_size or _binding.DEFAULT_OUT_SIZE)
     _write_all(job.run(iter_file(new, _delta_chunk(loaded, in_size), name=new_name)), out)
     return job.stats()
 
 
-def iter_patch(basis: BinaryIO, chunks: Iterable[Buffer], *,
-               basis_name: str = "basis") -> Iterator[bytes]:
+def iter_patch(
+    basis: BinaryIO, chunks: Iterable[Buffer], *, basis_name: str = "basis"
+) -> Iterator[bytes]:
     """Apply the delta in ``chunks`` to the seekable ``basis``; yield the new file's bytes."""
     job = _patch_job(basis, basis_name, PATCH_OUT)
     for piece in job.run(chunks):
@@ -166,24 +226,36 @@ def _patch_job(basis: BinaryIO, basis_name: str, out_size: int) -> _binding.Job:
             f"Basis {basis_name} is not seekable (a pipe?): patch reads the basis at random "
             "offsets, so give it a regular file."
         )
-    return _binding.patch_job(_binding.read_at_for(basis), basis_name, f"delta for {basis_name}",
-                              out_size)
+    return _binding.patch_job(
+        _binding.read_at_for(basis), basis_name, f"delta for {basis_name}", out_size
+    )
 
 
-def patch(basis: BinaryIO, delta_in: BinaryIO, out: BinaryIO, *, in_size: int = 0,
-          out_size: int = 0, basis_name: str = "basis", delta_name: str = "delta") -> Stats:
+def patch(
+    basis: BinaryIO,
+    delta_in: BinaryIO,
+    out: BinaryIO,
+    *,
+    in_size: int = 0,
+    out_size: int = 0,
+    basis_name: str = "basis",
+    delta_name: str = "delta",
+) -> Stats:
     """Write to ``out`` the file that ``delta_in`` makes from ``basis`` (which must seek)."""
     job = _patch_job(basis, basis_name, out_size or PATCH_OUT)
     job.what = f"delta {delta_name}"
     try:
         _write_all(job.run(iter_file(delta_in, in_size or CHUNK, name=delta_name)), out)
     except OSError as error:
-        raise RdiffIOError(f"Error reading basis {basis_name}: {error.strerror or error}") from error
+        raise RdiffIOError(
+            f"Error reading basis {basis_name}: {error.strerror or error}"
+        ) from error
     return job.stats()
 
 
-def check_signature(basis: BinaryIO, sig: BinaryIO, *, basis_name: str = "basis",
-                    sig_name: str = "signature") -> None:
+def check_signature(
+    basis: BinaryIO, sig: BinaryIO, *, basis_name: str = "basis", sig_name: str = "signature"
+) -> None:
     """Raise WrongBasis unless ``basis`` has exactly the signature ``sig`` (streamed)."""
     from rdiff import parallel
 

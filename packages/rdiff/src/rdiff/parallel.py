@@ -10,6 +10,7 @@ boundary become literals, so the bytes may differ from a single-threaded delta.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -73,8 +74,17 @@ def _is_regular(f: BinaryIO) -> bool:
         return False
 
 
-def signature(basis: BinaryIO, out: BinaryIO, params: SignatureParams, size: int, workers: int,
-              *, basis_name: str, in_size: int, out_size: int) -> Stats:
+def signature(
+    basis: BinaryIO,
+    out: BinaryIO,
+    params: SignatureParams,
+    size: int,
+    workers: int,
+    *,
+    basis_name: str,
+    in_size: int,
+    out_size: int,
+) -> Stats:
     """The signature of a regular-file basis, hashed by ``workers`` threads."""
     fd = basis.fileno()
     base = os.lseek(fd, 0, os.SEEK_CUR)
@@ -88,8 +98,13 @@ def signature(basis: BinaryIO, out: BinaryIO, params: SignatureParams, size: int
         out_base = os.lseek(out_fd, 0, os.SEEK_CUR)
 
     def work(index: int, start: int, end: int, sink: Callable[[memoryview], object]) -> Stats:
-        job = _binding.signature_job(params.magic, params.block_len, params.strong_len, what,
-                                     out_size or _binding.DEFAULT_OUT_SIZE)
+        job = _binding.signature_job(
+            params.magic,
+            params.block_len,
+            params.strong_len,
+            what,
+            out_size or _binding.DEFAULT_OUT_SIZE,
+        )
         pieces = job.run(_pread_chunks(fd, base + start, base + end, in_size, basis_name))
         for piece in pieces if index == 0 else _skip(pieces, HEADER.size):
             sink(piece)
@@ -109,7 +124,10 @@ def signature(basis: BinaryIO, out: BinaryIO, params: SignatureParams, size: int
 
     spools: list[IO[bytes]] = []
     try:
-        with ThreadPoolExecutor(max_workers=len(ranges) or 1) as pool:
+        with (
+            contextlib.ExitStack() as cleanup,
+            ThreadPoolExecutor(max_workers=len(ranges) or 1) as pool,
+        ):
             futures = []
             for i, (start, end) in enumerate(ranges):
                 if out_fd is not None:
@@ -119,25 +137,25 @@ def signature(basis: BinaryIO, out: BinaryIO, params: SignatureParams, size: int
                 elif i == 0:
                     sink = out.write
                 else:
-                    spool = tempfile.TemporaryFile()
+                    spool = cleanup.enter_context(tempfile.TemporaryFile())
                     spools.append(spool)
                     sink = spool.write
                 futures.append(pool.submit(work, i, start, end, sink))
             if not ranges:
-                futures.append(pool.submit(work, 0, 0, 0, positional(out_base)
-                                           if out_fd is not None else out.write))
+                futures.append(
+                    pool.submit(
+                        work, 0, 0, 0, positional(out_base) if out_fd is not None else out.write
+                    )
+                )
             results = [f.result() for f in futures]
-        for spool in spools:
-            spool.seek(0)
-            while block := spool.read(1024 * 1024):
-                out.write(block)
+            for part in spools:
+                part.seek(0)
+                while block := part.read(1024 * 1024):
+                    out.write(block)
         if out_fd is not None:
             out.seek(out_base + params.size_for(length))
     except OSError as error:
         raise RdiffIOError(f"Error writing signature: {error.strerror or error}") from error
-    finally:
-        for spool in spools:
-            spool.close()
     total = results[0]
     for other in results[1:]:
         total = total.merge(other)
@@ -160,14 +178,27 @@ class _HoldLast:
         self.last = piece[-1]
 
 
-def delta(sig: LoadedSignature, new: BinaryIO, out: BinaryIO, size: int, workers: int, *,
-          new_name: str, in_size: int, out_size: int) -> Stats:
+def delta(
+    sig: LoadedSignature,
+    new: BinaryIO,
+    out: BinaryIO,
+    size: int,
+    workers: int,
+    *,
+    new_name: str,
+    in_size: int,
+    out_size: int,
+) -> Stats:
     """A delta of a regular file encoded by ``workers`` threads over byte ranges."""
     fd = new.fileno()
     base = os.lseek(fd, 0, os.SEEK_CUR)
     ranges = _split(max(0, size - base), workers, 1)
     what = f"new file {new_name}"
-    spools = [tempfile.TemporaryFile() for _ in ranges[1:]]
+    cleanup = contextlib.ExitStack()  # closed in the finally below
+    spools: list[IO[bytes]] = [
+        cleanup.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+        for _ in ranges[1:]
+    ]
 
     def work(index: int, start: int, end: int) -> tuple[Stats, int | None]:
         job = sig.delta_job(what, out_size or _binding.DEFAULT_OUT_SIZE)
@@ -203,21 +234,22 @@ def delta(sig: LoadedSignature, new: BinaryIO, out: BinaryIO, size: int, workers
     except OSError as error:
         raise RdiffIOError(f"Error writing delta: {error.strerror or error}") from error
     finally:
-        for spool in spools:
-            spool.close()
+        cleanup.close()
     total = results[0][0]
     for stats, _ in results[1:]:
         total = total.merge(stats)
     return total
 
 
-def matches(basis: BinaryIO, params: SignatureParams, expected: Iterable[Buffer], *,
-            basis_name: str) -> bool:
+def matches(
+    basis: BinaryIO, params: SignatureParams, expected: Iterable[Buffer], *, basis_name: str
+) -> bool:
     """Whether the signature of ``basis`` (header excluded) equals the ``expected`` stream."""
     from rdiff.api import CHUNK, iter_file
 
-    job = _binding.signature_job(params.magic, params.block_len, params.strong_len,
-                                 f"basis {basis_name}")
+    job = _binding.signature_job(
+        params.magic, params.block_len, params.strong_len, f"basis {basis_name}"
+    )
     ours = _skip(job.run(iter_file(basis, CHUNK, name=basis_name)), HEADER.size)
     theirs = iter(expected)
     pending = b""
