@@ -147,7 +147,7 @@ def load_signature(sig: BinaryIO | Iterable[Buffer], *, name: str = "signature")
     if hasattr(sig, "read"):
         chunks: Iterable[Buffer] = iter_file(cast(BinaryIO, sig), 64 * 1024, name=name)
     else:
-        chunks = sig  # type: ignore[assignment]
+        chunks = sig
     return LoadedSignature(chunks, f"signature {name}")
 
 
