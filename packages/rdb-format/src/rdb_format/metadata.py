@@ -1,0 +1,856 @@
+"""``mirror_metadata`` records: one typed record per file, read and written as a stream.
+
+The file format (rdiff-backup 2.2.7, see docs/format.md §6) is a sequence of byte records::
+
+    File <quoted path>
+      Type reg
+      Size 5
+      ...
+
+Paths are ``bytes``: the index components joined by ``b"/"``, the root is ``b"."``. Inside the
+file only two substitutions quote a path or a symlink target: newline → ``\\n`` and backslash →
+``\\\\``; every other byte (non-UTF-8 included) is written raw.
+
+Records are sorted by *index tuple* (:func:`path_key`), not by the joined string, so
+``a/b`` < ``a.b``. The reader checks the order and the writer refuses out-of-order input:
+every merge in this package relies on it.
+
+Reading is streaming: :func:`iter_records` holds one record at a time, whatever the file size.
+Anything hostile or garbled raises :class:`~rdb_format.errors.HostilePath` or
+:class:`~rdb_format.errors.CorruptRepository` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Final, Literal, NamedTuple, cast
+
+from rdb_format.errors import CorruptRepository, HostilePath
+
+__all__ = [
+    "FIELD_ORDER",
+    "FILE_TYPES",
+    "FileType",
+    "MetadataWriter",
+    "Record",
+    "check_path",
+    "format_record",
+    "iter_records",
+    "open_data_file",
+    "path_key",
+    "quote_path",
+    "safe_name",
+    "unquote_path",
+    "write_metadata_file",
+]
+
+FileType = Literal["reg", "dir", "sym", "fifo", "sock", "dev", "None"]
+
+#: Every value of the ``Type`` field. ``"None"`` (a file absent at that time) only in diffs.
+FILE_TYPES: Final[tuple[FileType, ...]] = ("reg", "dir", "sym", "fifo", "sock", "dev", "None")
+
+#: The fields after ``File``, in the order rdiff-backup 2.2.7 writes them.
+FIELD_ORDER: Final[tuple[str, ...]] = (
+    "Type",
+    "Size",
+    "ResourceFork",
+    "CarbonFile",
+    "NumHardLinks",
+    "Inode",
+    "DeviceLoc",
+    "SHA1Digest",
+    "SymData",
+    "DeviceNum",
+    "ModTime",
+    "Uid",
+    "Uname",
+    "Gid",
+    "Gname",
+    "Permissions",
+    "AlternateMirrorName",
+    "AlternateIncrementName",
+)
+
+_U64: Final = 1 << 64
+_I64: Final = 1 << 63
+_U32: Final = 1 << 32
+_READ_BUFFER: Final = 1 << 18
+_WRITE_CHUNK: Final = 1 << 18
+_HEX: Final = frozenset(b"0123456789abcdef")
+
+PathArg = str | os.PathLike[str]
+
+
+class Record(NamedTuple):
+    """One file's entry in ``mirror_metadata`` (every field rdiff-backup 2.2.7 reads or writes).
+
+    An immutable typed record (a NamedTuple: ten times cheaper to build than a frozen
+    dataclass, which matters at a million records per file); change one with ``_replace``.
+
+    ``None`` means "field absent". ``uname``/``gname`` ``None`` means unknown (written ``:``).
+    ``device_num`` is ``(kind, major, minor)`` with kind ``"c"`` or ``"b"``.
+    ``resource_fork`` and ``carbon_file`` (macOS repositories) are kept as raw field values.
+    """
+
+    path: bytes
+    type: FileType
+    size: int | None = None
+    resource_fork: bytes | None = None
+    carbon_file: bytes | None = None
+    num_hard_links: int | None = None
+    inode: int | None = None
+    device_loc: int | None = None
+    sha1_digest: str | None = None
+    sym_data: bytes | None = None
+    device_num: tuple[str, int, int] | None = None
+    mod_time: int | None = None
+    uid: int | None = None
+    uname: str | None = None
+    gid: int | None = None
+    gname: str | None = None
+    permissions: int | None = None
+    alternate_mirror_name: int | None = None
+    alternate_increment_name: int | None = None
+
+    @classmethod
+    def missing(cls, path: bytes) -> Record:
+        """The ``Type None`` record of a diff: ``path`` did not exist at that time."""
+        return cls(path, "None")
+
+    @property
+    def exists(self) -> bool:
+        """False for a ``Type None`` (diff-only) record."""
+        return self.type != "None"
+
+    @property
+    def components(self) -> tuple[bytes, ...]:
+        """The index tuple (sort key) of the path; the root is ``()``."""
+        return path_key(self.path)
+
+    @property
+    def has_hard_link_triple(self) -> bool:
+        """Whether the writer emits NumHardLinks/Inode/DeviceLoc (regular file, nlink > 1)."""
+        return (
+            self.type == "reg"
+            and self.num_hard_links is not None
+            and self.num_hard_links > 1
+            and self.inode is not None
+            and self.device_loc is not None
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Paths: order, quoting, validation
+
+
+def path_key(path: bytes) -> tuple[bytes, ...]:
+    """Sort key of a metadata path: its index tuple (``b"."`` → ``()``).
+
+    Records are ordered by this key, component by component as byte strings, so
+    ``a`` < ``a/b`` < ``a.b``.
+    """
+    if path == b".":
+        return ()
+    return tuple(path.split(b"/"))
+
+
+def quote_path(path: bytes) -> bytes:
+    """Quote a path or symlink target for a metadata line: ``\\`` → ``\\\\``, newline → ``\\n``."""
+    if b"\\" in path:
+        path = path.replace(b"\\", b"\\\\")
+    if b"\n" in path:
+        path = path.replace(b"\n", b"\\n")
+    return path
+
+
+def unquote_path(quoted: bytes) -> bytes:
+    """Reverse :func:`quote_path`. ValueError on any other backslash sequence."""
+    if b"\\" not in quoted:
+        return quoted
+    out = bytearray()
+    start = 0
+    while True:
+        pos = quoted.find(b"\\", start)
+        if pos < 0:
+            out += quoted[start:]
+            return bytes(out)
+        out += quoted[start:pos]
+        escaped = quoted[pos + 1 : pos + 2]
+        if escaped == b"n":
+            out += b"\n"
+        elif escaped == b"\\":
+            out += b"\\"
+        else:
+            raise ValueError(f"bad backslash sequence {quoted[pos : pos + 2]!r}")
+        start = pos + 2
+
+
+def check_path(path: bytes) -> str | None:
+    """Why ``path`` is not a safe relative metadata path, or ``None`` if it is.
+
+    Refused: empty, absolute, a NUL byte, and empty, ``.`` or ``..`` components (the root
+    itself is the single path ``b"."``).
+    """
+    if path == b".":
+        return None
+    if not path:
+        return "empty path"
+    if b"\0" in path:
+        return "NUL byte in path"
+    if path[0] == 0x2F:
+        return "absolute path"
+    parts = path.split(b"/")
+    if b".." in parts:
+        return "'..' component in path"
+    if b"" in parts or b"." in parts:
+        return "empty or '.' component in path"
+    return None
+
+
+def _show(path: bytes) -> str:
+    text = path.decode("utf-8", "backslashreplace").replace("\n", "\\n")
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def safe_name(name: str | None) -> str | None:
+    """A user or group name as rdiff-backup can read it back, else ``None`` (unknown).
+
+    rdiff-backup decodes ``Uname``/``Gname`` as ASCII and drops the whole record otherwise,
+    so a backup should pass non-ASCII (or empty, or multi-line) names through this.
+    """
+    if not name or not name.isascii() or "\n" in name or name in (":", "None"):
+        return None
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def open_data_file(path: PathArg) -> BinaryIO:
+    """Open a repository data file for reading; gunzip it iff its name ends in ``.gz``."""
+    if not os.fspath(path).endswith(".gz"):
+        return open(path, "rb")
+    # A C-level line iterator over the gzip stream (GzipFile.readline is a Python call).
+    gz = gzip.GzipFile(path, mode="rb")
+    return cast(BinaryIO, io.BufferedReader(gz, _READ_BUFFER))
+
+
+@contextlib.contextmanager
+def _opened(source: BinaryIO | PathArg, name: str | None) -> Iterator[tuple[BinaryIO, str]]:
+    if isinstance(source, (str, os.PathLike)):
+        label = name or os.fspath(source)
+        try:
+            stream = open_data_file(source)
+        except OSError as error:
+            raise CorruptRepository(f"cannot open: {error.strerror}", path=label) from None
+        try:
+            yield stream, label
+        finally:
+            stream.close()
+    else:
+        yield source, name or str(getattr(source, "name", "<stream>"))
+
+
+#: Errors a truncated or garbled (gzip) stream raises while being read.
+STREAM_ERRORS: Final = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
+
+
+def stream_error(error: BaseException, name: str) -> CorruptRepository:
+    """The one-line CorruptRepository for a read failure of the file ``name``."""
+    if isinstance(error, EOFError):
+        what = "truncated (compressed data ends early)"
+    elif isinstance(error, (zlib.error, gzip.BadGzipFile)):
+        what = f"not valid gzip data ({error})"
+    else:
+        what = f"read error ({getattr(error, 'strerror', None) or error})"
+    return CorruptRepository(what, path=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _u32(value: bytes) -> int:
+    number = int(value)
+    if not 0 <= number < _U32:
+        raise ValueError("out of range")
+    return number
+
+
+def _u64(value: bytes) -> int:
+    number = int(value)
+    if not 0 <= number < _U64:
+        raise ValueError("out of range")
+    return number
+
+
+def _size(value: bytes) -> int:
+    number = int(value)
+    if not 0 <= number < _I64:
+        raise ValueError("out of range")
+    return number
+
+
+def _perms(value: bytes) -> int:
+    number = int(value)
+    if not 0 <= number < 0o10000:
+        raise ValueError("out of range")
+    return number
+
+
+def _name(value: bytes) -> str | None:
+    if value == b":" or value == b"None":
+        return None
+    if not value:
+        raise ValueError("empty")
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _sha1(value: bytes) -> str:
+    value = value.lower()
+    if len(value) != 40 or not _HEX.issuperset(value):
+        raise ValueError("not 40 hex digits")
+    return value.decode("ascii")
+
+
+def _devnum(value: bytes) -> tuple[str, int, int]:
+    kind, major, minor = value.split(b" ")
+    if kind not in (b"c", b"b"):
+        raise ValueError("not c or b")
+    return kind.decode("ascii"), _u32(major), _u32(minor)
+
+
+def _mtime(value: bytes) -> int:
+    number = int(value)
+    if not -_I64 <= number < _I64:
+        raise ValueError("out of range")
+    return number
+
+
+def _alt_name(value: bytes) -> int:
+    if not value.isdigit():
+        raise ValueError("not a decimal number")
+    return _u64(value)
+
+
+def _nlink(value: bytes) -> int:
+    number = _u64(value)
+    if number < 1:
+        raise ValueError("out of range")
+    return number
+
+
+def _bytes(value: bytes) -> bytes:
+    return value
+
+
+# field name → (attribute, converter)
+_PARSERS: Final[dict[bytes, tuple[str, Callable[[bytes], object]]]] = {
+    b"Size": ("size", _size),
+    b"ResourceFork": ("resource_fork", _bytes),
+    b"CarbonFile": ("carbon_file", _bytes),
+    b"NumHardLinks": ("num_hard_links", _nlink),
+    b"Inode": ("inode", _u64),
+    b"DeviceLoc": ("device_loc", _u64),
+    b"SHA1Digest": ("sha1_digest", _sha1),
+    b"SymData": ("sym_data", unquote_path),
+    b"DeviceNum": ("device_num", _devnum),
+    b"ModTime": ("mod_time", _mtime),
+    b"Uid": ("uid", _u32),
+    b"Uname": ("uname", _name),
+    b"Gid": ("gid", _u32),
+    b"Gname": ("gname", _name),
+    b"Permissions": ("permissions", _perms),
+    b"AlternateMirrorName": ("alternate_mirror_name", _alt_name),
+    b"AlternateIncrementName": ("alternate_increment_name", _alt_name),
+}
+_TYPES: Final[dict[bytes, FileType]] = {t.encode(): t for t in FILE_TYPES}
+# What a record of each type must carry to be usable (rdiff-backup always writes these).
+_REQUIRED: Final[dict[str, tuple[str, ...]]] = {
+    "reg": ("size", "mod_time", "uid", "gid", "permissions"),
+    "dir": ("mod_time", "uid", "gid", "permissions"),
+    "fifo": ("mod_time", "uid", "gid", "permissions"),
+    "sock": ("mod_time", "uid", "gid", "permissions"),
+    "sym": ("sym_data", "uid", "gid", "permissions"),
+    "dev": ("device_num", "uid", "gid", "permissions"),
+    "None": (),
+}
+_FIELD_OF_ATTR: Final[dict[str, str]] = {
+    attr: name.decode() for name, (attr, _) in _PARSERS.items()
+}
+
+
+class _GarbledError(Exception):
+    """Internal: a record-level problem, turned into CorruptRepository with file context."""
+
+
+def _field_pairs(lines: list[bytes]) -> dict[bytes, bytes]:
+    """The record's ``Field value`` lines as a dict, checking the line grammar."""
+    try:
+        pairs = dict([line.lstrip(b" ").split(b" ", 1) for line in lines])
+    except ValueError:
+        pairs = None
+    if pairs is not None and len(pairs) == len(lines):
+        return pairs  # the fast path: every line had a space, no duplicates
+    pairs = {}
+    for line in lines:
+        key, sep, value = line.lstrip(b" ").partition(b" ")
+        if not sep:
+            if not key.strip():
+                continue  # a blank line
+            raise _GarbledError(f"garbled line {line[:60]!r}")
+        if key in pairs:
+            raise _GarbledError(f"duplicate field {key[:40].decode('ascii', 'replace')}")
+        pairs[key] = value
+    return pairs
+
+
+def _build(path: bytes, lines: list[bytes]) -> Record:
+    """Parse a record's field lines; the fast path for well-formed records."""
+    try:
+        pairs = dict([line.lstrip(b" ").split(b" ", 1) for line in lines])
+        if len(pairs) != len(lines):
+            raise ValueError("blank or duplicate lines")
+        type_ = _TYPES[pairs.pop(b"Type")]
+        pop = pairs.pop
+        size = pop(b"Size", None)
+        resource_fork = pop(b"ResourceFork", None)
+        carbon_file = pop(b"CarbonFile", None)
+        num_hard_links = pop(b"NumHardLinks", None)
+        inode = pop(b"Inode", None)
+        device_loc = pop(b"DeviceLoc", None)
+        sha1 = pop(b"SHA1Digest", None)
+        sym_data = pop(b"SymData", None)
+        device_num = pop(b"DeviceNum", None)
+        mod_time = pop(b"ModTime", None)
+        uid = pop(b"Uid", None)
+        uname = pop(b"Uname", None)
+        gid = pop(b"Gid", None)
+        gname = pop(b"Gname", None)
+        perms = pop(b"Permissions", None)
+        alt_mirror = pop(b"AlternateMirrorName", None)
+        alt_increment = pop(b"AlternateIncrementName", None)
+        if pairs or (type_ == "None" and len(lines) != 1):
+            raise ValueError("unknown fields, or fields in a Type None record")
+        record = Record(
+            path,
+            type_,
+            None if size is None else _size(size),
+            None if resource_fork is None else _raw_field(resource_fork),
+            None if carbon_file is None else _raw_field(carbon_file),
+            None if num_hard_links is None else _nlink(num_hard_links),
+            None if inode is None else _u64(inode),
+            None if device_loc is None else _u64(device_loc),
+            None if sha1 is None else _sha1(sha1),
+            None if sym_data is None else _raw_field(unquote_path(sym_data)),
+            None if device_num is None else _devnum(device_num),
+            None if mod_time is None else _mtime(mod_time),
+            None if uid is None else _u32(uid),
+            None if uname is None else _name(uname),
+            None if gid is None else _u32(gid),
+            None if gname is None else _name(gname),
+            None if perms is None else _perms(perms),
+            None if alt_mirror is None else _alt_name(alt_mirror),
+            None if alt_increment is None else _alt_name(alt_increment),
+        )
+        if type_ != "None" and (uid is None or gid is None or perms is None):
+            raise ValueError("missing field")
+        if type_ == "reg":
+            if size is None or mod_time is None:
+                raise ValueError("missing field")
+        elif type_ == "sym":
+            if sym_data is None:
+                raise ValueError("missing field")
+        elif type_ == "dev":
+            if device_num is None:
+                raise ValueError("missing field")
+        elif mod_time is None and type_ != "None":
+            raise ValueError("missing field")
+        if alt_mirror is not None and alt_increment is not None:
+            raise ValueError("both alternate names")
+    except (ValueError, KeyError, UnicodeError):
+        return _build_carefully(path, lines)  # raises the precise error, or handles the rest
+    return record
+
+
+def _raw_field(value: bytes) -> bytes:
+    if not value:
+        raise ValueError("empty")
+    return value
+
+
+def _build_carefully(path: bytes, lines: list[bytes]) -> Record:
+    pairs = _field_pairs(lines)
+    raw_type = pairs.pop(b"Type", None)
+    if raw_type is None:
+        raise _GarbledError("no Type field")
+    type_ = _TYPES.get(raw_type)
+    if type_ is None:
+        raise _GarbledError(f"unknown Type {raw_type[:40].decode('ascii', 'replace')!r}")
+    kwargs: dict[str, object] = {}
+    for key, value in pairs.items():
+        parser = _PARSERS.get(key)
+        if parser is None:
+            if not key.isalnum() or not key.isascii() or not value:
+                raise _GarbledError(f"garbled field line {key[:40] + b' ' + value[:40]!r}")
+            continue  # an unknown field: rdiff-backup warns and ignores it
+        attr, convert = parser
+        try:
+            if not value:
+                raise ValueError("empty")
+            kwargs[attr] = convert(value)
+        except (ValueError, UnicodeError):
+            shown = value[:60].decode("ascii", "backslashreplace")
+            raise _GarbledError(f"bad {key.decode()} value {shown!r}") from None
+    if type_ == "None" and kwargs:
+        raise _GarbledError("a Type None record with other fields")
+    for attr in _REQUIRED[type_]:
+        if attr not in kwargs:
+            raise _GarbledError(f"Type {type_} record without {_FIELD_OF_ATTR[attr]}")
+    if "alternate_mirror_name" in kwargs and "alternate_increment_name" in kwargs:
+        raise _GarbledError("both AlternateMirrorName and AlternateIncrementName")
+    return Record(path, type_, **kwargs)  # type: ignore[arg-type]
+
+
+def iter_records(source: BinaryIO | PathArg, *, name: str | None = None) -> Iterator[Record]:
+    """Stream the records of a ``mirror_metadata`` file, in file order, one at a time.
+
+    ``source`` is a path (gunzipped iff it ends in ``.gz``) or an open binary stream of the
+    uncompressed text. ``name`` labels error messages (default: the path or ``stream.name``).
+    Raises HostilePath for a path that would escape the tree, CorruptRepository for anything
+    truncated, garbled, out of range or out of order.
+    """
+    with _opened(source, name) as (stream, label):
+        yield from _parse(stream, label)
+
+
+def iter_blocks(stream: BinaryIO, label: str, separator: bytes) -> Iterator[bytes]:
+    """Read ``stream`` in large chunks, cut just before a ``separator`` (e.g. ``b"\\nFile "``).
+
+    Each block ends with the byte before ``separator`` (a newline) or at end of file, so a
+    record never straddles two blocks. Read errors become CorruptRepository naming ``label``.
+    """
+    pending = b""
+    try:
+        while True:
+            data = stream.read(_READ_BUFFER)
+            if not data:
+                break
+            pending = pending + data if pending else data
+            cut = pending.rfind(separator)
+            if cut >= 0:
+                yield pending[: cut + 1]
+                pending = pending[cut + 1 :]
+    except STREAM_ERRORS as error:
+        raise stream_error(error, label) from None
+    if pending:
+        yield pending
+
+
+def _parse(stream: BinaryIO, label: str) -> Iterator[Record]:
+    last_key: tuple[bytes, ...] | None = None
+    number = 0  # records so far
+    first = True
+    for block in iter_blocks(stream, label, b"\nFile "):
+        if first:
+            first = False
+            if not block.startswith(b"File "):
+                head, _, rest = block.partition(b"\nFile ")
+                if head.strip():
+                    message = f"text before the first File line: {head[:60]!r}"
+                    raise CorruptRepository(message, path=label)
+                block = b"File " + rest if rest else b""
+                if not block:
+                    continue
+            block = block[5:]
+        elif block.startswith(b"File "):
+            block = block[5:]
+        if block[-1:] != b"\n":
+            what = "truncated (the last line has no newline)"
+            raise CorruptRepository(f"record #{number + 1}: {what}", path=label)
+        for chunk in block[:-1].split(b"\nFile "):
+            number += 1
+            lines = chunk.split(b"\n")
+            try:
+                path = unquote_path(lines[0])
+            except ValueError as error:
+                message = f"record #{number}: bad File line: {error}"
+                raise CorruptRepository(message, path=label) from None
+            problem = check_path(path)
+            if problem is not None:
+                raise HostilePath(f"record #{number}: {problem}: {_show(path)!r}", path=label)
+            del lines[0]
+            try:
+                record = _build(path, lines)
+            except _GarbledError as error:
+                message = f"record #{number} {_show(path)!r}: {error}"
+                raise CorruptRepository(message, path=label) from None
+            key = path_key(path)
+            if last_key is not None and key <= last_key:
+                message = f"record #{number} {_show(path)!r}: out of order (or duplicated)"
+                raise CorruptRepository(message, path=label)
+            last_key = key
+            yield record
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def _check_name(name: str | None, field: str, path: bytes) -> bytes:
+    if name is None:
+        return b":"
+    if safe_name(name) != name:
+        raise ValueError(
+            f"{field} {name!r} of {_show(path)!r} is not readable by rdiff-backup "
+            "(use safe_name(): non-ASCII, empty or multi-line names must be None)"
+        )
+    return name.encode("ascii")
+
+
+def format_record(record: Record) -> bytes:
+    """The exact bytes rdiff-backup 2.2.7 writes for ``record`` (fields in its order).
+
+    Only the fields rdiff-backup writes for the record's type are emitted: ``Size``,
+    ``SHA1Digest`` and the hard-link triple (nlink > 1) for regular files, ``SymData`` for
+    symlinks, ``DeviceNum`` for devices, ``ModTime`` for all but symlinks and devices.
+    Raises ValueError for an unsafe path or a field the type requires but lacks.
+    """
+    path = record.path
+    problem = check_path(path)
+    if problem is not None:
+        raise ValueError(f"{problem}: {_show(path)!r}")
+    type_ = record.type
+    if type_ not in _REQUIRED:
+        raise ValueError(f"unknown type {type_!r} for {_show(path)!r}")
+    parts = [b"File ", quote_path(path), b"\n  Type ", type_.encode("ascii"), b"\n"]
+    if type_ == "None":
+        return b"".join(parts)
+    for attr in _REQUIRED[type_]:
+        if getattr(record, attr) is None:
+            raise ValueError(f"{type_} record {_show(path)!r} lacks {_FIELD_OF_ATTR[attr]}")
+    if type_ == "reg":
+        parts += (b"  Size ", b"%d" % _ranged(record.size, 0, _I64, "Size", path), b"\n")
+        if record.resource_fork is not None:
+            parts += (b"  ResourceFork ", _raw_value(record.resource_fork, path), b"\n")
+        if record.carbon_file is not None:
+            parts += (b"  CarbonFile ", _raw_value(record.carbon_file, path), b"\n")
+        if record.has_hard_link_triple:
+            parts += (
+                b"  NumHardLinks %d\n  Inode %d\n  DeviceLoc %d\n"
+                % (
+                    _ranged(record.num_hard_links, 1, _U64, "NumHardLinks", path),
+                    _ranged(record.inode, 0, _U64, "Inode", path),
+                    _ranged(record.device_loc, 0, _U64, "DeviceLoc", path),
+                ),
+            )
+        if record.sha1_digest is not None:
+            digest = record.sha1_digest
+            if len(digest) != 40 or not _HEX.issuperset(digest.encode("ascii", "replace")):
+                raise ValueError(f"bad SHA1Digest {digest!r} for {_show(path)!r}")
+            parts += (b"  SHA1Digest ", digest.encode("ascii"), b"\n")
+    elif type_ == "sym":
+        assert record.sym_data is not None
+        if not record.sym_data:
+            raise ValueError(f"empty SymData for {_show(path)!r}")
+        parts += (b"  SymData ", quote_path(record.sym_data), b"\n")
+    elif type_ == "dev":
+        assert record.device_num is not None
+        kind, major, minor = record.device_num
+        if kind not in ("c", "b"):
+            raise ValueError(f"bad DeviceNum kind {kind!r} for {_show(path)!r}")
+        parts.append(
+            b"  DeviceNum %s %d %d\n"
+            % (
+                kind.encode("ascii"),
+                _ranged(major, 0, _U32, "DeviceNum", path),
+                _ranged(minor, 0, _U32, "DeviceNum", path),
+            )
+        )
+    if type_ not in ("sym", "dev"):
+        parts.append(b"  ModTime %d\n" % _ranged(record.mod_time, -_I64, _I64, "ModTime", path))
+    parts.append(
+        b"  Uid %d\n  Uname %s\n  Gid %d\n  Gname %s\n  Permissions %d\n"
+        % (
+            _ranged(record.uid, 0, _U32, "Uid", path),
+            _check_name(record.uname, "Uname", path),
+            _ranged(record.gid, 0, _U32, "Gid", path),
+            _check_name(record.gname, "Gname", path),
+            _ranged(record.permissions, 0, 0o10000, "Permissions", path),
+        )
+    )
+    if record.alternate_mirror_name is not None:
+        if record.alternate_increment_name is not None:
+            raise ValueError(f"{_show(path)!r}: both alternate names set; only one is written")
+        number = _ranged(record.alternate_mirror_name, 0, _U64, "AlternateMirrorName", path)
+        parts.append(b"  AlternateMirrorName %d\n" % number)
+    elif record.alternate_increment_name is not None:
+        number = _ranged(record.alternate_increment_name, 0, _U64, "AlternateIncrementName", path)
+        parts.append(b"  AlternateIncrementName %d\n" % number)
+    return b"".join(parts)
+
+
+def _ranged(value: int | None, low: int, high: int, field: str, path: bytes) -> int:
+    if value is None or not low <= value < high:
+        raise ValueError(f"{field} {value!r} out of range for {_show(path)!r}")
+    return value
+
+
+def _raw_value(value: bytes, path: bytes) -> bytes:
+    if not value or b"\n" in value:
+        raise ValueError(f"empty or multi-line raw field value for {_show(path)!r}")
+    return value
+
+
+class MetadataWriter:
+    """Write records to a binary stream in rdiff-backup's format, refusing out-of-order input.
+
+    ``allow_missing`` permits ``Type None`` records (diff files only). Records are buffered
+    and written in chunks; call :meth:`flush` (or use the writer as a context manager) before
+    closing the underlying stream. The stream itself is never closed here.
+    """
+
+    def __init__(self, stream: BinaryIO, *, allow_missing: bool = False) -> None:
+        self._stream = stream
+        self._allow_missing = allow_missing
+        self._last: tuple[bytes, ...] | None = None
+        self._chunk: list[bytes] = []
+        self._chunk_size = 0
+        self.count = 0
+
+    def write(self, record: Record) -> None:
+        """Append one record; ValueError if it does not sort strictly after the previous one."""
+        key = path_key(record.path)
+        if self._last is not None and key <= self._last:
+            raise ValueError(
+                f"metadata record {_show(record.path)!r} out of order (not after the previous)"
+            )
+        if record.type == "None" and not self._allow_missing:
+            raise ValueError(f"Type None record {_show(record.path)!r} outside a diff")
+        data = format_record(record)
+        self._last = key
+        self.count += 1
+        self._chunk.append(data)
+        self._chunk_size += len(data)
+        if self._chunk_size >= _WRITE_CHUNK:
+            self.flush()
+
+    def write_all(self, records: Iterable[Record]) -> None:
+        """Write every record of ``records`` (in order)."""
+        for record in records:
+            self.write(record)
+
+    def flush(self) -> None:
+        """Write out the buffered records."""
+        if self._chunk:
+            self._stream.write(b"".join(self._chunk))
+            self._chunk = []
+            self._chunk_size = 0
+
+    def __enter__(self) -> MetadataWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.flush()
+
+
+def write_data_file(
+    path: PathArg,
+    chunks: Iterable[bytes],
+    *,
+    compress: bool = True,
+    compresslevel: int = 9,
+    fsync: bool = True,
+) -> Path:
+    """Write a repository data file atomically, gzipped as rdiff-backup does.
+
+    ``path`` is the name without ``.gz``. If ``compress`` and at least one non-empty chunk
+    comes, the file is ``<path>.gz`` (gzip level 9, FNAME = the plain name); otherwise a plain
+    file, which is 0 bytes when nothing was written. Returns the path actually written.
+    """
+    from rdb_format.atomic import atomic_writer, write_atomic
+
+    plain = Path(path)
+    iterator = iter(chunks)
+    first = b""
+    for first in iterator:
+        if first:
+            break
+    if not first:
+        write_atomic(plain, b"", fsync=fsync)
+        return plain
+    target = plain.with_name(plain.name + ".gz") if compress else plain
+    with atomic_writer(target, fsync=fsync) as raw:
+        if compress:
+            with gzip.GzipFile(
+                filename=plain.name, mode="wb", compresslevel=compresslevel, fileobj=raw
+            ) as out:
+                out.write(first)
+                for chunk in iterator:
+                    out.write(chunk)
+        else:
+            raw.write(first)
+            for chunk in iterator:
+                raw.write(chunk)
+    return target
+
+
+def _record_chunks(records: Iterable[Record], *, allow_missing: bool) -> Iterator[bytes]:
+    sink = _ChunkSink()
+    writer = MetadataWriter(cast(BinaryIO, sink), allow_missing=allow_missing)
+    for record in records:
+        writer.write(record)
+        if sink.pending:
+            yield from sink.take()
+    writer.flush()
+    yield from sink.take()
+
+
+class _ChunkSink:
+    """A write-only 'stream' collecting the writer's chunks for a generator to pass on."""
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.pending.append(data)
+        return len(data)
+
+    def take(self) -> list[bytes]:
+        taken, self.pending = self.pending, []
+        return taken
+
+
+def write_metadata_file(
+    path: PathArg,
+    records: Iterable[Record],
+    *,
+    compress: bool = True,
+    allow_missing: bool | None = None,
+    compresslevel: int = 9,
+    fsync: bool = True,
+) -> Path:
+    """Write ``mirror_metadata.<T>.snapshot`` or ``.diff`` (``path`` without ``.gz``).
+
+    Streams ``records`` (constant memory), atomically; gzipped as ``<path>.gz`` unless
+    ``compress`` is false or there are no records (then a 0-byte plain file, as rdiff-backup
+    leaves it). ``Type None`` records are allowed iff the name contains ``.diff`` (or as
+    ``allow_missing`` says). Returns the path written.
+    """
+    if allow_missing is None:
+        allow_missing = ".diff" in Path(path).name
+    return write_data_file(
+        path,
+        _record_chunks(records, allow_missing=allow_missing),
+        compress=compress,
+        compresslevel=compresslevel,
+        fsync=fsync,
+    )
