@@ -1,0 +1,104 @@
+"""Renderers of :class:`rdb_clikit.protocol.Progress`: a rich bar, and JSON lines.
+
+The rich bar is drawn only when stderr is a terminal; warnings are always printed (one line
+each, ``<prog>: warning: <message>``) unless the console is quiet.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as _RichBar
+
+from rdb_clikit.protocol import NullProgress, Progress
+
+
+class RichProgress:
+    """A transient progress bar on a terminal console; warnings as plain lines."""
+
+    def __init__(self, console: Console, *, prog: str) -> None:
+        self._console = console
+        self._prog = prog
+        self._bar = _RichBar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal or console.quiet,
+        )
+        self._task: TaskID | None = None
+        self._started = False
+
+    def start(self, task: str, total: int | None = None) -> None:
+        if not self._started:
+            self._bar.start()
+            self._started = True
+        if self._task is not None:
+            self._bar.remove_task(self._task)
+        self._task = self._bar.add_task(task, total=total)
+
+    def advance(self, amount: int = 1) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, amount)
+
+    def warning(self, message: str) -> None:
+        self._console.print(f"{escape(self._prog)}: warning: {escape(message)}")
+
+    def finish(self) -> None:
+        if self._started:
+            self._bar.stop()
+            self._started = False
+
+
+class JsonLinesProgress:
+    """One JSON object per line: ``{"event": "start"|"advance"|"warning"|"finish", ...}``.
+
+    ``advance`` events are rate-limited to one per ``interval`` seconds (the last count wins).
+    """
+
+    def __init__(self, stream: IO[str] | None = None, *, interval: float = 0.5) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._interval = interval
+        self._task = ""
+        self._total: int | None = None
+        self._done = 0
+        self._last = 0.0
+
+    def _emit(self, **fields: object) -> None:
+        self._stream.write(json.dumps(fields, separators=(",", ":")) + "\n")
+        self._stream.flush()
+
+    def start(self, task: str, total: int | None = None) -> None:
+        self._task, self._total, self._done = task, total, 0
+        self._last = time.monotonic()
+        self._emit(event="start", task=task, total=total)
+
+    def advance(self, amount: int = 1) -> None:
+        self._done += amount
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            self._emit(event="advance", task=self._task, done=self._done, total=self._total)
+
+    def warning(self, message: str) -> None:
+        self._emit(event="warning", message=message)
+
+    def finish(self) -> None:
+        self._emit(event="finish", task=self._task, done=self._done, total=self._total)
+
+
+def make_progress(console: Console, *, prog: str, json_lines: bool = False) -> Progress:
+    """JSON lines on stderr when asked; else a rich bar (terminal) or warnings only; quiet: none."""
+    if json_lines:
+        return JsonLinesProgress(console.file)
+    if console.quiet:
+        return NullProgress()
+    return RichProgress(console, prog=prog)

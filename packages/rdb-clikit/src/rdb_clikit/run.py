@@ -1,0 +1,125 @@
+"""The one place where an rdb-* command's exceptions become a message and an exit status.
+
+==========================  ===========  ==============================================
+raised                      exit status  printed
+==========================  ===========  ==============================================
+``RdbError``                its code     ``<prog>: <message>`` on stderr; with ``--json``
+                                         ``{"error": {...}}`` on stdout instead
+usage error (typer)         2            ``<prog>: <message> (try '<prog> --help')``
+``KeyboardInterrupt``       130          ``<prog>: interrupted``
+broken pipe on stdout       1            nothing
+anything else               1            the traceback (it is a bug)
+==========================  ===========  ==============================================
+
+A command returns its exit status (an int such as ``ExitCode.WARNINGS``) or None (0).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from rdb_format.errors import RdbError
+from rdb_format.exitcodes import ExitCode
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg == "--json":
+            return True
+    return False
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def error_document(error: RdbError) -> dict[str, object]:
+    """The JSON object printed for an error with ``--json``."""
+    return {
+        "error": {
+            "type": type(error).__name__,
+            "exit_code": int(error.exit_code),
+            "message": str(error),
+        }
+    }
+
+
+def _is_usage_error(error: BaseException) -> bool:
+    # typer vendors click privately: recognise its exceptions by what they carry, not by class.
+    return isinstance(getattr(error, "exit_code", None), int) and callable(
+        getattr(error, "format_message", None)
+    )
+
+
+def run(app: typer.Typer, *, prog: str | None = None, argv: Sequence[str] | None = None) -> int:
+    """Run ``app`` on ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    name = prog or app.info.name or Path(sys.argv[0]).name or "rdb"
+    json_mode = _wants_json(args)
+    try:
+        result = app(args=args, prog_name=name, standalone_mode=False)
+    except RdbError as error:
+        if json_mode:
+            print(json.dumps(error_document(error)), flush=True)
+        else:
+            print(f"{name}: {_one_line(str(error))}", file=sys.stderr, flush=True)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr, flush=True)
+        return int(ExitCode.INTERRUPTED)
+    except typer.Abort:
+        print(f"{name}: aborted", file=sys.stderr, flush=True)
+        return int(ExitCode.FAILURE)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except BrokenPipeError:
+        return _broken_pipe()
+    except Exception as error:
+        if _is_usage_error(error):
+            message = _one_line(error.format_message())  # type: ignore[attr-defined]
+            print(f"{name}: {message} (try '{name} --help')", file=sys.stderr, flush=True)
+            return int(error.exit_code)  # type: ignore[attr-defined]
+        if isinstance(error, OSError) and error.errno == errno.EPIPE:
+            return _broken_pipe()
+        traceback.print_exc()
+        print(
+            f"{name}: internal error (a bug); please report it with the traceback above",
+            file=sys.stderr,
+            flush=True,
+        )
+        return int(ExitCode.FAILURE)
+    if result == ExitCode.INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
+        print(f"{name}: interrupted", file=sys.stderr, flush=True)
+    if result is None:
+        return int(ExitCode.OK)
+    if isinstance(result, int):
+        return int(result)
+    return int(ExitCode.OK)
+
+
+def _broken_pipe() -> int:
+    # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining
+    # again when it flushes stdout at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return int(ExitCode.FAILURE)
+
+
+def main(app: typer.Typer, *, prog: str | None = None) -> NoReturn:
+    """Console-script entry: ``run`` then exit with its status."""
+    sys.exit(run(app, prog=prog))

@@ -1,0 +1,109 @@
+"""Consoles and progress renderers: plain when not a terminal, JSON lines parse."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from rdb_clikit.console import stderr_console, stdout_console
+from rdb_clikit.progress import JsonLinesProgress, RichProgress, make_progress
+from rdb_clikit.protocol import NullProgress, Progress, RecordingProgress
+
+
+def test_renderers_implement_the_protocol() -> None:
+    console = Console(file=io.StringIO())
+    for progress in (
+        NullProgress(),
+        RecordingProgress(),
+        JsonLinesProgress(io.StringIO()),
+        RichProgress(console, prog="x"),
+    ):
+        assert isinstance(progress, Progress)
+
+
+def test_consoles_are_plain_when_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    err = stderr_console()
+    out = stdout_console()
+    assert not err.is_terminal
+    assert not out.is_terminal
+    err.print("[bold red]warning[/]")
+    out.print("[green]result[/]")
+    captured = capsys.readouterr()
+    assert captured.err == "warning\n"
+    assert captured.out == "result\n"
+    assert "\x1b[" not in captured.err + captured.out
+
+
+def test_forced_terminal_console_colours(capsys: pytest.CaptureFixture[str]) -> None:
+    monkey = stderr_console(force_terminal=True)
+    monkey.print("[bold]x[/]")
+    assert "\x1b[" in capsys.readouterr().err
+
+
+def test_quiet_console_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    stderr_console(quiet=True).print("hello")
+    assert capsys.readouterr().err == ""
+    assert isinstance(make_progress(stderr_console(quiet=True), prog="p"), NullProgress)
+
+
+def test_rich_progress_without_terminal_prints_only_warnings() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False)
+    progress = make_progress(console, prog="rdb-x")
+    assert isinstance(progress, RichProgress)
+    progress.start("reading", total=3)
+    progress.advance(2)
+    progress.warning("file [x] is truncated")
+    progress.advance()
+    progress.finish()
+    assert buffer.getvalue() == "rdb-x: warning: file [x] is truncated\n"
+
+
+def test_json_lines_progress_events_parse() -> None:
+    buffer = io.StringIO()
+    progress = JsonLinesProgress(buffer, interval=0.0)
+    progress.start("sessions", total=2)
+    progress.advance()
+    progress.advance()
+    progress.warning("missing statistics")
+    progress.finish()
+    events = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert [e["event"] for e in events] == [
+        "start",
+        "advance",
+        "advance",
+        "warning",
+        "finish",
+    ]
+    assert events[0] == {"event": "start", "task": "sessions", "total": 2}
+    assert events[2]["done"] == 2
+    assert events[3]["message"] == "missing statistics"
+    assert events[4] == {"event": "finish", "task": "sessions", "done": 2, "total": 2}
+
+
+def test_json_lines_progress_rate_limits_advance() -> None:
+    buffer = io.StringIO()
+    progress = JsonLinesProgress(buffer, interval=3600.0)
+    progress.start("t", total=1000)
+    for _ in range(1000):
+        progress.advance()
+    progress.finish()
+    events = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["start", "finish"]
+    assert events[-1]["done"] == 1000
+
+
+def test_protocol_module_loads_neither_rich_nor_typer() -> None:
+    code = (
+        "import sys, rdb_clikit.protocol; "
+        "print(sorted(m for m in ('rich', 'typer') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
