@@ -29,6 +29,7 @@ from rdb_format.errors import UnfinishedSession
 from rdb_format.exitcodes import ExitCode
 from rdb_format.layout import open_repository
 from rdb_format.metadata import Record, path_key
+from rdb_format.metadata_diff import records_at
 from rdb_format.repository import RepositoryState, read_state
 
 pytestmark = pytest.mark.interop
@@ -46,9 +47,7 @@ def state_of(path: Path) -> RepositoryState:
 
 def metadata_at(state: RepositoryState, when: int) -> list[Record]:
     """The records of the tree as of session ``when``, as rdb_format rebuilds them."""
-    from rdb_format.metadata import records_at
-
-    return [r for r in records_at(state, when) if r.exists]
+    return list(records_at(state.layout.data_dir, when, quoting=state.quoting))
 
 
 def listed_increments(repo: Repo) -> tuple[list[int], int]:
