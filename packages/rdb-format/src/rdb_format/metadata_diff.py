@@ -31,6 +31,7 @@ __all__ = [
     "apply_diffs",
     "convert_to_diff",
     "diff_records",
+    "find_session_file",
     "list_metadata_files",
     "metadata_chain",
     "records_at",
@@ -161,6 +162,41 @@ def list_metadata_files(
             )
         found[parsed.time] = entry
     return sorted(found.values())
+
+
+def find_session_file(
+    data_dir: str | os.PathLike[str],
+    base: str,
+    time: int,
+    *,
+    kinds: tuple[str, ...] = ("snapshot", "data"),
+    quoting: Quoting | None = None,
+) -> Path | None:
+    """The file ``<base>.<time>.<kind>[.gz]`` in ``data_dir`` for exactly session ``time``.
+
+    For the per-session files (``extended_attributes``, ``access_control_lists``,
+    ``session_statistics``, ``file_statistics``, ``error_log``). ``None`` if there is none:
+    rdiff-backup then only warns. Two candidates: CorruptRepository.
+    """
+    root = Path(data_dir)
+    wanted = base.encode("ascii")
+    found: Path | None = None
+    for raw in os.listdir(os.fsencode(root)):  # noqa: PTH208 - names are bytes
+        if is_temp_name(raw):
+            continue
+        name = quoting.unquote(raw, path=root) if quoting is not None else raw
+        parsed = parse_increment_name(name)
+        if parsed is None or parsed.base != wanted or parsed.time != time:
+            continue
+        if parsed.kind not in kinds:
+            continue
+        candidate = root / os.fsdecode(raw)
+        if found is not None:
+            raise CorruptRepository(
+                f"duplicate timestamp: {found.name} and {candidate.name}", path=root
+            )
+        found = candidate
+    return found
 
 
 def metadata_chain(
