@@ -19,7 +19,8 @@ import pytest
 from rdb_format.errors import CorruptRepository, HostilePath
 from rdb_format.exitcodes import ExitCode
 from rdb_format.layout import open_repository
-from rdb_format.metadata import iter_records
+from rdb_format.metadata import Record, iter_records
+from rdb_format.metadata_diff import records_at
 from rdb_format.repository import read_state
 
 T1 = 1_700_000_000
@@ -287,3 +288,69 @@ def test_quoted_name_unquoting_to_a_hostile_name_is_refused(tmp_path: Path, name
     os.close(fd)
     error = refusal(HostilePath, lambda: read_state(open_repository(tmp_path)))
     assert os.fsdecode(data_dir) in str(error)
+
+
+# --------------------------------------------------------------------------------------------
+# the same refusals through the session-level reader (snapshot + reverse diffs)
+
+
+def make_chain(root: Path, older_diff: bytes, *, compressed: bool = True) -> Path:
+    """Two sessions: a good snapshot at T2 and the given reverse diff at T1. Returns the diff."""
+    make_repo(root, metadata(b"a"))
+    data = root / "rdiff-backup-data"
+    for old in data.glob("current_mirror.*"):
+        old.rename(data / f"current_mirror.{timestring(T2)}.data")
+    for old in data.glob("mirror_metadata.*"):
+        old.rename(data / f"mirror_metadata.{timestring(T2)}.snapshot.gz")
+    (data / f"increments.{timestring(T1)}.dir").write_bytes(b"")
+    name = f"mirror_metadata.{timestring(T1)}.diff"
+    if compressed:
+        diff = data / (name + ".gz")
+        diff.write_bytes(gzip.compress(older_diff, mtime=0))
+    else:
+        diff = data / name
+        diff.write_bytes(older_diff)
+    return diff
+
+
+def session_records(root: Path, when: int) -> list[Record]:
+    state = read_state(open_repository(root))
+    return list(records_at(state.layout.data_dir, when, quoting=state.quoting))
+
+
+def test_good_chain_reads(tmp_path: Path) -> None:
+    """The hand-made chain itself is sound: at T1 there was 'old' and no 'a'."""
+    make_chain(tmp_path, b"File a\n  Type None\n" + record(b"old"))
+    assert [r.path for r in session_records(tmp_path, T2)] == [b".", b"a"]
+    assert [r.path for r in session_records(tmp_path, T1)] == [b".", b"old"]
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_PATHS.values()), ids=list(HOSTILE_PATHS))
+def test_hostile_path_in_an_older_diff_is_refused(tmp_path: Path, hostile: bytes) -> None:
+    diff = make_chain(tmp_path, record(hostile))
+    assert len(session_records(tmp_path, T2)) == 2  # the newer session never reads the diff
+    error = refusal(HostilePath, lambda: session_records(tmp_path, T1))
+    assert diff.name in str(error)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_damaged_diff_gzip_is_refused(tmp_path: Path, damage: str) -> None:
+    diff = make_chain(tmp_path, b"".join(record(b"f%04d" % i) for i in range(2000)))
+    data = bytearray(diff.read_bytes())
+    middle = len(data) // 2
+    if damage == "truncated":
+        del data[middle:]
+    else:
+        data[middle : middle + 64] = bytes(b ^ 0x5A for b in data[middle : middle + 64])
+    diff.write_bytes(bytes(data))
+    error = refusal(CorruptRepository, lambda: session_records(tmp_path, T1))
+    assert diff.name in str(error)
+
+
+def test_session_without_metadata_is_refused(tmp_path: Path) -> None:
+    """A session time (root increment marker) with no mirror_metadata file at all."""
+    make_chain(tmp_path, record(b"old"))
+    data = tmp_path / "rdiff-backup-data"
+    (data / f"increments.{timestring(T1 - 50)}.dir").write_bytes(b"")
+    error = refusal(CorruptRepository, lambda: session_records(tmp_path, T1 - 50))
+    assert os.fsdecode(data) in str(error)
