@@ -595,8 +595,12 @@ HEADER = [
 ]
 
 
+def _walls(side: Side) -> str:
+    return " ".join(f"{r.wall:.3f}" for r in side.runs)
+
+
 def print_row(res: Result) -> None:
-    walls = lambda s: " ".join(f"{r.wall:.3f}" for r in s.runs)  # noqa: E731
+    walls = _walls
     print(
         f"  {res.label}: rdiff [{walls(res.rdiff)}] ours [{walls(res.ours)}] "
         f"ratio {res.ratio:.2f} (best {res.best_ratio:.2f}); "
