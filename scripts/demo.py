@@ -76,7 +76,9 @@ def main() -> int:
             subprocess.run([reference, "patch", old, t / "new.delta", t / "ref.tar"], check=True)
             same_sig = (t / "ref.sig").read_bytes() == (t / "old.sig").read_bytes()
             same_out = (t / "ref.tar").read_bytes() == new.read_bytes()
-            print(f"  Debian rdiff: same signature bytes: {same_sig}; applies our delta: {same_out}")
+            print(
+                f"  Debian rdiff: same signature bytes: {same_sig}; applies our delta: {same_out}"
+            )
             ok = ok and same_sig and same_out
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
