@@ -16,6 +16,7 @@ nox.options.sessions = ["lint", "types", "tests", "isolated", "interop"]
 PACKAGES: dict[str, list[str]] = {
     "rdiff": [],
     "rdb-format": [],
+    "rdb-increment": ["rdiff", "rdb-format", "rdb-clikit"],
     "rdb-clikit": ["rdb-format"],
 }
 TEST_TOOLS = ["pytest", "hypothesis", "pytest-benchmark"]

@@ -1,0 +1,84 @@
+"""Reverse increments in rdiff-backup 2.2's forms: write them, rebuild from them, list them.
+
+The library never prints, exits or imports typer/rich; errors are ``rdb_format.errors.RdbError``
+subclasses carrying exit codes. Main entry points::
+
+    writer = IncrementWriter(layout, previous_time, quoting=quoting)
+    writer.write((b"dir", b"file"), old=mirror_copy, new=new_version)   # one increment
+    for outcome in writer.write_many(jobs): ...                          # a thread pool
+    writer.sync()                                                        # before the marker
+
+    rebuild_at(layout, index, time, out)          # a regular file as of a session time
+    list_increments(repo, path) / increment_sizes(repo, path)
+"""
+
+from rdb_increment.listing import (
+    IncrementListing,
+    ListedIncrement,
+    SessionSize,
+    byte_summary,
+    format_listing,
+    format_parsable,
+    format_sizes,
+    increment_sizes,
+    list_increments,
+    parse_index,
+)
+from rdb_increment.rebuild import (
+    IncrementFile,
+    RebuildPlan,
+    find_increments,
+    iter_rebuild,
+    plan_rebuild,
+    rebuild,
+    rebuild_at,
+)
+from rdb_increment.writer import (
+    DEFAULT_NO_COMPRESSION_REGEXP,
+    IncrementError,
+    IncrementExists,
+    IncrementJob,
+    IncrementOptions,
+    IncrementOutcome,
+    IncrementProgress,
+    IncrementWriter,
+    NullProgress,
+    Plan,
+    WrittenIncrement,
+    block_size_for,
+    choose_kind,
+)
+
+__version__ = "0.1.0"
+__all__ = [
+    "DEFAULT_NO_COMPRESSION_REGEXP",
+    "IncrementError",
+    "IncrementExists",
+    "IncrementFile",
+    "IncrementJob",
+    "IncrementListing",
+    "IncrementOptions",
+    "IncrementOutcome",
+    "IncrementProgress",
+    "IncrementWriter",
+    "ListedIncrement",
+    "NullProgress",
+    "Plan",
+    "RebuildPlan",
+    "SessionSize",
+    "WrittenIncrement",
+    "block_size_for",
+    "byte_summary",
+    "choose_kind",
+    "find_increments",
+    "format_listing",
+    "format_parsable",
+    "format_sizes",
+    "increment_sizes",
+    "iter_rebuild",
+    "list_increments",
+    "parse_index",
+    "plan_rebuild",
+    "rebuild",
+    "rebuild_at",
+]

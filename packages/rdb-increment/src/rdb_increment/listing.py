@@ -1,0 +1,258 @@
+"""What ``rdiff-backup list increments [--size]`` shows, as data and as its exact text (§6.6).
+
+Without a path the sessions are the root's ``increments.T.dir`` markers (a session that changed
+nothing has none and is not shown, as in rdiff-backup), plus the current mirror. With a path
+they are that path's own increments ``<path>.T.*``. The sizes are rdiff-backup's: per time, the
+sum of the sizes of every increment file with that time under the path (its own increments and
+its increment subtree); the current mirror's size is the sum of the lstat sizes of everything
+under the mirror path (``rdiff-backup-data`` excluded); cumulative sizes add up from the newest.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rdb_format.errors import CorruptRepository, UsageError
+from rdb_format.increments import parse_increment_name
+from rdb_format.layout import DATA_DIR, Layout, open_repository
+from rdb_format.quoting import Quoting
+from rdb_format.repository import read_state
+from rdb_increment.rebuild import IncrementFile, find_increments
+
+__all__ = [
+    "EntryType",
+    "IncrementListing",
+    "ListedIncrement",
+    "SessionSize",
+    "byte_summary",
+    "format_listing",
+    "format_parsable",
+    "format_sizes",
+    "increment_sizes",
+    "list_increments",
+    "parse_index",
+]
+
+EntryType = Literal["directory", "regular", "missing", "special"]
+
+
+@dataclass(frozen=True)
+class ListedIncrement:
+    """One line of ``list increments``: a time, what the path was then, and the file's name."""
+
+    time: int
+    type: EntryType
+    base: str  # the increment's on-disk file name (or the mirror path's), for display
+    path: Path | None  # the increment file; None for the current mirror
+    size: int = 0  # bytes on disk of this increment file (0 for the mirror)
+
+
+@dataclass(frozen=True)
+class IncrementListing:
+    """The increments of one path, oldest first, and the current mirror."""
+
+    index: tuple[bytes, ...]
+    increments: tuple[ListedIncrement, ...]
+    mirror: ListedIncrement
+
+
+@dataclass(frozen=True)
+class SessionSize:
+    """One line of ``list increments --size``."""
+
+    time: int
+    size: int  # bytes of the increments at this time (the mirror's total for the current one)
+    total_size: int  # the size needed to restore this session: mirror + all newer increments
+    current: bool = False
+
+
+def parse_index(path: str | bytes | None) -> tuple[bytes, ...]:
+    """A path relative to the repository root as an index (``None``, ``""`` or ``.`` = root)."""
+    if path is None:
+        return ()
+    raw = os.fsencode(path)
+    parts = tuple(p for p in raw.split(b"/") if p not in (b"", b"."))
+    if any(p == b".." for p in parts):
+        raise UsageError(f"path {os.fsdecode(raw)!r} must stay inside the repository")
+    if parts and parts[0] == DATA_DIR.encode():
+        raise UsageError(f"path {os.fsdecode(raw)!r} is inside {DATA_DIR}; give a mirror path")
+    return parts
+
+
+def _file_type(path: Path) -> EntryType:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISREG(mode):
+        return "regular"
+    return "special"
+
+
+def _inc_type(inc: IncrementFile) -> EntryType:
+    kind = inc.name.kind
+    if kind == "dir":
+        return "directory"
+    if kind == "diff":
+        return "regular"
+    if kind == "missing":
+        return "missing"
+    return _file_type(inc.path)  # a snapshot: what it is on disk (regular or special)
+
+
+def _mirror_path(layout: Layout, quoting: Quoting, index: tuple[bytes, ...]) -> Path:
+    return layout.root.joinpath(*(os.fsdecode(p) for p in quoting.quote_path(index)))
+
+
+def _lsize(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _open(repo: str | os.PathLike[str] | Layout) -> tuple[Layout, Quoting, int]:
+    layout = repo if isinstance(repo, Layout) else open_repository(repo)
+    state = read_state(layout)
+    current = state.current_time
+    if current is None:
+        raise CorruptRepository(
+            "no current_mirror marker: no finished backup session", path=layout.data_dir
+        )
+    return layout, state.quoting, current
+
+
+def list_increments(
+    repo: str | os.PathLike[str] | Layout, path: str | bytes | None = None
+) -> IncrementListing:
+    """The increments of ``path`` (relative to the repository root; None = the whole repository,
+    i.e. the sessions) as rdiff-backup's ``list increments`` counts them."""
+    layout, quoting, current = _open(repo)
+    index = parse_index(path)
+    incs = find_increments(layout, index, quoting=quoting)
+    listed = tuple(
+        ListedIncrement(
+            inc.time,
+            _inc_type(inc),
+            inc.path.name,
+            inc.path,
+            _lsize(inc.path),
+        )
+        for inc in sorted(incs, key=lambda inc: (inc.time, inc.path.name))
+    )
+    mirror_path = _mirror_path(layout, quoting, index)
+    mirror = ListedIncrement(current, _file_type(mirror_path), mirror_path.name, None)
+    return IncrementListing(index, listed, mirror)
+
+
+def _walk_sizes(top: Path, *, skip_data_dir: bool) -> Iterator[tuple[Path, os.stat_result]]:
+    """Every entry under ``top`` (itself included), lstat'ed, without following symlinks."""
+    try:
+        top_st = os.lstat(top)
+    except FileNotFoundError:
+        return
+    yield top, top_st
+    if not stat.S_ISDIR(top_st.st_mode):
+        return
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            if skip_data_dir and directory == top and entry.name == DATA_DIR:
+                continue
+            st = entry.stat(follow_symlinks=False)
+            path = Path(entry.path)
+            yield path, st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(path)
+
+
+def increment_sizes(
+    repo: str | os.PathLike[str] | Layout, path: str | bytes | None = None
+) -> list[SessionSize]:
+    """Sizes per session for ``path`` (None = the whole repository), oldest first, the current
+    mirror last, as rdiff-backup's ``list increments --size``."""
+    layout, quoting, current = _open(repo)
+    index = parse_index(path)
+    by_time: dict[int, int] = {}
+    for inc in find_increments(layout, index, quoting=quoting):
+        by_time[inc.time] = by_time.get(inc.time, 0) + _lsize(inc.path)
+    tree = layout.increments_dir.joinpath(*(os.fsdecode(p) for p in quoting.quote_path(index)))
+    for entry, st in _walk_sizes(tree, skip_data_dir=False):
+        if entry == tree:
+            continue
+        try:
+            name = parse_increment_name(quoting.unquote(os.fsencode(entry.name)))
+        except CorruptRepository:
+            continue
+        if name is not None:
+            by_time[name.time] = by_time.get(name.time, 0) + st.st_size
+    mirror_root = _mirror_path(layout, quoting, index)
+    mirror_total = sum(st.st_size for _, st in _walk_sizes(mirror_root, skip_data_dir=not index))
+    sizes = [SessionSize(current, mirror_total, mirror_total, current=True)]
+    cumulative = mirror_total
+    for when in sorted(by_time, reverse=True):
+        cumulative += by_time[when]
+        sizes.append(SessionSize(when, by_time[when], cumulative))
+    sizes.sort(key=lambda s: (s.time, s.current))
+    return sizes
+
+
+# ---- rdiff-backup's text -----------------------------------------------------------------
+
+
+def _pretty(epoch: int) -> str:
+    return time.asctime(time.localtime(epoch))
+
+
+def byte_summary(count: int) -> str:
+    """rdiff-backup's human byte count: ``1 byte``, ``134 bytes``, ``203 KB``, ``1.50 MB``."""
+    sign = "-" if count < 0 else ""
+    value = abs(count)
+    for unit_bytes, unit in ((1 << 40, "TB"), (1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")):
+        if value >= unit_bytes:
+            scaled = value / unit_bytes
+            digits = 0 if scaled >= 100 else 1 if scaled >= 10 else 2
+            return f"{sign}{scaled:.{digits}f} {unit}"
+    return f"{sign}1 byte" if value == 1 else f"{sign}{value} bytes"
+
+
+def format_listing(listing: IncrementListing) -> str:
+    """The text of ``rdiff-backup list increments`` (times in the local zone)."""
+    lines = [f"Found {len(listing.increments)} increments:"]
+    lines += [f"    {inc.base}   {_pretty(inc.time)}" for inc in listing.increments]
+    lines.append(f"Current mirror: {_pretty(listing.mirror.time)}")
+    return "\n".join(lines) + "\n"
+
+
+def format_parsable(listing: IncrementListing) -> str:
+    """``rdiff-backup --parsable-output list increments`` (API 200): ``<epoch> <type>`` lines."""
+    entries = (*listing.increments, listing.mirror)
+    return "".join(f"{inc.time} {inc.type}\n" for inc in entries)
+
+
+def format_sizes(sizes: list[SessionSize]) -> str:
+    """The table of ``rdiff-backup list increments --size``."""
+    lines = [
+        f"{'Time':^24} {'Size':^17} {'Cumulative size':^17}",
+        f"{'':-^24} {'':-^17} {'':-^17}",
+    ]
+    for row in sizes:
+        line = (
+            f"{_pretty(row.time):<24} {byte_summary(row.size):>17} "
+            f"{byte_summary(row.total_size):>17}"
+        )
+        lines.append(line + "  (current mirror)" if row.current else line)
+    return "\n".join(lines) + "\n"

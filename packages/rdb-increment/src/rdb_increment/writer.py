@@ -1,0 +1,693 @@
+"""Write reverse increments exactly as rdiff-backup 2.2.7 does (format reference §3).
+
+One :class:`IncrementWriter` serves one repository and one *previous* session time ``T`` (the
+time of the state the increments preserve). For each changed path it writes one of:
+
+- ``X.T.missing``   X did not exist at T (empty file, mode 0600, current time);
+- ``X.T.dir``       X was a directory at T (empty file with the old dir's mode & 0o777,
+  owner and mtime); the root's marker is ``rdiff-backup-data/increments.T.dir``;
+- ``X.T.diff[.gz]`` X was a regular file at T and is a regular file now: the librsync delta
+  that turns the new content back into the old one (MD4 signature of the new file, 8-byte
+  strong sums, rdiff-backup's block size; gzip level 9 with the name in the header);
+- ``X.T.snapshot[.gz]`` X was a regular file and is gone or no longer regular: the old bytes;
+- ``X.T.snapshot``  X was a symlink, fifo, socket or device: a special file of the same kind
+  (an empty regular file if it cannot be created).
+
+Every file is written under a temporary ``rdiff-backup.tmp.<N>`` name in its final directory
+and renamed into place, so a crash or an exception never leaves a partial increment. Files are
+not fsynced one by one: call :meth:`IncrementWriter.sync` once before committing the session
+(the issue's "durability comes from syncing before the marker is committed").
+
+The core never prints or exits; failures raise :class:`IncrementError` subclasses that carry an
+exit code and a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import re
+import secrets
+import stat
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Literal, Protocol
+
+from rdb_format.atomic import TEMP_PREFIX, fsync_dir
+from rdb_format.errors import RdbError, SourceError
+from rdb_format.exitcodes import ExitCode
+from rdb_format.increments import IncrementKind, IncrementName
+from rdb_format.layout import INCREMENTS, Layout
+from rdb_format.quoting import LONG_NAME_MARGIN, NO_QUOTING, Quoting, long_name_base, name_fits
+from rdiff.api import iter_delta, load_signature, signature
+from rdiff.errors import RdiffError
+
+__all__ = [
+    "CHUNK",
+    "DEFAULT_NO_COMPRESSION_REGEXP",
+    "IncrementError",
+    "IncrementExists",
+    "IncrementJob",
+    "IncrementOptions",
+    "IncrementOutcome",
+    "IncrementProgress",
+    "IncrementWriter",
+    "NullProgress",
+    "Plan",
+    "WrittenIncrement",
+    "block_size_for",
+    "choose_kind",
+]
+
+#: Read and write unit for streaming (memory per worker stays a few of these).
+CHUNK = 1024 * 1024
+
+#: rdiff-backup 2.2.7's default ``--not-compressed-regexp`` (matched case-insensitively with
+#: ``re.match`` against the full mirror path, as bytes).
+DEFAULT_NO_COMPRESSION_REGEXP = (
+    r"(?i).*\.(7z|aac|arj|asc|avi|bik|bz|bz2|deb|docx|flac|flv|gif|gpg|gz|jp2|jpeg|jpg|"
+    r"jsonlz4|lharc|lz4|lzh|lzma|lzo|m4a|m4v|mdf|mkv|mov|mozlz4|mp3|mp4|mpeg|mpg|oga|ogg|ogm|"
+    r"ogv|opus|pgp|pk3|png|rar|rm|rpm|rz|shn|tgz|tzst|vob|webm|webp|wma|wmv|xlsx|xz|z|zip|zoo|"
+    r"zst)$"
+)
+
+#: Strong-sum length of the signatures rdiff-backup makes (MD4, rollsum).
+STRONG_LEN = 8
+GZIP_LEVEL = 9
+
+Plan = Literal["missing", "dir", "diff", "snapshot", "special"]
+
+
+class IncrementError(RdbError):
+    """An increment could not be written or read; the message names the file."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class IncrementExists(IncrementError):
+    """The increment's name is taken (rdiff-backup treats this as fatal too)."""
+
+
+def block_size_for(size: int) -> int:
+    """rdiff-backup's signature block length for a basis of ``size`` bytes (reference §3.5)."""
+    if size < 10240:
+        return 64
+    return (size >> (size.bit_length() // 2 + 4)) << 4
+
+
+def choose_kind(old: os.stat_result | None, new: os.stat_result | None) -> Plan:
+    """Which increment rdiff-backup writes for a path whose state was ``old`` (lstat at T, None
+    if absent) and is now ``new`` (None if deleted), checked in rdiff-backup's order (§3.2).
+
+    ``special`` is a ``.snapshot`` holding a special file of the old kind (never compressed).
+    """
+    if old is None:
+        return "missing"
+    if stat.S_ISDIR(old.st_mode):
+        return "dir"
+    if stat.S_ISREG(old.st_mode):
+        if new is not None and stat.S_ISREG(new.st_mode):
+            return "diff"
+        return "snapshot"
+    return "special"
+
+
+@dataclass(frozen=True)
+class IncrementOptions:
+    """How increments are written.
+
+    ``compression``: gzip regular-file diffs and snapshots (rdiff-backup's ``--compression``).
+    ``no_compression_regexp``: paths it matches (``re.match`` on the full mirror path as
+    bytes) stay uncompressed; ``None`` means rdiff-backup's default list of extensions.
+    ``fsync_each``: fsync every file as it is written (off: call ``IncrementWriter.sync``).
+    ``replace``: overwrite an existing increment of the same name instead of failing.
+    ``gzip_mtime``: the gzip header's MTIME (None: the write time, as rdiff-backup).
+    ``preserve_owner``: chown increments to the old file's owner (default: when root).
+    """
+
+    compression: bool = True
+    no_compression_regexp: str | bytes | None = None
+    fsync_each: bool = False
+    replace: bool = False
+    gzip_mtime: int | None = None
+    preserve_owner: bool | None = None
+
+    def compiled_regexp(self) -> re.Pattern[bytes]:
+        raw = self.no_compression_regexp
+        if raw is None:
+            raw = DEFAULT_NO_COMPRESSION_REGEXP
+        pattern = os.fsencode(raw) if isinstance(raw, str) else raw
+        try:
+            return re.compile(pattern)
+        except re.error as error:
+            raise IncrementError(f"bad --no-compression-regexp {raw!r}: {error}") from None
+
+
+@dataclass(frozen=True)
+class WrittenIncrement:
+    """One increment file now in the repository."""
+
+    path: Path  # on-disk path (quoted names)
+    name: IncrementName  # unquoted base, time, kind, compressed
+    index: tuple[bytes, ...]  # the mirror path it belongs to (unquoted); () is the root
+    size: int  # bytes on disk (lstat)
+    source_bytes: int = 0  # bytes of old content read (diff/snapshot)
+
+
+@dataclass(frozen=True)
+class IncrementJob:
+    """What to increment: mirror path ``index`` whose version at T is the file ``old``.
+
+    ``old``: the old version (usually the mirror copy); None or a missing path means the index
+    did not exist at T. ``new``: the version that replaces it (None: deleted); only its type
+    and, for a diff, its content matter. ``long_name``: the ``AlternateIncrementName`` /
+    ``AlternateMirrorName`` number when the name is too long (increments then go to
+    ``long_filename_data/N.T.*``; see :meth:`IncrementWriter.needs_long_name`).
+    """
+
+    index: tuple[bytes, ...]
+    old: Path | None
+    new: Path | None = None
+    long_name: int | None = None
+
+
+@dataclass(frozen=True)
+class IncrementOutcome:
+    """The result of one job of :meth:`IncrementWriter.write_many`: an increment or an error."""
+
+    job: IncrementJob
+    increment: WrittenIncrement | None = None
+    error: RdbError | None = None
+
+
+class IncrementProgress(Protocol):
+    """What the writer reports; every method must be cheap and thread-safe."""
+
+    def increment_written(self, increment: WrittenIncrement) -> None: ...
+
+
+class NullProgress:
+    """The default progress: reports nowhere."""
+
+    def increment_written(self, increment: WrittenIncrement) -> None:
+        return None
+
+
+def _stat(path: Path | None) -> os.stat_result | None:
+    if path is None:
+        return None
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise SourceError(f"cannot stat: {error.strerror}", path=path) from error
+
+
+def _temp_path(directory: Path) -> Path:
+    return directory / f"{TEMP_PREFIX}{secrets.randbelow(10**12)}"
+
+
+@dataclass
+class _Pending:
+    """Paths written since the last sync."""
+
+    files: set[Path] = field(default_factory=set)
+    dirs: set[Path] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class IncrementWriter:
+    """Writes the increments of one previous session time ``time`` into one repository.
+
+    ``quoting`` is the repository's (``rdb_format.quoting.read_quoting``); time strings use
+    the compatible ``-`` form when ``:`` is quoted or ``compatible`` is set, and the local UTC
+    offset at ``time`` unless ``utc_offset`` is given. Thread-safe: ``write`` may be called
+    from several threads, ``write_many`` runs a pool itself.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        time: int,
+        *,
+        quoting: Quoting = NO_QUOTING,
+        options: IncrementOptions | None = None,
+        compatible: bool = False,
+        utc_offset: int | None = None,
+        progress: IncrementProgress | None = None,
+    ) -> None:
+        self.layout = layout
+        self.time = time
+        self.quoting = quoting
+        self.options = options or IncrementOptions()
+        self._regexp = self.options.compiled_regexp()
+        self._compatible = compatible or quoting.quotes_colon
+        self._utc_offset = utc_offset
+        self._progress: IncrementProgress = progress or NullProgress()
+        self._pending = _Pending()
+        owner = self.options.preserve_owner
+        self._chown = os.geteuid() == 0 if owner is None else owner
+        self._made_dirs: set[Path] = set()
+        self._dirs_lock = threading.Lock()
+
+    # ---- names -------------------------------------------------------------------------
+
+    def mirror_path(self, index: tuple[bytes, ...]) -> Path:
+        """The on-disk mirror path of ``index`` (quoted components)."""
+        parts = [os.fsdecode(p) for p in self.quoting.quote_path(index)]
+        return self.layout.root.joinpath(*parts)
+
+    def compressed_for(self, index: tuple[bytes, ...], plan: Plan) -> bool:
+        """Whether a diff or snapshot of ``index`` is gzipped (§3.3)."""
+        if plan not in ("diff", "snapshot") or not self.options.compression:
+            return False
+        return self._regexp.match(os.fsencode(self.mirror_path(index))) is None
+
+    def increment_name(
+        self,
+        index: tuple[bytes, ...],
+        kind: IncrementKind,
+        compressed: bool,
+        *,
+        long_name: int | None = None,
+    ) -> IncrementName:
+        """The unquoted name (base, time, kind) of ``index``'s increment."""
+        if long_name is not None:
+            base = long_name_base(long_name)
+        else:
+            base = index[-1] if index else INCREMENTS.encode()
+        return IncrementName(base, self.time, kind, compressed)
+
+    def increment_path(
+        self,
+        index: tuple[bytes, ...],
+        kind: IncrementKind,
+        compressed: bool = False,
+        *,
+        long_name: int | None = None,
+    ) -> Path:
+        """Where ``index``'s increment of ``kind`` goes (quoted, §3.1 and §1.6)."""
+        name = self.increment_name(index, kind, compressed, long_name=long_name)
+        raw = self.quoting.quote(
+            name.format(compatible=self._compatible, utc_offset=self._utc_offset)
+        )
+        return self._increment_dir(index, long_name) / os.fsdecode(raw)
+
+    def _increment_dir(self, index: tuple[bytes, ...], long_name: int | None) -> Path:
+        if long_name is not None:
+            return self.layout.long_filename_dir
+        if not index:
+            return self.layout.data_dir
+        parents = [os.fsdecode(p) for p in self.quoting.quote_path(index[:-1])]
+        return self.layout.increments_dir.joinpath(*parents)
+
+    def needs_long_name(self, index: tuple[bytes, ...]) -> bool:
+        """rdiff-backup's test (§1.6): does the quoted name + 50 bytes fit in its directory?"""
+        if not index:
+            return False
+        directory = self._increment_dir(index, None)
+        self._ensure_dir(directory)
+        return not name_fits(directory, self.quoting.quote(index[-1]), margin=LONG_NAME_MARGIN)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._made_dirs:
+            return
+        with self._dirs_lock:
+            if directory in self._made_dirs:
+                return
+            if not directory.is_dir():
+                try:
+                    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                except OSError as error:
+                    raise IncrementError(
+                        f"cannot create increments directory: {error.strerror}", path=directory
+                    ) from error
+                self._note_dir(directory.parent)
+            self._made_dirs.add(directory)
+
+    def ensure_increment_dir(self, index: tuple[bytes, ...]) -> Path:
+        """Create ``increments/<index>/`` (rdiff-backup does for directories, old or new)."""
+        if not index:
+            return self.layout.increments_dir
+        path = self._increment_dir(index, None) / os.fsdecode(self.quoting.quote(index[-1]))
+        self._ensure_dir(path)
+        return path
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def write(
+        self,
+        index: tuple[bytes, ...],
+        old: Path | None,
+        new: Path | None = None,
+        *,
+        long_name: int | None = None,
+        jobs: int | None = None,
+    ) -> WrittenIncrement:
+        """Write the increment of ``index`` whose version at T is ``old``; see IncrementJob.
+
+        ``jobs`` threads hash a large new file's signature (default: every CPU).
+        """
+        old_st = _stat(old)
+        new_st = _stat(new)
+        plan = choose_kind(old_st, new_st)
+        if (plan == "dir" or (new_st is not None and stat.S_ISDIR(new_st.st_mode))) and index:
+            self.ensure_increment_dir(index)
+        if plan == "missing":
+            return self._write_marker(index, "missing", None, long_name)
+        assert old is not None and old_st is not None
+        if plan == "dir":
+            return self._write_marker(index, "dir", old_st, long_name)
+        if plan == "special":
+            return self._write_special(index, old, old_st, long_name)
+        compressed = self.compressed_for(index, plan)
+        kind: IncrementKind = "diff" if plan == "diff" else "snapshot"
+        target = self.increment_path(index, kind, compressed, long_name=long_name)
+        if plan == "diff":
+            assert new is not None and new_st is not None
+
+            def body(out: BinaryIO) -> int:
+                return _write_delta(old, new, new_st.st_size, out, jobs)
+
+        else:
+
+            def body(out: BinaryIO) -> int:
+                return _copy(old, out)
+
+        read = self._write_regular(target, old_st, compressed, body)
+        name = self.increment_name(index, kind, compressed, long_name=long_name)
+        return self._done(target, name, index, read)
+
+    def write_job(self, job: IncrementJob, *, jobs: int | None = 1) -> WrittenIncrement:
+        """:meth:`write` for one :class:`IncrementJob`."""
+        return self.write(job.index, job.old, job.new, long_name=job.long_name, jobs=jobs)
+
+    def write_many(
+        self, jobs: Iterable[IncrementJob], *, workers: int | None = None, window: int = 0
+    ) -> Iterator[IncrementOutcome]:
+        """Write many increments on a thread pool; outcomes come back in input order.
+
+        At most ``window`` jobs (default 4 x workers) are in flight, so memory stays flat for
+        any number of jobs. A job that fails with an expected error (unreadable or vanished
+        file, bad delta) yields an outcome with ``error`` set and the others go on; any other
+        exception propagates.
+        """
+        count = workers or min(32, (os.cpu_count() or 1) + 2)
+        limit = window or count * 4
+        pending: deque[tuple[IncrementJob, Future[WrittenIncrement]]] = deque()
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="rdb-increment") as pool:
+            try:
+                for job in jobs:
+                    pending.append((job, pool.submit(self.write_job, job)))
+                    while len(pending) >= limit:
+                        yield _outcome(*pending.popleft())
+                while pending:
+                    yield _outcome(*pending.popleft())
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
+    def sync(self) -> None:
+        """fsync every file and directory written since the last call (do it before the
+        session marker is committed)."""
+        with self._pending.lock:
+            files = sorted(self._pending.files)
+            dirs = sorted(self._pending.dirs)
+            self._pending.files.clear()
+            self._pending.dirs.clear()
+        for path in files:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                continue  # a symlink or special file: its directory entry is what matters
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        for directory in dirs:
+            with contextlib.suppress(FileNotFoundError):
+                fsync_dir(directory)
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _note(self, path: Path) -> None:
+        with self._pending.lock:
+            self._pending.files.add(path)
+            self._pending.dirs.add(path.parent)
+
+    def _note_dir(self, path: Path) -> None:
+        with self._pending.lock:
+            self._pending.dirs.add(path)
+
+    def _done(
+        self, target: Path, name: IncrementName, index: tuple[bytes, ...], read: int
+    ) -> WrittenIncrement:
+        self._note(target)
+        written = WrittenIncrement(target, name, index, os.lstat(target).st_size, read)
+        self._progress.increment_written(written)
+        return written
+
+    def _check_free(self, target: Path) -> None:
+        if not self.options.replace and os.path.lexists(target):
+            raise IncrementExists(
+                "increment already exists (an unfinished session? regress first)", path=target
+            )
+
+    def _place(self, temp: Path, target: Path) -> None:
+        """Rename the finished temp file into place (never over an existing increment)."""
+        if self.options.replace:
+            os.replace(temp, target)
+            return
+        try:
+            os.link(temp, target, follow_symlinks=False)
+        except FileExistsError:
+            raise IncrementExists(
+                "increment already exists (an unfinished session? regress first)", path=target
+            ) from None
+        except OSError:
+            # No hard links here (some file systems): fall back to a checked rename.
+            self._check_free(target)
+            os.replace(temp, target)
+            return
+        os.unlink(temp)
+
+    def _open_temp(self, directory: Path) -> tuple[int, Path]:
+        self._ensure_dir(directory)
+        for _ in range(100):
+            temp = _temp_path(directory)
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            except OSError as error:
+                raise IncrementError(
+                    f"cannot create a temporary file: {error.strerror}", path=directory
+                ) from error
+            return fd, temp
+        raise IncrementError("cannot create a unique temporary file", path=directory)
+
+    def _write_regular(
+        self,
+        target: Path,
+        old_st: os.stat_result,
+        compressed: bool,
+        body: Callable[[BinaryIO], int],
+    ) -> int:
+        self._check_free(target)
+        fd, temp = self._open_temp(target.parent)
+        try:
+            with os.fdopen(fd, "wb", buffering=CHUNK) as stream:
+                # The gzip header holds the final name without .gz (bytes), as rdiff-backup's.
+                if compressed:
+                    gz = gzip.GzipFile(
+                        filename=os.fsencode(target.name),
+                        mode="wb",
+                        compresslevel=GZIP_LEVEL,
+                        fileobj=stream,
+                        mtime=self.options.gzip_mtime,
+                    )
+                    with gz:
+                        read = body(gz)  # type: ignore[arg-type]
+                else:
+                    read = body(stream)
+                stream.flush()
+                self._copy_attributes(stream.fileno(), old_st)
+                if self.options.fsync_each:
+                    os.fsync(stream.fileno())
+            self._place(temp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        return read
+
+    def _copy_attributes(self, fd: int, old_st: os.stat_result) -> None:
+        """Old file's owner, mode and mtime on the increment (§3.4); fd-based, pre-rename."""
+        if self._chown:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, old_st.st_uid, old_st.st_gid)
+        os.fchmod(fd, stat.S_IMODE(old_st.st_mode))
+        os.utime(fd, ns=(old_st.st_atime_ns, old_st.st_mtime_ns))
+
+    def _write_marker(
+        self,
+        index: tuple[bytes, ...],
+        kind: Literal["missing", "dir"],
+        old_st: os.stat_result | None,
+        long_name: int | None,
+    ) -> WrittenIncrement:
+        target = self.increment_path(index, kind, long_name=long_name)
+        self._check_free(target)
+        fd, temp = self._open_temp(target.parent)
+        try:
+            if old_st is not None:  # .dir: old dir's mode & 0o777, owner and mtime
+                if self._chown:
+                    with contextlib.suppress(OSError):
+                        os.fchown(fd, old_st.st_uid, old_st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(old_st.st_mode) & 0o777)
+                os.utime(fd, ns=(old_st.st_atime_ns, old_st.st_mtime_ns))
+            if self.options.fsync_each:
+                os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            self._place(temp, target)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        name = self.increment_name(index, kind, False, long_name=long_name)
+        return self._done(target, name, index, 0)
+
+    def _write_special(
+        self, index: tuple[bytes, ...], old: Path, old_st: os.stat_result, long_name: int | None
+    ) -> WrittenIncrement:
+        target = self.increment_path(index, "snapshot", long_name=long_name)
+        self._check_free(target)
+        directory = target.parent
+        self._ensure_dir(directory)
+        mode = old_st.st_mode
+        for _ in range(100):
+            temp = _temp_path(directory)
+            try:
+                made = _make_special(old, temp, old_st)
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise IncrementError("cannot create a unique temporary file", path=directory)
+        try:
+            if made:
+                if self._chown:
+                    with contextlib.suppress(OSError):
+                        os.lchown(temp, old_st.st_uid, old_st.st_gid)
+                if not stat.S_ISLNK(mode):  # symlinks have no mode or times of their own
+                    os.chmod(temp, stat.S_IMODE(mode))
+                    if not (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+                        os.utime(temp, ns=(old_st.st_atime_ns, old_st.st_mtime_ns))
+            self._place(temp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        name = self.increment_name(index, "snapshot", False, long_name=long_name)
+        return self._done(target, name, index, 0)
+
+
+def _outcome(job: IncrementJob, future: Future[WrittenIncrement]) -> IncrementOutcome:
+    try:
+        return IncrementOutcome(job, increment=future.result())
+    except RdbError as error:
+        return IncrementOutcome(job, error=error)
+
+
+def _make_special(old: Path, temp: Path, old_st: os.stat_result) -> bool:
+    """Create a special file like ``old`` at ``temp``; an empty regular file if the kind cannot
+    be created (not root, no device support). True if the real kind was made."""
+    mode = old_st.st_mode
+    try:
+        if stat.S_ISLNK(mode):
+            os.symlink(os.readlink(os.fsencode(old)), os.fsencode(temp))
+        elif stat.S_ISFIFO(mode):
+            os.mkfifo(temp, 0o600)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+            os.mknod(temp, stat.S_IFMT(mode) | 0o600, old_st.st_rdev)
+        else:
+            raise OSError(f"unknown file type {stat.S_IFMT(mode):o}")
+    except FileExistsError:
+        raise
+    except OSError:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        return False
+    return True
+
+
+def _chunks(stream: BinaryIO, path: Path) -> Iterator[bytes]:
+    while True:
+        try:
+            data = stream.read(CHUNK)
+        except OSError as error:
+            raise SourceError(f"cannot read: {error.strerror}", path=path) from error
+        if not data:
+            return
+        yield data
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        raise SourceError(f"cannot open: {error.strerror}", path=path) from error
+
+
+def _copy(old: Path, out: BinaryIO) -> int:
+    total = 0
+    with _open(old) as src:
+        for data in _chunks(src, old):
+            out.write(data)
+            total += len(data)
+    return total
+
+
+def _write_delta(old: Path, new: Path, new_size: int, out: BinaryIO, jobs: int | None) -> int:
+    """librsync delta from ``new`` (basis) to ``old``, streamed into ``out``."""
+    sig_buffer = io.BytesIO()
+    try:
+        with _open(new) as basis:
+            signature(
+                basis,
+                sig_buffer,
+                block_len=block_size_for(new_size),
+                strong_len=STRONG_LEN,
+                hash_name="md4",
+                rollsum="rollsum",
+                jobs=jobs,
+                basis_name=os.fsdecode(new),
+            )
+        sig_buffer.seek(0)
+        loaded = load_signature(sig_buffer, name=f"of {os.fsdecode(new)}")
+        del sig_buffer
+        total = 0
+        with _open(old) as src:
+
+            def counted() -> Iterator[bytes]:
+                nonlocal total
+                for data in _chunks(src, old):
+                    total += len(data)
+                    yield data
+
+            for piece in iter_delta(loaded, counted(), what=os.fsdecode(old)):
+                out.write(piece)
+    except RdiffError as error:
+        raise IncrementError(f"delta failed: {error}", path=old) from error
+    return total
