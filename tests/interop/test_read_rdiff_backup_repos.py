@@ -7,8 +7,11 @@ session actually backed up (scanned just before the backup, see conftest.py).
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
+import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,11 +28,12 @@ from tests.interop.conftest import (
     run_rdiff_backup,
 )
 
+from rdb_format.eas_acls import iter_acl_records, iter_ea_records
 from rdb_format.errors import UnfinishedSession
 from rdb_format.exitcodes import ExitCode
 from rdb_format.layout import open_repository
 from rdb_format.metadata import Record, path_key
-from rdb_format.metadata_diff import records_at
+from rdb_format.metadata_diff import find_session_file, records_at
 from rdb_format.repository import RepositoryState, read_state
 
 pytestmark = pytest.mark.interop
@@ -204,6 +208,73 @@ def test_metadata_matches_rdiff_backup_restore(repo: Repo, session: int, tmp_pat
     got = {path_key(r.path): record_facts(r) for r in records}
     want = {index: entry_facts(e) for index, e in restored.items()}
     assert got == want, diff_facts(got, want)
+
+
+# --------------------------------------------------------------------------------------------
+# extended attributes and ACLs (written by rdiff-backup only when its venv has pyxattr/pylibacl)
+
+
+def need_ea_acl_support(repo: Repo) -> None:
+    python = Path(repo.exe).parent / "python"
+    probe = subprocess.run([str(python), "-c", "import xattr, posix1e"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("rdiff-backup's venv lacks pyxattr/pylibacl: it records no EAs or ACLs")
+
+
+def session_file(state: RepositoryState, base: str, when: int) -> Path:
+    found = find_session_file(state.layout.data_dir, base, when, quoting=state.quoting)
+    assert found is not None, f"no {base} file for session {when}"
+    return found
+
+
+def acl_id(tag: str, qualifier: str) -> int:
+    """The numeric id of an ACL entry's qualifier (rdiff-backup writes names when known)."""
+    if not qualifier:
+        return -1
+    if qualifier.isdigit():
+        return int(qualifier)
+    return pwd.getpwnam(qualifier).pw_uid if tag == "user" else grp.getgrnam(qualifier).gr_gid
+
+
+@pytest.mark.parametrize("session", range(SESSIONS), ids=SESSION_IDS)
+def test_extended_attributes_match_the_source(repo: Repo, session: int) -> None:
+    need_ea_acl_support(repo)
+    state = state_of(repo.path)
+    source = repo.sessions[session].source
+    path = session_file(state, "extended_attributes", repo.times[session])
+    got = {}
+    for rec in iter_ea_records(path):
+        user = tuple(sorted((n, v) for n, v in rec.attributes if n.startswith(b"user.")))
+        if user:
+            got[path_key(rec.path)] = user
+    want = {index: e.xattrs for index, e in source.items() if e.xattrs}
+    assert want, "the tree should carry user xattrs"
+    assert got == want
+
+
+@pytest.mark.parametrize("session", range(SESSIONS), ids=SESSION_IDS)
+def test_acls_match_the_source(repo: Repo, session: int) -> None:
+    need_ea_acl_support(repo)
+    if not trees.SETFACL:
+        pytest.skip("no setfacl: the tree has no ACLs")
+    state = state_of(repo.path)
+    source = repo.sessions[session].source
+    path = session_file(state, "access_control_lists", repo.times[session])
+    got = {
+        path_key(rec.path): sorted(
+            (e.tag, acl_id(e.tag, e.qualifier), e.perms, e.default) for e in rec.entries
+        )
+        for rec in iter_acl_records(path)
+    }
+    want = {
+        index: sorted(
+            (tag, -1 if ident is None else ident, perms, dflt) for tag, ident, perms, dflt in acl
+        )
+        for index, e in source.items()
+        if (acl := trees.acl_of(e))
+    }
+    assert want, "the tree should carry ACLs"
+    assert got == want
 
 
 # --------------------------------------------------------------------------------------------

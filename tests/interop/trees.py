@@ -23,9 +23,6 @@ Paths are byte strings throughout; an *index* is a tuple of name components, ``(
 root, sorted exactly like rdiff-backup sorts its metadata records.
 """
 
-# ruff: noqa: PTH101, PTH102, PTH103, PTH108, PTH112, PTH113, PTH114, PTH115, PTH118, PTH208, PTH211
-# (os.* on byte paths throughout: names need not be UTF-8, and pathlib has no bytes paths)
-
 from __future__ import annotations
 
 import contextlib
@@ -245,6 +242,47 @@ def hardlink_groups(snapshot: Snapshot) -> list[tuple[Index, ...]]:
         if entry.type == "reg" and entry.nlink > 1:
             by_inode.setdefault(entry.inode, []).append(index)
     return sorted(tuple(sorted(g)) for g in by_inode.values() if len(g) > 1)
+
+
+_ACL_TAGS = {0x01: "user", 0x02: "user", 0x04: "group", 0x08: "group", 0x10: "mask", 0x20: "other"}
+_ACL_NAMED = (0x02, 0x08)
+
+
+def acl_entries(
+    raw: bytes | None, *, default: bool = False
+) -> list[tuple[str, int | None, str, bool]]:
+    """Decode a ``system.posix_acl_*`` xattr value: (tag, id or None, "rwx"-style, default).
+
+    The Linux format: a little-endian u32 version (2), then (u16 tag, u16 perm, u32 id) entries.
+    """
+    if raw is None:
+        return []
+    if len(raw) < 4 or int.from_bytes(raw[:4], "little") != 2 or (len(raw) - 4) % 8:
+        raise ValueError(f"not a POSIX ACL xattr: {raw!r}")
+    out = []
+    for at in range(4, len(raw), 8):
+        tag = int.from_bytes(raw[at : at + 2], "little")
+        perm = int.from_bytes(raw[at + 2 : at + 4], "little")
+        ident = int.from_bytes(raw[at + 4 : at + 8], "little")
+        text = "".join(c if perm & bit else "-" for c, bit in (("r", 4), ("w", 2), ("x", 1)))
+        out.append((_ACL_TAGS[tag], ident if tag in _ACL_NAMED else None, text, default))
+    return out
+
+
+def acl_of(entry: Entry) -> list[tuple[str, int | None, str, bool]]:
+    """The file's full ACL (the access part from the mode bits when only a default ACL exists);
+    empty when the ACL is trivial (what rdiff-backup does not record)."""
+    if not entry.has_acl:
+        return []
+    access = acl_entries(entry.acl_access)
+    if not access:
+        bits = [(entry.perms >> shift) & 7 for shift in (6, 3, 0)]
+        texts = [
+            "".join(c if b & m else "-" for c, m in (("r", 4), ("w", 2), ("x", 1))) for b in bits
+        ]
+        access = [("user", None, texts[0], False), ("group", None, texts[1], False)]
+        access.append(("other", None, texts[2], False))
+    return access + acl_entries(entry.acl_default, default=True)
 
 
 def render(index: Index) -> bytes:
