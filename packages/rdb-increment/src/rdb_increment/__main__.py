@@ -1,0 +1,5 @@
+"""``python -m rdb_increment``."""
+
+from rdb_increment.cli import main
+
+main()
