@@ -267,6 +267,8 @@ def format_ea_record(record: EARecord) -> bytes:
         if not attr:
             raise ValueError(f"empty attribute name for {_show(record.path)!r}")
         quoted = acl_quote(attr)
+        if quoted.startswith(b"#"):
+            quoted = b"\\043" + quoted[1:]  # a line starting with '#' is a comment
         if value or quoted != attr:
             parts += (quoted, b"=0s", base64.b64encode(value), b"\n")
         else:

@@ -233,21 +233,29 @@ def safe_name(name: str | None) -> str | None:
 # Files
 
 
-def open_data_file(path: PathArg) -> BinaryIO:
-    """Open a repository data file for reading; gunzip it iff its name ends in ``.gz``."""
+def open_data_file(path: PathArg, *, buffered: bool = True) -> BinaryIO:
+    """Open a repository data file for reading; gunzip it iff its name ends in ``.gz``.
+
+    ``buffered`` adds a large read buffer over the gzip stream (fast line iteration); without
+    it, small reads return everything before a truncation point (for crash-tolerant readers).
+    """
     if not os.fspath(path).endswith(".gz"):
         return open(path, "rb")
-    # A C-level line iterator over the gzip stream (GzipFile.readline is a Python call).
     gz = gzip.GzipFile(path, mode="rb")
+    if not buffered:
+        return cast(BinaryIO, gz)
+    # A C-level line iterator over the gzip stream (GzipFile.readline is a Python call).
     return cast(BinaryIO, io.BufferedReader(gz, _READ_BUFFER))
 
 
 @contextlib.contextmanager
-def _opened(source: BinaryIO | PathArg, name: str | None) -> Iterator[tuple[BinaryIO, str]]:
+def _opened(
+    source: BinaryIO | PathArg, name: str | None, *, buffered: bool = True
+) -> Iterator[tuple[BinaryIO, str]]:
     if isinstance(source, (str, os.PathLike)):
         label = name or os.fspath(source)
         try:
-            stream = open_data_file(source)
+            stream = open_data_file(source, buffered=buffered)
         except OSError as error:
             raise CorruptRepository(f"cannot open: {error.strerror}", path=label) from None
         try:

@@ -1,0 +1,247 @@
+"""session_statistics and file_statistics: exact text, tolerant reading, streaming rows."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rdb_format.errors import CorruptRepository, HostilePath
+from rdb_format.statistics import (
+    FileStatRow,
+    SessionStatistics,
+    format_bytes,
+    format_file_stat_row,
+    format_seconds,
+    format_session_statistics,
+    iter_file_statistics,
+    parse_session_statistics,
+    read_session_statistics,
+    write_file_statistics,
+    write_session_statistics,
+)
+
+# Observed on rdiff-backup 2.2.7 with TZ=Europe/Berlin (reference §4.1)
+SESSION_OBSERVED = """\
+StartTime 1795303293.00 (Sun Nov 22 00:21:33 2026)
+EndTime 1795303293.75 (Sun Nov 22 00:21:33 2026)
+ElapsedTime 0.75 (0.75 seconds)
+SourceFiles 25
+SourceFileSize 201114 (196 KB)
+MirrorFiles 24
+MirrorFileSize 201067 (196 KB)
+NewFiles 4
+NewFileSize 18 (18 bytes)
+DeletedFiles 3
+DeletedFileSize 9 (9 bytes)
+ChangedFiles 15
+ChangedSourceSize 201085 (196 KB)
+ChangedMirrorSize 201047 (196 KB)
+IncrementFiles 22
+IncrementFileSize 1320 (1.29 KB)
+TotalDestinationSizeChange 1367 (1.33 KB)
+Errors 0
+"""
+
+# Observed rows (reference §4.2)
+FILE_STATS_OBSERVED = (
+    b"# Format of each line in file statistics file:\n"
+    b"# Filename Changed SourceSize MirrorSize IncrementSize\n"
+    b". 1 0 0 NA\n"
+    b"archive.gz 1 1010 1000 91\n"
+    b"back\\\\slash.txt 0 3 3 NA\n"
+    b"with space.txt 1 3 NA 0\n"
+    b"new\\nline.txt 0 3 3 NA\n"
+    b"dir2file/inner 1 NA 1 62\n"
+)
+
+
+@pytest.fixture
+def berlin() -> Iterator[None]:
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def test_observed_session_statistics_roundtrip(berlin: None) -> None:
+    stats = parse_session_statistics(SESSION_OBSERVED)
+    assert stats.start_time == 1795303293.0
+    assert stats.elapsed_time == 0.75
+    assert stats.source_files == 25
+    assert stats.increment_file_size == 1320
+    assert stats.total_destination_size_change == 1367
+    assert stats.with_total() == stats
+    assert format_session_statistics(stats) == SESSION_OBSERVED
+
+
+def test_session_statistics_without_parentheses_and_with_banner() -> None:
+    text = "--------------[ Session statistics ]--------------\nSourceFiles 3\nErrors 2\n\n"
+    assert parse_session_statistics(text) == SessionStatistics(source_files=3, errors=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("Bogus 1\n", "unknown statistic"),
+        ("SourceFiles\n", "no value"),
+        ("SourceFiles x\n", "bad value"),
+        ("SourceFiles 1.5\n", "bad value"),
+    ],
+)
+def test_bad_session_statistics(text: str, why: str) -> None:
+    with pytest.raises(CorruptRepository) as error:
+        parse_session_statistics(text, name="session_statistics.T.data")
+    assert why in str(error.value)
+    assert "session_statistics.T.data" in str(error.value)
+
+
+def test_session_statistics_file(tmp_path: Path, berlin: None) -> None:
+    path = tmp_path / "session_statistics.2026-11-22T00:21:33+01:00.data"
+    stats = parse_session_statistics(SESSION_OBSERVED)
+    write_session_statistics(path, stats, fsync=False)
+    assert path.read_text() == SESSION_OBSERVED
+    assert read_session_statistics(path) == stats
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (0, "0 bytes"),
+        (1, "1 byte"),
+        (18, "18 bytes"),
+        (1023, "1023 bytes"),
+        (1024, "1.00 KB"),
+        (1320, "1.29 KB"),
+        (1367, "1.33 KB"),
+        (201114, "196 KB"),
+        (10 * 1024 + 512, "10.5 KB"),
+        (5 * 1024**3, "5.00 GB"),
+        (3 * 1024**4, "3.00 TB"),
+        (-1367, "-1.33 KB"),
+        (-1, "-1 byte"),
+    ],
+)
+def test_format_bytes(count: int, text: str) -> None:
+    assert format_bytes(count) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.75, "0.75 seconds"),
+        (0.0, "0.00 seconds"),
+        (1.0, "1 second"),
+        (59.5, "59.50 seconds"),
+        (60.0, "1 minute"),
+        (3723.4, "1 hour 2 minutes 3.40 seconds"),
+        (7200.5, "2 hours"),
+        (7261.0, "2 hours 1 minute 1 second"),
+    ],
+)
+def test_format_seconds(seconds: float, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+# -- file_statistics -------------------------------------------------------------------------
+
+
+def rows(data: bytes, **kw: bool) -> list[FileStatRow]:
+    return list(iter_file_statistics(io.BytesIO(data), name="file_statistics.T.data", **kw))
+
+
+def test_observed_file_statistics() -> None:
+    parsed = rows(FILE_STATS_OBSERVED)
+    assert parsed[0] == FileStatRow(b".", True, 0, 0, None)
+    assert parsed[2] == FileStatRow(b"back\\slash.txt", False, 3, 3, None)
+    assert parsed[3] == FileStatRow(b"with space.txt", True, 3, None, 0)
+    assert parsed[4].path == b"new\nline.txt"
+    assert parsed[5] == FileStatRow(b"dir2file/inner", True, None, 1, 62)
+    out = io.BytesIO()
+    for chunk in (
+        FILE_STATS_OBSERVED.split(b"\n. ")[0] + b"\n",
+        *map(format_file_stat_row, parsed),
+    ):
+        out.write(chunk)
+    assert out.getvalue() == FILE_STATS_OBSERVED
+
+
+def test_null_separated_file_statistics(tmp_path: Path) -> None:
+    parsed = rows(FILE_STATS_OBSERVED)
+    path = write_file_statistics(tmp_path / "file_statistics.X.data", parsed, null_separator=True)
+    raw = gzip.decompress(path.read_bytes())
+    assert raw == FILE_STATS_OBSERVED.replace(b"\n", b"\0")
+    assert list(iter_file_statistics(path)) == parsed
+
+
+def test_file_statistics_files(tmp_path: Path) -> None:
+    parsed = rows(FILE_STATS_OBSERVED)
+    path = write_file_statistics(tmp_path / "file_statistics.X.data", parsed)
+    assert path.name == "file_statistics.X.data.gz"
+    assert gzip.decompress(path.read_bytes()) == FILE_STATS_OBSERVED
+    plain = write_file_statistics(tmp_path / "file_statistics.Y.data", parsed, compress=False)
+    assert plain.read_bytes() == FILE_STATS_OBSERVED
+    assert list(iter_file_statistics(plain)) == parsed
+
+
+def test_truncated_file_statistics(tmp_path: Path) -> None:
+    cut = FILE_STATS_OBSERVED[:-5]
+    with pytest.raises(CorruptRepository, match="truncated"):
+        rows(cut)
+    assert len(rows(cut, allow_truncated=True)) == 5
+    path = tmp_path / "file_statistics.X.data.gz"
+    many = b"".join(b"file%d 1 %d NA %d\n" % (i, i * 7919 % 104729, i) for i in range(2000))
+    path.write_bytes(gzip.compress(FILE_STATS_OBSERVED + many)[:-20])
+    with pytest.raises(CorruptRepository, match="truncated") as error:
+        list(iter_file_statistics(path))
+    assert path.name in str(error.value)
+    assert len(list(iter_file_statistics(path, allow_truncated=True))) > 100
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (b"../etc 1 1 1 1", HostilePath),
+        (b"/abs 1 1 1 1", HostilePath),
+        (b"a 2 1 1 1", CorruptRepository),
+        (b"a 1 x 1 1", CorruptRepository),
+        (b"a 1 1 1", CorruptRepository),
+        (b"a\\t 1 1 1 1", CorruptRepository),
+    ],
+)
+def test_bad_rows(line: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error) as info:
+        rows(FILE_STATS_OBSERVED + line + b"\n")
+    assert "file_statistics.T.data" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+sizes = st.one_of(st.none(), st.integers(0, 2**63))
+names = st.binary(min_size=1, max_size=255).filter(
+    lambda c: b"/" not in c and b"\0" not in c and c not in (b".", b"..")
+)
+
+
+@settings(max_examples=200)
+@given(names, st.booleans(), sizes, sizes, sizes, st.booleans())
+def test_row_roundtrip(
+    name: bytes, changed: bool, a: int | None, b: int | None, c: int | None, null: bool
+) -> None:
+    row = FileStatRow(name, changed, a, b, c)
+    sep = b"\0" if null else b"\n"
+    data = FILE_STATS_OBSERVED.replace(b"\n", sep) + format_file_stat_row(row, sep)
+    assert rows(data)[-1] == row
