@@ -202,6 +202,7 @@ class Interrupted:
     failed_time: int
     previous_time: int
     how: str
+    previous_source: trees.Snapshot  # what the last complete session backed up
 
 
 @pytest.fixture(scope="session")
@@ -217,7 +218,9 @@ def marker_pattern_repo(
     failed = previous + SESSION_STEP
     marker = dst / "rdiff-backup-data" / f"current_mirror.{utc_timestring(failed)}.data"
     marker.write_bytes(b"PID %d\n" % dead_pid())
-    return Interrupted(dst, healthy, failed, previous, "second marker written by hand")
+    return Interrupted(
+        dst, healthy, failed, previous, "second marker written by hand", healthy.sessions[-1].source
+    )
 
 
 @pytest.fixture(scope="session")
@@ -227,6 +230,7 @@ def killed_repo(rdiff_backup: str, tmp_path_factory: pytest.TempPathFactory) -> 
     src, dst = work / "src", work / "repo"
     trees.build_bulk_tree(src, seed=7, files=1500, size=2048)
     first, second = session_times(2)
+    before = trees.scan(src)
     run_rdiff_backup(rdiff_backup, ["--current-time", str(first), "backup", str(src), str(dst)])
     trees.touch_all(src, seed=8)
     data = dst / "rdiff-backup-data"
@@ -253,4 +257,4 @@ def killed_repo(rdiff_backup: str, tmp_path_factory: pytest.TempPathFactory) -> 
         pytest.fail(f"rdiff-backup finished (exit {proc.returncode}) before it could be killed")
     markers = markers_in(data)
     assert len(markers) == 2, markers
-    return Interrupted(dst, None, second, first, "rdiff-backup killed with SIGKILL")
+    return Interrupted(dst, None, second, first, "rdiff-backup killed with SIGKILL", before)

@@ -349,6 +349,11 @@ def _check_unfinished(case: Interrupted) -> None:
     message = str(caught.value)
     assert "\n" not in message
     assert "rdiff-backup-data" in message
+    # the last complete session still reads as what it backed up
+    records = metadata_at(state, case.previous_time)
+    got = {path_key(r.path): record_facts(r) for r in records}
+    want = {index: entry_facts(e) for index, e in case.previous_source.items()}
+    assert got == want, diff_facts(got, want)
 
 
 def test_hand_made_second_marker_is_an_unfinished_session(
