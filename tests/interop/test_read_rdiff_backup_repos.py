@@ -343,6 +343,8 @@ def _check_unfinished(case: Interrupted) -> None:
     assert state.unfinished
     assert state.current_time == case.previous_time
     assert state.failed_time == case.failed_time
+    assert state.sessions[-1] == case.previous_time  # the failed session is not restorable
+    assert case.failed_time not in state.sessions
     with pytest.raises(UnfinishedSession) as caught:
         state.check_finished()
     assert caught.value.exit_code == ExitCode.UNFINISHED
