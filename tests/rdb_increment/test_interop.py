@@ -60,6 +60,8 @@ def make_source(src: Path) -> None:
     (src / "sub" / "keep").write_bytes(b"keep\n")
     (src / "link").symlink_to("a.txt")
     os.mkfifo(src / "fifo")
+    for path in (*src.rglob("*"), src):
+        os.utime(path, (T1 - 500, T1 - 500), follow_symlinks=False)
 
 
 def mutate(src: Path) -> None:
@@ -77,6 +79,9 @@ def mutate(src: Path) -> None:
     (src / "link").symlink_to("elsewhere")
     (src / "fifo").unlink()
     (src / "fifo").write_bytes(b"now a file\n")
+    # rdiff-backup sees a change by size and whole-second mtime: make every change visible.
+    for name in ("a.txt", "big.bin", "archive.gz", "sub/new.txt", "fifo", "sub", "."):
+        os.utime(src / name, (T1 + 500, T1 + 500))
 
 
 @pytest.fixture(scope="module")
