@@ -136,7 +136,7 @@ def main() -> None:
                 sizes = (
                     ", ".join(
                         f"{p.name.split('.')[-2 if p.suffix == '.gz' else -1]}"
-                        f" {p.stat().st_size / 2**20:.1f} MiB"
+                        f" {p.stat().st_size / 2**20:.2f} MiB"
                         for p in sorted(Path(tmp).iterdir())
                     )
                     if which == "write"

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, NamedTuple, cast
 
+from rdb_format.atomic import atomic_writer, write_atomic
 from rdb_format.errors import CorruptRepository, HostilePath
 
 __all__ = [
@@ -612,15 +613,22 @@ def _parse(stream: BinaryIO, label: str) -> Iterator[Record]:
 # Writing
 
 
+_NAME_CACHE: dict[str | None, bytes] = {None: b":"}
+
+
 def _check_name(name: str | None, field: str, path: bytes) -> bytes:
-    if name is None:
-        return b":"
-    if safe_name(name) != name:
+    cached = _NAME_CACHE.get(name)
+    if cached is not None:
+        return cached
+    if name is None or safe_name(name) != name:
         raise ValueError(
             f"{field} {name!r} of {_show(path)!r} is not readable by rdiff-backup "
             "(use safe_name(): non-ASCII, empty or multi-line names must be None)"
         )
-    return name.encode("ascii")
+    encoded = name.encode("ascii")
+    if len(_NAME_CACHE) < 4096:
+        _NAME_CACHE[name] = encoded
+    return encoded
 
 
 def format_record(record: Record) -> bytes:
@@ -684,14 +692,21 @@ def format_record(record: Record) -> bytes:
         )
     if type_ not in ("sym", "dev"):
         parts.append(b"  ModTime %d\n" % _ranged(record.mod_time, -_I64, _I64, "ModTime", path))
+    uid, gid, perms = record.uid, record.gid, record.permissions
+    if uid is None or not 0 <= uid < _U32:
+        uid = _ranged(uid, 0, _U32, "Uid", path)
+    if gid is None or not 0 <= gid < _U32:
+        gid = _ranged(gid, 0, _U32, "Gid", path)
+    if perms is None or not 0 <= perms < 0o10000:
+        perms = _ranged(perms, 0, 0o10000, "Permissions", path)
     parts.append(
         b"  Uid %d\n  Uname %s\n  Gid %d\n  Gname %s\n  Permissions %d\n"
         % (
-            _ranged(record.uid, 0, _U32, "Uid", path),
+            uid,
             _check_name(record.uname, "Uname", path),
-            _ranged(record.gid, 0, _U32, "Gid", path),
+            gid,
             _check_name(record.gname, "Gname", path),
-            _ranged(record.permissions, 0, 0o10000, "Permissions", path),
+            perms,
         )
     )
     if record.alternate_mirror_name is not None:
@@ -784,8 +799,6 @@ def write_data_file(
     comes, the file is ``<path>.gz`` (gzip level 9, FNAME = the plain name); otherwise a plain
     file, which is 0 bytes when nothing was written. Returns the path actually written.
     """
-    from rdb_format.atomic import atomic_writer, write_atomic
-
     plain = Path(path)
     iterator = iter(chunks)
     first = b""
