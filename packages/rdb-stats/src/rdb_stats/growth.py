@@ -99,7 +99,8 @@ def _add_increment(usage: DiskUsage, quoting: Quoting, name: str, size: int, whe
 
 def measure_increments(state: RepositoryState, usage: DiskUsage) -> None:
     """Sum increment files by time: ``increments/**``, ``long_filename_data/*`` and the root
-    ``increments.<T>.dir`` markers (0 bytes each)."""
+    ``increments.<T>.dir`` markers (0 bytes each). ``long_filename_data/<N>`` files hold
+    mirror data of over-long names: they are added to the mirror instead."""
     quoting = state.quoting
     for data_entry in state.entries:
         parsed = data_entry.name
@@ -110,9 +111,16 @@ def measure_increments(state: RepositoryState, usage: DiskUsage) -> None:
     for top in (data_dir / INCREMENTS, data_dir / LONG_FILENAME_DATA):
         if not top.is_dir():
             continue
+        long_names = top.name == LONG_FILENAME_DATA
         for entry in _walk(os.fspath(top), usage.unreadable):
             try:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
+                continue
+            if long_names and entry.name.isdigit():
+                # the mirror data of an over-long name (reference §1.6): part of the mirror
+                usage.mirror_entries += 1
+                if stat.S_ISREG(info.st_mode):
+                    usage.mirror_bytes += info.st_size
                 continue
             _add_increment(usage, quoting, entry.name, info.st_size, entry.path)
