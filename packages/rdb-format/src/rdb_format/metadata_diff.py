@@ -140,7 +140,7 @@ def list_metadata_files(
     """
     base = Path(data_dir)
     found: dict[int, MetadataFile] = {}
-    for raw in os.listdir(os.fsencode(base)):  # noqa: PTH208 - names are bytes
+    for raw in os.listdir(os.fsencode(base)):
         if is_temp_name(raw):
             continue
         name = quoting.unquote(raw, path=base) if quoting is not None else raw
@@ -181,7 +181,7 @@ def find_session_file(
     root = Path(data_dir)
     wanted = base.encode("ascii")
     found: Path | None = None
-    for raw in os.listdir(os.fsencode(root)):  # noqa: PTH208 - names are bytes
+    for raw in os.listdir(os.fsencode(root)):
         if is_temp_name(raw):
             continue
         name = quoting.unquote(raw, path=root) if quoting is not None else raw
