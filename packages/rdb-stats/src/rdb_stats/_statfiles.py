@@ -94,11 +94,15 @@ def read_session_statistics(path: os.PathLike[str] | str) -> SessionFile:
     return result
 
 
-def iter_records(path: os.PathLike[str] | str, separator: bytes, report: Report) -> Iterator[bytes]:
-    """The records of a ``file_statistics`` or ``error_log`` file, separators removed.
+def iter_batches(
+    path: os.PathLike[str] | str, separator: bytes, report: Report
+) -> Iterator[list[bytes]]:
+    """The records of a ``file_statistics`` or ``error_log`` file, in batches, separators
+    removed (batches keep the per-record work in C).
 
-    ``#`` header lines are skipped. A gzip stream that ends early, or a last record without its
-    separator (a file cut while written), is reported once and the records before it are kept.
+    The leading ``#`` header lines are skipped. A gzip stream that ends early, or a last
+    record without its separator (a file cut while written), is reported once and the records
+    before it are kept.
     """
     try:
         stream = open_data_file(path)
@@ -106,26 +110,29 @@ def iter_records(path: os.PathLike[str] | str, separator: bytes, report: Report)
         report(f"cannot open: {error.strerror}")
         return
     with stream:
+        pending = b""
+        header = True
         try:
-            if separator == b"\n":
-                last = b""
-                for line in stream:
-                    if not line.endswith(b"\n"):
-                        last = line
-                        break
-                    if not line.startswith(b"#"):
-                        yield line[:-1]
-                if last:
-                    report("truncated: the last line is incomplete")
-                return
-            pending = b""
             while chunk := stream.read(_CHUNK):
                 records = (pending + chunk).split(separator)
                 pending = records.pop()
-                for record in records:
-                    if not record.startswith(b"#"):
-                        yield record
-            if pending:
-                report("truncated: the last record is incomplete")
+                if header and records:
+                    # the "# Format ..." lines come first (a later "#name" is a file)
+                    skip = 0
+                    while skip < len(records) and records[skip][:1] == b"#":
+                        skip += 1
+                    header = skip == len(records)
+                    if skip:
+                        del records[:skip]
+                yield records
         except STREAM_ERRORS as error:
             report(f"truncated or damaged ({type(error).__name__}: {error})")
+            return
+        if pending:
+            report("truncated: the last record is incomplete")
+
+
+def iter_records(path: os.PathLike[str] | str, separator: bytes, report: Report) -> Iterator[bytes]:
+    """Like :func:`iter_batches`, one record at a time."""
+    for batch in iter_batches(path, separator, report):
+        yield from batch

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,12 @@ from rdb_format.exitcodes import ExitCode
 from rdb_format.layout import ERROR_LOG, FILE_STATISTICS, SESSION_STATISTICS, open_repository
 from rdb_format.repository import read_state
 from rdb_format.timestamps import format_timestring, resolve_time_spec
-from rdb_stats._statfiles import SESSION_FIELDS, iter_records, read_session_statistics
+from rdb_stats._statfiles import (
+    SESSION_FIELDS,
+    iter_batches,
+    iter_records,
+    read_session_statistics,
+)
 from rdb_stats.growth import DiskUsage, measure_increments, measure_mirror
 from rdb_stats.tops import METRICS, Metric, TopAccumulator, TopEntry
 
@@ -240,12 +245,10 @@ def collect(
                 warn(f"session {label}: no {FILE_STATISTICS} file (the top report leaves it out)")
             else:
                 problems: list[str] = []
-                counter = _Counter()
-                bad = tops.add_session(
-                    counter.count(iter_records(fs_path, separator, problems.append)),
+                lines, bad = tops.add_session(
+                    iter_batches(fs_path, separator, problems.append),
                     _cutoff(values, options.minimum_ratio),
                 )
-                lines = counter.n
                 for problem in problems:
                     warn(f"session {label}: {fs_path.name}: {problem}")
                 if bad:
@@ -294,15 +297,3 @@ def collect(
         ),
         warnings=tuple(warnings),
     )
-
-
-class _Counter:
-    """Counts the records passing through an iterator."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def count(self, records: Iterator[bytes]) -> Iterator[bytes]:
-        for record in records:
-            self.n += 1
-            yield record

@@ -22,7 +22,6 @@ from rdb_format.metadata import unquote_path
 Metric = Literal["source_size", "increment_size", "changed_files"]
 METRICS: tuple[Metric, ...] = ("source_size", "increment_size", "changed_files")
 _INDEX = {"changed_files": 0, "source_size": 1, "increment_size": 2}
-_DIGITS = frozenset(b"0123456789")
 
 
 @dataclass(frozen=True)
@@ -32,18 +31,6 @@ class TopEntry:
     path: str
     value: int
     percent: float  # of the whole repository's value of that metric (over the range)
-
-
-class BadLine(ValueError):
-    """A file_statistics line that does not parse."""
-
-
-def _field(value: bytes) -> int:
-    if value == b"NA":
-        return 0
-    if not value or not set(value) <= _DIGITS:
-        raise BadLine(value)
-    return int(value)
 
 
 class TopAccumulator:
@@ -58,87 +45,101 @@ class TopAccumulator:
 
     def add_session(
         self,
-        records: Iterable[bytes],
+        batches: Iterable[list[bytes]],
         cutoff: tuple[float, float, float] | None,
-    ) -> int:
-        """Add one session's file_statistics records; returns the number of bad lines.
+    ) -> tuple[int, int]:
+        """Add one session's file_statistics records; returns (records, bad records).
 
         ``cutoff`` is (changed files, source size, increment size) already multiplied by the
         ratio, from the session's session_statistics. None (no usable session_statistics):
         the cutoff is taken from the file's own totals, and the session's entries are held
         until the end of the file.
         """
-        stack_keys: list[bytes] = [b""]
-        stack_vals: list[list[int]] = [[0, 0, 0]]
-        finished: list[tuple[bytes, list[int]]] = []
-        bad = 0
-        for record in records:
-            parts = record.rsplit(b" ", 4)
-            if len(parts) != 5:
-                bad += 1
-                continue
-            name, changed, source, _mirror, increment = parts
-            try:
-                values = [_field(changed), _field(source), _field(increment)]
-            except BadLine:
-                bad += 1
-                continue
-            if name == b".":
-                stack_vals[0][0] += values[0]
-                stack_vals[0][1] += values[1]
-                stack_vals[0][2] += values[2]
-                continue
-            if b"\\" in name:
+        # The stack of open directories: keys (path + b"/", root b"") and their totals.
+        keys: list[bytes] = [b""]
+        vals: list[list[int]] = [[0, 0, 0]]
+        top = b""
+        held: list[tuple[bytes, list[int]]] = []
+        inf = float("inf")
+        c0, c1, c2 = cutoff if cutoff is not None else (inf, inf, inf)
+        count = bad = 0
+        for batch in batches:
+            count += len(batch)
+            for record in batch:
+                parts = record.rsplit(b" ", 4)
+                if len(parts) != 5:
+                    bad += 1
+                    continue
+                name, changed, source, _mirror, increment = parts
                 try:
-                    name = unquote_path(name)
+                    values = [
+                        int(changed),
+                        0 if source == b"NA" else int(source),
+                        0 if increment == b"NA" else int(increment),
+                    ]
                 except ValueError:
                     bad += 1
                     continue
-            key = name + b"/"
-            while len(stack_keys) > 1 and not key.startswith(stack_keys[-1]):
-                done_key = stack_keys.pop()
-                done = stack_vals.pop()
-                parent = stack_vals[-1]
-                parent[0] += done[0]
-                parent[1] += done[1]
-                parent[2] += done[2]
-                finished.append((done_key, done))
-            stack_keys.append(key)
-            stack_vals.append(values)
-            # Keep memory flat: prune finished entries as we go when the cutoff is known.
-            if cutoff is not None and len(finished) > 4096:
-                self._keep(finished, cutoff)
-                finished.clear()
-        while len(stack_keys) > 1:
-            done_key = stack_keys.pop()
-            done = stack_vals.pop()
-            parent = stack_vals[-1]
+                if name == b".":
+                    root = vals[0]
+                    root[0] += values[0]
+                    root[1] += values[1]
+                    root[2] += values[2]
+                    continue
+                if b"\\" in name:
+                    try:
+                        name = unquote_path(name)
+                    except ValueError:
+                        bad += 1
+                        continue
+                key = name + b"/"
+                while top and not key.startswith(top):
+                    done = vals.pop()
+                    keys.pop()
+                    parent = vals[-1]
+                    parent[0] += done[0]
+                    parent[1] += done[1]
+                    parent[2] += done[2]
+                    if cutoff is None:
+                        held.append((top, done))
+                    elif done[0] >= c0 or done[1] >= c1 or done[2] >= c2:
+                        self._add(top, done)
+                    top = keys[-1]
+                keys.append(key)
+                vals.append(values)
+                top = key
+        while len(keys) > 1:
+            done = vals.pop()
+            done_key = keys.pop()
+            parent = vals[-1]
             parent[0] += done[0]
             parent[1] += done[1]
             parent[2] += done[2]
-            finished.append((done_key, done))
-        root = stack_vals[0]
+            held.append((done_key, done))
+        root = vals[0]
         if cutoff is None:
             cutoff = (root[0] * self.ratio, root[1] * self.ratio, root[2] * self.ratio)
-        finished.append((b"", root))
-        self._keep(finished, cutoff)
+        held.append((b"", root))
+        self._keep(held, cutoff)
         self.cutoff = [c + n for c, n in zip(self.cutoff, cutoff, strict=True)]
         self.sessions += 1
-        return bad
+        return count, bad
+
+    def _add(self, key: bytes, values: list[int]) -> None:
+        total = self.kept.get(key)
+        if total is None:
+            self.kept[key] = values
+        else:
+            total[0] += values[0]
+            total[1] += values[1]
+            total[2] += values[2]
 
     def _keep(self, entries: list[tuple[bytes, list[int]]], cutoff: tuple[float, ...]) -> None:
-        kept = self.kept
         c0, c1, c2 = cutoff
-        for key, (changed, source, increment) in entries:
+        for key, values in entries:
             # rdiff-backup's FileStat >= : important if ANY of the three reaches its cutoff
-            if changed >= c0 or source >= c1 or increment >= c2:
-                total = kept.get(key)
-                if total is None:
-                    kept[key] = [changed, source, increment]
-                else:
-                    total[0] += changed
-                    total[1] += source
-                    total[2] += increment
+            if values[0] >= c0 or values[1] >= c1 or values[2] >= c2:
+                self._add(key, values)
 
     def top(self, metric: Metric) -> list[TopEntry]:
         """Entries at or above the summed cutoff, most specific first kept, largest first."""
