@@ -18,6 +18,7 @@ PACKAGES: dict[str, list[str]] = {
     "rdb-format": [],
     "rdb-increment": ["rdiff", "rdb-format", "rdb-clikit"],
     "rdb-clikit": ["rdb-format"],
+    "rdb-mirror": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit"],
     "rdb-stats": ["rdb-format", "rdb-clikit"],
 }
 TEST_TOOLS = ["pytest", "hypothesis", "pytest-benchmark"]

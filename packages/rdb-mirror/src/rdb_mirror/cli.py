@@ -1,0 +1,217 @@
+"""The ``rdb-mirror`` command: one backup session (or ``--regress`` / ``--check``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from rdb_clikit.console import stderr_console
+from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
+from rdb_clikit.progress import JsonLinesProgress, make_progress
+from rdb_clikit.protocol import Progress
+from rdb_clikit.run import run
+from rdb_format.errors import UsageError
+from rdb_format.exitcodes import ExitCode
+from rdb_format.statistics import format_bytes
+from rdb_format.timestamps import format_timestring
+from rdb_mirror.check import check
+from rdb_mirror.regress import regress
+from rdb_mirror.session import BackupOptions, BackupResult, backup
+
+PROG = "rdb-mirror"
+app = make_app(name=PROG)
+
+NOTES = (
+    "DEST becomes a browsable copy of SRC; DEST/rdiff-backup-data keeps what restores every "
+    "earlier session, in rdiff-backup 2.2's format (rdiff-backup 2.2.7 lists, verifies and "
+    "restores it, and rdb-mirror continues repositories rdiff-backup made). An interrupted "
+    "session is rolled back by the next run, or by --regress. Files that cannot be read are "
+    "listed in rdiff-backup-data/error_log.<time>.data and the exit status is 3."
+)
+
+
+@app.command(
+    epilog=epilog(
+        "rdb-mirror ~/work /backups/work",
+        "rdb-mirror --current-time 1700000000 src repo",
+        "rdb-mirror --json src repo | jq 'select(.summary)'",
+        "rdb-mirror --regress /backups/work",
+        "rdb-mirror --check /backups/work",
+        "rdiff-backup restore --at 2B /backups/work /tmp/work-two-sessions-ago",
+        notes=NOTES,
+    )
+)
+def main_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="SRC DEST for a backup; only DEST with --regress or --check.",
+            show_default=False,
+        ),
+    ],
+    current_time: Annotated[
+        int | None,
+        typer.Option(
+            "--current-time",
+            help="Session time in epoch seconds instead of now (tests, scripted histories).",
+        ),
+    ] = None,
+    do_regress: Annotated[
+        bool,
+        typer.Option("--regress", help="Roll back an interrupted session of DEST, then stop."),
+    ] = False,
+    do_check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Check that DEST's mirror matches its metadata (SHA1s), then stop."
+        ),
+    ] = False,
+    no_compression: Annotated[
+        bool, typer.Option("--no-compression", help="Do not gzip increments and statistics.")
+    ] = False,
+    no_compression_regexp: Annotated[
+        str | None,
+        typer.Option(
+            "--no-compression-regexp",
+            help="Increments of paths matching this regexp stay uncompressed "
+            "(default: rdiff-backup's list of compressed formats).",
+        ),
+    ] = None,
+    no_eas: Annotated[bool, typer.Option("--no-eas", help="Do not keep extended attributes.")] = (
+        False
+    ),
+    no_acls: Annotated[bool, typer.Option("--no-acls", help="Do not keep POSIX ACLs.")] = False,
+    no_file_statistics: Annotated[
+        bool, typer.Option("--no-file-statistics", help="Do not write file_statistics.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Go on although a marker's PID is alive (it is not a backup)."
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Threads for reading and deltas.")
+    ] = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Back up SRC into the repository DEST (created if new or empty): one session."""
+    console = stderr_console(quiet=quiet)
+    progress: Progress = (
+        JsonLinesProgress(sys.stdout) if json_output else make_progress(console, prog=PROG)
+    )
+    if do_regress or do_check:
+        if len(paths) != 1:
+            raise UsageError("--regress and --check take one path: the repository DEST")
+        if do_regress:
+            done = regress(paths[0], progress, force=force)
+            summary: dict[str, object] = {"regressed": done is not None}
+            if done is not None:
+                summary.update(
+                    failed_time=done.failed_time,
+                    restored_time=done.restored_time,
+                    rebuilt=done.rebuilt,
+                    recreated=done.recreated,
+                    deleted=done.deleted,
+                    increments_removed=done.increments_removed,
+                )
+                text = (
+                    f"regressed the unfinished session {format_timestring(done.failed_time)}; "
+                    f"the repository is back at {format_timestring(done.restored_time)}"
+                )
+            else:
+                text = "nothing to regress: the last session finished"
+            _say(console, json_output, quiet, summary, text)
+            return int(ExitCode.OK)
+        result = check(paths[0], progress)
+        ok = not result.problems
+        for problem in result.problems[:50]:
+            progress.warning(problem)
+        _say(
+            console,
+            json_output,
+            quiet,
+            {"time": result.time, "entries": result.entries, "problems": result.problems},
+            f"checked {result.entries} entries of the session {format_timestring(result.time)}: "
+            + ("all match" if ok else f"{len(result.problems)} problems"),
+        )
+        return int(ExitCode.OK if ok else ExitCode.CORRUPT)
+    if len(paths) != 2:
+        raise UsageError("give SRC and DEST (or --regress DEST / --check DEST)")
+    options = BackupOptions(
+        current_time=current_time,
+        compression=not no_compression,
+        no_compression_regexp=no_compression_regexp,
+        file_statistics=not no_file_statistics,
+        eas=not no_eas,
+        acls=not no_acls,
+        workers=workers,
+        force=force,
+    )
+    result_ = backup(paths[0], paths[1], options, progress)
+    _say(console, json_output, quiet, _summary(result_), _text(result_))
+    return int(ExitCode.WARNINGS if result_.errors else ExitCode.OK)
+
+
+def _summary(result: BackupResult) -> dict[str, object]:
+    s = result.statistics
+    return {
+        "source": str(result.source),
+        "destination": str(result.destination),
+        "time": result.time,
+        "time_string": format_timestring(result.time),
+        "previous_time": result.previous_time,
+        "new_repository": result.new_repository,
+        "regressed": result.regressed is not None,
+        "source_files": s.source_files,
+        "source_file_size": s.source_file_size,
+        "new_files": s.new_files,
+        "changed_files": s.changed_files,
+        "deleted_files": s.deleted_files,
+        "increment_files": s.increment_files,
+        "increment_file_size": s.increment_file_size,
+        "bytes_read": result.bytes_read,
+        "elapsed": round(s.elapsed_time, 3),
+        "warnings": result.errors,
+    }
+
+
+def _text(result: BackupResult) -> str:
+    s = result.statistics
+    kind = "first backup" if result.previous_time is None else "backup"
+    lines = [
+        f"{kind} {format_timestring(result.time)} of {result.source} into {result.destination}: "
+        f"{s.source_files} entries ({format_bytes(s.source_file_size)}), "
+        f"{s.new_files} new, {s.changed_files} changed, {s.deleted_files} deleted; "
+        f"{s.increment_files} increments ({format_bytes(s.increment_file_size)}); "
+        f"{s.elapsed_time:.2f} s"
+    ]
+    if result.regressed is not None:
+        lines.append(
+            f"the unfinished session {format_timestring(result.regressed.failed_time)} "
+            "was rolled back first"
+        )
+    if result.errors:
+        lines.append(
+            f"{len(result.errors)} files could not be backed up; see error_log.*.data "
+            "(exit status 3)"
+        )
+    return "\n".join(lines)
+
+
+def _say(
+    console: object, json_output: bool, quiet: bool, summary: dict[str, object], text: str
+) -> None:
+    if json_output:
+        print(json.dumps({"summary": summary}), flush=True)
+    elif not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def main() -> NoReturn:
+    sys.exit(run(app, prog=PROG))

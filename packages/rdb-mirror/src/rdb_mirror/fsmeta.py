@@ -1,0 +1,279 @@
+"""File-system metadata: stat → metadata record, extended attributes, ACLs, and applying them.
+
+Shared by the source side (reading) and the repository side and regress (writing). ACLs use
+pylibacl (``posix1e``) when it is installed; extended attributes use the ``os`` xattr calls.
+What a file system supports is probed at run time (:func:`probe`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import os
+import pwd
+import stat
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from rdb_format.eas_acls import ACLEntry, is_trivial_acl, parse_acl_entry
+from rdb_format.metadata import FileType, Record, safe_name
+
+posix1e: Any
+try:  # pragma: no cover - depends on the machine
+    import posix1e as _posix1e
+
+    posix1e = _posix1e
+except ImportError:  # pragma: no cover
+    posix1e = None
+
+Index = tuple[bytes, ...]
+EAs = tuple[tuple[bytes, bytes], ...]
+
+IS_ROOT = os.geteuid() == 0
+_UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+def render(index: Index) -> bytes:
+    """The metadata path of an index: components joined by ``/``, ``.`` for the root."""
+    return b"/".join(index) if index else b"."
+
+
+def file_type(mode: int) -> FileType | None:
+    """rdiff-backup's type name of a mode, None for an unknown kind."""
+    if stat.S_ISREG(mode):
+        return "reg"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "sym"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "sock"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "dev"
+    return None
+
+
+class Names:
+    """uid → user name and gid → group name, cached; None when unknown or unreadable."""
+
+    def __init__(self) -> None:
+        self._users: dict[int, str | None] = {}
+        self._groups: dict[int, str | None] = {}
+        self._lock = threading.Lock()
+
+    def user(self, uid: int) -> str | None:
+        with self._lock:
+            if uid not in self._users:
+                try:
+                    self._users[uid] = safe_name(pwd.getpwuid(uid).pw_name)
+                except KeyError:
+                    self._users[uid] = None
+            return self._users[uid]
+
+    def group(self, gid: int) -> str | None:
+        with self._lock:
+            if gid not in self._groups:
+                try:
+                    self._groups[gid] = safe_name(grp.getgrgid(gid).gr_name)
+                except KeyError:
+                    self._groups[gid] = None
+            return self._groups[gid]
+
+
+def record_from_stat(
+    index: Index, st: os.stat_result, names: Names, link_target: bytes | None = None
+) -> Record | None:
+    """The metadata record of an entry (no SHA1 yet); None for an unknown file type."""
+    kind = file_type(st.st_mode)
+    if kind is None:
+        return None
+    fields: dict[str, Any] = {
+        "uid": st.st_uid,
+        "uname": names.user(st.st_uid),
+        "gid": st.st_gid,
+        "gname": names.group(st.st_gid),
+        "permissions": stat.S_IMODE(st.st_mode),
+    }
+    if kind not in ("sym", "dev"):
+        fields["mod_time"] = st.st_mtime_ns // 1_000_000_000
+    if kind == "reg":
+        fields["size"] = st.st_size
+        if st.st_nlink > 1:
+            fields.update(num_hard_links=st.st_nlink, inode=st.st_ino, device_loc=st.st_dev)
+    elif kind == "sym":
+        fields["sym_data"] = link_target
+    elif kind == "dev":
+        device = "c" if stat.S_ISCHR(st.st_mode) else "b"
+        fields["device_num"] = (device, os.major(st.st_rdev), os.minor(st.st_rdev))
+    return Record(render(index), kind, **fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# capabilities
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a file system (and this process) supports."""
+
+    eas: bool
+    acls: bool
+    ownership: bool = IS_ROOT
+    devices: bool = IS_ROOT
+
+
+def probe(directory: bytes | str) -> Capabilities:
+    """Ask ``directory``'s file system whether it keeps extended attributes and ACLs."""
+    path = os.fsencode(directory)
+    eas = True
+    try:
+        os.listxattr(path)
+    except OSError as error:
+        if error.errno in _UNSUPPORTED:
+            eas = False
+    acls = posix1e is not None
+    if acls:
+        try:
+            posix1e.ACL(file=path)
+        except OSError:
+            acls = False
+        except Exception:
+            acls = False
+    return Capabilities(eas=eas, acls=acls)
+
+
+# ---------------------------------------------------------------------------------------------
+# extended attributes
+
+
+def _keep_ea(name: str) -> bool:
+    if name.startswith("system."):
+        return False  # ACLs (kept separately) and file-system internals
+    return IS_ROOT or name.startswith("user.")
+
+
+def read_eas(path: bytes) -> EAs:
+    """The extended attributes of ``path`` (not following symlinks), sorted by name."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as error:
+        if error.errno in _UNSUPPORTED or error.errno == errno.EPERM:
+            return ()
+        raise
+    out: list[tuple[bytes, bytes]] = []
+    for name in names:
+        if not _keep_ea(name):
+            continue
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as error:
+            if error.errno in (errno.ENODATA, *_UNSUPPORTED):
+                continue
+            raise
+        out.append((os.fsencode(name), value))
+    out.sort()
+    return tuple(out)
+
+
+def apply_eas(path: bytes, wanted: EAs) -> None:
+    """Make ``path``'s extended attributes exactly ``wanted`` (symlinks: user EAs impossible)."""
+    current = dict(read_eas(path))
+    target = dict(wanted)
+    for name in current:
+        if name not in target:
+            with contextlib.suppress(OSError):
+                os.removexattr(path, name, follow_symlinks=False)
+    for name, value in target.items():
+        if current.get(name) != value:
+            os.setxattr(path, name, value, follow_symlinks=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# ACLs
+
+
+def _parse_text(raw: bytes | str, default: bool) -> list[ACLEntry]:
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+    entries: list[ACLEntry] = []
+    for line in text.splitlines():
+        line = line.partition("#")[0].strip()
+        if line:
+            entry = parse_acl_entry(line)
+            if default and not entry.default:
+                entry = ACLEntry(entry.tag, entry.qualifier, entry.perms, True)
+            entries.append(entry)
+    return entries
+
+
+def read_acl(path: bytes, is_dir: bool) -> tuple[ACLEntry, ...]:
+    """The non-trivial ACL of ``path`` (access entries, then default ones), else ``()``."""
+    if posix1e is None:
+        return ()
+    try:
+        if not posix1e.has_extended(path):
+            return ()
+        entries = _parse_text(posix1e.ACL(file=path).to_any_text(), False)
+        if is_dir:
+            entries += _parse_text(posix1e.ACL(filedef=path).to_any_text(), True)
+    except OSError as error:
+        if error.errno in _UNSUPPORTED:
+            return ()
+        raise
+    if is_trivial_acl(entries):
+        return ()
+    return tuple(entries)
+
+
+def _acl_text(entries: list[ACLEntry]) -> str:
+    return "\n".join(f"{e.tag}:{e.qualifier}:{e.perms}" for e in entries) + "\n"
+
+
+def apply_acl(path: bytes, entries: tuple[ACLEntry, ...], mode: int, is_dir: bool) -> None:
+    """Give ``path`` the ACL ``entries`` (``()``: the trivial ACL of ``mode``)."""
+    if posix1e is None:
+        return
+    access = [e for e in entries if not e.default]
+    default = [e for e in entries if e.default]
+    if access:
+        posix1e.ACL(text=_acl_text(access)).applyto(path)
+    elif posix1e.has_extended(path):
+        posix1e.ACL(mode=stat.S_IMODE(mode) & 0o777).applyto(path)
+    if is_dir:
+        if default:
+            posix1e.ACL(text=_acl_text(default)).applyto(path, posix1e.ACL_TYPE_DEFAULT)
+        else:
+            with contextlib.suppress(OSError):
+                posix1e.delete_default(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# owner, mode, times
+
+
+def apply_attributes(
+    path: bytes,
+    record: Record,
+    *,
+    ownership: bool,
+    mtime_ns: int | None = None,
+    atime_ns: int | None = None,
+) -> None:
+    """Owner (when allowed), permissions and mtime of ``record`` on ``path`` (no symlink follow).
+
+    Symlinks only get their owner. The mtime is ``mtime_ns`` when given (full precision),
+    else the record's whole seconds.
+    """
+    if ownership and record.uid is not None and record.gid is not None:
+        with contextlib.suppress(OSError):
+            os.lchown(path, record.uid, record.gid)
+    if record.type == "sym":
+        return
+    if record.permissions is not None:
+        os.chmod(path, record.permissions)
+    if record.mod_time is not None or mtime_ns is not None:
+        mtime = mtime_ns if mtime_ns is not None else (record.mod_time or 0) * 1_000_000_000
+        os.utime(path, ns=(atime_ns if atime_ns is not None else mtime, mtime))

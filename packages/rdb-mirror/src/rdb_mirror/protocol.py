@@ -1,0 +1,173 @@
+"""The messages between the two halves of a backup, and the channel that carries them.
+
+The *source side* walks the source tree, stats every entry and reads (and hashes) the files
+the repository side asks for. The *repository side* owns the repository: it compares each
+entry with the stored metadata, writes increments and the mirror, and the session's files.
+They share nothing but two streams of these plain dataclasses:
+
+source → repository (:data:`SourceMessage`)
+    :class:`Entry` for every selected entry, in metadata order (depth first, siblings sorted
+    bytewise); :class:`Problem` for an entry the walk could not read; :class:`Chunk` ...
+    :class:`ContentEnd` (or :class:`ContentFailed`) answering a :class:`ContentRequest`; and
+    one :class:`WalkDone` after the last entry.
+
+repository → source (:data:`RepositoryMessage`)
+    :class:`ContentRequest` for every regular file whose content it needs (new or changed
+    by stat); :class:`Credit` granting the walk room for more entries (flow control: the
+    walk never runs more than a window ahead); :class:`Finish` when it needs nothing more.
+
+Nothing waits for a reply per file: requests are sent as entries arrive, the source side
+answers them on a worker pool while its walk goes on, and answers carry the request number.
+In process the channels are queues (:class:`QueueChannel`); a remote transport replaces them
+with a pipe that pickles nothing but these dataclasses (all fields are bytes, ints, strings
+and tuples of them, plus :class:`rdb_format.metadata.Record`, a NamedTuple of the same).
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from rdb_format.eas_acls import ACLEntry
+from rdb_format.metadata import Record
+
+__all__ = [
+    "Channel",
+    "Chunk",
+    "ContentEnd",
+    "ContentFailed",
+    "ContentRequest",
+    "Credit",
+    "Entry",
+    "Finish",
+    "Index",
+    "Problem",
+    "QueueChannel",
+    "RepositoryMessage",
+    "SourceMessage",
+    "StatKey",
+    "WalkDone",
+]
+
+Index = tuple[bytes, ...]
+
+#: (size, mtime_ns, ctime_ns, inode): what must not change while a file is read.
+StatKey = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One selected source entry, as its metadata record says (without the SHA1).
+
+    ``eas`` and ``acl`` are None when the source does not support (or the session does not
+    keep) extended attributes / ACLs; ``()`` when the entry has none (or a trivial ACL).
+    ``unlisted`` marks a directory whose contents could not be listed: the repository keeps
+    what it had below it. ``mtime_ns``/``atime_ns`` give full precision for the mirror copy.
+    """
+
+    index: Index
+    record: Record
+    stat_key: StatKey
+    mtime_ns: int
+    atime_ns: int
+    eas: tuple[tuple[bytes, bytes], ...] | None = None
+    acl: tuple[ACLEntry, ...] | None = None
+    unlisted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An entry the walk could not stat or list; ``kind`` is the error_log type."""
+
+    index: Index
+    kind: str  # ListError, UpdateError, SpecialFileError
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalkDone:
+    """The walk is over; ``entries`` were sent. ``error`` says why it stopped early (then the
+    repository side must not commit the session: unsent entries would look deleted)."""
+
+    entries: int
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of the content answering request ``request`` (in order)."""
+
+    request: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ContentEnd:
+    """The content of request ``request`` is complete: ``size`` bytes with this SHA1."""
+
+    request: int
+    size: int
+    sha1: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContentFailed:
+    """Request ``request`` cannot be answered (vanished, unreadable, changed while read)."""
+
+    request: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRequest:
+    """Send the content of ``index`` if it still has ``stat_key`` (else fail the request)."""
+
+    request: int
+    index: Index
+    stat_key: StatKey
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """The repository side has processed ``entries`` more entries: the walk may go on."""
+
+    entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The repository side needs nothing more: the source side may stop."""
+
+
+SourceMessage = Entry | Problem | WalkDone | Chunk | ContentEnd | ContentFailed
+RepositoryMessage = ContentRequest | Credit | Finish
+
+T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Sender(Protocol[T_contra]):
+    def send(self, message: T_contra) -> None: ...
+
+
+class Receiver(Protocol[T_co]):
+    def receive(self) -> T_co: ...
+
+
+class Channel(Sender[T], Receiver[T], Protocol[T]):
+    """One direction of the conversation: ``send`` (may block when full) and ``receive``."""
+
+
+class QueueChannel(Generic[T]):
+    """The in-process channel: a thread-safe queue, bounded to keep memory flat."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        self._queue: queue.Queue[T] = queue.Queue(maxsize)
+
+    def send(self, message: T) -> None:
+        self._queue.put(message)
+
+    def receive(self) -> T:
+        return self._queue.get()

@@ -1,0 +1,1145 @@
+"""The repository side of a backup: compare, increment, mirror, and record the session.
+
+:class:`RepositorySide` consumes the source side's messages (:mod:`rdb_mirror.protocol`) in
+metadata order, merges them with the previous session's metadata (and EA/ACL records), and
+for every entry decides:
+
+- unchanged (same record by stat, same EAs/ACL): nothing is read or written; the record
+  (with its stored SHA1) goes to the new snapshot;
+- a regular file that is new or whose data changed (type, size, mtime, hard-link identity):
+  its content is *requested* at once (no waiting), staged under a temp name as it arrives,
+  and, when the entry's turn comes, a pool job writes the reverse increment, then gives the
+  staged file its attributes and renames it over the mirror copy;
+- anything else (deleted, type changed, special files, directories, attribute-only
+  changes): handled in order on this thread, always increment first, mirror second.
+
+Entries are processed in order, with up to a window of them waiting for their content, so
+reading (source pool), delta/compression (increment pool) and walking overlap. Directory
+attributes are set last, deepest first. A failure on one file is logged (``error_log``) and
+that file keeps its previous state, increment and record included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Generic, TypeVar
+
+from rdb_clikit.protocol import Progress
+from rdb_format.eas_acls import ACLEntry, ACLRecord, EARecord
+from rdb_format.errors import RdbError
+from rdb_format.layout import Layout
+from rdb_format.metadata import Record, path_key
+from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, allocate_long_name, name_max
+from rdb_format.statistics import FileStatRow
+from rdb_increment.writer import IncrementWriter, WrittenIncrement
+from rdb_mirror import testhooks
+from rdb_mirror.datafiles import AclFile, EaFile, ErrorLog, FileStatistics, MetadataFile, temp_path
+from rdb_mirror.fsmeta import (
+    Capabilities,
+    EAs,
+    Index,
+    apply_acl,
+    apply_attributes,
+    apply_eas,
+    render,
+)
+from rdb_mirror.protocol import (
+    Chunk,
+    ContentEnd,
+    ContentFailed,
+    ContentRequest,
+    Credit,
+    Entry,
+    Finish,
+    Problem,
+    Receiver,
+    RepositoryMessage,
+    Sender,
+    SourceMessage,
+    WalkDone,
+)
+
+__all__ = ["Counters", "OldState", "RepositorySide"]
+
+T = TypeVar("T")
+
+
+class _Peek(Generic[T]):
+    """A sorted iterator read up to a key."""
+
+    def __init__(self, items: Iterator[T] | None, key: Callable[[T], Index]) -> None:
+        self._items = items
+        self._key = key
+        self._next: T | None = None
+        self._done = items is None
+        self._advance()
+
+    def _advance(self) -> None:
+        self._next = None
+        if not self._done and self._items is not None:
+            try:
+                self._next = next(self._items)
+            except StopIteration:
+                self._done = True
+
+    def before(self, key: Index | None) -> Iterator[T]:
+        """Items with a key below ``key`` (all remaining ones for None)."""
+        while self._next is not None and (key is None or self._key(self._next) < key):
+            item = self._next
+            self._advance()
+            yield item
+
+    def take(self, key: Index) -> T | None:
+        """The item at exactly ``key`` (skipping smaller ones), if any."""
+        for _ in self.before(key):
+            pass
+        if self._next is not None and self._key(self._next) == key:
+            item = self._next
+            self._advance()
+            return item
+        return None
+
+
+@dataclass
+class OldState:
+    """The previous session: its time and streams of its records (None: a first backup)."""
+
+    time: int
+    records: Iterator[Record]
+    eas: Iterator[EARecord] | None = None
+    acls: Iterator[ACLRecord] | None = None
+
+
+@dataclass
+class Counters:
+    """The numbers of session_statistics (filled as entries are processed)."""
+
+    source_files: int = 0
+    source_file_size: int = 0
+    mirror_files: int = 0
+    mirror_file_size: int = 0
+    new_files: int = 0
+    new_file_size: int = 0
+    deleted_files: int = 0
+    deleted_file_size: int = 0
+    changed_files: int = 0
+    changed_source_size: int = 0
+    changed_mirror_size: int = 0
+    increment_files: int = 0
+    increment_file_size: int = 0
+    errors: int = 0
+    bytes_read: int = 0
+
+
+@dataclass
+class _Item:
+    index: Index
+    entry: Entry | None
+    old: Record | None
+    old_eas: EAs = ()
+    old_acl: tuple[ACLEntry, ...] = ()
+    keep: bool = False
+    request: int | None = None
+    staged: Path | None = None
+    stream: BinaryIO | None = None
+    state: str = "none"  # none, waiting, ready, failed
+    sha1: str | None = None
+    failure: str | None = None
+    secondary: bool = False  # a hard link to an earlier entry of this session
+
+
+@dataclass
+class _Group:
+    """A hard-link group of this session: its first entry's mirror copy."""
+
+    primary: Index
+    mirror: Path | None = None
+    job: Future[_Emit] | None = None
+    ok: bool = True
+    seen: int = 0
+    nlink: int = 0
+
+
+@dataclass
+class _Emit:
+    """What an entry contributes to the session's files, in order."""
+
+    index: Index
+    record: Record | None
+    eas: EAs = ()
+    acl: tuple[ACLEntry, ...] = ()
+    changed: bool = False
+    source_size: int | None = None
+    mirror_size: int | None = None
+    increments: list[WrittenIncrement] = field(default_factory=list)
+    kind: str = "unchanged"  # unchanged, new, deleted, changed, failed, kept
+    error: tuple[str, str] | None = None  # (error_log type, message)
+
+
+def _size_of(record: Record | None) -> int | None:
+    if record is None:
+        return None
+    return record.size or 0 if record.type == "reg" else 0
+
+
+def _identity(record: Record) -> tuple[int | None, int | None, int | None]:
+    if record.has_hard_link_triple:
+        return (record.num_hard_links, record.inode, record.device_loc)
+    return (None, None, None)
+
+
+def _data_changed(old: Record, new: Record) -> bool:
+    """Whether the mirror copy's data must be replaced (stat only)."""
+    if old.type != new.type:
+        return True
+    if new.type == "reg":
+        return (
+            old.size != new.size or old.mod_time != new.mod_time or _identity(old) != _identity(new)
+        )
+    if new.type == "sym":
+        return old.sym_data != new.sym_data
+    if new.type == "dev":
+        return old.device_num != new.device_num
+    return False
+
+
+class RepositorySide:
+    """One session's repository half. Use :meth:`run` once."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        quoting: Quoting,
+        *,
+        old: OldState | None,
+        writer: IncrementWriter | None,
+        metadata: MetadataFile,
+        ea_file: EaFile | None,
+        acl_file: AclFile | None,
+        file_stats: FileStatistics | None,
+        errors: ErrorLog,
+        capabilities: Capabilities,
+        progress: Progress,
+        workers: int = 4,
+        window: int = 4096,
+    ) -> None:
+        self.layout = layout
+        self.quoting = quoting
+        self.old = old
+        self.writer = writer
+        self.metadata = metadata
+        self.ea_file = ea_file
+        self.acl_file = acl_file
+        self.file_stats = file_stats
+        self.errors = errors
+        self.caps = capabilities
+        self.progress = progress
+        self.window = window
+        self.counters = Counters()
+        self._old_records = _Peek(old.records if old else None, lambda r: path_key(r.path))
+        self._old_eas = _Peek(old.eas if old else None, lambda r: path_key(r.path))
+        self._old_acls = _Peek(old.acls if old else None, lambda r: path_key(r.path))
+        self._pending: deque[_Item] = deque()
+        self._requests: dict[int, _Item] = {}
+        self._next_request = 0
+        self._outputs: deque[_Emit | Future[_Emit]] = deque()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rdb-mirror")
+        self._groups: dict[tuple[int, int], _Group] = {}
+        self._unlisted: list[Index] = []
+        self._old_dirs: list[Index] = []  # directories at the previous session on the path
+        self._marked: set[Index] = set()
+        self._deferred: list[tuple[Index, Callable[[], None]]] = []
+        self._dirs: dict[
+            Index, tuple[Record, int | None, int | None, EAs | None, tuple[ACLEntry, ...] | None]
+        ] = {}
+        self._touched: set[Index] = set()
+        self._dirs_changed: set[Index] = set()
+        self._credit = 0
+        self._name_max: int | None = None
+        self.walk_error: str | None = None
+
+    # ---- paths ---------------------------------------------------------------------------
+
+    def mirror_path(self, index: Index, record: Record | None = None) -> Path:
+        if record is not None and record.alternate_mirror_name is not None:
+            return self.layout.long_filename_dir / str(record.alternate_mirror_name)
+        parts = [os.fsdecode(p) for p in self.quoting.quote_path(index)]
+        return self.layout.root.joinpath(*parts)
+
+    def _bpath(self, index: Index, record: Record | None = None) -> bytes:
+        return os.fsencode(self.mirror_path(index, record))
+
+    # ---- the main loop -------------------------------------------------------------------
+
+    def run(self, inbox: Receiver[SourceMessage], out: Sender[RepositoryMessage]) -> None:
+        """Consume the source side's messages until the walk is done and all is written."""
+        walk_done = False
+        try:
+            while not (walk_done and not self._pending):
+                message = inbox.receive()
+                if isinstance(message, Entry):
+                    self._arrive(message, out)
+                elif isinstance(message, Chunk):
+                    self._chunk(message)
+                elif isinstance(message, ContentEnd):
+                    self._content_end(message)
+                elif isinstance(message, ContentFailed):
+                    self._content_failed(message)
+                elif isinstance(message, Problem):
+                    self._log(message.kind, message.index, message.message)
+                elif isinstance(message, WalkDone):
+                    walk_done = True
+                    if message.error is not None:
+                        self.walk_error = message.error
+                        raise RdbError(f"the walk of the source failed: {message.error}")
+                    self._old_only(None)
+                self._advance(out)
+            out.send(Finish())
+            self._end_subtrees(None)
+            self._drain(block=True)
+            self._fix_directories()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            for item in self._requests.values():
+                self._discard(item)
+
+    def _advance(self, out: Sender[RepositoryMessage]) -> None:
+        while self._pending and self._pending[0].state not in ("waiting",):
+            item = self._pending.popleft()
+            if item.entry is not None:
+                self._credit += 1
+            self._process(item)
+            self.progress.advance(1)
+            testhooks.file_done()
+        if self._credit >= 256:
+            out.send(Credit(self._credit))
+            self._credit = 0
+        self._drain(block=len(self._outputs) > 4 * self.window)
+
+    # ---- arrival: merge with the old state, ask for content ----------------------------
+
+    def _old_only(self, key: Index | None) -> None:
+        for record in self._old_records.before(key):
+            index = path_key(record.path)
+            keep = any(index[: len(p)] == p for p in self._unlisted)
+            eas = self._old_eas.take(index)
+            acls = self._old_acls.take(index)
+            self._pending.append(
+                _Item(
+                    index,
+                    None,
+                    record,
+                    eas.attributes if eas else (),
+                    acls.entries if acls else (),
+                    keep=keep,
+                )
+            )
+
+    def _arrive(self, entry: Entry, out: Sender[RepositoryMessage]) -> None:
+        index = entry.index
+        self._old_only(index)
+        old = self._old_records.take(index)
+        old_eas = self._old_eas.take(index)
+        old_acl = self._old_acls.take(index)
+        item = _Item(
+            index,
+            entry,
+            old,
+            old_eas.attributes if old_eas else (),
+            old_acl.entries if old_acl else (),
+        )
+        if entry.unlisted:
+            self._unlisted.append(index)
+        new = entry.record
+        if new.type == "reg":
+            need = old is None or _data_changed(old, new) or old.sha1_digest is None
+            if new.has_hard_link_triple:
+                assert new.device_loc is not None and new.inode is not None
+                key = (new.device_loc, new.inode)
+                group = self._groups.get(key)
+                if group is not None:
+                    item.secondary = True
+                    need = False
+                else:
+                    group = self._groups[key] = _Group(index, nlink=new.num_hard_links or 0)
+            if need:
+                self._request(item, out)
+        self._pending.append(item)
+
+    def _request(self, item: _Item, out: Sender[RepositoryMessage]) -> None:
+        assert item.entry is not None
+        number = self._next_request
+        self._next_request += 1
+        item.request = number
+        item.state = "waiting"
+        self._requests[number] = item
+        out.send(ContentRequest(number, item.index, item.entry.stat_key))
+
+    def _chunk(self, message: Chunk) -> None:
+        item = self._requests[message.request]
+        if item.stream is None:
+            item.staged = temp_path(self.layout.data_dir)
+            item.stream = open(item.staged, "xb")  # noqa: SIM115 - closed at ContentEnd
+        try:
+            item.stream.write(message.data)
+        except OSError as error:
+            item.failure = f"cannot stage: {error.strerror}"
+
+    def _content_end(self, message: ContentEnd) -> None:
+        item = self._requests.pop(message.request)
+        if item.stream is None:
+            item.staged = temp_path(self.layout.data_dir)
+            item.stream = open(item.staged, "xb")  # noqa: SIM115
+        item.stream.close()
+        item.stream = None
+        self.counters.bytes_read += message.size
+        if item.failure is not None:
+            self._discard(item)
+            item.state = "failed"
+            return
+        item.sha1 = message.sha1
+        item.state = "ready"
+
+    def _content_failed(self, message: ContentFailed) -> None:
+        item = self._requests.pop(message.request)
+        self._discard(item)
+        item.failure = message.message
+        item.state = "failed"
+
+    def _discard(self, item: _Item) -> None:
+        if item.stream is not None:
+            with contextlib.suppress(OSError):
+                item.stream.close()
+            item.stream = None
+        if item.staged is not None:
+            with contextlib.suppress(FileNotFoundError):
+                item.staged.unlink()
+            item.staged = None
+
+    # ---- output, in order --------------------------------------------------------------
+
+    def _drain(self, *, block: bool) -> None:
+        while self._outputs:
+            head = self._outputs[0]
+            if isinstance(head, Future):
+                if not block and not head.done() and len(self._outputs) <= 4 * self.window:
+                    return
+                emit = head.result()
+            else:
+                emit = head
+            self._outputs.popleft()
+            self._write(emit)
+
+    def _write(self, emit: _Emit) -> None:
+        c = self.counters
+        record = emit.record
+        if record is not None:
+            self.metadata.add(record)
+            path = record.path
+            if self.ea_file is not None and emit.eas:
+                self.ea_file.add(EARecord(path, emit.eas))
+            if self.acl_file is not None and emit.acl and record.type != "sym":
+                self.acl_file.add(ACLRecord(path, emit.acl))
+            if emit.kind != "deleted":
+                c.source_files += 1
+                c.source_file_size += record.size or 0 if record.type == "reg" else 0
+        if emit.kind in ("unchanged", "changed", "deleted", "failed", "kept") and (
+            emit.mirror_size is not None
+        ):
+            c.mirror_files += 1
+            c.mirror_file_size += emit.mirror_size
+        if emit.kind == "new":
+            c.new_files += 1
+            c.new_file_size += emit.source_size or 0
+        elif emit.kind == "deleted":
+            c.deleted_files += 1
+            c.deleted_file_size += emit.mirror_size or 0
+        elif emit.kind == "changed":
+            c.changed_files += 1
+            c.changed_source_size += emit.source_size or 0
+            c.changed_mirror_size += emit.mirror_size or 0
+        inc_size: int | None = None
+        for inc in emit.increments:
+            c.increment_files += 1
+            c.increment_file_size += inc.size
+            inc_size = (inc_size or 0) + inc.size
+        if emit.error is not None:
+            self._log(emit.error[0], emit.index, emit.error[1])
+        if self.file_stats is not None:
+            self.file_stats.add(
+                FileStatRow(
+                    render(emit.index),
+                    emit.changed,
+                    emit.source_size,
+                    emit.mirror_size,
+                    inc_size,
+                )
+            )
+
+    def _log(self, kind: str, index: Index, message: str) -> None:
+        line = self.errors.add(kind, render(index), message)
+        self.counters.errors += 1
+        self.progress.warning(line)
+
+    # ---- processing, in order ------------------------------------------------------------
+
+    def _end_subtrees(self, index: Index | None) -> None:
+        while self._deferred:
+            top, action = self._deferred[-1]
+            if index is not None and index[: len(top)] == top and index != top:
+                return
+            self._deferred.pop()
+            action()
+
+    def _process(self, item: _Item) -> None:
+        index = item.index
+        self._end_subtrees(index)
+        while self._old_dirs and not (
+            index[: len(self._old_dirs[-1])] == self._old_dirs[-1] and index != self._old_dirs[-1]
+        ):
+            self._old_dirs.pop()
+        try:
+            if item.keep:
+                self._emit_old(item, "kept")
+            elif item.entry is None:
+                self._delete(item)
+            else:
+                self._update(item)
+        finally:
+            if item.old is not None and item.old.type == "dir":
+                self._old_dirs.append(index)
+
+    def _emit_old(self, item: _Item, kind: str, error: tuple[str, str] | None = None) -> None:
+        self._outputs.append(
+            _Emit(
+                item.index,
+                item.old,
+                item.old_eas,
+                item.old_acl,
+                changed=False,
+                source_size=_size_of(item.old),
+                mirror_size=_size_of(item.old),
+                kind=kind,
+                error=error,
+            )
+        )
+
+    def _touch(self, index: Index) -> None:
+        if index:
+            self._touched.add(index[:-1])
+
+    def _mark(self, index: Index) -> list[WrittenIncrement]:
+        """``.dir`` markers on the directories above ``index`` (and on ``index`` itself when
+        it was a directory and is being changed: pass it in ``self._old_dirs`` order)."""
+        written: list[WrittenIncrement] = []
+        if self.writer is None:
+            return written
+        for directory in self._old_dirs:
+            if index[: len(directory)] != directory or index == directory:
+                continue
+            if directory in self._marked:
+                continue
+            self._marked.add(directory)
+            path = self.mirror_path(directory)
+            written.append(self.writer.write(directory, path, path))
+        return written
+
+    def _mark_self_dir(self, item: _Item) -> list[WrittenIncrement]:
+        assert self.writer is not None
+        if item.index in self._marked:
+            return []
+        self._marked.add(item.index)
+        path = self.mirror_path(item.index, item.old)
+        return [self.writer.write(item.index, path, path, long_name=self._long(item.old))]
+
+    @staticmethod
+    def _long(record: Record | None) -> int | None:
+        if record is None:
+            return None
+        if record.alternate_mirror_name is not None:
+            return record.alternate_mirror_name
+        return record.alternate_increment_name
+
+    def _new_record(self, item: _Item, sha1: str | None) -> Record:
+        assert item.entry is not None
+        record = item.entry.record
+        if record.type == "reg" and not item.secondary:
+            record = record._replace(sha1_digest=sha1)
+        old = item.old
+        if old is not None and (
+            old.alternate_increment_name is not None or old.alternate_mirror_name is not None
+        ):
+            return record._replace(
+                alternate_increment_name=old.alternate_increment_name,
+                alternate_mirror_name=old.alternate_mirror_name,
+            )
+        if item.index:
+            quoted = self.quoting.quote(item.index[-1])
+            if self._name_max is None:
+                self._name_max = name_max(self.layout.increments_dir)
+            if len(quoted) + LONG_NAME_MARGIN > self._name_max:
+                number = allocate_long_name(self.layout.data_dir)
+                return record._replace(alternate_increment_name=number)
+        return record
+
+    def _update(self, item: _Item) -> None:
+        entry = item.entry
+        assert entry is not None
+        new = entry.record
+        old = item.old
+        eas = entry.eas if entry.eas is not None else item.old_eas
+        acl = entry.acl if entry.acl is not None else item.old_acl
+        if item.state == "failed":
+            kind = "UpdateError"
+            if old is not None:
+                self._emit_old(item, "failed", (kind, item.failure or "not updated"))
+            else:
+                self._outputs.append(
+                    _Emit(
+                        item.index,
+                        None,
+                        changed=True,
+                        source_size=_size_of(new),
+                        kind="failed",
+                        error=(kind, item.failure or "not backed up"),
+                    )
+                )
+            if new.has_hard_link_triple and not item.secondary:
+                assert new.device_loc is not None and new.inode is not None
+                self._groups[(new.device_loc, new.inode)].ok = False
+            return
+        if new.type == "reg":
+            self._update_regular(item, eas, acl)
+            return
+        if new.type == "dir":
+            self._update_dir(item, eas, acl)
+            return
+        # symlinks and special files
+        if old is not None:
+            record = self._new_record(item, None)
+            same = record == old and eas == item.old_eas and acl == item.old_acl
+            if same:
+                self._emit_old(item, "unchanged")
+                return
+        record = self._new_record(item, None)
+        if old is not None and old.type == "dir":
+            self._defer_replacement(item, record, eas, acl)
+            return
+        self._replace_now(item, record, eas, acl)
+
+    # -- regular files
+
+    def _update_regular(self, item: _Item, eas: EAs, acl: tuple[ACLEntry, ...]) -> None:
+        entry = item.entry
+        assert entry is not None
+        new = entry.record
+        old = item.old
+        group: _Group | None = None
+        if new.has_hard_link_triple:
+            assert new.device_loc is not None and new.inode is not None
+            group = self._groups[(new.device_loc, new.inode)]
+            group.seen += 1
+        if item.secondary:
+            assert group is not None
+            record = self._new_record(item, None)
+            if (
+                old is not None
+                and record == old
+                and eas == item.old_eas
+                and acl == item.old_acl
+                and group.job is None
+            ):
+                self._emit_old(item, "unchanged")
+            else:
+                self._link_secondary(item, record, group, eas, acl)
+            self._forget(group, new)
+            return
+        if item.state == "ready":
+            record = self._new_record(item, item.sha1)
+            if old is not None and old.type == "dir":
+                self._defer_replacement(item, record, eas, acl)
+                if group is not None:
+                    group.mirror = self.mirror_path(item.index, record)
+                return
+            marks = self._mark(item.index)
+            job = self._pool.submit(self._write_regular, item, record, eas, acl, marks)
+            self._outputs.append(job)
+            self._touch(item.index)
+            if group is not None:
+                group.mirror = self.mirror_path(item.index, record)
+                group.job = job
+            self._forget(group, new)
+            return
+        # data unchanged by stat: attributes only (or nothing)
+        assert old is not None
+        record = self._new_record(item, old.sha1_digest)
+        if group is not None:
+            group.mirror = self.mirror_path(item.index, record)
+        if record == old and eas == item.old_eas and acl == item.old_acl:
+            self._emit_old(item, "unchanged")
+        else:
+            increments = self._mark(item.index)
+            path = self._bpath(item.index, record)
+            error = self._apply(path, record, entry, eas, acl)
+            self._outputs.append(
+                _Emit(
+                    item.index,
+                    record,
+                    eas,
+                    acl,
+                    changed=True,
+                    source_size=_size_of(record),
+                    mirror_size=_size_of(old),
+                    increments=increments,
+                    kind="changed",
+                    error=error,
+                )
+            )
+        self._forget(group, new)
+
+    def _forget(self, group: _Group | None, record: Record) -> None:
+        if group is not None and group.seen >= group.nlink and group.job is None:
+            assert record.device_loc is not None and record.inode is not None
+            self._groups.pop((record.device_loc, record.inode), None)
+
+    def _apply(
+        self,
+        path: bytes,
+        record: Record,
+        entry: Entry,
+        eas: EAs,
+        acl: tuple[ACLEntry, ...],
+    ) -> tuple[str, str] | None:
+        """Set attributes, EAs and ACL on a mirror entry; the error to log, if any."""
+        try:
+            apply_attributes(
+                path,
+                record,
+                ownership=self.caps.ownership,
+                mtime_ns=entry.mtime_ns if record.type != "sym" else None,
+                atime_ns=entry.atime_ns,
+            )
+            if record.type != "sym":
+                if self.caps.eas and entry.eas is not None:
+                    apply_eas(path, eas)
+                if self.caps.acls and entry.acl is not None:
+                    apply_acl(path, acl, record.permissions or 0, record.type == "dir")
+        except OSError as error:
+            return ("UpdateError", f"cannot set attributes: {error.strerror or error}")
+        return None
+
+    def _write_regular(
+        self,
+        item: _Item,
+        record: Record,
+        eas: EAs,
+        acl: tuple[ACLEntry, ...],
+        marks: list[WrittenIncrement],
+    ) -> _Emit:
+        """Pool job: increment, then attributes on the staged copy, then rename it in place."""
+        entry = item.entry
+        assert entry is not None and item.staged is not None
+        old = item.old
+        staged = item.staged
+        target = self.mirror_path(item.index, record)
+        increments: list[WrittenIncrement] = list(marks)
+        error: tuple[str, str] | None = None
+        try:
+            if self.writer is not None:
+                old_path = self.mirror_path(item.index, old) if old is not None else None
+                increments.append(
+                    self.writer.write(
+                        item.index,
+                        old_path,
+                        staged,
+                        long_name=self._long(old) if old is not None else self._long(record),
+                        jobs=1,
+                    )
+                )
+            error = self._apply(os.fsencode(staged), record, entry, eas, acl)
+            os.replace(staged, target)
+        except (OSError, RdbError) as failure:
+            with contextlib.suppress(FileNotFoundError):
+                staged.unlink()
+            if increments and increments[-1].index == item.index:
+                with contextlib.suppress(OSError):
+                    increments.pop().path.unlink()
+            message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
+            if old is not None:
+                return _Emit(
+                    item.index,
+                    old,
+                    item.old_eas,
+                    item.old_acl,
+                    source_size=_size_of(record),
+                    mirror_size=_size_of(old),
+                    increments=increments,
+                    kind="failed",
+                    error=("UpdateError", message),
+                )
+            return _Emit(
+                item.index,
+                None,
+                source_size=_size_of(record),
+                increments=increments,
+                kind="failed",
+                error=("UpdateError", message),
+            )
+        return _Emit(
+            item.index,
+            record,
+            eas,
+            acl,
+            changed=True,
+            source_size=record.size,
+            mirror_size=_size_of(old),
+            increments=increments,
+            kind="new" if old is None else "changed",
+            error=error,
+        )
+
+    def _link_secondary(
+        self, item: _Item, record: Record, group: _Group, eas: EAs, acl: tuple[ACLEntry, ...]
+    ) -> None:
+        job = group.job
+        marks = self._mark(item.index)
+
+        def link() -> _Emit:
+            if job is not None:
+                done = job.result()
+                ok = done.kind in ("new", "changed")
+            else:
+                ok = group.ok and group.mirror is not None
+            old = item.old
+            if not ok or group.mirror is None:
+                message = "its hard-link group's first file could not be backed up"
+                if old is not None:
+                    return _Emit(
+                        item.index,
+                        old,
+                        item.old_eas,
+                        item.old_acl,
+                        source_size=_size_of(record),
+                        mirror_size=_size_of(old),
+                        kind="failed",
+                        error=("UpdateError", message),
+                    )
+                return _Emit(item.index, None, kind="failed", error=("UpdateError", message))
+            target = self.mirror_path(item.index, record)
+            increments: list[WrittenIncrement] = list(marks)
+            temp = temp_path(target.parent)
+            try:
+                if self.writer is not None:
+                    old_path = self.mirror_path(item.index, old) if old is not None else None
+                    increments.append(
+                        self.writer.write(
+                            item.index,
+                            old_path,
+                            group.mirror,
+                            long_name=self._long(old) if old is not None else self._long(record),
+                            jobs=1,
+                        )
+                    )
+                os.link(group.mirror, temp)
+                os.replace(temp, target)
+            except (OSError, RdbError) as error:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+                if increments and increments[-1].index == item.index:
+                    with contextlib.suppress(OSError):
+                        increments.pop().path.unlink()
+                message = str(error) if isinstance(error, RdbError) else f"{error.strerror}"
+                return _Emit(
+                    item.index,
+                    old,
+                    item.old_eas,
+                    item.old_acl,
+                    source_size=_size_of(record),
+                    mirror_size=_size_of(old),
+                    increments=increments,
+                    kind="failed",
+                    error=("UpdateError", message),
+                )
+            return _Emit(
+                item.index,
+                record,
+                eas,
+                acl,
+                changed=True,
+                source_size=record.size,
+                mirror_size=_size_of(old),
+                increments=increments,
+                kind="new" if old is None else "changed",
+            )
+
+        self._touch(item.index)
+        self._outputs.append(self._pool.submit(link))
+
+    # -- directories
+
+    def _update_dir(self, item: _Item, eas: EAs, acl: tuple[ACLEntry, ...]) -> None:
+        entry = item.entry
+        assert entry is not None
+        old = item.old
+        record = self._new_record(item, None)
+        self._dirs[item.index] = (
+            record,
+            entry.mtime_ns,
+            entry.atime_ns,
+            entry.eas if entry.eas is not None else None,
+            entry.acl if entry.acl is not None else None,
+        )
+        if old is not None and old.type == "dir":
+            if record == old and eas == item.old_eas and acl == item.old_acl:
+                self._emit_old(item, "unchanged")
+                return
+            self._dirs_changed.add(item.index)
+            increments: list[WrittenIncrement] = []
+            if self.writer is not None:
+                increments = self._mark(item.index) + self._mark_self_dir(item)
+            self._touched.add(item.index)
+            self._outputs.append(
+                _Emit(
+                    item.index,
+                    record,
+                    eas,
+                    acl,
+                    changed=True,
+                    source_size=0,
+                    mirror_size=0,
+                    increments=increments,
+                    kind="changed",
+                )
+            )
+            return
+        self._dirs_changed.add(item.index)
+        self._replace_now(item, record, eas, acl)
+
+    # -- replacing a non-directory (or creating anything) now
+
+    def _replace_now(
+        self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]
+    ) -> None:
+        entry = item.entry
+        assert entry is not None
+        old = item.old
+        target = self.mirror_path(item.index, record)
+        increments: list[WrittenIncrement] = []
+        try:
+            if self.writer is not None:
+                increments += self._mark(item.index)
+                old_path = self.mirror_path(item.index, old) if old is not None else None
+                increments.append(
+                    self.writer.write(
+                        item.index,
+                        old_path,
+                        None,
+                        long_name=self._long(old) if old is not None else self._long(record),
+                    )
+                )
+            error = self._create(target, record, entry, eas, acl, item)
+        except (OSError, RdbError) as failure:
+            if increments and increments[-1].index == item.index:
+                with contextlib.suppress(OSError):
+                    increments.pop().path.unlink()
+            message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
+            if old is not None:
+                self._emit_old(item, "failed", ("UpdateError", message))
+            else:
+                self._outputs.append(
+                    _Emit(item.index, None, kind="failed", error=("UpdateError", message))
+                )
+            return
+        self._touch(item.index)
+        self._outputs.append(
+            _Emit(
+                item.index,
+                record,
+                eas,
+                acl,
+                changed=True,
+                source_size=_size_of(record),
+                mirror_size=_size_of(old),
+                increments=increments,
+                kind="new" if old is None else "changed",
+                error=error,
+            )
+        )
+
+    def _create(
+        self,
+        target: Path,
+        record: Record,
+        entry: Entry,
+        eas: EAs,
+        acl: tuple[ACLEntry, ...],
+        item: _Item,
+    ) -> tuple[str, str] | None:
+        """Make ``target`` the entry ``record`` describes (replacing a non-directory)."""
+        kind = record.type
+        if kind == "dir":
+            if (os.path.lexists(target) and not target.is_dir()) or target.is_symlink():
+                target.unlink()
+            if not target.is_dir():
+                target.mkdir(mode=0o700)
+            if self.writer is not None and item.index:
+                self.writer.ensure_increment_dir(item.index)
+            elif item.index:
+                (
+                    self.layout.increments_dir.joinpath(
+                        *[os.fsdecode(p) for p in self.quoting.quote_path(item.index)]
+                    )
+                ).mkdir(mode=0o700, parents=True, exist_ok=True)
+            return None
+        if kind == "reg":  # only for a deferred directory → file replacement
+            assert item.staged is not None
+            self._apply(os.fsencode(item.staged), record, entry, eas, acl)
+            os.replace(item.staged, target)
+            item.staged = None
+            return None
+        temp = temp_path(target.parent)
+        error: tuple[str, str] | None = None
+        if kind == "sym":
+            assert record.sym_data is not None
+            os.symlink(record.sym_data, os.fsencode(temp))
+        elif kind == "fifo":
+            os.mkfifo(temp, 0o600)
+        else:
+            mode = stat.S_IFSOCK
+            device = 0
+            if kind == "dev":
+                assert record.device_num is not None
+                letter, major, minor = record.device_num
+                mode = stat.S_IFCHR if letter == "c" else stat.S_IFBLK
+                device = os.makedev(major, minor)
+            try:
+                os.mknod(temp, mode | 0o600, device)
+            except OSError as failure:
+                with open(temp, "xb"):
+                    pass
+                error = ("SpecialFileError", f"cannot create: {failure.strerror}")
+        self._apply(os.fsencode(temp), record, entry, eas, acl)
+        try:
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        return error
+
+    def _defer_replacement(
+        self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]
+    ) -> None:
+        """A directory becomes something else: mark it now, replace it after its contents."""
+        increments = self._mark(item.index) + self._mark_self_dir(item)
+        entry = item.entry
+        assert entry is not None
+        emit = _Emit(
+            item.index,
+            record,
+            eas,
+            acl,
+            changed=True,
+            source_size=_size_of(record),
+            mirror_size=0,
+            increments=increments,
+            kind="changed",
+        )
+        self._outputs.append(emit)
+        target = self.mirror_path(item.index, item.old)
+        self._touch(item.index)
+
+        def replace() -> None:
+            try:
+                _remove_tree(target)
+                error = self._create(
+                    self.mirror_path(item.index, record), record, entry, eas, acl, item
+                )
+            except (OSError, RdbError) as failure:
+                self._discard(item)
+                message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
+                emit.error = ("UpdateError", message)
+                return
+            if error is not None:
+                emit.error = error
+
+        self._deferred.append((item.index, replace))
+
+    # -- deletions
+
+    def _delete(self, item: _Item) -> None:
+        old = item.old
+        assert old is not None
+        target = self.mirror_path(item.index, old)
+        increments: list[WrittenIncrement] = []
+        try:
+            if self.writer is not None:
+                increments += self._mark(item.index)
+                if old.type == "dir":
+                    increments += self._mark_self_dir(item)
+                else:
+                    increments.append(
+                        self.writer.write(item.index, target, None, long_name=self._long(old))
+                    )
+            if old.type == "dir":
+                self._deferred.append((item.index, lambda: _remove_tree(target)))
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+        except (OSError, RdbError) as failure:
+            message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
+            self._emit_old(item, "failed", ("UpdateError", message))
+            return
+        self._touch(item.index)
+        self._outputs.append(
+            _Emit(
+                item.index,
+                None,
+                changed=True,
+                mirror_size=_size_of(old),
+                increments=increments,
+                kind="deleted",
+            )
+        )
+
+    # -- the end
+
+    def _fix_directories(self) -> None:
+        """Attributes of new, changed and touched directories, deepest first."""
+        for index in sorted(self._touched | self._dirs_changed, reverse=True):
+            info = self._dirs.get(index)
+            if info is None:
+                continue
+            record, mtime_ns, atime_ns, eas, acl = info
+            path = self._bpath(index, record)
+            try:
+                apply_attributes(
+                    path,
+                    record,
+                    ownership=self.caps.ownership,
+                    mtime_ns=mtime_ns,
+                    atime_ns=atime_ns,
+                )
+                if self.caps.eas and eas is not None:
+                    apply_eas(path, eas)
+                if self.caps.acls and acl is not None:
+                    apply_acl(path, acl, record.permissions or 0, True)
+            except OSError as error:
+                self._log("UpdateError", index, f"cannot set attributes: {error.strerror}")
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a mirror directory (whose contents were already incremented)."""
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    shutil.rmtree(path)

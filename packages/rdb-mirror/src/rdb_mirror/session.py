@@ -1,0 +1,565 @@
+"""One backup session: checks, lock, regress, the two halves, and the crash-safe commit.
+
+Write order (format reference §5.1), for a first backup::
+
+    rdiff-backup-data/, increments/, chars_to_quote, special_escapes
+    mirror files (+ mirror_metadata/EA/ACL/error_log under temp names, renamed at the end)
+    sync(); current_mirror.T.data                      ← the commit
+    file_statistics.T.data.gz, session_statistics.T.data, backup.log
+
+and for an incremental one (previous session P)::
+
+    current_mirror.T.data (fsynced)                    ← two markers: "unfinished"
+    per changed entry: its increment X.P.*, then the mirror change (temp file + rename)
+    mirror_metadata.T.snapshot.gz, EA/ACL snapshots, error_log (temp names, renamed)
+    mirror_metadata.P.snapshot.gz → mirror_metadata.P.diff.gz (diff written, then snapshot removed)
+    sync(); remove current_mirror.P.data               ← the commit
+    file_statistics.T.data.gz, session_statistics.T.data, backup.log
+
+A crash before the commit leaves two markers (or, for a first backup, none): the next run
+regresses (:mod:`rdb_mirror.regress`) and the previous session is intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdb_clikit.protocol import NullProgress, Progress
+from rdb_format.atomic import TEMP_PREFIX, is_temp_name, remove_durable
+from rdb_format.eas_acls import ACLRecord, EARecord, iter_acl_records, iter_ea_records
+from rdb_format.errors import (
+    CorruptRepository,
+    RepositoryNotFound,
+    SourceError,
+    UsageError,
+)
+from rdb_format.layout import (
+    ACCESS_CONTROL_LISTS,
+    BACKUP_LOG,
+    CHARS_TO_QUOTE,
+    DATA_DIR,
+    ERROR_LOG,
+    EXTENDED_ATTRIBUTES,
+    FILE_STATISTICS,
+    MIRROR_METADATA,
+    RDIFF_BACKUP_LOCK,
+    SESSION_STATISTICS,
+    SPECIAL_ESCAPES,
+    WRITER_LOCK,
+    Layout,
+)
+from rdb_format.locking import WriterLock
+from rdb_format.metadata import Record, iter_records, write_metadata_file
+from rdb_format.metadata_diff import (
+    MetadataFile as StoredMetadata,
+)
+from rdb_format.metadata_diff import (
+    diff_records,
+    find_session_file,
+    list_metadata_files,
+    records_at,
+)
+from rdb_format.quoting import NO_QUOTING, Quoting, write_quoting
+from rdb_format.repository import (
+    RepositoryState,
+    data_file_name,
+    read_state,
+    remove_marker,
+    write_marker,
+)
+from rdb_format.statistics import SessionStatistics, write_session_statistics
+from rdb_format.timestamps import format_timestring
+from rdb_increment.writer import IncrementOptions, IncrementWriter
+from rdb_mirror import testhooks
+from rdb_mirror.datafiles import (
+    AclFile,
+    BackupLog,
+    EaFile,
+    ErrorLog,
+    FileStatistics,
+    MetadataFile,
+)
+from rdb_mirror.fsmeta import Capabilities, probe
+from rdb_mirror.protocol import QueueChannel, RepositoryMessage, SourceMessage
+from rdb_mirror.regress import RegressResult, regress_locked
+from rdb_mirror.repo_side import Counters, OldState, RepositorySide
+from rdb_mirror.source import IncludeAll, Selection, SourceOptions, run_source
+
+__all__ = ["BackupOptions", "BackupResult", "backup"]
+
+#: rdiff-backup keeps a snapshot after this many diffs in a row (max_diff_chain = 9).
+MAX_DIFFS_IN_A_ROW = 8
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    """How a session runs. ``current_time`` fakes the session time (epoch seconds)."""
+
+    current_time: int | None = None
+    selection: Selection | None = None
+    compression: bool = True
+    no_compression_regexp: str | None = None
+    file_statistics: bool = True
+    eas: bool = True
+    acls: bool = True
+    workers: int | None = None
+    force: bool = False
+
+
+@dataclass
+class BackupResult:
+    """What a session did."""
+
+    source: Path
+    destination: Path
+    time: int
+    previous_time: int | None
+    statistics: SessionStatistics
+    errors: list[str] = field(default_factory=list)
+    regressed: RegressResult | None = None
+    new_repository: bool = False
+    bytes_read: int = 0
+
+    @property
+    def warnings(self) -> int:
+        return len(self.errors)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks
+
+
+def _check_source(src: Path) -> None:
+    try:
+        st = os.stat(src)
+    except FileNotFoundError:
+        raise SourceError("does not exist", path=src) from None
+    except OSError as error:
+        raise SourceError(f"cannot be read: {error.strerror}", path=src) from None
+    import stat as _stat
+
+    if not _stat.S_ISDIR(st.st_mode):
+        raise SourceError("is not a directory; give the directory to back up", path=src)
+    try:
+        with os.scandir(src):
+            pass
+    except OSError as error:
+        raise SourceError(f"cannot be read: {error.strerror}", path=src) from None
+
+
+def _check_destination(src: Path, dest: Path) -> bool:
+    """Refuse bad destinations; True if ``dest`` is already a repository."""
+    real_src = os.path.realpath(src)
+    real_dest = os.path.realpath(dest)
+    if real_dest == real_src or real_dest.startswith(real_src.rstrip("/") + "/"):
+        raise UsageError(
+            f"is inside the source {os.fsdecode(src)!r}; a backup cannot contain itself",
+            path=dest,
+        )
+    if real_src.startswith(real_dest.rstrip("/") + "/"):
+        inside = Path(real_src).relative_to(real_dest).parts
+        if inside and inside[0] == DATA_DIR:
+            raise UsageError("the source is inside the repository's rdiff-backup-data", path=src)
+    if not os.path.lexists(dest):
+        parent = dest.absolute().parent
+        if not parent.is_dir():
+            raise SourceError("its parent directory does not exist; create it first", path=dest)
+        return False
+    if not dest.is_dir():
+        raise RepositoryNotFound(
+            "exists and is not a directory; give a new or empty directory, or a repository",
+            path=dest,
+        )
+    if (dest / DATA_DIR).is_dir():
+        return True
+    try:
+        empty = not os.listdir(dest)
+    except OSError as error:
+        raise RepositoryNotFound(f"cannot be read: {error.strerror}", path=dest) from None
+    if not empty:
+        raise RepositoryNotFound(
+            "is not empty and not a backup repository (no rdiff-backup-data); "
+            "give a new or empty directory, or an existing repository",
+            path=dest,
+        )
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _data_path(layout: Layout, quoting: Quoting, base: str, when: int, kind: str) -> Path:
+    raw = data_file_name(quoting, base, when, kind)  # type: ignore[arg-type]
+    return layout.data_dir / os.fsdecode(raw)
+
+
+def _clean_temps(directory: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(os.fsencode(directory)):
+            if is_temp_name(name):
+                path = os.path.join(os.fsencode(directory), name)
+                with contextlib.suppress(OSError):
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+
+
+def _wipe_failed_initial(layout: Layout) -> None:
+    """A first backup died before its marker: start over (rdiff-backup does the same)."""
+    keep = {RDIFF_BACKUP_LOCK.encode(), WRITER_LOCK.encode()}
+    data = os.fsencode(layout.data_dir)
+    for name in os.listdir(data):
+        if name in keep:
+            continue
+        path = os.path.join(data, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    root = os.fsencode(layout.root)
+    for name in os.listdir(root):
+        if name == DATA_DIR.encode():
+            continue
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+def _old_state(layout: Layout, state: RepositoryState, prev: int) -> OldState:
+    quoting = state.quoting
+    records: Iterator[Record] = records_at(layout.data_dir, prev, quoting=quoting)
+    eas: Iterator[EARecord] | None = None
+    acls: Iterator[ACLRecord] | None = None
+    ea_path = find_session_file(
+        layout.data_dir, EXTENDED_ATTRIBUTES, prev, kinds=("snapshot",), quoting=quoting
+    )
+    if ea_path is not None:
+        eas = iter_ea_records(ea_path)
+    acl_path = find_session_file(
+        layout.data_dir, ACCESS_CONTROL_LISTS, prev, kinds=("snapshot",), quoting=quoting
+    )
+    if acl_path is not None:
+        acls = iter_acl_records(acl_path)
+    return OldState(prev, records, eas, acls)
+
+
+def _convert_previous(layout: Layout, quoting: Quoting, prev: int, new_snapshot: Path) -> None:
+    """Turn the previous snapshot into a reverse diff (unless the chain rule keeps it)."""
+    files = list_metadata_files(layout.data_dir, quoting)
+    position = next((i for i, f in enumerate(files) if f.time == prev), None)
+    if position is None:
+        return
+    previous: StoredMetadata = files[position]
+    if previous.kind != "snapshot":
+        return
+    run = 0
+    for earlier in reversed(files[:position]):
+        if earlier.kind != "diff":
+            break
+        run += 1
+    if run >= MAX_DIFFS_IN_A_ROW:
+        return
+    name = previous.path.name
+    if previous.compressed:
+        name = name[: -len(".gz")]
+    if not name.endswith("snapshot"):
+        return  # a quoted kind: leave it a snapshot (always valid)
+    target = previous.path.with_name(name[: -len("snapshot")] + "diff")
+    write_metadata_file(
+        target,
+        diff_records(iter_records(new_snapshot), previous.records()),
+        compress=previous.compressed or True,
+        allow_missing=True,
+        compresslevel=6,
+        fsync=False,
+    )
+    testhooks.point("diff-written")
+    remove_durable(previous.path)
+
+
+# ---------------------------------------------------------------------------------------------
+# the session
+
+
+def backup(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    options: BackupOptions | None = None,
+    progress: Progress | None = None,
+) -> BackupResult:
+    """Back up ``source`` into the repository ``destination`` (made if new or empty).
+
+    Raises SourceError, UsageError, RepositoryNotFound, RepositoryLocked, CorruptRepository
+    (each with one line naming the path) before anything is written when the inputs are bad.
+    Files that cannot be read are logged in ``error_log`` and listed in the result.
+    """
+    opts = options or BackupOptions()
+    report = progress or NullProgress()
+    src = Path(source)
+    dest = Path(destination)
+    _check_source(src)
+    is_repo = _check_destination(src, dest)
+    layout = Layout(dest)
+    new_repository = not is_repo
+    if new_repository:
+        dest.mkdir(mode=0o700, exist_ok=True)
+        layout.data_dir.mkdir(mode=0o700, exist_ok=True)
+    try:
+        with WriterLock(layout, command="rdb-mirror", force=opts.force):
+            return _locked(src, layout, opts, report, new_repository)
+    finally:
+        report.finish()
+
+
+def _locked(
+    src: Path, layout: Layout, opts: BackupOptions, report: Progress, new_repository: bool
+) -> BackupResult:
+    state = read_state(layout, allow_duplicate_timestamps=True)
+    regressed: RegressResult | None = None
+    if len(state.markers) > 2:
+        state.check_finished()  # raises
+    if state.unfinished:
+        report.warning("the previous session did not finish; regressing it first")
+        regressed = regress_locked(layout, state, report)
+        state = read_state(layout)
+    if not state.markers:
+        if not state.is_new and not state.failed_initial:
+            state.check_finished()  # raises: increments without a marker
+        if state.entries or not state.increments_empty or _mirror_leftovers(layout):
+            _wipe_failed_initial(layout)
+            state = read_state(layout)
+    else:
+        state.check_finished()
+    _clean_temps(layout.data_dir)
+    now = opts.current_time if opts.current_time is not None else int(time.time())
+    prev = state.current_time
+    if prev is not None and now <= prev:
+        raise UsageError(
+            f"the last backup ({format_timestring(prev)}) is not in the past "
+            f"(session time {format_timestring(now)}); wait, or give a later --current-time",
+            path=layout.root,
+        )
+    return _Session(src, layout, state, opts, report, now, prev, regressed, new_repository).run()
+
+
+def _mirror_leftovers(layout: Layout) -> bool:
+    return any(name != DATA_DIR for name in os.listdir(layout.root))
+
+
+class _Session:
+    def __init__(
+        self,
+        src: Path,
+        layout: Layout,
+        state: RepositoryState,
+        opts: BackupOptions,
+        report: Progress,
+        now: int,
+        prev: int | None,
+        regressed: RegressResult | None,
+        new_repository: bool,
+    ) -> None:
+        self.src = src
+        self.layout = layout
+        self.state = state
+        self.opts = opts
+        self.report = report
+        self.now = now
+        self.prev = prev
+        self.regressed = regressed
+        self.new_repository = new_repository
+        self.quoting: Quoting = state.quoting if prev is not None else NO_QUOTING
+
+    def path(self, base: str, kind: str) -> Path:
+        return _data_path(self.layout, self.quoting, base, self.now, kind)
+
+    def run(self) -> BackupResult:
+        layout = self.layout
+        opts = self.opts
+        started = time.time()
+        data_dir = layout.data_dir
+        layout.increments_dir.mkdir(mode=0o700, exist_ok=True)
+        missing = self.state.quoting.missing
+        if CHARS_TO_QUOTE in missing or SPECIAL_ESCAPES in missing:
+            write_quoting(data_dir, self.quoting)
+        src_caps = probe(os.fsencode(self.src))
+        dest_caps = probe(os.fsencode(layout.root))
+        caps = Capabilities(
+            eas=opts.eas and src_caps.eas and dest_caps.eas,
+            acls=opts.acls and src_caps.acls and dest_caps.acls,
+        )
+        old_marker = self.state.markers[0] if self.state.markers else None
+        writer: IncrementWriter | None = None
+        old: OldState | None = None
+        if self.prev is not None:
+            write_marker(layout, self.quoting, self.now)
+            testhooks.point("marker-written")
+            old = _old_state(layout, self.state, self.prev)
+            writer = IncrementWriter(
+                layout,
+                self.prev,
+                quoting=self.quoting,
+                options=IncrementOptions(
+                    compression=opts.compression,
+                    no_compression_regexp=opts.no_compression_regexp,
+                ),
+            )
+        compress = opts.compression
+        metadata = MetadataFile(self.path(MIRROR_METADATA, "snapshot"), compress=True)
+        ea_file = EaFile(self.path(EXTENDED_ATTRIBUTES, "snapshot"), compress=True)
+        acl_file = AclFile(self.path(ACCESS_CONTROL_LISTS, "snapshot"), compress=True)
+        file_stats = (
+            FileStatistics(self.path(FILE_STATISTICS, "data"), compress=compress)
+            if opts.file_statistics
+            else None
+        )
+        errors = ErrorLog()
+        workers = opts.workers or min(8, (os.cpu_count() or 1) + 2)
+        repo = RepositorySide(
+            layout,
+            self.quoting,
+            old=old,
+            writer=writer,
+            metadata=metadata,
+            ea_file=ea_file if caps.eas else None,
+            acl_file=acl_file if caps.acls else None,
+            file_stats=file_stats,
+            errors=errors,
+            capabilities=caps,
+            progress=self.report,
+            workers=workers,
+        )
+        self.report.start("backup", self._expected_total())
+        outputs = [metadata, ea_file, acl_file, *([file_stats] if file_stats else [])]
+        try:
+            self._run_halves(repo, caps, workers)
+            metadata.commit()
+            ea_file.commit()
+            acl_file.commit()
+            errors.write(self.path(ERROR_LOG, "data"), compress=compress)
+            testhooks.point("metadata-written")
+            if self.prev is not None:
+                _convert_previous(layout, self.quoting, self.prev, _snapshot_of(metadata))
+                testhooks.point("converted")
+            os.sync()
+            testhooks.point("before-commit")
+            if old_marker is not None:
+                remove_marker(old_marker)
+            else:
+                write_marker(layout, self.quoting, self.now)
+            testhooks.point("committed")
+        except BaseException:
+            for out in outputs:
+                out.abort()
+            raise
+        if file_stats is not None:
+            file_stats.commit()
+        ended = time.time()
+        c = repo.counters
+        statistics = _statistics(c, self.now, started, ended, self.prev is None)
+        write_session_statistics(self.path(SESSION_STATISTICS, "data"), statistics, fsync=False)
+        BackupLog(data_dir / BACKUP_LOG).write(
+            f"backup of {os.fsdecode(self.src)} at {format_timestring(self.now)}: "
+            f"{c.source_files} files, {c.new_files} new, {c.changed_files} changed, "
+            f"{c.deleted_files} deleted, {len(errors.lines)} errors",
+            *(f"WARNING: {line}" for line in errors.lines[:1000]),
+        )
+        return BackupResult(
+            source=self.src,
+            destination=layout.root,
+            time=self.now,
+            previous_time=self.prev,
+            statistics=statistics,
+            errors=list(errors.lines),
+            regressed=self.regressed,
+            new_repository=self.new_repository,
+            bytes_read=c.bytes_read,
+        )
+
+    def _expected_total(self) -> int | None:
+        if self.prev is None:
+            return None
+        path = find_session_file(
+            self.layout.data_dir,
+            SESSION_STATISTICS,
+            self.prev,
+            kinds=("data",),
+            quoting=self.quoting,
+        )
+        if path is None:
+            return None
+        try:
+            from rdb_format.statistics import read_session_statistics
+
+            return read_session_statistics(path).source_files or None
+        except Exception:
+            return None
+
+    def _run_halves(self, repo: RepositorySide, caps: Capabilities, workers: int) -> None:
+        to_repo: QueueChannel[SourceMessage] = QueueChannel(maxsize=256)
+        to_source: QueueChannel[RepositoryMessage] = QueueChannel()
+        failure: list[BaseException] = []
+        options = SourceOptions(
+            root=os.fsencode(self.src),
+            selection=self.opts.selection or IncludeAll(),
+            capabilities=caps,
+            workers=workers,
+            window=repo.window,
+        )
+
+        def source() -> None:
+            try:
+                run_source(options, to_source, to_repo)
+            except BaseException as error:
+                failure.append(error)
+
+        thread = threading.Thread(target=source, name="rdb-source", daemon=True)
+        thread.start()
+        repo.run(to_repo, to_source)
+        thread.join()
+        if failure:
+            raise failure[0]
+
+
+def _snapshot_of(metadata: MetadataFile) -> Path:
+    gz = metadata.plain.with_name(metadata.plain.name + ".gz")
+    return gz if gz.exists() else metadata.plain
+
+
+def _statistics(
+    c: Counters, now: int, started: float, ended: float, first: bool
+) -> SessionStatistics:
+    elapsed = max(0.0, ended - started)
+    return SessionStatistics(
+        start_time=float(now),
+        end_time=float(now) + elapsed,
+        elapsed_time=elapsed,
+        source_files=c.source_files,
+        source_file_size=c.source_file_size,
+        mirror_files=1 if first else c.mirror_files,
+        mirror_file_size=0 if first else c.mirror_file_size,
+        new_files=c.new_files,
+        new_file_size=c.new_file_size,
+        deleted_files=c.deleted_files,
+        deleted_file_size=c.deleted_file_size,
+        changed_files=c.changed_files,
+        changed_source_size=c.changed_source_size,
+        changed_mirror_size=c.changed_mirror_size,
+        increment_files=c.increment_files,
+        increment_file_size=c.increment_file_size,
+        errors=c.errors,
+    ).with_total()
+
+
+_ = (TEMP_PREFIX, CorruptRepository)

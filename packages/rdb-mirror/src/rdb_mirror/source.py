@@ -1,0 +1,310 @@
+"""The source side of a backup: walk, stat, and read + hash the files the repository asks for.
+
+:func:`run_source` is everything the source machine does. It talks to the repository side only
+through the two channels of :mod:`rdb_mirror.protocol`: it sends entries (metadata order) as
+fast as the repository grants credit, and answers content requests on a thread pool while the
+walk goes on (SHA1 computed as the file is read, on the pool).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from rdb_format.layout import DATA_DIR
+from rdb_mirror.fsmeta import (
+    IS_ROOT,
+    Capabilities,
+    Index,
+    Names,
+    read_acl,
+    read_eas,
+    record_from_stat,
+)
+from rdb_mirror.protocol import (
+    Chunk,
+    ContentEnd,
+    ContentFailed,
+    ContentRequest,
+    Credit,
+    Entry,
+    Finish,
+    Problem,
+    Receiver,
+    RepositoryMessage,
+    Sender,
+    SourceMessage,
+    StatKey,
+    WalkDone,
+)
+
+__all__ = ["IncludeAll", "Selection", "SourceOptions", "run_source", "stat_key"]
+
+CHUNK = 1 << 20
+_DATA_DIR = DATA_DIR.encode()
+_O_NOATIME = getattr(os, "O_NOATIME", 0) if IS_ROOT else 0
+
+
+class Selection(Protocol):
+    """What the walk asks about every entry below the source root (the root is always in).
+
+    ``decide`` gets the index (path components from the source root), the full path and the
+    ``lstat`` result, and answers True (include; a directory is descended), False (exclude; a
+    directory with everything below it), or None: a directory that is included only if
+    something below it is (rdiff-backup's "scanned" parents); for any other entry None is
+    an exclusion.
+    """
+
+    def decide(self, index: Index, path: bytes, st: os.stat_result) -> bool | None: ...
+
+
+class IncludeAll:
+    """The default selection: everything."""
+
+    def decide(self, index: Index, path: bytes, st: os.stat_result) -> bool | None:
+        return True
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    root: bytes
+    selection: Selection
+    capabilities: Capabilities
+    workers: int = 4
+    window: int = 4096  # entries the walk may run ahead of the repository side
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+class _Credits:
+    def __init__(self, initial: int) -> None:
+        self._available = initial
+        self._cond = threading.Condition()
+        self.closed = False
+
+    def take(self) -> bool:
+        with self._cond:
+            while self._available <= 0 and not self.closed:
+                self._cond.wait()
+            if self.closed:
+                return False
+            self._available -= 1
+            return True
+
+    def give(self, count: int) -> None:
+        with self._cond:
+            self._available += count
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+def _path(root: bytes, index: Index) -> bytes:
+    return os.path.join(root, *index) if index else root
+
+
+def _walk(options: SourceOptions, out: Sender[SourceMessage]) -> Iterator[Entry]:
+    """Entries in metadata order; problems are sent to ``out`` directly."""
+    root = options.root
+    names = Names()
+    caps = options.capabilities
+    selection = options.selection
+
+    def describe(index: Index, path: bytes, st: os.stat_result) -> Entry | None:
+        target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        record = record_from_stat(index, st, names, target)
+        if record is None:
+            out.send(Problem(index, "ListError", "unknown file type, skipped"))
+            return None
+        eas = None
+        acl = None
+        if record.type != "sym":
+            if caps.eas:
+                eas = read_eas(path)
+            if caps.acls:
+                acl = read_acl(path, record.type == "dir")
+        return Entry(index, record, stat_key(st), st.st_mtime_ns, st.st_atime_ns, eas, acl)
+
+    def rec(index: Index, path: bytes, st: os.stat_result, held: list[Entry]) -> Iterator[Entry]:
+        """Walk one directory ``index`` (its entry is already decided or held)."""
+        try:
+            names_here = sorted(os.listdir(path))
+        except OSError as error:
+            out.send(Problem(index, "ListError", f"cannot list: {error.strerror}"))
+            if held:
+                yield from held
+                held.clear()
+            return
+        for name in names_here:
+            if not index and name == _DATA_DIR:
+                continue
+            child = (*index, name)
+            child_path = os.path.join(path, name)
+            try:
+                child_st = os.lstat(child_path)
+            except FileNotFoundError:
+                continue  # vanished between listdir and lstat
+            except OSError as error:
+                out.send(Problem(child, "ListError", f"cannot stat: {error.strerror}"))
+                continue
+            verdict = selection.decide(child, child_path, child_st)
+            is_dir = stat.S_ISDIR(child_st.st_mode)
+            if verdict is False or (verdict is None and not is_dir):
+                continue
+            try:
+                entry = describe(child, child_path, child_st)
+            except OSError as error:
+                if error.errno == errno.ENOENT:
+                    continue
+                out.send(Problem(child, "ListError", f"cannot read: {error.strerror}"))
+                continue
+            if entry is None:
+                continue
+            if verdict is True:
+                if held:
+                    yield from held
+                    held.clear()
+                if is_dir:
+                    probe = _listable(child_path)
+                    if probe is not None:
+                        out.send(Problem(child, "ListError", f"cannot list: {probe}"))
+                        yield Entry(
+                            entry.index,
+                            entry.record,
+                            entry.stat_key,
+                            entry.mtime_ns,
+                            entry.atime_ns,
+                            entry.eas,
+                            entry.acl,
+                            unlisted=True,
+                        )
+                        continue
+                yield entry
+                if is_dir:
+                    yield from rec(child, child_path, child_st, held)
+            else:  # a directory included only if something below it is
+                held.append(entry)
+                yield from rec(child, child_path, child_st, held)
+                if held and held[-1] is entry:
+                    held.pop()
+
+    root_st = os.lstat(root)
+    first = describe((), root, root_st)
+    if first is None:
+        return
+    yield first
+    yield from rec((), root, root_st, [])
+
+
+def _listable(path: bytes) -> str | None:
+    try:
+        with os.scandir(path):
+            return None
+    except OSError as error:
+        return error.strerror or str(error)
+
+
+def _serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMessage]) -> None:
+    """Read one requested file, sending chunks then its SHA1 (or a failure)."""
+    path = _path(options.root, request.index)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _O_NOATIME)
+    except OSError as error:
+        if error.errno == errno.EPERM and _O_NOATIME:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as again:
+                out.send(ContentFailed(request.request, _why(again)))
+                return
+        else:
+            out.send(ContentFailed(request.request, _why(error)))
+            return
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode) or stat_key(before) != request.stat_key:
+            out.send(ContentFailed(request.request, "changed since it was listed; not updated"))
+            return
+        digest = hashlib.sha1()
+        size = 0
+        while True:
+            data = os.read(fd, CHUNK)
+            if not data:
+                break
+            digest.update(data)
+            size += len(data)
+            out.send(Chunk(request.request, data))
+        after = os.fstat(fd)
+        if stat_key(after) != request.stat_key or size != before.st_size:
+            out.send(ContentFailed(request.request, "changed while being read; not updated"))
+            return
+        out.send(ContentEnd(request.request, size, digest.hexdigest()))
+    except OSError as error:
+        out.send(ContentFailed(request.request, _why(error)))
+    finally:
+        os.close(fd)
+
+
+def _why(error: OSError) -> str:
+    if error.errno == errno.ENOENT:
+        return "vanished before it could be read; not backed up"
+    if error.errno == errno.ELOOP:
+        return "changed into a symlink since it was listed; not updated"
+    return f"cannot read: {error.strerror or error}"
+
+
+def run_source(
+    options: SourceOptions, inbox: Receiver[RepositoryMessage], out: Sender[SourceMessage]
+) -> None:
+    """The whole source side: walk and send entries; serve content requests until Finish."""
+    credits = _Credits(options.window)
+    pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="rdb-source")
+    failure: list[BaseException] = []
+
+    def requests() -> None:
+        try:
+            while True:
+                message = inbox.receive()
+                if isinstance(message, Finish):
+                    return
+                if isinstance(message, Credit):
+                    credits.give(message.entries)
+                else:
+                    pool.submit(_serve, options, message, out)
+        finally:
+            credits.close()
+
+    server = threading.Thread(target=requests, name="rdb-source-requests", daemon=True)
+    server.start()
+    count = 0
+    try:
+        for entry in _walk(options, out):
+            if not credits.take():
+                break
+            out.send(entry)
+            count += 1
+    except BaseException as error:  # reported to the repository side as the end of the walk
+        failure.append(error)
+    finally:
+        reason = None
+        if failure:
+            problem = failure[0]
+            reason = str(problem) if not isinstance(problem, OSError) else _why(problem)
+            if isinstance(problem, OSError) and problem.filename is not None:
+                reason = f"{os.fsdecode(problem.filename)}: {problem.strerror or problem}"
+        out.send(WalkDone(count, reason))
+    server.join()
+    pool.shutdown(wait=True)
+    if failure:
+        raise failure[0]
