@@ -175,7 +175,7 @@ class Run:
     maxrss_mib: float
 
 
-def run_once(argv: Sequence[str], *, rss: bool = True) -> Run:
+def run_once(argv: Sequence[str], *, rss: bool = True, env: dict[str, str] | None = None) -> Run:
     """Spawn ``argv`` and wait for it with wait4: wall time, CPU time and peak RSS.
 
     The peak RSS is taken by /usr/bin/time (``%M``), not from our own wait4: Linux folds the
@@ -188,7 +188,7 @@ def run_once(argv: Sequence[str], *, rss: bool = True) -> Run:
         cmd = [TIME, "-q", "-f", "%M", "-o", tf.name, *argv] if rss else list(argv)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
         )
         _, status, ru = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
@@ -275,6 +275,28 @@ class Tools:
     ours_kind: str  # "cli" or "wrapper"
     python: str  # the interpreter that runs ours
     rdiff: list[str] = field(default_factory=lambda: [RDIFF])
+    env: dict[str, str] | None = None  # environment of ours and of ``python -c pass``
+    bytecode: str = "inherit"
+
+
+def python_env(mode: str, cache_dir: Path) -> dict[str, str] | None:
+    """The environment our Python children run in.
+
+    ``cache``: bytecode is cached as an installed package has it (pip compiles on install),
+    in a folder of our own (PYTHONPYCACHEPREFIX) so the source tree is left untouched, even
+    when the calling environment sets PYTHONDONTWRITEBYTECODE. ``none``: no bytecode cache at
+    all, every module compiled at every start. ``inherit``: the environment as it is.
+    """
+    if mode == "inherit":
+        return None
+    env = dict(os.environ)
+    if mode == "cache":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(cache_dir)
+    else:
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
 
 
 def find_ours(choice: str) -> Tools:
@@ -366,7 +388,7 @@ class Bench:
                     rd.runs.append(run_once(argv))
                 else:
                     argv = [*self.tools.ours, *ours_opts, *args, str(outs[who])]
-                    us.runs.append(run_once(argv))
+                    us.runs.append(run_once(argv, env=self.tools.env))
             checks.append(verify(outs["ours"], outs["rdiff"], rep))
             for p in outs.values():
                 p.unlink(missing_ok=True)
@@ -488,33 +510,39 @@ class Bench:
         """``rdiff signature`` of a 1 KiB file against ``python -c pass`` (same interpreter)."""
         tiny = str(self.c.tiny)
         ours_out, rd_out = self.out("startup.ours"), self.out("startup.rdiff")
-        bare, us, rd = Side(), Side(), Side()
+        bare, us, rd, nopyc = Side(), Side(), Side(), Side()
         busy0, steal0 = cpu_busy()
-        cmds: list[tuple[Side, list[str], Path | None]] = [
-            (bare, [self.tools.python, "-c", "pass"], None),
-            (us, [*self.tools.ours, "signature", tiny, str(ours_out)], ours_out),
-            (rd, [*self.tools.rdiff, "signature", tiny, str(rd_out)], rd_out),
+        env = self.tools.env
+        no_cache = python_env("none", Path())
+        ours_argv = [*self.tools.ours, "signature", tiny, str(ours_out)]
+        cmds: list[tuple[Side, list[str], Path | None, dict[str, str] | None]] = [
+            (bare, [self.tools.python, "-c", "pass"], None, env),
+            (us, ours_argv, ours_out, env),
+            (rd, [*self.tools.rdiff, "signature", tiny, str(rd_out)], rd_out, None),
         ]
+        if self.tools.bytecode == "cache":  # for information: what no .pyc at all costs
+            cmds.append((nopyc, ours_argv, ours_out, no_cache))
         for _ in range(2):  # warm-up: .pyc files, dentries
-            for _, argv, out in cmds:
+            for _, argv, out, e in cmds:
                 if out is not None:
                     out.unlink(missing_ok=True)
-                run_once(argv)
-        rss: dict[int, list[float]] = {id(side): [] for side, _, _ in cmds}
+                run_once(argv, env=e)
+        rss: dict[int, list[float]] = {id(side): [] for side, _, _, _ in cmds}
+        k = len(cmds)
         for i in range(self.startup_runs + 3):
-            for side, argv, out in cmds[i % 3 :] + cmds[: i % 3]:
+            for side, argv, out, e in cmds[i % k :] + cmds[: i % k]:
                 if out is not None:
                     out.unlink(missing_ok=True)
                 if i < self.startup_runs:
-                    side.runs.append(run_once(argv, rss=False))
+                    side.runs.append(run_once(argv, rss=False, env=e))
                 else:  # peak RSS from three extra runs under /usr/bin/time
-                    rss[id(side)].append(run_once(argv).maxrss_mib)
-        for side, _, _ in cmds:
+                    rss[id(side)].append(run_once(argv, env=e).maxrss_mib)
+        for side, _, _, _ in cmds:
             for r in side.runs:
                 r.maxrss_mib = statistics.median(rss[id(side)])
         verified = "identical" if same_bytes(ours_out, rd_out) else "FAIL: signature differs"
         busy1, steal1 = cpu_busy()
-        own = sum(r.user + r.sys for r in bare.runs + us.runs + rd.runs)
+        own = sum(r.user + r.sys for r in bare.runs + us.runs + rd.runs + nopyc.runs)
         res = Result(
             "startup",
             "signature of 1 KiB (start-up)",
@@ -533,6 +561,8 @@ class Bench:
             "ratio_vs_python": us.wall / bare.wall,
             "python_rss": bare.rss,
         }
+        if nopyc.runs:
+            res.extra["ours_no_pyc_median"] = nopyc.wall
         print_row(res)
         return res
 
@@ -573,7 +603,7 @@ def row(res: Result) -> list[str]:
         verdict(res),
         f"{res.rdiff.rss:.1f} MiB",
         f"{res.ours.rss:.1f} MiB",
-        f"{res.ours.cpu:.2f} s",
+        f"{res.rdiff.cpu:.2f} / {res.ours.cpu:.2f} s",
         f"{len(res.ours.runs)}",
         res.verified,
     ]
@@ -589,7 +619,7 @@ HEADER = [
     "met",
     "rdiff RSS",
     "ours RSS",
-    "ours CPU",
+    "CPU rdiff / ours",
     "n",
     "output",
 ]
@@ -676,6 +706,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="before each repetition wait up to SECONDS for a quiet 1 s window "
         "(< 0.15 busy cores) when other work shares the machine",
     )
+    p.add_argument(
+        "--bytecode",
+        choices=("cache", "none", "inherit"),
+        default="cache",
+        help="our Python children: cache = .pyc cached in a folder of ours as for an installed "
+        "package (default); none = no .pyc at all; inherit = the environment as it is",
+    )
     p.add_argument("--json", type=Path, help="also write raw results here")
     return p.parse_args(argv)
 
@@ -691,11 +728,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unknown cases: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     tools = find_ours(args.ours)
+    tools.bytecode = args.bytecode
+    tools.env = python_env(args.bytecode, args.corpus / "rdiff-bench-pycache")
     corpus = build_corpus(args.corpus, args.quick)
     slow = args.slow_reps if args.slow_reps is not None else (args.reps if args.quick else 1)
     info = machine()
     print(
-        f"ours: {' '.join(tools.ours)} ({tools.ours_kind}); python: {tools.python}", file=sys.stderr
+        f"ours: {' '.join(tools.ours)} ({tools.ours_kind}); python: {tools.python}; "
+        f"bytecode: {tools.bytecode}",
+        file=sys.stderr,
     )
     print(f"machine: {info}", file=sys.stderr)
     print(
@@ -725,13 +766,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{_fmt_s(e['ours_mean'])}; rdiff {_fmt_s(r.rdiff.wall)} / "
                 f"{_fmt_s(e['rdiff_mean'])} ({len(r.ours.runs)} runs each)"
             )
+            if "ours_no_pyc_median" in e:
+                print(
+                    f"start-up without any .pyc (PYTHONDONTWRITEBYTECODE=1, as this checkout "
+                    f"runs): ours {_fmt_s(e['ours_no_pyc_median'])} median"
+                )
     bg = sum(r.background_cpu for r in results)
     print(
         f"background CPU by other processes during the run: {bg:.1f} s; "
         f"steal {sum(r.steal for r in results):.1f} s; load {info['loadavg']} -> "
         f"{info['loadavg_end']}"
     )
-    print(f"ours = {' '.join(tools.ours)} ({tools.ours_kind}); corpus {corpus.old.parent}")
+    print(
+        f"ours = {' '.join(tools.ours)} ({tools.ours_kind}, bytecode {tools.bytecode}); "
+        f"corpus {corpus.old.parent}"
+    )
     if args.json:
         args.json.write_text(
             json.dumps(
