@@ -65,7 +65,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
 def test_mirror_equals_source_after_each_session(
     history: tuple[Path, Path, list[trees.Snapshot]],
 ) -> None:
-    src, repo, scans = history
+    _, repo, scans = history
     assert differences(scans[-1], trees.scan(repo)) == []
     assert check(repo).problems == []
 
