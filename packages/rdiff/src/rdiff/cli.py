@@ -12,6 +12,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 from rdiff import __version__, _argv
 
 if TYPE_CHECKING:
@@ -77,10 +80,6 @@ matters, see the files named COPYING.
 """
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that outputs are cleaned up."""
-
-
 def main(argv: list[str] | None = None) -> NoReturn:
     """The console script: run rdiff with ``argv`` (default ``sys.argv[1:]``) and exit."""
     sys.exit(run(sys.argv[1:] if argv is None else argv))
@@ -106,17 +105,16 @@ def run(argv: list[str]) -> int:
     if opts.show is not None:
         return _show(HELP if opts.show == "help" else VERSION)
     outputs: list[Output] = []
+    inputs: list[BinaryIO] = []
+    restore = _on_signals(outputs)
     try:
-        _on_sigterm()
-        return _action(opts, outputs)
+        return _action(opts, outputs, inputs)
     except KeyboardInterrupt:
         _discard(outputs)
         return 130
-    except Terminated:
-        _discard(outputs)
-        return 143
     except RdiffError as error:
         _discard(outputs)
+        _drop_tracebacks(error)
         if _broken_stdout(error):
             return _quiet_broken_pipe()
         _say(str(error) or type(error).__name__)
@@ -127,8 +125,9 @@ def run(argv: list[str]) -> int:
             return _quiet_broken_pipe()
         _say(f"Error writing: {error.strerror}")
         return 1
-    except MemoryError:
+    except MemoryError as error:
         _discard(outputs)
+        _drop_tracebacks(error)
         _say("Out of memory (try a smaller -b, -I or -O).")
         return 1
     except Exception as error:
@@ -141,7 +140,25 @@ def run(argv: list[str]) -> int:
             traceback.print_exc()
         else:
             _say("(run with -v for the traceback; please report this)")
+        _drop_tracebacks(error)
         return 3
+    finally:
+        restore()
+        for f in inputs:
+            f.close()
+
+
+def _drop_tracebacks(error: BaseException | None) -> None:
+    """Free the frames of a failed job now, by reference counting.
+
+    Left to the cyclic garbage collector, the frames of a job that failed inside a librsync
+    callback (memoryviews over cffi buffers, still exported) crash the interpreter.
+    """
+    seen = 0
+    while error is not None and seen < 20:
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
+        seen += 1
 
 
 def _show(text: str) -> int:
@@ -182,16 +199,35 @@ def _quiet_broken_pipe() -> int:
     return 1
 
 
-def _on_sigterm() -> None:
+def _on_signals(outputs: list[Output]) -> Callable[[], None]:
+    """On SIGINT, SIGTERM or SIGHUP remove the temporary outputs and exit 128 + signal.
+
+    Done in the handler itself, so that the signal cannot be lost inside code that must catch
+    everything (librsync callbacks). A signal the parent ignores stays ignored. Returns the
+    function that puts the previous handlers back (run() may be called in-process).
+    """
     import signal
 
     def handler(signum: int, frame: object) -> None:
-        raise Terminated
+        for output in outputs:
+            output.abandon()
+        os._exit(128 + signum)
 
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (run() called from a thread): leave it
-        pass
+    previous: list[tuple[int, object]] = []
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            old = signal.getsignal(signum)
+            if old in (signal.SIG_DFL, signal.default_int_handler):
+                signal.signal(signum, handler)
+                previous.append((signum, old))
+        except ValueError:  # not the main thread: leave signals alone
+            break
+
+    def restore() -> None:
+        for signum, old in previous:
+            signal.signal(signum, old)  # type: ignore[arg-type]
+
+    return restore
 
 
 def _cpus() -> int:
@@ -208,9 +244,16 @@ def _trace_sink(level: int, message: str) -> None:
         pass
 
 
-def _action(opts: _argv.Options, outputs: list[Output]) -> int:
+def _action(opts: _argv.Options, outputs: list[Output], inputs: list[BinaryIO]) -> int:
     from rdiff import _binding
-    from rdiff.outputs import Output, open_input
+    from rdiff.outputs import Output
+    from rdiff.outputs import open_input as _open
+
+    def open_input(name: str | None) -> tuple[BinaryIO, str]:
+        f, display = _open(name)
+        if f is not sys.stdin.buffer:
+            inputs.append(f)
+        return f, display
 
     _binding.set_trace_sink(_trace_sink)
     if opts.verbose:

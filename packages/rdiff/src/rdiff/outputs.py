@@ -8,9 +8,6 @@ regular file is replaced atomically (keeping its permission bits) and anything e
 a FIFO) is opened and written in place. ``-`` or an omitted operand is stdin or stdout.
 """
 
-# ruff: noqa: PTH104, PTH105, PTH108, PTH114, PTH116, PTH118
-# (os and os.path on str names: pathlib costs milliseconds of rdiff's start-up budget)
-
 from __future__ import annotations
 
 import os
@@ -156,6 +153,15 @@ class Output:
                 raise RdiffIOError(f'Error renaming to "{final}": {_reason(error)}') from error
             return
         os.unlink(temp)
+
+    def abandon(self) -> None:
+        """Only remove the temporary file (from a signal handler, just before _exit)."""
+        temp = self._temp
+        if temp is not None:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
 
     def discard(self) -> None:
         """Close without publishing: remove the temporary file. Never raises."""
