@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,11 +234,7 @@ def run_with_timeout(fn: Callable[[], Any], timeout: float = HANG_TIMEOUT) -> An
     if thread.is_alive():
         pytest.fail(f"hung: no result after {timeout} s")
     if "error" in box:
-        error = box.pop("error")
-        # Free the library's frames now, by reference counting. Left to the cyclic GC they
-        # crash the interpreter: the bug test_binding.py::test_error_freed_by_cyclic_gc shows.
-        traceback.clear_frames(error.__traceback__)
-        raise error.with_traceback(None)
+        raise box.pop("error")
     return box.pop("result", None)
 
 

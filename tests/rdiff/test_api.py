@@ -64,14 +64,6 @@ def test_signature_params_match_rdiff_headers(ref, data, files, name, strong):
         assert params.header() == header, size
 
 
-PARALLEL_OUT_BYTES = (
-    "bug: parallel stats count the headers the merge drops: api.signature(jobs=2) on a 9 MiB "
-    "file reports out_bytes = len(signature) + 12 (the second range's header), and "
-    "api.delta(jobs=2) reports out_bytes = len(delta) + 5 per extra range (its magic and END); "
-    "Stats.merge sums out_bytes of every range"
-)
-
-
 @pytest.mark.parametrize(
     ("name", "jobs"),
     [("text", 1), ("empty", 1), ("one", 1), ("big-9m", 1), ("big-9m", 2)],
@@ -88,9 +80,7 @@ def test_signature_stats(data, files, name, jobs):
     assert (loaded.blocks, loaded.block_len) == (stats.sig_blocks, block_len)
 
 
-@pytest.mark.parametrize(
-    "jobs", [1, pytest.param(2, marks=pytest.mark.xfail(strict=True, reason=PARALLEL_OUT_BYTES))]
-)
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_signature_stats_out_bytes(files, jobs):
     out = io.BytesIO()
     with open(files["big-9m"], "rb") as f:
@@ -167,7 +157,6 @@ def test_parallel_delta_stats_consistent(ref, files, data, parse_delta):
     assert stats.in_bytes == len(data["big-9m.mixed"])
 
 
-@pytest.mark.xfail(strict=True, reason=PARALLEL_OUT_BYTES)
 def test_parallel_delta_stats_out_bytes(ref, files):
     sig = ref.signature_file(files["big-9m"])
     out = io.BytesIO()

@@ -279,17 +279,7 @@ GC_REPRO = textwrap.dedent(
     """
 )
 
-GC_REASON = (
-    "bug: an rdiff error that ends up in a reference cycle crashes the interpreter (SIGSEGV) "
-    "when the cyclic GC frees it. rdiff._binding.Job.run keeps keep_alive = "
-    "ffi.from_buffer(chunk) in its frame (never released: the 'del keep_alive' after the final "
-    "return is unreachable); GC's tp_clear of the memoryview `chunk` fails with "
-    "'BufferError: memoryview has 1 exported buffer' yet drops its managed buffer, and the "
-    "memoryview's later dealloc dereferences it. Fix: ffi.release(keep_alive) in a finally."
-)
 
-
-@pytest.mark.xfail(strict=True, reason=GC_REASON)
 def test_error_freed_by_cyclic_gc() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", GC_REPRO], capture_output=True, timeout=120, check=False

@@ -211,29 +211,31 @@ class Job:
         _errors().clear()
         job, bufs, obuf, osize = self._job, self._bufs, self._obuf, self._out_size
         view = memoryview(ffi.buffer(obuf, osize))
-        keep_alive: Any = None
         for chunk in chunks:
             n = len(chunk)
             if n == 0:
                 continue
             self.in_bytes += n
-            keep_alive = ffi.from_buffer(chunk)
-            bufs.next_in = keep_alive
-            bufs.avail_in = n
-            while True:
-                bufs.next_out = obuf
-                bufs.avail_out = osize
-                result = lib.rs_job_iter(job, bufs)
-                self._check(result)
-                produced = osize - bufs.avail_out
-                if produced:
-                    self.out_bytes += produced
-                    yield view[:produced]
-                if result == RS_DONE:  # e.g. a patch reached END; later input is ignored
-                    self.done = True
-                    return
-                if bufs.avail_in == 0 and produced < osize:
-                    break
+            # Released on leaving the block, even when the generator is abandoned: a view
+            # left exported would make the cycle collector free the chunk under our feet.
+            with ffi.from_buffer(chunk) as c_chunk:
+                bufs.next_in = c_chunk
+                bufs.avail_in = n
+                while True:
+                    bufs.next_out = obuf
+                    bufs.avail_out = osize
+                    result = lib.rs_job_iter(job, bufs)
+                    self._check(result)
+                    produced = osize - bufs.avail_out
+                    if produced:
+                        self.out_bytes += produced
+                        yield view[:produced]
+                    if result == RS_DONE:  # e.g. a patch reached END; later input is ignored
+                        self.done = True
+                        bufs.next_in = ffi.NULL
+                        return
+                    if bufs.avail_in == 0 and produced < osize:
+                        break
         bufs.next_in = ffi.NULL
         bufs.avail_in = 0
         bufs.eof_in = 1

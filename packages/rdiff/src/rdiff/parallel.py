@@ -11,6 +11,7 @@ boundary become literals, so the bytes may differ from a single-threaded delta.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import stat
 import tempfile
@@ -159,7 +160,8 @@ def signature(
     total = results[0]
     for other in results[1:]:
         total = total.merge(other)
-    return total
+    # The inner ranges' headers were dropped: count what was written.
+    return dataclasses.replace(total, out_bytes=params.size_for(length))
 
 
 class _HoldLast:
@@ -238,7 +240,9 @@ def delta(
     total = results[0][0]
     for stats, _ in results[1:]:
         total = total.merge(stats)
-    return total
+    # Each inner range's magic and each range's END but the last were dropped.
+    dropped = (len(ranges) - 1) * (DELTA_MAGIC_LEN + 1)
+    return dataclasses.replace(total, out_bytes=total.out_bytes - dropped)
 
 
 def matches(
