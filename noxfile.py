@@ -41,15 +41,20 @@ def _all_packages(session: nox.Session) -> None:
 def _rdiff_backup(session: nox.Session) -> str:
     """rdiff-backup 2.2.7 from PyPI in a venv of its own (it builds against librsync-dev)."""
     exe = RDIFF_BACKUP_VENV / "bin" / "rdiff-backup"
-    if not exe.exists():
+    stamp = RDIFF_BACKUP_VENV / ".with-xattr-acl"
+    if not stamp.exists():
         session.run("python", "-m", "venv", str(RDIFF_BACKUP_VENV), external=True)
         session.run(
             str(RDIFF_BACKUP_VENV / "bin" / "pip"),
             "install",
             "-q",
             f"rdiff-backup=={RDIFF_BACKUP_VERSION}",
+            # Without these rdiff-backup silently records no extended attributes or ACLs.
+            "pyxattr",
+            "pylibacl",
             external=True,
         )
+    stamp.touch()
     return str(exe)
 
 
