@@ -132,6 +132,7 @@ class _Regress:
         self.increments: dict[Index, list[IncrementFile]] = {}
         self.long_increments: dict[int, list[IncrementFile]] = {}
         self.root_increments: list[Path] = []
+        self.link_groups: dict[tuple[int, int], bytes] = {}
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)
@@ -305,6 +306,8 @@ class _Regress:
             return
         if record.type == "reg":
             self.restore_regular(index, path, record, st, kind, sha1s)
+            if record.has_hard_link_triple:
+                self.relink(path, record)
             return
         same = kind == record.type
         if same and record.type == "sym":
@@ -336,6 +339,23 @@ class _Regress:
                     pass
         os.replace(temp, path)
         self.result.recreated += 1
+
+    def relink(self, path: bytes, record: Record) -> None:
+        """Hard links of the same group at R share one inode in the mirror again."""
+        assert record.device_loc is not None and record.inode is not None
+        key = (record.device_loc, record.inode)
+        first = self.link_groups.get(key)
+        if first is None:
+            self.link_groups[key] = path
+            return
+        try:
+            if os.lstat(first).st_ino == os.lstat(path).st_ino:
+                return
+        except FileNotFoundError:
+            pass
+        temp = os.fsencode(temp_path(Path(os.fsdecode(os.path.dirname(path)))))
+        os.link(first, temp)
+        os.replace(temp, path)
 
     def restore_regular(
         self,
