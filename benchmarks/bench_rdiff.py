@@ -672,6 +672,19 @@ def machine() -> dict[str, str]:
         [RDIFF, "--version"], capture_output=True, text=True
     ).stdout.split("\n", 1)[0]
     info["loadavg"] = Path("/proc/loadavg").read_text().strip()
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "packages/rdiff"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        info["commit"] = head + (" + uncommitted packages/rdiff changes" if dirty else "")
+    except OSError:
+        pass
     return info
 
 
