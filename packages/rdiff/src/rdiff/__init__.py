@@ -6,7 +6,7 @@ The public API lives in :mod:`rdiff.api` and is re-exported here lazily, so that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing itself costs start-up time; see docs/architecture.md
 
 __version__ = "0.1.0"
 __all__ = [
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from rdiff.api import signature_params as signature_params
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in __all__:
         from rdiff import api
 

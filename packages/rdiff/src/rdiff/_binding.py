@@ -13,27 +13,33 @@ parallel. librsync's trace sink is process-global; messages are collected per th
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from _thread import _local as thread_local  # threading's own import costs start-up time
 
 from rdiff._librsync import ffi, lib
 from rdiff.errors import CorruptInput, InternalError, RdiffError, RdiffIOError, UsageError
+
+TYPE_CHECKING = False  # typing costs start-up time; annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any, Protocol, TypeAlias
+
+    Buffer: TypeAlias = bytes | bytearray | memoryview
+
+    class TraceSink(Protocol):
+        def __call__(self, level: int, message: str) -> None: ...
+
+    class ReadAt(Protocol):
+        """Reads up to len(buffer) bytes at an absolute offset; returns the count (0 at EOF)."""
+
+        def __call__(self, buffer: memoryview, offset: int) -> int: ...
+
 
 RS_DONE: int = lib.RS_DONE
 RS_BLOCKED: int = lib.RS_BLOCKED
 LIBRSYNC_VERSION: str = ffi.string(lib.rs_librsync_version).decode()
 DEFAULT_OUT_SIZE = 256 * 1024
 
-Buffer = bytes | bytearray | memoryview
-
-
-class TraceSink(Protocol):
-    def __call__(self, level: int, message: str) -> None: ...
-
-
-_local = threading.local()
+_local = thread_local()
 _trace_sink: TraceSink | None = None
 
 
@@ -78,8 +84,7 @@ lib.rs_trace_to(lib._rdiff_trace_cb)
 
 def _detail() -> str:
     """The most specific librsync error message of this thread, without its prefixes."""
-    errors = _errors()
-    useful = [e for e in errors if "job failed" not in e] or errors
+    useful = [e for e in _errors() if "job failed" not in e]
     if not useful:
         return ""
     text = useful[0]
@@ -108,46 +113,80 @@ def error_for(result: int, what: str) -> RdiffError:
     return InternalError(message, rs_result=result)
 
 
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """A copy of librsync's rs_stats_t for one job (or several merged)."""
+STAT_FIELDS = (
+    "lit_cmds",
+    "lit_bytes",
+    "lit_cmdbytes",
+    "copy_cmds",
+    "copy_bytes",
+    "copy_cmdbytes",
+    "sig_cmds",
+    "sig_bytes",
+    "false_matches",
+    "sig_blocks",
+    "block_len",
+    "in_bytes",
+    "out_bytes",
+    "start",
+    "end",
+)
+_SUMMED = tuple(f for f in STAT_FIELDS if f not in ("block_len", "start", "end"))
 
+
+class Stats:
+    """A copy of librsync's rs_stats_t for one job (or several merged). Immutable."""
+
+    __slots__ = ("op", *STAT_FIELDS)
     op: str
-    lit_cmds: int = 0
-    lit_bytes: int = 0
-    lit_cmdbytes: int = 0
-    copy_cmds: int = 0
-    copy_bytes: int = 0
-    copy_cmdbytes: int = 0
-    sig_cmds: int = 0
-    sig_bytes: int = 0
-    false_matches: int = 0
-    sig_blocks: int = 0
-    block_len: int = 0
-    in_bytes: int = 0
-    out_bytes: int = 0
-    start: int = 0
-    end: int = 0
+    lit_cmds: int
+    lit_bytes: int
+    lit_cmdbytes: int
+    copy_cmds: int
+    copy_bytes: int
+    copy_cmdbytes: int
+    sig_cmds: int
+    sig_bytes: int
+    false_matches: int
+    sig_blocks: int
+    block_len: int
+    in_bytes: int
+    out_bytes: int
+    start: int
+    end: int
+
+    def __init__(self, op: str, **values: int) -> None:
+        unknown = set(values) - set(STAT_FIELDS)
+        if unknown:
+            raise TypeError(f"unknown statistics fields: {sorted(unknown)}")
+        object.__setattr__(self, "op", op)
+        for name in STAT_FIELDS:
+            object.__setattr__(self, name, int(values.get(name, 0)))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Stats is immutable; use replace()")
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"op": self.op, **{name: getattr(self, name) for name in STAT_FIELDS}}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stats) and self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"Stats({fields})"
+
+    def replace(self, **values: int) -> Stats:
+        merged = {name: getattr(self, name) for name in STAT_FIELDS}
+        merged.update(values)
+        return Stats(self.op, **merged)
 
     def merge(self, other: Stats) -> Stats:
         """Stats of two jobs of the same kind run over adjacent ranges."""
-        add = (
-            "lit_cmds",
-            "lit_bytes",
-            "lit_cmdbytes",
-            "copy_cmds",
-            "copy_bytes",
-            "copy_cmdbytes",
-            "sig_cmds",
-            "sig_bytes",
-            "false_matches",
-            "sig_blocks",
-            "in_bytes",
-            "out_bytes",
-        )
-        values: dict[str, Any] = {k: getattr(self, k) + getattr(other, k) for k in add}
+        values = {k: getattr(self, k) + getattr(other, k) for k in _SUMMED}
         return Stats(
-            op=self.op,
+            self.op,
             block_len=self.block_len or other.block_len,
             start=min(self.start, other.start),
             end=max(self.end, other.end),
@@ -155,14 +194,11 @@ class Stats:
         )
 
 
-_STAT_FIELDS = [f for f in Stats.__dataclass_fields__ if f != "op"]
-
-
 def _stats_of(job: Any, in_bytes: int, out_bytes: int) -> Stats:
     s = lib.rs_job_statistics(job)
-    values = {f: int(getattr(s, f)) for f in _STAT_FIELDS}
+    values = {f: int(getattr(s, f)) for f in STAT_FIELDS}
     values.update(in_bytes=in_bytes, out_bytes=out_bytes)
-    return Stats(op=ffi.string(s.op).decode() if s.op else "", **values)
+    return Stats(ffi.string(s.op).decode() if s.op else "", **values)
 
 
 def log_stats(stats: Stats) -> None:
@@ -170,7 +206,7 @@ def log_stats(stats: Stats) -> None:
     c = ffi.new("rs_stats_t *")
     op = ffi.new("char[]", stats.op.encode())
     c.op = op
-    for name in _STAT_FIELDS:
+    for name in STAT_FIELDS:
         setattr(c, name, getattr(stats, name))
     lib.rs_log_stats(c)
 
@@ -314,12 +350,6 @@ class LoadedSignature:
     def log_match_stats(self) -> None:
         """Emit rdiff's 'match statistics' line through the trace sink."""
         lib.rs_signature_log_stats(self._sig)
-
-
-class ReadAt(Protocol):
-    """Reads up to len(buffer) bytes at an absolute offset; returns the count (0 at EOF)."""
-
-    def __call__(self, buffer: memoryview, offset: int) -> int: ...
 
 
 def read_at_for(fileobj: Any) -> ReadAt:

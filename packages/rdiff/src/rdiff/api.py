@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO, cast
 
 from rdiff import _binding
-from rdiff._binding import Buffer, LoadedSignature, Stats
+from rdiff._binding import LoadedSignature, Stats
 from rdiff.errors import RdiffIOError, WrongBasis
-from rdiff.params import HashName, RollsumName, SignatureParams, magic_for
+from rdiff.params import SignatureParams, magic_for
+
+TYPE_CHECKING = False  # typing costs start-up time, and rdiff is called thousands of times
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from typing import BinaryIO
+
+    from rdiff._binding import Buffer
+    from rdiff.params import HashName, RollsumName
 
 __all__ = [
     "Signature",
@@ -106,8 +112,9 @@ def signature(
     in_size: int = 0,
     out_size: int = 0,
     basis_name: str = "basis",
+    out_name: str = "output",
 ) -> Stats:
-    """Write the signature of ``basis`` to ``out``.
+    """Write the signature of ``basis`` to ``out`` (``out_name`` names it in errors).
 
     A regular-file basis is hashed over block-aligned ranges by ``jobs`` threads (default: every
     CPU); the bytes are identical to the single-threaded result.
@@ -138,14 +145,14 @@ def signature(
         f"basis {basis_name}",
         out_size or _binding.DEFAULT_OUT_SIZE,
     )
-    _write_all(job.run(iter_file(basis, in_size or CHUNK, name=basis_name)), out)
+    _write_all(job.run(iter_file(basis, in_size or CHUNK, name=basis_name)), out, out_name)
     return job.stats()
 
 
 def load_signature(sig: BinaryIO | Iterable[Buffer], *, name: str = "signature") -> Signature:
     """Load a signature (file object or byte chunks) and build its hash table for delta."""
     if hasattr(sig, "read"):
-        chunks: Iterable[Buffer] = iter_file(cast(BinaryIO, sig), 64 * 1024, name=name)
+        chunks: Iterable[Buffer] = iter_file(sig, 64 * 1024, name=name)  # type: ignore[arg-type]
     else:
         chunks = sig
     return LoadedSignature(chunks, f"signature {name}")
@@ -180,6 +187,7 @@ def delta(
     in_size: int = 0,
     out_size: int = 0,
     new_name: str = "new file",
+    out_name: str = "output",
 ) -> Stats:
     """Write the delta that turns the signature's basis into ``new``.
 
@@ -203,7 +211,7 @@ def delta(
                 out_size=out_size,
             )
     job = loaded.delta_job(f"new file {new_name}", out_size or _binding.DEFAULT_OUT_SIZE)
-    _write_all(job.run(iter_file(new, _delta_chunk(loaded, in_size), name=new_name)), out)
+    _write_all(job.run(iter_file(new, _delta_chunk(loaded, in_size), name=new_name)), out, out_name)
     return job.stats()
 
 
@@ -240,12 +248,13 @@ def patch(
     out_size: int = 0,
     basis_name: str = "basis",
     delta_name: str = "delta",
+    out_name: str = "output",
 ) -> Stats:
     """Write to ``out`` the file that ``delta_in`` makes from ``basis`` (which must seek)."""
     job = _patch_job(basis, basis_name, out_size or PATCH_OUT)
     job.what = f"delta {delta_name}"
     try:
-        _write_all(job.run(iter_file(delta_in, in_size or CHUNK, name=delta_name)), out)
+        _write_all(job.run(iter_file(delta_in, in_size or CHUNK, name=delta_name)), out, out_name)
     except OSError as error:
         raise RdiffIOError(
             f"Error reading basis {basis_name}: {error.strerror or error}"

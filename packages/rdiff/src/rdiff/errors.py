@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
 
+class ExitStatus:
+    """The statuses as plain ints (an IntEnum would cost start-up time)."""
 
-class ExitStatus(IntEnum):
     OK = 0
     ENVIRONMENT = 1  # file not found, invalid option, I/O error, output exists without -f
     CORRUPT = 2  # corrupt or truncated signature or delta
@@ -17,7 +17,7 @@ class ExitStatus(IntEnum):
 class RdiffError(Exception):
     """Base class; ``str(error)`` is one line for the user, ``exit_status`` the process status."""
 
-    exit_status: ExitStatus = ExitStatus.ENVIRONMENT
+    exit_status: int = ExitStatus.ENVIRONMENT
 
     def __init__(self, message: str, *, rs_result: int | None = None) -> None:
         super().__init__(message.replace("\n", " "))

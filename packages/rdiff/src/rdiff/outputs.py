@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from typing import BinaryIO
 
 from rdiff.errors import OutputExists, RdiffIOError
+
+TYPE_CHECKING = False  # typing costs start-up time; annotations are strings
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 STDIO = "-"
 

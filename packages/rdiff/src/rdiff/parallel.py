@@ -11,7 +11,6 @@ boundary become literals, so the bytes may differ from a single-threaded delta.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import stat
 import tempfile
@@ -20,9 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, BinaryIO
 
 from rdiff import _binding
-from rdiff._binding import Buffer, LoadedSignature, Stats
+from rdiff._binding import LoadedSignature, Stats
 from rdiff.errors import InternalError, RdiffIOError
 from rdiff.params import DELTA_END, HEADER, SignatureParams
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rdiff._binding import Buffer
 
 MIN_SPLIT = 8 * 1024 * 1024  # below this, thread start-up costs more than it saves
 DELTA_MAGIC_LEN = 4
@@ -161,7 +164,7 @@ def signature(
     for other in results[1:]:
         total = total.merge(other)
     # The inner ranges' headers were dropped: count what was written.
-    return dataclasses.replace(total, out_bytes=params.size_for(length))
+    return total.replace(out_bytes=params.size_for(length))
 
 
 class _HoldLast:
@@ -242,7 +245,7 @@ def delta(
         total = total.merge(stats)
     # Each inner range's magic and each range's END but the last were dropped.
     dropped = (len(ranges) - 1) * (DELTA_MAGIC_LEN + 1)
-    return dataclasses.replace(total, out_bytes=total.out_bytes - dropped)
+    return total.replace(out_bytes=total.out_bytes - dropped)
 
 
 def matches(
@@ -256,15 +259,16 @@ def matches(
     )
     ours = _skip(job.run(iter_file(basis, CHUNK, name=basis_name)), HEADER.size)
     theirs = iter(expected)
-    pending = b""
+    pending = memoryview(b"")
     for piece in ours:
-        need = len(piece)
-        while len(pending) < need:
-            more = next(theirs, None)
-            if more is None:
+        while piece:
+            if not pending:
+                more = next(theirs, None)
+                if more is None:
+                    return False
+                pending = memoryview(bytes(more))
+            n = min(len(piece), len(pending))
+            if pending[:n] != piece[:n]:
                 return False
-            pending += bytes(more)
-        if pending[:need] != piece:
-            return False
-        pending = pending[need:]
+            pending, piece = pending[n:], piece[n:]
     return not pending and next(theirs, None) is None

@@ -8,11 +8,13 @@ with the u32 magic 0x72730236 and ends with the END command (a single 0x00 byte)
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Literal
 
-HashName = Literal["blake2", "md4"]
-RollsumName = Literal["rabinkarp", "rollsum"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, TypeAlias
+
+    HashName: TypeAlias = Literal["blake2", "md4"]
+    RollsumName: TypeAlias = Literal["rabinkarp", "rollsum"]
 
 DELTA_MAGIC = 0x72730236
 MD4_SIG_MAGIC = 0x72730136
@@ -21,7 +23,7 @@ RK_MD4_SIG_MAGIC = 0x72730146
 RK_BLAKE2_SIG_MAGIC = 0x72730147
 SIGNATURE_MAGICS = (MD4_SIG_MAGIC, BLAKE2_SIG_MAGIC, RK_MD4_SIG_MAGIC, RK_BLAKE2_SIG_MAGIC)
 HEADER = struct.Struct(">III")
-MAX_STRONG_LEN = {"blake2": 32, "md4": 16}
+MAX_STRONG_LEN: dict[str, int] = {"blake2": 32, "md4": 16}
 DELTA_END = 0x00
 
 
@@ -40,13 +42,36 @@ def describe_magic(magic: int) -> tuple[HashName, RollsumName]:
     return hash_name, rollsum
 
 
-@dataclass(frozen=True, slots=True)
 class SignatureParams:
-    """Resolved parameters of a signature: what its 12-byte header records."""
+    """Resolved parameters of a signature: what its 12-byte header records (immutable)."""
 
+    __slots__ = ("block_len", "magic", "strong_len")
     magic: int
     block_len: int
     strong_len: int
+
+    def __init__(self, magic: int, block_len: int, strong_len: int) -> None:
+        object.__setattr__(self, "magic", magic)
+        object.__setattr__(self, "block_len", block_len)
+        object.__setattr__(self, "strong_len", strong_len)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("SignatureParams is immutable")
+
+    def _key(self) -> tuple[int, int, int]:
+        return (self.magic, self.block_len, self.strong_len)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SignatureParams) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"SignatureParams(magic={self.magic:#x}, block_len={self.block_len}, "
+            f"strong_len={self.strong_len})"
+        )
 
     @property
     def record_len(self) -> int:
