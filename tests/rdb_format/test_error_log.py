@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from rdb_format.error_log import (
     ErrorEntry,
     ErrorLogWriter,
+    count_error_log,
     format_error_entry,
     iter_error_log,
+    parse_error_entry,
 )
 from rdb_format.errors import CorruptRepository
 
@@ -103,3 +105,67 @@ def test_entry_roundtrip(kind: str, path: str, message: str) -> None:
         assert back == entry
     else:
         assert back == ErrorEntry(kind, path, "")
+
+
+# ---- paths containing "' " (rdiff-backup writes f"{type}: '{path}' {message}" unescaped)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ErrorEntry("ListError", "it' s", "[Errno 13] Permission denied: b'/src/it\\' s'"),
+        ErrorEntry(
+            "UpdateError", "a' b/c' d", "Updated mirror temp file 'x' does not match source"
+        ),
+        ErrorEntry("UpdateError", "dir/x' ", "File changed from regular file before signature"),
+        ErrorEntry("ListError", "a' ", "[Errno n/a] Ignoring strange unreadable symlink"),
+    ],
+)
+def test_path_with_quote_space_before_a_known_message(entry: ErrorEntry) -> None:
+    raw = format_error_entry(entry)
+    assert entries(raw) == [entry]
+    assert format_error_entry(entries(raw)[0]) == raw
+
+
+def test_known_paths_settle_an_unknown_message() -> None:
+    line = b"ListError: 'it' s' some other failure"
+    assert parse_error_entry(line) == ErrorEntry("ListError", "it", "s' some other failure")
+    settled = ErrorEntry("ListError", "it' s", "some other failure")
+    assert parse_error_entry(line, known_paths={"it' s"}) == settled
+    found = list(iter_error_log(io.BytesIO(line + b"\n"), known_paths=frozenset({"it' s"})))
+    assert found == [settled]
+
+
+def test_path_ending_the_line_with_a_quote() -> None:
+    assert parse_error_entry(b"ListError: 'a' b'") == ErrorEntry("ListError", "a", "b'")
+    assert parse_error_entry(b"ListError: 'a'") == ErrorEntry("ListError", "a", "")
+
+
+# ---- counting
+
+
+@pytest.mark.parametrize("null", [False, True])
+def test_count_matches_the_parser(tmp_path: Path, null: bool) -> None:
+    sep = b"\0" if null else b"\n"
+    data = sep.join([OBSERVED.rstrip(b"\n")] * 5 + [b"", b"  ", b"ListError: 'x' y"]) + sep
+    assert count_error_log(io.BytesIO(data)) == len(entries(data)) == 6
+    path = tmp_path / "error_log.T.data.gz"
+    path.write_bytes(gzip.compress(data + b"ListError: 'cut' off"))
+    assert count_error_log(path) == len(list(iter_error_log(path))) == 7
+    assert count_error_log(io.BytesIO(b"")) == 0
+
+
+def test_count_is_cheap_for_a_million_entries() -> None:
+    import time
+
+    data = OBSERVED * 1_000_000
+    start = time.perf_counter()
+    assert count_error_log(io.BytesIO(data)) == 1_000_000
+    assert time.perf_counter() - start < 2.0
+
+
+def test_count_of_truncated_gzip_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "error_log.T.data.gz"
+    path.write_bytes(gzip.compress(OBSERVED * 1000)[:-20])
+    with pytest.raises(CorruptRepository, match=r"error_log\.T\.data\.gz"):
+        count_error_log(path)

@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
 from rdb_format.errors import CorruptRepository
-from rdb_format.metadata import PathArg, _opened
+from rdb_format.metadata import STREAM_ERRORS, PathArg, _opened, stream_error
 from rdb_format.statistics import iter_lines
 
-__all__ = ["ERROR_TYPES", "ErrorEntry", "ErrorLogWriter", "format_error_entry", "iter_error_log"]
+__all__ = [
+    "ERROR_TYPES",
+    "MESSAGE_STARTS",
+    "ErrorEntry",
+    "ErrorLogWriter",
+    "count_error_log",
+    "format_error_entry",
+    "iter_error_log",
+    "parse_error_entry",
+]
+
+_CHUNK: Final = 1 << 18
 
 #: The entry types rdiff-backup 2.2.7 writes.
 ERROR_TYPES: Final = ("ListError", "UpdateError", "SpecialFileError")
@@ -49,27 +60,69 @@ def format_error_entry(entry: ErrorEntry, *, null_separator: bool = False) -> by
     return text.encode("utf-8", "backslashreplace") + terminator
 
 
-def parse_error_entry(line: bytes) -> ErrorEntry:
-    """Parse one entry without its terminator; ValueError if it is not ``T: 'path' msg``."""
+#: How the messages rdiff-backup 2.2.7 logs begin: an OSError's ``str()`` (``[Errno 13] …``,
+#: also its own ``[Errno n/a] …``), and its two fixed UpdateError texts. Used to find where a
+#: path that itself contains ``' `` ends (see :func:`parse_error_entry`).
+MESSAGE_STARTS: Final = (
+    "[Errno ",
+    "File changed from regular file before signature",
+    "Updated mirror temp file '",
+)
+
+
+def parse_error_entry(line: bytes, *, known_paths: Container[str] | None = None) -> ErrorEntry:
+    """Parse one entry without its terminator; ValueError if it is not ``T: 'path' msg``.
+
+    rdiff-backup writes ``f"{type}: '{path}' {message}"`` without escaping the path, so a path
+    containing ``' `` makes the line ambiguous. The path ends at the first ``' `` that
+    (1) leaves a path in ``known_paths``, if given; else (2) is followed by a message start
+    rdiff-backup uses (:data:`MESSAGE_STARTS`); else (3) the first ``' `` (or a final ``'``).
+    """
     text = line.decode("utf-8", "surrogateescape")
     kind, sep, rest = text.partition(": '")
     if not sep or not kind.isidentifier():
         raise ValueError("not '<Type>: '<path>' <message>'")
-    path, sep, message = rest.partition("' ")
-    if not sep:
-        if not rest.endswith("'"):
-            raise ValueError("no closing quote after the path")
-        path, message = rest[:-1], ""
-    return ErrorEntry(kind, path, message)
+    cuts = _cuts(rest)
+    if not cuts:
+        raise ValueError("no closing quote after the path")
+    chosen = cuts[0]
+    if len(cuts) > 1:
+        if known_paths is not None:
+            known = [cut for cut in cuts if rest[:cut] in known_paths]
+        else:
+            known = []
+        if not known:
+            known = [cut for cut in cuts if rest.startswith(MESSAGE_STARTS, cut + 2)]
+        if known:
+            chosen = known[0]
+    return ErrorEntry(kind, rest[:chosen], rest[chosen + 2 :])
+
+
+def _cuts(rest: str) -> list[int]:
+    """Positions of each ``'`` that may close the path: before a space, or at the end."""
+    cuts = []
+    start = 0
+    while (pos := rest.find("' ", start)) >= 0:
+        cuts.append(pos)
+        start = pos + 1
+    if rest.endswith("'") and (not cuts or cuts[-1] != len(rest) - 1):
+        cuts.append(len(rest) - 1)
+    return cuts
 
 
 def iter_error_log(
-    source: BinaryIO | PathArg, *, name: str | None = None, null_separator: bool | None = None
+    source: BinaryIO | PathArg,
+    *,
+    name: str | None = None,
+    null_separator: bool | None = None,
+    known_paths: Container[str] | None = None,
 ) -> Iterator[ErrorEntry]:
     """Stream the entries of an error log (path or binary stream).
 
     The separator is ``\\0`` if ``null_separator`` (default: detected, NUL if the first
     chunk holds one). A final entry without its terminator (a crash) is still returned.
+    ``known_paths`` (e.g. the session's paths as ``list files`` prints them) settles paths
+    that contain ``' `` (see :func:`parse_error_entry`).
     """
     with _opened(source, name) as (stream, label):
         head = stream.read(1 << 16)
@@ -82,11 +135,44 @@ def iter_error_log(
             if not line.strip():
                 continue
             try:
-                yield parse_error_entry(line)
+                yield parse_error_entry(line, known_paths=known_paths)
             except ValueError as error:
                 raise CorruptRepository(
                     f"entry {number}: {error}: {line[:60]!r}", path=label
                 ) from None
+
+
+def count_error_log(
+    source: BinaryIO | PathArg, *, name: str | None = None, null_separator: bool | None = None
+) -> int:
+    """The number of entries :func:`iter_error_log` would yield, without parsing them.
+
+    Counts the non-blank separator-terminated lines (and a final unterminated one) chunk by
+    chunk at C speed; malformed entries are counted too. Read errors: CorruptRepository.
+    """
+    count = 0
+    with _opened(source, name) as (stream, label):
+        try:
+            head = stream.read(1 << 16)
+        except STREAM_ERRORS as error:
+            raise stream_error(error, label) from None
+        if null_separator is None:
+            null_separator = b"\0" in head
+        separator = b"\0" if null_separator else b"\n"
+        pending = b""
+        data = head
+        try:
+            while data:
+                lines = (pending + data).split(separator)
+                pending = lines.pop()
+                # empty and whitespace-only lines are not entries (C-level counting)
+                count += len(lines) - lines.count(b"") - sum(map(bytes.isspace, lines))
+                data = stream.read(_CHUNK)
+        except STREAM_ERRORS as error:
+            raise stream_error(error, label) from None
+        if pending.strip():
+            count += 1
+    return count
 
 
 class ErrorLogWriter:

@@ -244,7 +244,7 @@ class WriterLock:
         data_dir = self.layout.data_dir
         quoting = read_quoting(data_dir)
         markers: list[tuple[int, Path]] = []
-        for raw in os.listdir(os.fsencode(data_dir)):  # noqa: PTH208 (bytes names)
+        for raw in os.listdir(os.fsencode(data_dir)):
             if is_temp_name(raw):
                 continue
             parsed = parse_increment_name(quoting.unquote(raw, path=data_dir))

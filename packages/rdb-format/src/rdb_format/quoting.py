@@ -210,7 +210,7 @@ def read_next_free(data_dir: PathArg) -> int | None:
 def _highest_used(long_dir: Path) -> int:
     highest = 0
     with contextlib.suppress(FileNotFoundError):
-        for entry in os.listdir(os.fsencode(long_dir)):  # noqa: PTH208 (bytes names)
+        for entry in os.listdir(os.fsencode(long_dir)):
             head = entry.split(b".", 1)[0]
             if head.isdigit():
                 highest = max(highest, int(head))

@@ -66,7 +66,7 @@ def list_data_dir(layout: Layout, quoting: Quoting) -> list[DataEntry]:
     """
     entries: list[DataEntry] = []
     data_dir = os.fsencode(layout.data_dir)
-    for raw in os.listdir(data_dir):  # noqa: PTH208 (names are bytes)
+    for raw in os.listdir(data_dir):
         if is_temp_name(raw):
             continue
         name = quoting.unquote(raw, path=layout.data_dir)
