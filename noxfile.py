@@ -20,6 +20,7 @@ PACKAGES: dict[str, list[str]] = {
     "rdb-clikit": ["rdb-format"],
     "rdb-mirror": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit"],
     "rdb-stats": ["rdb-format", "rdb-clikit"],
+    "rdb-restore": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit"],
 }
 TEST_TOOLS = ["pytest", "hypothesis", "pytest-benchmark"]
 RDIFF_BACKUP_VERSION = "2.2.7"

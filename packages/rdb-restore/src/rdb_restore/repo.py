@@ -1,0 +1,351 @@
+"""Opening a repository for reading: state checks, session times, the tree as of a session.
+
+Everything here only reads. Mirror and increment files are opened through directory file
+descriptors with ``O_NOFOLLOW`` (:class:`RepoReader`), so a symlink planted in the repository is
+reported, never followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdb_format.eas_acls import ACLEntry, iter_acl_records, iter_ea_records
+from rdb_format.errors import (
+    CorruptRepository,
+    RepositoryLocked,
+    RepositoryNotFound,
+    UnfinishedSession,
+    UsageError,
+)
+from rdb_format.increments import parse_increment_name
+from rdb_format.layout import (
+    ACCESS_CONTROL_LISTS,
+    DATA_DIR,
+    EXTENDED_ATTRIBUTES,
+    INCREMENTS,
+    RDIFF_BACKUP_LOCK,
+    Layout,
+    split_repository_path,
+)
+from rdb_format.metadata import Record, path_key
+from rdb_format.metadata_diff import find_session_file, records_at
+from rdb_format.quoting import Quoting
+from rdb_format.repository import RepositoryState, read_state
+from rdb_format.timestamps import resolve_time_spec, session_at_or_before
+from rdb_increment.rebuild import IncrementFile
+
+Index = tuple[bytes, ...]
+EAs = tuple[tuple[bytes, bytes], ...]
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def show(index: Index) -> str:
+    """An index as a readable relative path (``.`` for the root)."""
+    raw = b"/".join(index) if index else b"."
+    return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of the tree at a session: its metadata record, EAs and ACL (possibly empty)."""
+
+    record: Record
+    index: Index
+    eas: EAs = ()
+    acl: tuple[ACLEntry, ...] = ()
+
+
+@dataclass
+class Repo:
+    """An opened, finished repository and the sub-path a command was given."""
+
+    layout: Layout
+    state: RepositoryState
+    sub: Index
+    lock_fd: int | None = field(default=None, repr=False)
+
+    @property
+    def quoting(self) -> Quoting:
+        return self.state.quoting
+
+    @property
+    def sessions(self) -> tuple[int, ...]:
+        return self.state.sessions
+
+    @property
+    def current_time(self) -> int:
+        current = self.state.current_time
+        assert current is not None
+        return current
+
+    def resolve(self, spec: str | None, *, now: int | None = None) -> int:
+        """A user time spec (None = now) rounded down to a session time (§3.6, §6.4)."""
+        sessions = self.sessions
+        when = resolve_time_spec(
+            spec or "now", now=int(time.time()) if now is None else now, sessions=sessions
+        )
+        return session_at_or_before(when, sessions)
+
+    def close(self) -> None:
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+            self.lock_fd = None
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the tree at a session ------------------------------------------------------------
+
+    def entries_at(self, when: int, sub: Index | None = None) -> Iterator[Entry]:
+        """The files under ``sub`` (default: the command's sub-path) at session ``when``,
+        in metadata order, with their EAs and ACLs (§2.4, §2.7). Streaming."""
+        prefix = self.sub if sub is None else sub
+        data_dir = self.layout.data_dir
+        records = records_at(data_dir, when, quoting=self.quoting)
+        eas = _ea_stream(data_dir, when, self.quoting)
+        acls = _acl_stream(data_dir, when, self.quoting)
+        ea_next = next(eas, None)
+        acl_next = next(acls, None)
+        depth = len(prefix)
+        for record in records:
+            key = path_key(record.path)
+            if key[:depth] != prefix:
+                if key > prefix:
+                    return  # sorted: nothing more under the prefix
+                continue
+            while ea_next is not None and ea_next[0] < key:
+                ea_next = next(eas, None)
+            while acl_next is not None and acl_next[0] < key:
+                acl_next = next(acls, None)
+            found_eas: EAs = ea_next[1] if ea_next is not None and ea_next[0] == key else ()
+            found_acl: tuple[ACLEntry, ...] = (
+                acl_next[1] if acl_next is not None and acl_next[0] == key else ()
+            )
+            yield Entry(record, key, found_eas, found_acl)
+
+
+def _ea_stream(data_dir: Path, when: int, quoting: Quoting) -> Iterator[tuple[Index, EAs]]:
+    path = find_session_file(
+        data_dir, EXTENDED_ATTRIBUTES, when, kinds=("snapshot",), quoting=quoting
+    )
+    if path is None:
+        return
+    for record in iter_ea_records(path):
+        yield path_key(record.path), record.attributes
+
+
+def _acl_stream(
+    data_dir: Path, when: int, quoting: Quoting
+) -> Iterator[tuple[Index, tuple[ACLEntry, ...]]]:
+    path = find_session_file(
+        data_dir, ACCESS_CONTROL_LISTS, when, kinds=("snapshot",), quoting=quoting
+    )
+    if path is None:
+        return
+    for record in iter_acl_records(path):
+        yield path_key(record.path), record.entries
+
+
+def open_repo(location: str | os.PathLike[str], *, allow_sub: bool = True) -> Repo:
+    """Open ``REPO[/PATH]`` for reading: it must hold a finished session (§5.2).
+
+    Takes rdiff-backup API 201's shared lock on ``lock.yml`` when that file exists, so a
+    backup running under API 201 is not read half-way.
+    """
+    layout, relative = split_repository_path(location)
+    sub: Index = tuple(os.fsencode(p) for p in relative.parts if p not in ("", "."))
+    if sub and not allow_sub:
+        raise UsageError(f"give the repository itself, not a path inside it ({location})")
+    state = read_state(layout)
+    try:
+        state.check_finished()
+    except UnfinishedSession:
+        failed = state.markers[-1]
+        who = f" (pid {failed.pid})" if failed.pid is not None else ""
+        raise UnfinishedSession(
+            f"the last backup session{who} did not finish; roll it back first with "
+            f"'rdb-mirror --regress {os.fsdecode(layout.root)}' "
+            f"(or 'rdiff-backup regress {os.fsdecode(layout.root)}')",
+            path=layout.data_dir,
+        ) from None
+    if state.current_time is None:
+        raise RepositoryNotFound(
+            "has no finished backup session yet (no current_mirror marker)", path=layout.data_dir
+        )
+    return Repo(layout, state, sub, _shared_lock(layout))
+
+
+def _shared_lock(layout: Layout) -> int | None:
+    path = layout.data_dir / RDIFF_BACKUP_LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise CorruptRepository(f"cannot open: {error.strerror}", path=path) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise RepositoryLocked(
+                "a backup is writing the repository (rdiff-backup holds this lock); "
+                "wait for it to finish",
+                path=path,
+            ) from None
+        return None  # a file system without flock: rdiff-backup goes on too
+    return fd
+
+
+@dataclass(frozen=True)
+class IncrementRef:
+    """Where an increment file named in the repository lives, parsed (``restore INCFILE``)."""
+
+    location: Path  # the repository
+    index: Index
+    time: int
+    kind: str
+
+
+def parse_increment_path(path: str | os.PathLike[str]) -> IncrementRef | None:
+    """If ``path`` is an increment file inside ``REPO/rdiff-backup-data/increments`` (or the
+    root's ``increments.T.dir``), the repository, unquoted index and time; else None."""
+    given = Path(os.path.normpath(Path(path).absolute()))
+    parts = given.parts
+    if DATA_DIR not in parts:
+        return None
+    at = len(parts) - 1 - parts[::-1].index(DATA_DIR)
+    repo = Path(*parts[:at])
+    rest = parts[at + 1 :]
+    if not rest:
+        return None
+    data_dir = repo / DATA_DIR
+    state_quoting = read_state_quoting(data_dir)
+    if len(rest) == 1:
+        name = parse_increment_name(state_quoting.unquote(os.fsencode(rest[0]), path=data_dir))
+        if name is None or name.base != INCREMENTS.encode() or name.kind == "data":
+            return None
+        return IncrementRef(repo, (), name.time, name.kind)
+    if rest[0] != INCREMENTS:
+        if rest[0] == "long_filename_data":
+            raise UsageError(
+                f"{path}: increments of over-long names cannot be restored by file name; "
+                "restore the path with --at"
+            )
+        return None
+    dirs = tuple(state_quoting.unquote(os.fsencode(p), path=data_dir) for p in rest[1:-1])
+    name = parse_increment_name(state_quoting.unquote(os.fsencode(rest[-1]), path=data_dir))
+    if name is None or name.kind == "data":
+        return None
+    return IncrementRef(repo, (*dirs, name.base), name.time, name.kind)
+
+
+def read_state_quoting(data_dir: Path) -> Quoting:
+    from rdb_format.quoting import read_quoting
+
+    return read_quoting(data_dir)
+
+
+# ---- safe reading of mirror and increment files ---------------------------------------------
+
+
+class DirHandle:
+    """An open directory of the repository (mirror or increments), or None when absent."""
+
+    __slots__ = ("_listing", "fd", "path")
+
+    def __init__(self, fd: int | None, path: Path) -> None:
+        self.fd = fd
+        self.path = path
+        self._listing: dict[bytes, list[IncrementFile]] | None = None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def increments(self, quoting: Quoting) -> dict[bytes, list[IncrementFile]]:
+        """Increment files in this increments directory, by unquoted base name."""
+        if self._listing is None:
+            listing: dict[bytes, list[IncrementFile]] = {}
+            if self.fd is not None:
+                for raw in map(os.fsencode, os.listdir(self.fd)):
+                    try:
+                        name = parse_increment_name(quoting.unquote(raw, path=self.path))
+                    except CorruptRepository:
+                        continue
+                    if name is None or name.kind == "data":
+                        continue
+                    listing.setdefault(name.base, []).append(
+                        IncrementFile(name, self.path / os.fsdecode(raw))
+                    )
+            self._listing = listing
+        return self._listing
+
+
+def open_dir_at(parent: DirHandle | None, name: bytes) -> DirHandle:
+    """Open a sub-directory without following symlinks; a handle with fd None if absent."""
+    if parent is None or parent.fd is None:
+        return DirHandle(None, Path("/nonexistent"))
+    path = parent.path / os.fsdecode(name)
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return DirHandle(None, path)
+        raise CorruptRepository(f"cannot open directory: {error.strerror}", path=path) from None
+    return DirHandle(fd, path)
+
+
+def open_root(path: Path) -> DirHandle:
+    try:
+        return DirHandle(os.open(path, DIR_FLAGS), path)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return DirHandle(None, path)
+        raise CorruptRepository(f"cannot open directory: {error.strerror}", path=path) from None
+
+
+def open_file_at(directory: DirHandle, name: bytes, *, what: str) -> int:
+    """Open a regular repository file without following a symlink; CorruptRepository else."""
+    path = directory.path / os.fsdecode(name)
+    if directory.fd is None:
+        raise CorruptRepository(f"{what} is missing (its directory is not there)", path=path)
+    try:
+        fd = os.open(name, FILE_FLAGS, dir_fd=directory.fd)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CorruptRepository(
+                f"{what} is a symbolic link; refusing to follow it", path=path
+            ) from None
+        if error.errno == errno.ENOENT:
+            raise CorruptRepository(f"{what} is missing", path=path) from None
+        raise CorruptRepository(f"cannot open {what}: {error.strerror}", path=path) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptRepository(f"{what} is not a regular file", path=path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def close_quietly(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)

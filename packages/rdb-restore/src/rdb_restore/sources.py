@@ -1,0 +1,162 @@
+"""Where a file's data comes from at a session: the mirror, snapshots and diffs (§3.6, §1.6).
+
+:class:`SourceTree` follows the walk over the metadata records (pre-order) with open handles on
+the matching mirror and increment directories, and opens the full copy and the reverse diffs
+of each regular file without following symlinks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from rdb_format.errors import CorruptRepository
+from rdb_format.layout import INCREMENTS, LONG_FILENAME_DATA
+from rdb_format.metadata import Record
+from rdb_format.timestamps import format_timestring
+from rdb_increment.rebuild import IncrementFile, plan_rebuild
+from rdb_restore.content import Source
+from rdb_restore.repo import (
+    DirHandle,
+    Index,
+    Repo,
+    close_quietly,
+    open_dir_at,
+    open_file_at,
+    open_root,
+    show,
+)
+
+
+@dataclass
+class Place:
+    """The repository directories of one restored directory."""
+
+    mirror: DirHandle
+    increments: DirHandle
+
+    def close(self) -> None:
+        self.mirror.close()
+        self.increments.close()
+
+
+@dataclass
+class Sources:
+    """The opened files a regular file is rebuilt from (close them with :meth:`close`)."""
+
+    base: Source
+    diffs: tuple[Source, ...]
+
+    def close(self) -> None:
+        close_quietly(self.base.fd)
+        for diff in self.diffs:
+            close_quietly(diff.fd)
+
+
+class SourceTree:
+    """The repository side of a walk at session ``when``."""
+
+    def __init__(self, repo: Repo, when: int) -> None:
+        self.repo = repo
+        self.when = when
+        self.from_mirror_only = when >= repo.current_time
+        layout = repo.layout
+        self._data = open_root(layout.data_dir)
+        self._long: DirHandle | None = None
+        self.root = Place(open_root(layout.root), open_dir_at(self._data, INCREMENTS.encode()))
+
+    def close(self) -> None:
+        self.root.close()
+        self._data.close()
+        if self._long is not None:
+            self._long.close()
+
+    def long_dir(self) -> DirHandle:
+        if self._long is None:
+            self._long = open_dir_at(self._data, LONG_FILENAME_DATA.encode())
+        return self._long
+
+    def descend(self, parent: Place, name: bytes) -> Place:
+        """The place of sub-directory ``name`` of ``parent`` (handles with fd None if absent)."""
+        quoted = self.repo.quoting.quote(name)
+        increments = (
+            DirHandle(None, parent.increments.path)
+            if self.from_mirror_only
+            else open_dir_at(parent.increments, quoted)
+        )
+        return Place(open_dir_at(parent.mirror, quoted), increments)
+
+    def place_of(self, index: Index) -> Place:
+        """Open the places down to directory ``index`` (closing the intermediate ones)."""
+        place = Place(_dup(self.root.mirror), _dup(self.root.increments))
+        for name in index:
+            child = self.descend(place, name)
+            place.close()
+            place = child
+        return place
+
+    def _increments(
+        self, parent: Place, name: bytes, record: Record
+    ) -> tuple[DirHandle, list[IncrementFile]]:
+        quoting = self.repo.quoting
+        alternate = record.alternate_mirror_name
+        if alternate is None:
+            alternate = record.alternate_increment_name
+        if alternate is not None:
+            long_dir = self.long_dir()
+            return long_dir, list(long_dir.increments(quoting).get(b"%d" % alternate, []))
+        return parent.increments, list(parent.increments.increments(quoting).get(name, []))
+
+    def sources(self, parent: Place, index: Index, record: Record) -> Sources:
+        """Open the full copy and the diffs that rebuild regular file ``record`` at ``when``."""
+        diffs: list[Source] = []
+        base: Source | None = None
+        try:
+            if not self.from_mirror_only:
+                holder, increments = self._increments(parent, index[-1], record)
+                plan = plan_rebuild(increments, self.when)
+                if not plan.exists:
+                    assert plan.base is not None
+                    raise CorruptRepository(
+                        f"the metadata says {show(index)!r} was a regular file at "
+                        f"{format_timestring(self.when)}, but its increments end in a "
+                        f"'{plan.base.kind}' marker (an increment is missing?)",
+                        path=plan.base.path,
+                    )
+                for inc in plan.diffs_newest_first:
+                    diffs.append(_open_increment(holder, inc))
+                if plan.base is not None:
+                    base = _open_increment(holder, plan.base)
+            if base is None:
+                base = self._open_mirror(parent, index, record)
+        except BaseException:
+            for diff in diffs:
+                close_quietly(diff.fd)
+            raise
+        return Sources(base, tuple(diffs))
+
+    def _open_mirror(self, parent: Place, index: Index, record: Record) -> Source:
+        quoting = self.repo.quoting
+        if record.alternate_mirror_name is not None:
+            directory = self.long_dir()
+            name = b"%d" % record.alternate_mirror_name
+        else:
+            directory = parent.mirror
+            name = quoting.quote(index[-1])
+        if directory.fd is None:
+            raise CorruptRepository(
+                f"no increment and no mirror copy of {show(index)!r} for "
+                f"{format_timestring(self.when)} (an increment is missing?)",
+                path=directory.path / os.fsdecode(name),
+            )
+        fd = open_file_at(directory, name, what="mirror copy")
+        return Source(fd, False, directory.path / os.fsdecode(name))
+
+
+def _open_increment(holder: DirHandle, inc: IncrementFile) -> Source:
+    fd = open_file_at(holder, os.fsencode(inc.path.name), what="increment")
+    return Source(fd, inc.name.compressed, inc.path)
+
+
+def _dup(handle: DirHandle) -> DirHandle:
+    return DirHandle(None if handle.fd is None else os.dup(handle.fd), handle.path)

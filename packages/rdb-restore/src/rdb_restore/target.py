@@ -1,0 +1,280 @@
+"""Writing into TARGET without ever leaving it.
+
+Every operation is relative to an open directory descriptor (``*at`` system calls); directories
+are opened with ``O_NOFOLLOW``; new entries are made under a temporary name, given their
+attributes, then renamed over the final name (a rename replaces a symlink, it never follows
+it). Attributes: owner (by name unless numeric ids are asked for; only as root), permissions,
+ACL, extended attributes, then mtime last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import itertools
+import os
+import pwd
+import shutil
+import stat
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from rdb_format.eas_acls import ACLEntry
+from rdb_format.errors import SourceError
+from rdb_format.metadata import Record
+from rdb_restore.repo import DIR_FLAGS, EAs, Entry
+
+posix1e: Any
+try:  # pragma: no cover - depends on the machine
+    import posix1e as _posix1e
+
+    posix1e = _posix1e
+except ImportError:  # pragma: no cover
+    posix1e = None
+
+IS_ROOT = os.geteuid() == 0
+TEMP_PREFIX = b".rdb-restore.tmp."
+_counter = itertools.count()
+_UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+def temp_name() -> bytes:
+    return TEMP_PREFIX + b"%d.%d" % (os.getpid(), next(_counter))
+
+
+class Owners:
+    """Maps a record's owner to local ids: by name first (unless ``numeric``), else the id."""
+
+    def __init__(self, *, numeric: bool) -> None:
+        self.numeric = numeric
+        self._users: dict[str, int | None] = {}
+        self._groups: dict[str, int | None] = {}
+        self._lock = threading.Lock()
+
+    def ids(self, record: Record) -> tuple[int, int]:
+        uid, gid = record.uid or 0, record.gid or 0
+        if self.numeric:
+            return uid, gid
+        with self._lock:
+            if record.uname is not None:
+                if record.uname not in self._users:
+                    try:
+                        self._users[record.uname] = pwd.getpwnam(record.uname).pw_uid
+                    except KeyError:
+                        self._users[record.uname] = None
+                found = self._users[record.uname]
+                uid = uid if found is None else found
+            if record.gname is not None:
+                if record.gname not in self._groups:
+                    try:
+                        self._groups[record.gname] = grp.getgrnam(record.gname).gr_gid
+                    except KeyError:
+                        self._groups[record.gname] = None
+                found = self._groups[record.gname]
+                gid = gid if found is None else found
+        return uid, gid
+
+
+Warn = Callable[[str], None]
+
+
+def _acl_text(entries: list[ACLEntry]) -> str:
+    return "".join(f"{e.tag}:{e.qualifier}:{e.perms}\n" for e in entries)
+
+
+def apply_acl(
+    fd: int | str, acl: tuple[ACLEntry, ...], is_dir: bool, label: str, warn: Warn
+) -> None:
+    """Give the open file or directory ``fd`` the recorded non-trivial ACL."""
+    if not acl:
+        return
+    if posix1e is None:
+        warn(f"{label}: ACL not restored (pylibacl is not installed)")
+        return
+    access = [e for e in acl if not e.default]
+    default = [e for e in acl if e.default]
+    try:
+        if access:
+            posix1e.ACL(text=_acl_text(access)).applyto(fd)
+        if is_dir and default:
+            where = f"/proc/self/fd/{fd}" if isinstance(fd, int) else fd
+            posix1e.ACL(text=_acl_text(default)).applyto(where, posix1e.ACL_TYPE_DEFAULT)
+    except (OSError, ValueError, TypeError) as error:
+        warn(f"{label}: ACL not restored ({error})")
+
+
+def apply_eas(fd: int | str, eas: EAs, label: str, warn: Warn) -> None:
+    for name, value in eas:
+        try:
+            if isinstance(fd, int):
+                os.setxattr(fd, os.fsdecode(name), value)
+            else:
+                os.setxattr(fd, os.fsdecode(name), value, follow_symlinks=False)
+        except OSError as error:
+            warn(
+                f"{label}: extended attribute {os.fsdecode(name)!r} not restored ({error.strerror})"
+            )
+
+
+def apply_fd(
+    fd: int,
+    record: Record,
+    eas: EAs,
+    acl: tuple[ACLEntry, ...],
+    owners: Owners,
+    label: str,
+    warn: Warn,
+) -> None:
+    """Owner, permissions, ACL, EAs and mtime of a regular file or directory open at ``fd``."""
+    if IS_ROOT:
+        uid, gid = owners.ids(record)
+        os.chown(fd, uid, gid)
+    if record.permissions is not None:
+        os.chmod(fd, record.permissions)
+    apply_acl(fd, acl, record.type == "dir", label, warn)
+    apply_eas(fd, eas, label, warn)
+    if record.mod_time is not None:
+        ns = record.mod_time * 1_000_000_000
+        os.utime(fd, ns=(ns, ns))
+
+
+def apply_at(dir_fd: int, name: bytes, record: Record, owners: Owners) -> None:
+    """Owner, permissions and mtime of a special file or symlink just made at ``name``."""
+    if IS_ROOT:
+        uid, gid = owners.ids(record)
+        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    if record.type == "sym":
+        return
+    if record.permissions is not None:
+        # our own fresh node (never a symlink), so following is harmless here
+        os.chmod(name, record.permissions, dir_fd=dir_fd)
+    if record.mod_time is not None:
+        ns = record.mod_time * 1_000_000_000
+        os.utime(name, ns=(ns, ns), dir_fd=dir_fd, follow_symlinks=False)
+
+
+def apply_special_extras(dir_fd: int, name: bytes, entry: Entry, label: str, warn: Warn) -> None:
+    """ACL and EAs of a FIFO, socket or device node we just made (never a symlink)."""
+    path = f"/proc/self/fd/{dir_fd}/{os.fsdecode(name)}"
+    apply_acl(path, entry.acl, False, label, warn)
+    apply_eas(path, entry.eas, label, warn)
+
+
+def remove_entry(dir_fd: int, name: bytes) -> None:
+    """Remove ``name`` in ``dir_fd`` whatever it is (a directory tree too), no symlink followed."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(os.fsdecode(name), dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def place(dir_fd: int, temp: bytes, name: bytes, *, force: bool) -> None:
+    """Rename ``temp`` over ``name``; an existing directory there is removed first (--force)."""
+    try:
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as error:
+        if not force or error.errno not in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        remove_entry(dir_fd, name)
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def make_dir(dir_fd: int, name: bytes, *, force: bool) -> tuple[int, bool]:
+    """Create (or with ``force`` reuse) directory ``name``; its fd and whether it existed."""
+    existed = False
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        if not force:
+            raise
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            existed = True
+        else:
+            os.unlink(name, dir_fd=dir_fd)  # a file or a symlink: replaced, never followed
+            os.mkdir(name, 0o700, dir_fd=dir_fd)
+    return os.open(name, DIR_FLAGS, dir_fd=dir_fd), existed
+
+
+def make_special(dir_fd: int, name: bytes, record: Record, warn: Warn, label: str) -> None:
+    """Create a symlink, FIFO, socket or device node at ``name``."""
+    perms = (record.permissions or 0) & 0o7777
+    if record.type == "sym":
+        assert record.sym_data is not None
+        os.symlink(record.sym_data, name, dir_fd=dir_fd)
+    elif record.type == "fifo":
+        os.mkfifo(name, 0o600, dir_fd=dir_fd)
+    elif record.type == "sock":
+        os.mknod(name, stat.S_IFSOCK | 0o600, dir_fd=dir_fd)
+    elif record.type == "dev":
+        assert record.device_num is not None
+        kind, major, minor = record.device_num
+        mode = (stat.S_IFCHR if kind == "c" else stat.S_IFBLK) | 0o600
+        try:
+            os.mknod(name, mode, os.makedev(major, minor), dir_fd=dir_fd)
+        except PermissionError:
+            warn(f"{label}: cannot create a device node here (not root); an empty file stands in")
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd
+            )
+            os.close(fd)
+    else:  # pragma: no cover - types are checked by the caller
+        raise ValueError(record.type)
+    del perms
+
+
+def prepare_target_dir(target: str, *, force: bool) -> tuple[int, bool]:
+    """Open (creating it if needed) the directory TARGET; refuse a non-empty one unless
+    ``force``. Returns its fd and whether it already existed with content."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(target))
+        if not os.path.isdir(parent):
+            raise SourceError("its parent directory does not exist", path=target) from None
+        os.mkdir(target, 0o700)
+        return os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), False
+    if stat.S_ISLNK(st.st_mode):
+        with contextlib.suppress(OSError):
+            st = os.stat(target)
+    if not stat.S_ISDIR(st.st_mode):
+        if not force:
+            raise SourceError(
+                "exists and is not a directory; remove it, or give --force to replace it",
+                path=target,
+            )
+        os.unlink(target)
+        os.mkdir(target, 0o700)
+        return os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), False
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if os.listdir(fd):
+        if not force:
+            os.close(fd)
+            raise SourceError(
+                "is not empty; restore into a new or empty directory, or give --force to "
+                "overwrite it (entries not in the backup are then removed)",
+                path=target,
+            )
+        return fd, True
+    return fd, False
+
+
+def prepare_target_file(target: str, *, force: bool) -> tuple[int, bytes]:
+    """The parent directory fd and the name of a single restored file TARGET."""
+    absolute = os.path.abspath(target)
+    parent, name = os.path.split(absolute)
+    if not name:
+        raise SourceError("is not a file name", path=target)
+    if os.path.lexists(absolute) and not force:
+        raise SourceError("exists; remove it, or give --force to replace it", path=target)
+    try:
+        fd = os.open(parent or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        raise SourceError(f"cannot open its directory: {error.strerror}", path=target) from None
+    return fd, os.fsencode(name)
