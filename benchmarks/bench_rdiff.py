@@ -299,6 +299,20 @@ def python_env(mode: str, cache_dir: Path) -> dict[str, str] | None:
     return env
 
 
+def snapshot(dest: Path, env: dict[str, str] | None) -> dict[str, str]:
+    """Copy the imported ``rdiff`` package (sources and built extension) to ``dest`` and
+    return ``env`` with PYTHONPATH pointing there, so the whole run measures one version."""
+    spec = importlib.util.find_spec("rdiff")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the rdiff package is not importable")
+    src = Path(next(iter(spec.submodule_search_locations)))
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest / "rdiff", ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))
+    return env
+
+
 def find_ours(choice: str) -> Tools:
     here = Path(sys.executable)
     script = here.parent / "rdiff"
@@ -726,6 +740,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="our Python children: cache = .pyc cached in a folder of ours as for an installed "
         "package (default); none = no .pyc at all; inherit = the environment as it is",
     )
+    p.add_argument(
+        "--no-snapshot",
+        dest="snapshot",
+        action="store_false",
+        help="run the live rdiff package rather than a copy taken at start (the copy keeps "
+        "concurrent edits of packages/rdiff out of a long run)",
+    )
     p.add_argument("--json", type=Path, help="also write raw results here")
     return p.parse_args(argv)
 
@@ -743,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tools = find_ours(args.ours)
     tools.bytecode = args.bytecode
     tools.env = python_env(args.bytecode, args.corpus / "rdiff-bench-pycache")
+    if args.snapshot:
+        tools.env = snapshot(args.corpus / "rdiff-bench-src", tools.env)
     corpus = build_corpus(args.corpus, args.quick)
     slow = args.slow_reps if args.slow_reps is not None else (args.reps if args.quick else 1)
     info = machine()
