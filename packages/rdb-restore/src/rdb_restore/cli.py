@@ -1,22 +1,402 @@
-"""The ``rdb-restore`` command (temporary minimal version)."""
+"""The ``rdb-restore`` command: restore (the default), list, list files, list changed, compare,
+verify.
+
+``rdb-restore REPO[/PATH] TARGET`` is the restore command: a small argv shim inserts the
+``restore`` word when the first argument is not a command name, and turns ``list files`` /
+``list changed`` into the ``list-files`` / ``list-changed`` commands.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, NoReturn
 
+import typer
+
+from rdb_clikit.console import stderr_console
+from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
+from rdb_clikit.progress import JsonLinesProgress, make_progress
+from rdb_clikit.protocol import NullProgress, Progress
+from rdb_clikit.run import run
+from rdb_format.exitcodes import ExitCode
+from rdb_format.statistics import format_bytes
+from rdb_format.timestamps import format_timestring
+from rdb_restore.query import Method, compare, list_changed, list_sessions, verify
+from rdb_restore.repo import open_repo, show
 from rdb_restore.restore import RestoreOptions, restore
+
+PROG = "rdb-restore"
+COMMANDS = ("restore", "list", "list-files", "list-changed", "compare", "verify")
+app = make_app(name=PROG)
+
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="When: now (default), 3D, 2W, 1h30m, 5B (5 sessions back), 2026-11-22, "
+        "2026-11-22T10:20:30+01:00, epoch seconds; rounded down to a session.",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Threads rebuilding files (default 2/CPU).")
+]
+TIME_NOTE = (
+    "TIME is rounded down to the newest session at or before it (the oldest session if it is "
+    "older than all of them)."
+)
+
+
+@app.callback(
+    epilog=epilog(
+        "rdb-restore /backups/home /tmp/home",
+        "rdb-restore --at 3D /backups/home/alice/notes.txt /tmp/notes.txt",
+        "rdb-restore list /backups/home",
+        "rdb-restore list files --at 2B /backups/home alice",
+        "rdb-restore list changed --since 1W /backups/home",
+        "rdb-restore compare --hash ~/work /backups/work",
+        "rdb-restore verify --at 5B /backups/home",
+    )
+)
+def _main() -> None:
+    """Restore any session of an rdiff-backup 2.2 repository, and answer questions about it.
+
+    'rdb-restore REPO TARGET' is short for 'rdb-restore restore REPO TARGET'; 'list files'
+    and 'list changed' are written with a space. 'rdb-restore COMMAND --help' for more.
+    """
+
+
+def _progress(json_output: bool, quiet: bool, *, stream_stdout: bool = True) -> Progress:
+    console = stderr_console(quiet=quiet)
+    if json_output:
+        return JsonLinesProgress(sys.stdout if stream_stdout else sys.stderr)
+    if quiet:
+        return NullProgress()
+    return make_progress(console, prog=PROG)
+
+
+def _emit(json_output: bool, document: dict[str, object]) -> None:
+    print(json.dumps(document), flush=True)
+    del json_output
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+@app.command(
+    "restore",
+    epilog=epilog(
+        "rdb-restore /backups/home /tmp/home-now",
+        "rdb-restore --at 3D /backups/home/alice/notes.txt /tmp/notes.txt",
+        "rdb-restore --at 2026-11-22 /backups/home/alice /tmp/alice",
+        "rdb-restore --at 5B /backups/home/etc/fstab - | diff - /etc/fstab",
+        "rdb-restore /backups/home/rdiff-backup-data/increments/alice/x.2026-11-22T10:20:30+01:00"
+        ".diff.gz /tmp/x",
+        "rdb-restore --force --at 1W /backups/home /srv/home-restored",
+        notes="REPO is the repository, or any path inside its mirror (it may exist only in "
+        "older sessions), or one increment file (restored as of its own time). TARGET must not "
+        "exist or be an empty directory (--force overwrites it and removes what is not in the "
+        "backup); '-' writes one regular file to stdout. Nothing is ever written outside "
+        "TARGET: no symbolic link is followed, whether in the repository or in TARGET. "
+        "Files whose content does not match their recorded SHA1 are left out, named, and "
+        "the exit status is 13. " + TIME_NOTE,
+    ),
+)
+def restore_command(
+    location: Annotated[str, typer.Argument(help="REPO, REPO/PATH, or an increment file.")],
+    target: Annotated[str, typer.Argument(help="Where to restore; '-' for stdout.")],
+    at: AtOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Restore into a non-empty TARGET (overwriting it).")
+    ] = False,
+    numeric_ids: Annotated[
+        bool,
+        typer.Option(
+            "--preserve-numerical-ids",
+            help="Owners by the recorded uid/gid, not by user and group name.",
+        ),
+    ] = False,
+    workers: WorkersOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Restore REPO (or a path in it) into TARGET as it was at TIME (default: the newest)."""
+    to_stdout = target == "-"
+    progress = _progress(json_output, quiet, stream_stdout=not to_stdout)
+    result = restore(
+        location,
+        target,
+        at=at,
+        options=RestoreOptions(force=force, numeric_ids=numeric_ids, workers=workers),
+        progress=progress,
+    )
+    summary: dict[str, object] = {
+        "source": result.source,
+        "target": result.target,
+        "time": result.time,
+        "time_string": format_timestring(result.time),
+        "entries": result.entries,
+        "files": result.files,
+        "bytes": result.bytes,
+        "warnings": result.warnings,
+    }
+    if json_output and not to_stdout:
+        _emit(json_output, {"summary": summary})
+    elif json_output:
+        print(json.dumps({"summary": summary}), file=sys.stderr, flush=True)
+    else:
+        _say(
+            quiet or to_stdout,
+            f"restored {result.source} as of {format_timestring(result.time)} into "
+            f"{result.target}: {result.entries} entries, {result.files} files "
+            f"({format_bytes(result.bytes)})",
+        )
+    return int(ExitCode.WARNINGS if result.warnings else ExitCode.OK)
+
+
+@app.command(
+    "list",
+    epilog=epilog(
+        "rdb-restore list /backups/home",
+        "rdb-restore list files --at 3D /backups/home alice",
+        "rdb-restore list changed --since 1W /backups/home",
+        "rdb-restore list --json /backups/home | jq '.sessions[].time_string'",
+    ),
+)
+def list_command(
+    repo: Annotated[str, typer.Argument(help="The repository.")],
+    json_output: JsonOpt = False,
+) -> int:
+    """List the sessions of REPO (oldest first) with their sizes. Also: 'list files',
+    'list changed'."""
+    with open_repo(repo) as opened:
+        sessions = list_sessions(opened)
+    if json_output:
+        _emit(
+            True,
+            {
+                "sessions": [
+                    {
+                        "time": s.time,
+                        "time_string": format_timestring(s.time),
+                        "size": s.size,
+                        "total_size": s.total_size,
+                        "current": s.current,
+                    }
+                    for s in sessions
+                ]
+            },
+        )
+        return 0
+    print(f"{'Session':<27} {'Size':>12} {'Cumulative':>12}")
+    for s in sessions:
+        mark = "  (current mirror)" if s.current else ""
+        print(
+            f"{format_timestring(s.time):<27} {format_bytes(s.size):>12} "
+            f"{format_bytes(s.total_size):>12}{mark}"
+        )
+    return 0
+
+
+def _write_path(raw: bytes) -> None:
+    sys.stdout.buffer.write(raw + b"\n")
+
+
+@app.command(
+    "list-files",
+    epilog=epilog(
+        "rdb-restore list files /backups/home",
+        "rdb-restore list files --at 2B /backups/home alice/docs",
+        "rdb-restore list files --json --at 3D /backups/home | jq -r '.files[].path'",
+        notes="Paths are relative to the repository, '.' for its top, one per line, raw "
+        "bytes. " + TIME_NOTE,
+    ),
+)
+def list_files_command(
+    repo: Annotated[str, typer.Argument(help="The repository (or REPO/PATH).")],
+    path: Annotated[str | None, typer.Argument(help="Only under this path.")] = None,
+    at: AtOpt = None,
+    json_output: JsonOpt = False,
+) -> int:
+    """List the files of REPO (or a path in it) as they were at TIME ('list files')."""
+    with open_repo(repo) as opened:
+        if path:
+            opened.sub = (
+                *opened.sub,
+                *(os.fsencode(p) for p in Path(path).parts if p not in ("", ".", "/")),
+            )
+        when = opened.resolve(at)
+        if json_output:
+            files = [
+                {"path": show(e.index), "type": e.record.type, "size": e.record.size}
+                for e in opened.entries_at(when)
+            ]
+            _emit(True, {"time": when, "time_string": format_timestring(when), "files": files})
+            return 0
+        for entry in opened.entries_at(when):
+            _write_path(entry.record.path)
+    sys.stdout.flush()
+    return 0
+
+
+@app.command(
+    "list-changed",
+    epilog=epilog(
+        "rdb-restore list changed --since 3D /backups/home",
+        "rdb-restore list changed --since 2B --json /backups/home/alice",
+        notes="Compares the metadata of the session at --since with the current mirror; "
+        "prints 'new', 'deleted' or 'changed' and the path, like rdiff-backup's "
+        "list files --changed-since.",
+    ),
+)
+def list_changed_command(
+    repo: Annotated[str, typer.Argument(help="The repository (or REPO/PATH).")],
+    since: Annotated[str, typer.Option("--since", help="The older session (a time spec).")],
+    json_output: JsonOpt = False,
+) -> int:
+    """List what changed in REPO (or a path in it) since the session at TIME."""
+    with open_repo(repo) as opened:
+        when = opened.resolve(since)
+        changes = list_changed(opened, when)
+        if json_output:
+            items = [{"change": kind, "path": show(r.components)} for kind, r in changes]
+            _emit(True, {"since": when, "current": opened.current_time, "changes": items})
+            return 0
+        for kind, record in changes:
+            sys.stdout.buffer.write(kind.ljust(7).encode() + b" " + record.path + b"\n")
+    sys.stdout.flush()
+    return 0
+
+
+@app.command(
+    "compare",
+    epilog=epilog(
+        "rdb-restore compare ~/work /backups/work",
+        "rdb-restore compare --hash --at 2B ~/work /backups/work",
+        "rdb-restore compare --full ~/work/src /backups/work/src",
+        notes="Prints 'new: PATH' (only in SRC), 'deleted: PATH' (only in the backup) and "
+        "'changed: PATH (what)'. Exit status 0 when they match, 1 when they differ.",
+    ),
+)
+def compare_command(
+    source: Annotated[Path, typer.Argument(help="The directory to compare.")],
+    repo: Annotated[str, typer.Argument(help="The repository (or REPO/PATH).")],
+    at: AtOpt = None,
+    hash_: Annotated[
+        bool, typer.Option("--hash", help="Also compare SHA1s of regular files.")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Also compare the bytes of regular files.")
+    ] = False,
+    workers: WorkersOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Compare SRC with REPO (or a path in it) at TIME: metadata, --hash or --full content."""
+    method: Method = "full" if full else "hash" if hash_ else "meta"
+    with open_repo(repo) as opened:
+        when = opened.resolve(at)
+        result = compare(
+            source,
+            opened,
+            when,
+            method=method,
+            workers=workers,
+            progress=NullProgress() if json_output else _progress(False, quiet),
+        )
+    if json_output:
+        _emit(
+            True,
+            {
+                "time": when,
+                "time_string": format_timestring(when),
+                "method": method,
+                "compared": result.compared,
+                "same": result.same,
+                "differences": [
+                    {"change": d.kind, "path": d.path, "what": d.what} for d in result.differences
+                ],
+            },
+        )
+    else:
+        for difference in result.differences:
+            print(difference.line())
+        _say(
+            quiet,
+            f"compared {result.compared} entries with the session {format_timestring(when)}: "
+            + ("no differences" if result.same else f"{len(result.differences)} differences"),
+        )
+    return int(ExitCode.OK if result.same else ExitCode.FAILURE)
+
+
+@app.command(
+    "verify",
+    epilog=epilog(
+        "rdb-restore verify /backups/home",
+        "rdb-restore verify --at 3B /backups/home",
+        "rdb-restore verify --json /backups/home | jq '.bad'",
+        notes="Rebuilds every regular file of the session and checks its SHA1 against the "
+        "one recorded in the metadata; each bad file is printed on stdout. Exit status 0 when "
+        "all match, 13 when any file is bad. " + TIME_NOTE,
+    ),
+)
+def verify_command(
+    repo: Annotated[str, typer.Argument(help="The repository (or REPO/PATH).")],
+    at: AtOpt = None,
+    workers: WorkersOpt = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Check every regular file of REPO as of TIME against its recorded SHA1."""
+    with open_repo(repo) as opened:
+        when = opened.resolve(at)
+        progress: Progress = NullProgress() if json_output else _progress(False, quiet)
+        result = verify(opened, when, workers=workers, progress=progress)
+    if json_output:
+        _emit(
+            True,
+            {
+                "time": when,
+                "time_string": format_timestring(when),
+                "checked": result.checked,
+                "bytes": result.bytes,
+                "ok": result.ok,
+                "bad": result.bad,
+                "unchecked": result.unchecked,
+            },
+        )
+    else:
+        for line in result.bad:
+            print(f"bad: {line}")
+        _say(
+            quiet,
+            f"verified {result.checked} files ({format_bytes(result.bytes)}) of the session "
+            f"{format_timestring(when)}: "
+            + ("all match their SHA1" if result.ok else f"{len(result.bad)} bad"),
+        )
+    return int(ExitCode.OK if result.ok else ExitCode.CORRUPT)
+
+
+def shim(argv: Sequence[str]) -> list[str]:
+    """``REPO TARGET`` → ``restore REPO TARGET``; ``list files`` → ``list-files``."""
+    args = list(argv)
+    first = next((i for i, a in enumerate(args) if not a.startswith("-") or a == "-"), None)
+    if first is None:
+        return args
+    word = args[first]
+    if word == "list" and first + 1 < len(args) and args[first + 1] in ("files", "changed"):
+        return [*args[:first], f"list-{args[first + 1]}", *args[first + 2 :]]
+    if word in COMMANDS:
+        return args
+    if any(a in ("-h", "--help") for a in args[:first]):
+        return args
+    return ["restore", *args]
 
 
 def main() -> NoReturn:
-    args = sys.argv[1:]
-    force = "--force" in args
-    args = [a for a in args if a != "--force"]
-    at = None
-    if "--at" in args:
-        i = args.index("--at")
-        at = args[i + 1]
-        del args[i : i + 2]
-    result = restore(args[0], args[1], at=at, options=RestoreOptions(force=force))
-    print(result, file=sys.stderr)
-    sys.exit(0)
+    sys.exit(run(app, prog=PROG, argv=shim(sys.argv[1:])))

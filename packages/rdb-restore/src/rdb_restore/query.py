@@ -1,0 +1,524 @@
+"""The read-only questions: sessions, files at a time, what changed, compare, verify.
+
+Nothing here writes. Files are rebuilt in a thread pool for ``verify`` and ``compare --full``;
+the metadata is streamed, so memory stays flat in the number of files.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rdb_clikit.protocol import NullProgress, Progress
+from rdb_format.errors import CorruptRepository, SourceError
+from rdb_format.metadata import Record, path_key
+from rdb_format.metadata_diff import records_at
+from rdb_increment.listing import increment_sizes
+from rdb_restore.content import Digest, hash_source, produce
+from rdb_restore.repo import FILE_FLAGS, Entry, Index, Repo, show
+from rdb_restore.restore import default_workers
+from rdb_restore.sources import Place, Sources, SourceTree
+
+# ---- sessions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One restorable session: its time, the bytes of its increments, and what restoring it
+    needs in total (the mirror plus every increment from it on)."""
+
+    time: int
+    size: int
+    total_size: int
+    current: bool
+
+
+def list_sessions(repo: Repo) -> list[SessionInfo]:
+    """Every restorable session, oldest first (no-change sessions included, size 0)."""
+    sizes = increment_sizes(repo.layout)
+    by_time = {s.time: s.size for s in sizes if not s.current}
+    mirror = next((s.size for s in sizes if s.current), 0)
+    current = repo.current_time
+    out: list[SessionInfo] = []
+    total = mirror
+    for when in sorted(repo.sessions, reverse=True):
+        if when == current:
+            out.append(SessionInfo(when, mirror, mirror, True))
+            continue
+        size = by_time.get(when, 0)
+        total += size
+        out.append(SessionInfo(when, size, total, False))
+    out.reverse()
+    return out
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+
+def list_files(repo: Repo, when: int) -> Iterator[Entry]:
+    """The files under the repository's sub-path at session ``when``, in metadata order."""
+    return repo.entries_at(when)
+
+
+ChangeKind = Literal["new", "deleted", "changed"]
+
+_COMPARED = (
+    "type",
+    "size",
+    "sha1_digest",
+    "sym_data",
+    "device_num",
+    "mod_time",
+    "uid",
+    "gid",
+    "permissions",
+)
+
+
+def _differs(old: Record, new: Record) -> bool:
+    return any(getattr(old, f) != getattr(new, f) for f in _COMPARED)
+
+
+def list_changed(repo: Repo, since: int) -> Iterator[tuple[ChangeKind, Record]]:
+    """What changed between session ``since`` and the current mirror, under the sub-path:
+    ``new`` (created since), ``deleted`` (gone since) or ``changed``, in metadata order."""
+    data_dir = repo.layout.data_dir
+    prefix = repo.sub
+    depth = len(prefix)
+
+    def under(records: Iterator[Record]) -> Iterator[tuple[Index, Record]]:
+        for record in records:
+            key = path_key(record.path)
+            if key[:depth] == prefix:
+                yield key, record
+
+    old = under(records_at(data_dir, since, quoting=repo.quoting))
+    new = under(records_at(data_dir, repo.current_time, quoting=repo.quoting))
+    a, b = next(old, None), next(new, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            assert a is not None
+            yield "deleted", a[1]
+            a = next(old, None)
+        elif a is None or b[0] < a[0]:
+            yield "new", b[1]
+            b = next(new, None)
+        else:
+            if _differs(a[1], b[1]):
+                yield "changed", b[1]
+            a, b = next(old, None), next(new, None)
+
+
+# ---- walking the repository side with open places -------------------------------------------
+
+
+def _walk(repo: Repo, when: int, tree: SourceTree) -> Iterator[tuple[Entry, Place]]:
+    """Each entry under the sub-path with the place of its parent directory (main thread)."""
+    entries = repo.entries_at(when)
+    stack: list[tuple[Index, Place]] = []
+    try:
+        for entry in entries:
+            key = entry.index
+            while stack and not (
+                len(key) > len(stack[-1][0]) and key[: len(stack[-1][0])] == stack[-1][0]
+            ):
+                stack.pop()[1].close()
+            if not stack:
+                parent = tree.place_of(key[:-1]) if key else tree.place_of(())
+                stack.append((key[:-1], parent))
+            yield entry, stack[-1][1]
+            if entry.record.type == "dir" and key:
+                stack.append((key, tree.descend(stack[-1][1], key[-1])))
+            elif entry.record.type == "dir":
+                stack.append((key, tree.place_of(())))
+    finally:
+        for _, place in stack:
+            place.close()
+
+
+def _pool_map(
+    jobs: Iterator[tuple[Entry, Sources]],
+    work: Callable[[Entry, Sources], None],
+    workers: int | None,
+    on_error: Callable[[Entry, CorruptRepository], None],
+) -> None:
+    """Run ``work`` over the jobs in a thread pool (a bounded number in flight)."""
+    count = workers or default_workers()
+    slots = threading.BoundedSemaphore(count * 8)
+    fatal: list[BaseException] = []
+
+    def run(entry: Entry, sources: Sources) -> None:
+        try:
+            work(entry, sources)
+        except CorruptRepository as error:
+            on_error(entry, error)
+        except BaseException as error:
+            fatal.append(error)
+        finally:
+            sources.close()
+            slots.release()
+
+    with ThreadPoolExecutor(count, thread_name_prefix="rdb-restore") as pool:
+        for entry, sources in jobs:
+            if fatal:
+                sources.close()
+                break
+            slots.acquire()
+            pool.submit(run, entry, sources)
+    if fatal:
+        raise fatal[0]
+
+
+# ---- verify ---------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyResult:
+    """``bad``: one line per file whose rebuilt content does not match its recorded SHA1 (or
+    could not be rebuilt). ``unchecked``: regular files without a recorded SHA1."""
+
+    time: int
+    checked: int = 0
+    bytes: int = 0
+    bad: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+
+def verify(
+    repo: Repo, when: int, *, workers: int | None = None, progress: Progress | None = None
+) -> VerifyResult:
+    """Rebuild every regular file at ``when`` and check it against its recorded SHA1."""
+    progress = progress or NullProgress()
+    result = VerifyResult(when)
+    lock = threading.Lock()
+    tree = SourceTree(repo, when)
+    # In a hard-link group only the first path carries the digest; the others are checked
+    # against it.
+    group_digest: dict[tuple[int, int], str] = {}
+
+    def expected(record: Record) -> str | None:
+        if record.sha1_digest is not None:
+            if record.has_hard_link_triple:
+                assert record.inode is not None and record.device_loc is not None
+                group_digest[(record.inode, record.device_loc)] = record.sha1_digest
+            return record.sha1_digest
+        if record.has_hard_link_triple:
+            assert record.inode is not None and record.device_loc is not None
+            return group_digest.get((record.inode, record.device_loc))
+        return None
+
+    digests: dict[Index, str] = {}
+
+    def jobs() -> Iterator[tuple[Entry, Sources]]:
+        for entry, parent in _walk(repo, when, tree):
+            if entry.record.type != "reg":
+                continue
+            want = expected(entry.record)
+            if want is None:
+                result.unchecked.append(show(entry.index))
+                progress.warning(f"{show(entry.index)}: no SHA1 recorded; not checked")
+                continue
+            try:
+                sources = tree.sources(parent, entry.index, entry.record)
+            except CorruptRepository as error:
+                bad(entry, error)
+                continue
+            digests[entry.index] = want
+            yield entry, sources
+
+    def bad(entry: Entry, error: CorruptRepository) -> None:
+        message = f"{show(entry.index)}: cannot be rebuilt: {error}"
+        with lock:
+            result.bad.append(message)
+        progress.warning(message)
+
+    def work(entry: Entry, sources: Sources) -> None:
+        digest = hash_source(sources.base, sources.diffs)
+        with lock:
+            want = digests.pop(entry.index)
+            result.checked += 1
+            result.bytes += digest.size
+        if digest.hexdigest() != want:
+            message = (
+                f"{show(entry.index)}: SHA1 {digest.hexdigest()} does not match the recorded {want}"
+            )
+            with lock:
+                result.bad.append(message)
+            progress.warning(message)
+        progress.advance(1)
+
+    progress.start("verifying", None)
+    try:
+        _pool_map(jobs(), work, workers, bad)
+    finally:
+        tree.close()
+        progress.finish()
+    result.bad.sort()
+    return result
+
+
+# ---- compare --------------------------------------------------------------------------------
+
+Method = Literal["meta", "hash", "full"]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One line of ``compare``: ``new`` (only in the source), ``deleted`` (only in the
+    backup) or ``changed`` (with what differs)."""
+
+    kind: ChangeKind
+    path: str
+    what: str = ""
+
+    def line(self) -> str:
+        suffix = f" ({self.what})" if self.what else ""
+        return f"{self.kind}: {self.path}{suffix}"
+
+
+def _kind(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return "reg"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "sym"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "sock"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "dev"
+    return None
+
+
+def _walk_source(root: bytes, top_excluded: bool) -> Iterator[tuple[Index, os.stat_result]]:
+    """Every entry under ``root`` (itself first) in metadata order, lstat'ed."""
+
+    def rec(
+        index: Index, path: bytes, st: os.stat_result
+    ) -> Iterator[tuple[Index, os.stat_result]]:
+        yield index, st
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as error:
+            raise SourceError(f"cannot list: {error.strerror}", path=path) from None
+        for name in names:
+            if top_excluded and not index and name == b"rdiff-backup-data":
+                continue
+            child = os.path.join(path, name)
+            try:
+                child_st = os.lstat(child)
+            except FileNotFoundError:
+                continue
+            yield from rec((*index, name), child, child_st)
+
+    try:
+        top = os.lstat(root)
+    except OSError as error:
+        raise SourceError(f"cannot read: {error.strerror}", path=root) from None
+    yield from rec((), root, top)
+
+
+def _meta_differences(record: Record, st: os.stat_result, source: bytes) -> list[str]:
+    what: list[str] = []
+    kind = _kind(st.st_mode)
+    if kind != record.type:
+        return [f"type {record.type} -> {kind}"]
+    perms = stat.S_IMODE(st.st_mode)
+    if kind != "sym" and record.permissions is not None and perms != record.permissions:
+        what.append("permissions")
+    if os.geteuid() == 0 and (st.st_uid != record.uid or st.st_gid != record.gid):
+        what.append("owner")
+    mtime = st.st_mtime_ns // 1_000_000_000
+    if kind not in ("sym", "dev", "dir") and record.mod_time not in (None, mtime):
+        what.append("mtime")
+    if kind == "reg" and st.st_size != record.size:
+        what.append("size")
+    if kind == "sym" and os.readlink(source) != record.sym_data:
+        what.append("target")
+    device = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    if kind == "dev" and record.device_num is not None and device != record.device_num[1:]:
+        what.append("device")
+    return what
+
+
+@dataclass
+class CompareResult:
+    time: int
+    compared: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def same(self) -> bool:
+        return not self.differences
+
+
+def compare(
+    source: str | os.PathLike[str],
+    repo: Repo,
+    when: int,
+    *,
+    method: Method = "meta",
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> CompareResult:
+    """Compare the tree ``source`` with the backup of the repository's sub-path at ``when``:
+    metadata always; with ``hash`` the SHA1 of each source file against the recorded one;
+    with ``full`` each file's bytes against the file rebuilt from the repository (in a
+    thread pool)."""
+    progress = progress or NullProgress()
+    root = os.fsencode(source)
+    result = CompareResult(when)
+    lock = threading.Lock()
+    tree = SourceTree(repo, when)
+    group_digest: dict[tuple[int, int], str] = {}
+    count = workers or default_workers()
+    slots = threading.BoundedSemaphore(count * 8)
+    fatal: list[BaseException] = []
+
+    def add(diff: Difference) -> None:
+        with lock:
+            result.differences.append(diff)
+
+    def recorded(record: Record) -> str | None:
+        want = record.sha1_digest
+        if record.has_hard_link_triple:
+            assert record.inode is not None and record.device_loc is not None
+            gkey = (record.inode, record.device_loc)
+            if want is not None:
+                group_digest[gkey] = want
+            else:
+                want = group_digest.get(gkey)
+        return want
+
+    def job(index: Index, path: bytes, want: str | None, sources: Sources | None) -> None:
+        try:
+            if sources is None:
+                if want is not None and _hash_file(path) != want:
+                    add(Difference("changed", show(index), "data"))
+            elif not _same_content(path, sources):
+                add(Difference("changed", show(index), "data"))
+        except CorruptRepository as error:
+            add(Difference("changed", show(index), f"cannot rebuild: {error}"))
+        except BaseException as error:
+            fatal.append(error)
+        finally:
+            if sources is not None:
+                sources.close()
+            slots.release()
+
+    progress.start("comparing", None)
+    pool = ThreadPoolExecutor(count, thread_name_prefix="rdb-restore")
+    try:
+        source_iter = _walk_source(root, top_excluded=not repo.sub)
+        repo_iter = _walk(repo, when, tree)
+        prefix = len(repo.sub)
+        s = next(source_iter, None)
+        r = next(repo_iter, None)
+        while (s is not None or r is not None) and not fatal:
+            r_key = r[0].index[prefix:] if r is not None else None
+            if r_key is None or (s is not None and s[0] < r_key):
+                assert s is not None
+                add(Difference("new", show(s[0])))
+                s = next(source_iter, None)
+                continue
+            if s is None or r_key < s[0]:
+                add(Difference("deleted", show(r_key)))
+                r = next(repo_iter, None)
+                continue
+            assert r is not None
+            entry, parent = r
+            index, st = s
+            path = os.path.join(root, *index) if index else root
+            what = _meta_differences(entry.record, st, path)
+            result.compared += 1
+            if what:
+                add(Difference("changed", show(index), ", ".join(what)))
+            elif method != "meta" and entry.record.type == "reg":
+                sources: Sources | None = None
+                want = recorded(entry.record)
+                if method == "full":
+                    try:
+                        sources = tree.sources(parent, entry.index, entry.record)
+                    except CorruptRepository as error:
+                        add(Difference("changed", show(index), f"cannot rebuild: {error}"))
+                        s, r = next(source_iter, None), next(repo_iter, None)
+                        continue
+                slots.acquire()
+                pool.submit(job, index, path, want, sources)
+            progress.advance(1)
+            s = next(source_iter, None)
+            r = next(repo_iter, None)
+    finally:
+        pool.shutdown(wait=True)
+        tree.close()
+        progress.finish()
+    if fatal:
+        raise fatal[0]
+    result.differences.sort(key=lambda d: path_key(os.fsencode(d.path)))
+    return result
+
+
+def _open_source(path: bytes) -> int:
+    try:
+        fd = os.open(path, FILE_FLAGS)
+    except OSError as error:
+        raise SourceError(f"cannot read: {error.strerror}", path=path) from None
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _hash_file(path: bytes) -> str:
+    fd = _open_source(path)
+    try:
+        digest = Digest()
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                return digest.hexdigest()
+            digest(data)
+    finally:
+        os.close(fd)
+
+
+def _same_content(path: bytes, sources: Sources) -> bool:
+    fd = _open_source(path)
+    try:
+        offset = 0
+        equal = True
+
+        def check(data: bytes | memoryview) -> None:
+            nonlocal offset, equal
+            if equal and os.pread(fd, len(data), offset) != bytes(data):
+                equal = False
+            offset += len(data)
+
+        produce(sources.base, sources.diffs, check)
+        return equal and not os.pread(fd, 1, offset)
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "CompareResult",
+    "Difference",
+    "SessionInfo",
+    "VerifyResult",
+    "compare",
+    "list_changed",
+    "list_files",
+    "list_sessions",
+    "verify",
+]
