@@ -595,10 +595,19 @@ class Selection:
             st,
             is_dir,
         )
+        scanned = False
         for rule in self._rules:
             verdict = rule.decide(entry)
-            if verdict is not None:
-                return verdict
+            if verdict is None:
+                continue
+            if verdict is Decision.SCAN:
+                # rdiff-backup keeps a scanned directory that nothing below is included from
+                # when the later options (or the default) include it: that is an inclusion
+                scanned = True
+                continue
+            if scanned and verdict is not Decision.INCLUDE:
+                return Decision.SCAN
+            return verdict
         return Decision.INCLUDE
 
     @overload
