@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +99,7 @@ class Case:
     generic: list[str] = field(default_factory=list)  # options before "backup"
     absolute: bool = False  # give the source as an absolute path
     fatal: bool = False  # rdiff-backup refuses the options, we raise UsageError
+    source: str | None = None  # the source argument as typed (default "src")
     lenient: bool = False  # file-list entries outside the source: rdiff-backup ignores them
 
 
@@ -212,6 +212,32 @@ CASES = [
         ["--include", "{src}/a/b", "--exclude", "{src}/**x*", "--exclude-regexp", "^/.*/d$"],
         absolute=True,
     ),
+    Case(
+        "scan-twice-then-include",
+        [
+            "--include",
+            "{src}/a*/q",
+            "--include",
+            "{src}/**/nothing",
+            "--include-regexp",
+            "^{src}/(a|d|a/e)$",
+            "--exclude",
+            "**",
+        ],
+    ),
+    Case("scan-prefix-on-a-file", ["--include", "{src}/top.tx?/x", "--exclude-regexp", "zzz"]),
+    Case("literal-file-as-parent", ["--include", "{src}/top.txt/x", "--exclude", "**"]),
+    Case("literal-ignorecase", ["--exclude", "ignorecase:SRC/A", "--exclude", "ignorecase:**/f*"]),
+    Case("literal-dot-components", ["--exclude", "{src}/./a", "--exclude", "{src}/d/../Foo"]),
+    Case(
+        "source-spelled-differently",
+        ["--include", "src/a/b", "--exclude", "src/**"],
+        source="./src/",
+    ),
+    Case(
+        "negated-class-spans-slash",
+        ["--include", "{src}/**[!x]g.py", "--exclude", "{src}/a[!x]b", "--exclude", "**"],
+    ),
     # fatal option sets (both refuse)
     Case("fatal-redundant-include", ["--exclude", "**/a", "--include", "{src}/d"], fatal=True),
     Case("fatal-outside-glob", ["--exclude", "/nonexistent/**"], fatal=True),
@@ -243,7 +269,11 @@ def test_same_files_as_rdiff_backup(
 ) -> None:
     monkeypatch.chdir(tree)
     src = str(tree / "src") if case.absolute else "src"
-    fill: Callable[[str], str] = lambda text: os.fsdecode(_fill(os.fsencode(text), src, tmp_path))
+    src = case.source or src
+
+    def fill(text: str) -> str:
+        return os.fsdecode(_fill(os.fsencode(text), src, tmp_path))
+
     for name, content in case.files.items():
         (tmp_path / name).write_bytes(_fill(content, src, tmp_path))
     args = [fill(arg) for arg in case.args]
