@@ -1,0 +1,37 @@
+"""Helpers of the rdb-restore tests: run the command, find files in a repository."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_restore(
+    *args: str | os.PathLike[str], input_: bytes | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[bytes]:
+    """``python -m rdb_restore ARGS`` in a subprocess (bytes output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "rdb_restore", *map(str, args)],
+        capture_output=True,
+        input=input_,
+        env={**os.environ, "TZ": "UTC"},
+        timeout=timeout,
+        check=False,
+    )
+
+
+def increments(repo: Path, suffix: str) -> list[Path]:
+    """Increment files under ``increments/`` whose name ends in ``suffix``, sorted."""
+    return sorted((repo / "rdiff-backup-data" / "increments").rglob(f"*{suffix}"))
+
+
+def metadata_snapshot(repo: Path) -> Path:
+    return next((repo / "rdiff-backup-data").glob("mirror_metadata.*.snapshot.gz"))
+
+
+def rewrite_gzip(path: Path, data: bytes) -> None:
+    with gzip.open(path, "wb") as out:
+        out.write(data)

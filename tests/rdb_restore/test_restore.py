@@ -1,0 +1,249 @@
+"""Restore of repositories written by rdb-mirror: every session, sub-paths, stdout, safety."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.interop import trees
+from tests.rdb_mirror.helpers import differences
+from tests.rdb_restore.conftest import MirrorRepo, Sentinel
+from tests.rdb_restore.helpers import increments, metadata_snapshot, rewrite_gzip, run_restore
+
+from rdb_format.errors import CorruptRepository, SourceError, UnfinishedSession
+from rdb_format.increments import parse_increment_name
+from rdb_restore import RestoreOptions, restore
+
+
+def test_every_session_restores_exactly(mirror_repo_master: MirrorRepo, tmp_path: Path) -> None:
+    for n, when in enumerate(mirror_repo_master.times):
+        target = tmp_path / f"at{n}"
+        result = restore(str(mirror_repo_master.path), str(target), at=str(when))
+        assert result.time == when
+        assert differences(mirror_repo_master.scans[n], trees.scan(target)) == [], f"session {n}"
+
+
+def test_time_specs_round_down_to_sessions(mirror_repo_master: MirrorRepo, tmp_path: Path) -> None:
+    times = mirror_repo_master.times
+    repo = str(mirror_repo_master.path)
+    assert restore(repo, str(tmp_path / "a"), at="1B").time == times[-2]
+    assert restore(repo, str(tmp_path / "b"), at=str(times[1] + 5)).time == times[1]
+    assert restore(repo, str(tmp_path / "c"), at="1990-01-01").time == times[0]
+    assert restore(repo, str(tmp_path / "d"), at="now").time == times[-1]
+    assert restore(repo, str(tmp_path / "e"), at="2023-11-14T22:13:20Z").time == times[0]
+
+
+def test_sub_path_and_single_file(mirror_repo_master: MirrorRepo, tmp_path: Path) -> None:
+    scan = mirror_repo_master.scans[0]
+    sub = next(i for i, e in scan.items() if len(i) == 1 and e.type == "dir")
+    target = tmp_path / "sub"
+    restore(str(mirror_repo_master.path / os.fsdecode(sub[0])), str(target), at="0B")
+    latest = mirror_repo_master.scans[-1]
+    expected = {i[1:]: e for i, e in latest.items() if i[:1] == sub}
+    got = trees.scan(target)
+    assert differences(expected, got) == []
+    name, entry = next(
+        (i, e) for i, e in scan.items() if len(i) == 1 and e.type == "reg" and e.size
+    )
+    single = tmp_path / "single.bin"
+    restore(
+        str(mirror_repo_master.path / os.fsdecode(name[0])),
+        str(single),
+        at=str(mirror_repo_master.times[0]),
+    )
+    assert trees.stat_entry(single).sha1 == entry.sha1
+    assert trees.stat_entry(single).mtime == entry.mtime
+    assert trees.stat_entry(single).perms == entry.perms
+
+
+def test_stdout_writes_one_file(mirror_repo_master: MirrorRepo) -> None:
+    scan = mirror_repo_master.scans[0]
+    name, entry = next(
+        (i, e) for i, e in scan.items() if len(i) == 1 and e.type == "reg" and (e.size or 0) > 100
+    )
+    proc = run_restore(
+        "--at", mirror_repo_master.times[0], mirror_repo_master.path / os.fsdecode(name[0]), "-"
+    )
+    assert proc.returncode == 0, proc.stderr
+    import hashlib
+
+    assert hashlib.sha1(proc.stdout).hexdigest() == entry.sha1
+    directory = run_restore(mirror_repo_master.path, "-")
+    assert directory.returncode == 2
+    assert b"only a regular file can be written to stdout" in directory.stderr
+
+
+def test_non_empty_target_refused(mirror_repo: MirrorRepo, tmp_path: Path) -> None:
+    target = tmp_path / "full"
+    target.mkdir()
+    (target / "keep.txt").write_bytes(b"mine")
+    proc = run_restore(mirror_repo.path, target)
+    assert proc.returncode == 15
+    assert f"{target}: is not empty".encode() in proc.stderr
+    assert (target / "keep.txt").read_bytes() == b"mine"
+    assert sorted(os.listdir(target)) == ["keep.txt"]
+    with pytest.raises(SourceError):
+        restore(str(mirror_repo.path), str(target))
+
+
+def test_force_overwrites_and_removes_extras(mirror_repo: MirrorRepo, tmp_path: Path) -> None:
+    target = tmp_path / "forced"
+    target.mkdir()
+    (target / "extra.txt").write_bytes(b"not in the backup")
+    restore(str(mirror_repo.path), str(target), options=RestoreOptions(force=True))
+    assert differences(mirror_repo.scans[-1], trees.scan(target)) == []
+
+
+def test_unfinished_session_refused(mirror_repo: MirrorRepo, tmp_path: Path) -> None:
+    data = mirror_repo.path / "rdiff-backup-data"
+    (data / "current_mirror.2030-01-01T00:00:00Z.data").write_bytes(b"PID 999999\n")
+    proc = run_restore(mirror_repo.path, tmp_path / "t")
+    assert proc.returncode == 14
+    message = proc.stderr.decode()
+    assert message.count("\n") == 1
+    assert f"rdb-mirror --regress {mirror_repo.path}" in message
+    assert not (tmp_path / "t").exists()
+    with pytest.raises(UnfinishedSession):
+        restore(str(mirror_repo.path), str(tmp_path / "t"))
+
+
+def test_restore_from_an_increment_file(mirror_repo_master: MirrorRepo, tmp_path: Path) -> None:
+    base = mirror_repo_master.path / "rdiff-backup-data" / "increments"
+    diff = next(p for p in increments(mirror_repo_master.path, ".diff.gz") if p.parent == base)
+    proc = run_restore(diff, tmp_path / "from-inc")
+    assert proc.returncode == 0, proc.stderr
+    name = parse_increment_name(os.fsencode(diff.name))
+    assert name is not None
+    session = mirror_repo_master.times.index(name.time)
+    expected = mirror_repo_master.scans[session][(name.base,)]
+    restored = trees.stat_entry(tmp_path / "from-inc")
+    assert (restored.sha1, restored.perms, restored.mtime) == (
+        expected.sha1,
+        expected.perms,
+        expected.mtime,
+    )
+    with_at = run_restore("--at", "now", diff, tmp_path / "x")
+    assert with_at.returncode == 2
+    assert b"do not give --at" in with_at.stderr
+
+
+# ---- hostile repositories -------------------------------------------------------------------
+
+
+def _plain(index: trees.Index) -> bool:
+    return all(re.fullmatch(rb"[A-Za-z0-9_.-]+", part) for part in index)
+
+
+def _mirror_file(repo: MirrorRepo) -> tuple[Path, trees.Entry]:
+    scan = repo.scans[-1]
+    index, entry = next(
+        (i, e)
+        for i, e in scan.items()
+        if len(i) == 2 and e.type == "reg" and e.nlink == 1 and _plain(i)
+    )
+    return repo.path.joinpath(*map(os.fsdecode, index)), entry
+
+
+def test_symlink_planted_in_the_mirror(
+    mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path: Path
+) -> None:
+    victim, _ = _mirror_file(mirror_repo)
+    victim.unlink()
+    victim.symlink_to(sentinel.path / "secret.txt")
+    target = tmp_path / "t"
+    proc = run_restore(mirror_repo.path, target)
+    assert proc.returncode == 13, proc.stderr
+    lines = proc.stderr.decode().strip().splitlines()
+    assert os.fsdecode(victim) in lines[-1]
+    assert "symbolic link; refusing to follow it" in lines[-1]
+    sentinel.assert_untouched()
+    for path in target.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert path.read_bytes() != b"do not touch\n"
+
+
+def test_directory_symlink_planted_in_the_mirror(
+    mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path: Path
+) -> None:
+    victim, _ = _mirror_file(mirror_repo)
+    directory = victim.parent
+    subprocess.run(["rm", "-rf", str(directory)], check=True)
+    directory.symlink_to(sentinel.path)
+    proc = run_restore(mirror_repo.path, tmp_path / "t")
+    assert proc.returncode == 13, proc.stderr
+    assert os.fsdecode(directory).encode() in proc.stderr
+    sentinel.assert_untouched()
+
+
+def test_symlinks_already_in_the_target(
+    mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path: Path
+) -> None:
+    scan = mirror_repo.scans[-1]
+    target = tmp_path / "t"
+    target.mkdir()
+    top_dir = next(i for i, e in scan.items() if len(i) == 1 and e.type == "dir")
+    top_file = next(i for i, e in scan.items() if len(i) == 1 and e.type == "reg")
+    (target / os.fsdecode(top_dir[0])).symlink_to(sentinel.path)
+    (target / os.fsdecode(top_file[0])).symlink_to(sentinel.path / "secret.txt")
+    restore(str(mirror_repo.path), str(target), options=RestoreOptions(force=True))
+    sentinel.assert_untouched()
+    assert differences(scan, trees.scan(target)) == []
+
+
+def test_dotdot_in_metadata(mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path: Path) -> None:
+    snapshot = metadata_snapshot(mirror_repo.path)
+    import gzip
+
+    data = gzip.decompress(snapshot.read_bytes())
+    head, sep, rest = data.partition(b"\nFile ")
+    evil = (
+        b"\nFile ../sentinel/evil\n  Type reg\n  Size 0\n  ModTime 0\n  Uid 0\n  Uname root\n"
+        b"  Gid 0\n  Gname root\n  Permissions 420"
+    )
+    rewrite_gzip(snapshot, head + evil + sep + rest)
+    target = tmp_path / "t"
+    proc = run_restore(mirror_repo.path, target)
+    assert proc.returncode == 13
+    message = proc.stderr.decode()
+    assert message.count("\n") == 1
+    assert snapshot.name in message
+    assert "'..' component" in message
+    sentinel.assert_untouched()
+    assert not (tmp_path / "sentinel" / "evil").exists()
+
+
+def test_truncated_diff(mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path: Path) -> None:
+    diff = max(increments(mirror_repo.path, ".diff.gz"), key=lambda p: p.stat().st_size)
+    diff.write_bytes(diff.read_bytes()[: max(12, diff.stat().st_size // 2)])
+    target = tmp_path / "t"
+    proc = run_restore("--at", mirror_repo.times[0], mirror_repo.path, target)
+    assert proc.returncode == 13, proc.stderr
+    last = proc.stderr.decode().strip().splitlines()[-1]
+    assert str(diff) in last
+    sentinel.assert_untouched()
+    leftovers = [p for p in target.rglob("*") if p.name.startswith(".rdb-restore.tmp")]
+    assert leftovers == []
+
+
+def test_missing_increment(mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path: Path) -> None:
+    first = mirror_repo.times[0]
+    candidates = [
+        p
+        for p in increments(mirror_repo.path, ".diff.gz")
+        if p.stat().st_size > 40 and "T22:13:20Z" in p.name
+    ]
+    assert candidates
+    diff = candidates[0]
+    diff.unlink()
+    target = tmp_path / "t"
+    with pytest.raises(CorruptRepository) as caught:
+        restore(str(mirror_repo.path), str(target), at=str(first))
+    rel = diff.relative_to(mirror_repo.path / "rdiff-backup-data" / "increments")
+    name = rel.parent / rel.name.split(".2023-")[0]
+    assert str(name) in str(caught.value)
+    assert "missing or damaged" in str(caught.value)
+    sentinel.assert_untouched()
+    assert not (target / name).exists()
