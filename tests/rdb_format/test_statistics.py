@@ -15,13 +15,16 @@ from hypothesis import strategies as st
 
 from rdb_format.errors import CorruptRepository, HostilePath
 from rdb_format.statistics import (
+    FileStatisticsReader,
     FileStatRow,
+    PartialSessionStatistics,
     SessionStatistics,
     format_bytes,
     format_file_stat_row,
     format_seconds,
     format_session_statistics,
     iter_file_statistics,
+    parse_file_stat_row,
     parse_session_statistics,
     read_session_statistics,
     write_file_statistics,
@@ -245,3 +248,132 @@ def test_row_roundtrip(
     sep = b"\0" if null else b"\n"
     data = FILE_STATS_OBSERVED.replace(b"\n", sep) + format_file_stat_row(row, sep)
     assert rows(data)[-1] == row
+
+
+# -- file_statistics: truncation signal, batches, speed ----------------------------------------
+
+
+def test_truncation_is_signalled(tmp_path: Path) -> None:
+    cut = FILE_STATS_OBSERVED[:-5]
+    seen: list[str] = []
+    reader = iter_file_statistics(
+        io.BytesIO(cut),
+        name="file_statistics.T.data",
+        allow_truncated=True,
+        on_truncated=seen.append,
+    )
+    assert isinstance(reader, FileStatisticsReader)
+    assert not reader.truncated
+    assert len(list(reader)) == 5
+    assert reader.truncated and reader.rows_read == 5
+    assert seen == [reader.problem]
+    assert reader.problem is not None and "file_statistics.T.data" in reader.problem
+    whole = iter_file_statistics(io.BytesIO(FILE_STATS_OBSERVED), allow_truncated=True)
+    assert len(list(whole)) == 6 and not whole.truncated and whole.problem is None
+    path = tmp_path / "file_statistics.X.data.gz"
+    many = b"".join(b"file%d 1 %d NA %d\n" % (i, i * 7919 % 104729, i) for i in range(2000))
+    path.write_bytes(gzip.compress(FILE_STATS_OBSERVED + many)[:-20])
+    gz = iter_file_statistics(path, allow_truncated=True)
+    assert len(list(gz)) > 100
+    assert gz.truncated and gz.problem is not None and "truncated" in gz.problem
+
+
+def test_batches_are_the_rows(tmp_path: Path) -> None:
+    many = b"".join(b"d/f\\\\%d x 1 %d NA %d\n" % (i, i, i) for i in range(50_000))
+    data = FILE_STATS_OBSERVED + many
+    batches = list(iter_file_statistics(io.BytesIO(data)).batches())
+    assert len(batches) > 1
+    flat = [row for batch in batches for row in batch]
+    assert flat == [parse_file_stat_row(line) for line in data.split(b"\n")[2:-1]]
+    assert flat[-1] == FileStatRow(b"d/f\\49999 x", True, 49999, None, 49999)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"a/../b 1 1 1 1", b"./a 1 1 1 1", b"a/. 1 1 1 1", b"a//b 1 1 1 1", b"a/ 1 1 1 1"],
+)
+def test_hostile_rows_in_a_big_chunk(line: bytes) -> None:
+    good = b"".join(b"f%d 1 1 1 1\n" % i for i in range(5000))
+    with pytest.raises(HostilePath, match="line 5009"):
+        rows(FILE_STATS_OBSERVED + good + line + b"\n")
+
+
+def test_a_million_rows_parse_fast() -> None:
+    import time
+
+    data = FILE_STATS_OBSERVED + b"".join(
+        b"dir%d/some file %d.txt %d %d NA %d\n" % (i % 100, i, i % 2, i * 7, i % 4096)
+        for i in range(1_000_000)
+    )
+    start = time.perf_counter()
+    count = sum(len(batch) for batch in iter_file_statistics(io.BytesIO(data)).batches())
+    assert count == 1_000_006
+    assert time.perf_counter() - start < 5.0
+
+
+# -- session_statistics: tolerant mode ---------------------------------------------------------
+
+
+def test_tolerant_complete_file_equals_strict() -> None:
+    partial = parse_session_statistics(SESSION_OBSERVED, tolerant=True)
+    assert isinstance(partial, PartialSessionStatistics)
+    assert partial.complete and partial.problems == () and partial.missing == ()
+    assert partial.to_statistics() == parse_session_statistics(SESSION_OBSERVED)
+
+
+def test_tolerant_missing_field_is_absent_not_zero() -> None:
+    text = SESSION_OBSERVED.replace("Errors 0\n", "").replace("NewFiles 4\n", "")
+    assert parse_session_statistics(text).errors == 0  # strict: 0, as before
+    partial = parse_session_statistics(text, tolerant=True)
+    assert partial.get("errors") is None and partial.get("new_files") is None
+    assert partial.missing == ("NewFiles", "Errors")
+    assert partial.problems == ("no NewFiles line", "no Errors line")
+    assert partial.get("source_files") == 25
+    with pytest.raises(ValueError, match="NewFiles, Errors"):
+        partial.to_statistics()
+
+
+def test_tolerant_garbled_lines_keep_the_values_around_them() -> None:
+    lines = SESSION_OBSERVED.split("\n")
+    lines[4] = "SourceFil\x00\ufffd 201114"  # garbled name
+    lines[6] = "MirrorFileSize 2x1067 (196 KB)"  # bad value
+    lines[8] = "NewFileSize"  # no value
+    partial = parse_session_statistics("\n".join(lines), tolerant=True)
+    assert partial.get("source_files") == 25  # the line before the first garbled one
+    assert partial.get("mirror_files") == 24
+    assert partial.get("errors") == 0  # and everything after
+    assert partial.get("elapsed_time") == 0.75
+    assert [p.split(":")[0] for p in partial.problems[:3]] == ["line 5", "line 7", "line 9"]
+    assert partial.missing == ("SourceFileSize", "MirrorFileSize", "NewFileSize")
+    with pytest.raises(CorruptRepository, match="line 5"):
+        parse_session_statistics("\n".join(lines))
+
+
+def test_tolerant_cut_file(tmp_path: Path) -> None:
+    cut = SESSION_OBSERVED[: SESSION_OBSERVED.index("ChangedSourceSize") + 21]
+    assert cut.endswith("ChangedSourceSize 201")
+    partial = parse_session_statistics(cut, tolerant=True)
+    assert partial.get("changed_files") == 15
+    assert partial.get("changed_source_size") is None  # maybe cut short: not used
+    assert "no final newline" in partial.problems[0]
+    assert "ChangedSourceSize" in partial.missing
+    path = tmp_path / "session_statistics.T.data"
+    path.write_text(cut)
+    assert read_session_statistics(path, tolerant=True) == partial
+    assert parse_session_statistics(cut).changed_source_size == 201  # strict: as before
+
+
+def test_tolerant_truncated_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "session_statistics.T.data.gz"
+    path.write_bytes(gzip.compress(SESSION_OBSERVED.encode() * 50)[:-30])
+    with pytest.raises(CorruptRepository):
+        read_session_statistics(path)
+    partial = read_session_statistics(path, tolerant=True)
+    assert partial.get("start_time") == 1795303293.0
+    assert "truncated" in partial.problems[0]
+
+
+def test_tolerant_duplicate_keeps_the_first() -> None:
+    partial = parse_session_statistics(SESSION_OBSERVED + "Errors 7\n", tolerant=True)
+    assert partial.get("errors") == 0
+    assert partial.problems == ("line 19: Errors again (the first one is used)",)
