@@ -94,11 +94,11 @@ class StreamedFile:
 
 
 class MetadataFile(StreamedFile):
-    """``mirror_metadata.<T>.snapshot`` streamed in record order."""
+    """``mirror_metadata.<T>.snapshot`` (or, with ``diff``, a reverse diff) in record order."""
 
-    def __init__(self, plain: Path, *, compress: bool = True) -> None:
+    def __init__(self, plain: Path, *, compress: bool = True, diff: bool = False) -> None:
         super().__init__(plain, compress=compress)
-        self._writer = MetadataWriter(cast(BinaryIO, self))
+        self._writer = MetadataWriter(cast(BinaryIO, self), allow_missing=diff)
         self.count = 0
 
     def add(self, record: Record) -> None:

@@ -222,6 +222,7 @@ class RepositorySide:
         old: OldState | None,
         writer: IncrementWriter | None,
         metadata: MetadataFile,
+        diff_file: MetadataFile | None = None,
         ea_file: EaFile | None,
         acl_file: AclFile | None,
         file_stats: FileStatistics | None,
@@ -236,6 +237,7 @@ class RepositorySide:
         self.old = old
         self.writer = writer
         self.metadata = metadata
+        self.diff_file = diff_file
         self.ea_file = ea_file
         self.acl_file = acl_file
         self.file_stats = file_stats
@@ -251,6 +253,7 @@ class RepositorySide:
         self._requests: dict[int, _Item] = {}
         self._next_request = 0
         self._outputs: deque[_Emit | Future[_Emit]] = deque()
+        self._olds: deque[Record | None] = deque()  # each output's previous record
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rdb-mirror")
         self._groups: dict[tuple[int, int], _Group] = {}
         self._unlisted: list[Index] = []
@@ -436,11 +439,17 @@ class RepositorySide:
             else:
                 emit = head
             self._outputs.popleft()
-            self._write(emit)
+            self._write(emit, self._olds.popleft())
 
-    def _write(self, emit: _Emit) -> None:
+    def _write(self, emit: _Emit, old: Record | None) -> None:
         c = self.counters
         record = emit.record
+        if self.diff_file is not None:
+            if old is None:
+                if record is not None:
+                    self.diff_file.add(Record.missing(record.path))
+            elif record != old:
+                self.diff_file.add(old)
         if record is not None:
             self.metadata.add(record)
             path = record.path
@@ -506,6 +515,7 @@ class RepositorySide:
             index[: len(self._old_dirs[-1])] == self._old_dirs[-1] and index != self._old_dirs[-1]
         ):
             self._old_dirs.pop()
+        self._olds.append(item.old)
         try:
             if item.keep:
                 self._emit_old(item, "kept")

@@ -56,12 +56,11 @@ from rdb_format.layout import (
     Layout,
 )
 from rdb_format.locking import WriterLock
-from rdb_format.metadata import Record, iter_records, write_metadata_file
+from rdb_format.metadata import Record
 from rdb_format.metadata_diff import (
     MetadataFile as StoredMetadata,
 )
 from rdb_format.metadata_diff import (
-    diff_records,
     find_session_file,
     list_metadata_files,
     records_at,
@@ -85,6 +84,7 @@ from rdb_mirror.datafiles import (
     ErrorLog,
     FileStatistics,
     MetadataFile,
+    StreamedFile,
 )
 from rdb_mirror.fsmeta import Capabilities, probe
 from rdb_mirror.protocol import QueueChannel, RepositoryMessage, SourceMessage
@@ -254,38 +254,28 @@ def _old_state(layout: Layout, state: RepositoryState, prev: int) -> OldState:
     return OldState(prev, records, eas, acls)
 
 
-def _convert_previous(layout: Layout, quoting: Quoting, prev: int, new_snapshot: Path) -> None:
-    """Turn the previous snapshot into a reverse diff (unless the chain rule keeps it)."""
+def _previous_diff(layout: Layout, quoting: Quoting, prev: int) -> tuple[Path, Path] | None:
+    """(the previous snapshot, the name of its diff) if the chain rule converts it."""
     files = list_metadata_files(layout.data_dir, quoting)
     position = next((i for i, f in enumerate(files) if f.time == prev), None)
     if position is None:
-        return
+        return None
     previous: StoredMetadata = files[position]
     if previous.kind != "snapshot":
-        return
+        return None
     run = 0
     for earlier in reversed(files[:position]):
         if earlier.kind != "diff":
             break
         run += 1
     if run >= MAX_DIFFS_IN_A_ROW:
-        return
+        return None  # rdiff-backup's max_diff_chain: keep a full snapshot now and then
     name = previous.path.name
     if previous.compressed:
         name = name[: -len(".gz")]
     if not name.endswith("snapshot"):
-        return  # a quoted kind: leave it a snapshot (always valid)
-    target = previous.path.with_name(name[: -len("snapshot")] + "diff")
-    write_metadata_file(
-        target,
-        diff_records(iter_records(new_snapshot), previous.records()),
-        compress=previous.compressed or True,
-        allow_missing=True,
-        compresslevel=6,
-        fsync=False,
-    )
-    testhooks.point("diff-written")
-    remove_durable(previous.path)
+        return None  # a quoted kind: leave it a snapshot (always valid)
+    return previous.path, previous.path.with_name(name[: -len("snapshot")] + "diff")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,6 +407,10 @@ class _Session:
             )
         compress = opts.compression
         metadata = MetadataFile(self.path(MIRROR_METADATA, "snapshot"), compress=True)
+        convert = _previous_diff(layout, self.quoting, self.prev) if self.prev is not None else None
+        # The previous snapshot's reverse diff is computed while the session runs (old and
+        # new records meet in order there) and put in place after the new snapshot.
+        diff_file = MetadataFile(convert[1], compress=True, diff=True) if convert else None
         ea_file = EaFile(self.path(EXTENDED_ATTRIBUTES, "snapshot"), compress=True)
         acl_file = AclFile(self.path(ACCESS_CONTROL_LISTS, "snapshot"), compress=True)
         file_stats = (
@@ -432,6 +426,7 @@ class _Session:
             old=old,
             writer=writer,
             metadata=metadata,
+            diff_file=diff_file,
             ea_file=ea_file if caps.eas else None,
             acl_file=acl_file if caps.acls else None,
             file_stats=file_stats,
@@ -441,7 +436,8 @@ class _Session:
             workers=workers,
         )
         self.report.start("backup", self._expected_total())
-        outputs = [metadata, ea_file, acl_file, *([file_stats] if file_stats else [])]
+        outputs: list[StreamedFile] = [metadata, ea_file, acl_file]
+        outputs += [f for f in (file_stats, diff_file) if f is not None]
         try:
             self._run_halves(repo, caps, workers)
             metadata.commit()
@@ -449,8 +445,10 @@ class _Session:
             acl_file.commit()
             errors.write(self.path(ERROR_LOG, "data"), compress=compress)
             testhooks.point("metadata-written")
-            if self.prev is not None:
-                _convert_previous(layout, self.quoting, self.prev, _snapshot_of(metadata))
+            if convert is not None and diff_file is not None:
+                diff_file.commit()
+                testhooks.point("diff-written")
+                remove_durable(convert[0])
                 testhooks.point("converted")
             os.sync()
             testhooks.point("before-commit")
@@ -530,11 +528,6 @@ class _Session:
         thread.join()
         if failure:
             raise failure[0]
-
-
-def _snapshot_of(metadata: MetadataFile) -> Path:
-    gz = metadata.plain.with_name(metadata.plain.name + ".gz")
-    return gz if gz.exists() else metadata.plain
 
 
 def _statistics(
