@@ -215,3 +215,65 @@ def test_records_at_is_lazy(tmp_path: Path) -> None:
     iterator = records_at(tmp_path, T0)
     (tmp_path / "rdiff-backup.tmp.1").write_bytes(b"")
     assert next(iterator) == rec(b"a")
+
+
+# ---- per-session files from a pre-listed directory ---------------------------------------------
+
+
+def _many_sessions(data_dir: Path, count: int) -> list[int]:
+    from rdb_format.timestamps import format_timestring
+
+    times = [1_700_000_000 + 1000 * i for i in range(count)]
+    for t in times:
+        ts = format_timestring(t, utc_offset=0)
+        for name in (
+            f"extended_attributes.{ts}.snapshot",
+            f"access_control_lists.{ts}.snapshot.gz",
+            f"session_statistics.{ts}.data",
+            f"mirror_metadata.{ts}.snapshot.gz",
+        ):
+            (data_dir / name).write_bytes(b"")
+    (data_dir / "rdiff-backup.tmp.7").write_bytes(b"")
+    return times
+
+
+def test_find_session_file_from_state_entries_is_fast(tmp_path: Path) -> None:
+    import time as clock
+
+    from rdb_format.layout import Layout
+    from rdb_format.metadata_diff import SessionFileIndex, find_session_file
+    from rdb_format.repository import read_state
+
+    data_dir = tmp_path / "rdiff-backup-data"
+    data_dir.mkdir()
+    times = _many_sessions(data_dir, 1000)
+    state = read_state(Layout(tmp_path))
+    start = clock.perf_counter()
+    for t in times:
+        for base in ("extended_attributes", "access_control_lists", "session_statistics"):
+            found = find_session_file(data_dir, base, t, entries=state.entries)
+            assert found is not None and found.name.startswith(base)
+    assert clock.perf_counter() - start < 1.0  # 3,000 lookups, one index
+    index = SessionFileIndex.from_directory(data_dir)
+    for t in times[:10]:
+        assert index.find("access_control_lists", t) == find_session_file(
+            data_dir, "access_control_lists", t
+        )
+        assert find_session_file(data_dir, "error_log", t, entries=index) is None
+    assert find_session_file(data_dir, "mirror_metadata", times[0], entries=list(state.entries))
+
+
+def test_find_session_file_duplicates_with_entries(tmp_path: Path) -> None:
+    from rdb_format.layout import Layout
+    from rdb_format.metadata_diff import find_session_file
+    from rdb_format.repository import read_state
+
+    data_dir = tmp_path / "rdiff-backup-data"
+    data_dir.mkdir()
+    (data_dir / "session_statistics.2023-11-14T22:13:20Z.data").write_bytes(b"")
+    (data_dir / "session_statistics.2023-11-14T23:13:20+01:00.data").write_bytes(b"")
+    state = read_state(Layout(tmp_path))
+    with pytest.raises(CorruptRepository, match="duplicate timestamp"):
+        find_session_file(data_dir, "session_statistics", 1700000000, entries=state.entries)
+    with pytest.raises(CorruptRepository, match="duplicate timestamp"):
+        find_session_file(data_dir, "session_statistics", 1700000000)

@@ -23,11 +23,13 @@ from rdb_format.errors import CorruptRepository
 from rdb_format.increments import parse_increment_name
 from rdb_format.metadata import Record, iter_records, path_key, write_metadata_file
 from rdb_format.quoting import Quoting
+from rdb_format.repository import DataEntry
 from rdb_format.timestamps import format_timestring
 
 __all__ = [
     "MIRROR_METADATA",
     "MetadataFile",
+    "SessionFileIndex",
     "apply_diffs",
     "convert_to_diff",
     "diff_records",
@@ -164,6 +166,78 @@ def list_metadata_files(
     return sorted(found.values())
 
 
+class SessionFileIndex:
+    """The per-session files of ``rdiff-backup-data`` by (base, time), from one listing.
+
+    Build it once (from a directory listing, or from ``RepositoryState.entries``) and ask it
+    for any number of sessions: each :meth:`find` is a dict lookup.
+    """
+
+    def __init__(
+        self, entries: Iterable[DataEntry], *, where: str | os.PathLike[str] | None = None
+    ):
+        self.where = where
+        self._by_key: dict[tuple[bytes, int], list[DataEntry]] = {}
+        for entry in entries:
+            self._by_key.setdefault((entry.name.base, entry.name.time), []).append(entry)
+
+    @classmethod
+    def from_directory(
+        cls, data_dir: str | os.PathLike[str], quoting: Quoting | None = None
+    ) -> SessionFileIndex:
+        """List ``data_dir`` once (names unquoted with ``quoting``; temp files ignored)."""
+        root = Path(data_dir)
+        entries = []
+        for raw in os.listdir(os.fsencode(root)):
+            if is_temp_name(raw):
+                continue
+            name = quoting.unquote(raw, path=root) if quoting is not None else raw
+            parsed = parse_increment_name(name)
+            if parsed is not None:
+                entries.append(DataEntry(root / os.fsdecode(raw), parsed))
+        return cls(entries, where=root)
+
+    def find(
+        self,
+        base: str,
+        time: int,
+        *,
+        kinds: tuple[str, ...] = ("snapshot", "data"),
+        where: str | os.PathLike[str] | None = None,
+    ) -> Path | None:
+        """The file ``<base>.<time>.<kind>[.gz]``; None if none; two: CorruptRepository
+        (naming ``where``, default the indexed directory)."""
+        where = where if where is not None else self.where
+        found: Path | None = None
+        for entry in self._by_key.get((base.encode("ascii"), time), ()):
+            if entry.name.kind not in kinds:
+                continue
+            if found is not None:
+                raise CorruptRepository(
+                    f"duplicate timestamp: {found.name} and {entry.path.name}",
+                    path=where if where is not None else entry.path.parent,
+                )
+            found = entry.path
+        return found
+
+
+# The index of the last few entry tuples passed to find_session_file (by identity, kept alive
+# with the tuple so an id is never reused while cached).
+_INDEXES: dict[int, tuple[object, SessionFileIndex]] = {}
+
+
+def _index_of(entries: Sequence[DataEntry]) -> SessionFileIndex:
+    cached = _INDEXES.get(id(entries))
+    if cached is not None and cached[0] is entries:
+        return cached[1]
+    index = SessionFileIndex(entries)
+    if isinstance(entries, tuple):  # immutable: safe to reuse for the next calls
+        if len(_INDEXES) >= 8:
+            _INDEXES.pop(next(iter(_INDEXES)))
+        _INDEXES[id(entries)] = (entries, index)
+    return index
+
+
 def find_session_file(
     data_dir: str | os.PathLike[str],
     base: str,
@@ -171,32 +245,25 @@ def find_session_file(
     *,
     kinds: tuple[str, ...] = ("snapshot", "data"),
     quoting: Quoting | None = None,
+    entries: Sequence[DataEntry] | SessionFileIndex | None = None,
 ) -> Path | None:
     """The file ``<base>.<time>.<kind>[.gz]`` in ``data_dir`` for exactly session ``time``.
 
     For the per-session files (``extended_attributes``, ``access_control_lists``,
     ``session_statistics``, ``file_statistics``, ``error_log``). ``None`` if there is none:
     rdiff-backup then only warns. Two candidates: CorruptRepository.
+
+    ``entries`` avoids listing the directory on every call: pass ``RepositoryState.entries``
+    (a tuple; its index is built once and reused while the same tuple is passed) or a
+    :class:`SessionFileIndex`. Without it the directory is listed each time.
     """
-    root = Path(data_dir)
-    wanted = base.encode("ascii")
-    found: Path | None = None
-    for raw in os.listdir(os.fsencode(root)):
-        if is_temp_name(raw):
-            continue
-        name = quoting.unquote(raw, path=root) if quoting is not None else raw
-        parsed = parse_increment_name(name)
-        if parsed is None or parsed.base != wanted or parsed.time != time:
-            continue
-        if parsed.kind not in kinds:
-            continue
-        candidate = root / os.fsdecode(raw)
-        if found is not None:
-            raise CorruptRepository(
-                f"duplicate timestamp: {found.name} and {candidate.name}", path=root
-            )
-        found = candidate
-    return found
+    if isinstance(entries, SessionFileIndex):
+        index = entries
+    elif entries is not None:
+        index = _index_of(entries)
+    else:
+        index = SessionFileIndex.from_directory(data_dir, quoting)
+    return index.find(base, time, kinds=kinds, where=data_dir)
 
 
 def metadata_chain(
