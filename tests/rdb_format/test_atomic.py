@@ -85,3 +85,69 @@ def test_non_utf8_name(tmp_path: Path) -> None:
     target = tmp_path / os.fsdecode(b"bad\xffname")
     write_atomic(target, b"data")
     assert os.fsencode(tmp_path) + b"/bad\xffname" in [os.fsencode(p) for p in tmp_path.iterdir()]
+
+
+# ---- create, never overwrite; batch sync -----------------------------------------------------
+
+
+def test_exclusive_writer_creates_and_never_overwrites(tmp_path: Path) -> None:
+    from rdb_format.atomic import exclusive_writer, is_temp_name
+
+    target = tmp_path / "marker"
+    with exclusive_writer(target) as stream:
+        stream.write(b"first")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(FileExistsError), exclusive_writer(target, fsync=False) as stream:
+        stream.write(b"second")
+    assert target.read_bytes() == b"first"
+    with pytest.raises(RuntimeError), exclusive_writer(tmp_path / "other") as stream:
+        stream.write(b"half")
+        raise RuntimeError("boom")
+    assert not (tmp_path / "other").exists()
+    assert not [p for p in tmp_path.iterdir() if is_temp_name(p.name)]
+
+
+def test_exclusive_writer_does_not_follow_or_replace_a_symlink(tmp_path: Path) -> None:
+    from rdb_format.atomic import create_exclusive
+
+    (tmp_path / "real").write_bytes(b"keep")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(FileExistsError):
+        create_exclusive(tmp_path / "link", b"x")
+    assert (tmp_path / "real").read_bytes() == b"keep"
+
+
+def test_open_temp_is_public(tmp_path: Path) -> None:
+    import os
+
+    from rdb_format.atomic import _open_temp, is_temp_name, open_temp
+
+    fd, path = open_temp(tmp_path)
+    os.close(fd)
+    assert is_temp_name(path.name) and path.parent == tmp_path
+    assert _open_temp is open_temp
+
+
+def test_sync_batch_syncs_each_path_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from rdb_format import atomic
+    from rdb_format.atomic import SyncBatch, write_atomic
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    batch = SyncBatch()
+    for name in ("a", "b", "a"):
+        write_atomic(sub / name, b"x", fsync=False)
+        batch.add(sub / name)
+    batch.add(tmp_path / "gone")  # renamed away since: skipped
+    batch.add_dir(sub)
+    batch.add_dir(tmp_path)
+    assert not synced
+    assert batch.sync() == 4  # a, b, sub/, tmp_path/
+    assert len(synced) == 4 and len(batch) == 0
+    assert batch.sync() == 0
+    assert atomic.SyncBatch is SyncBatch

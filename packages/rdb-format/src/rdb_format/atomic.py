@@ -9,6 +9,7 @@ the mirror) by both tools.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -38,7 +39,12 @@ def fsync_dir(path: PathArg) -> None:
         os.close(fd)
 
 
-def _open_temp(directory: Path, mode: int) -> tuple[int, Path]:
+def open_temp(directory: PathArg, mode: int = 0o600) -> tuple[int, Path]:
+    """Create a new, unique ``rdiff-backup.tmp.<N>`` in ``directory``: (write fd, its path).
+
+    O_EXCL|O_CLOEXEC; the caller closes the fd and renames, links or removes the file.
+    """
+    directory = Path(directory)
     for _ in range(100):
         candidate = directory / f"{TEMP_PREFIX}{secrets.randbelow(10**12)}"
         try:
@@ -49,6 +55,9 @@ def _open_temp(directory: Path, mode: int) -> tuple[int, Path]:
     raise RdbError("cannot create a unique temporary file", path=directory)
 
 
+_open_temp = open_temp  # the old private name, kept for callers
+
+
 @contextlib.contextmanager
 def atomic_writer(path: PathArg, *, mode: int = 0o600, fsync: bool = True) -> Iterator[BinaryIO]:
     """Stream into a temp file that replaces ``path`` only if the block exits normally.
@@ -56,7 +65,7 @@ def atomic_writer(path: PathArg, *, mode: int = 0o600, fsync: bool = True) -> It
     On an exception the temp file is removed and ``path`` is left untouched.
     """
     target = Path(path)
-    fd, temp = _open_temp(target.parent, mode)
+    fd, temp = open_temp(target.parent, mode)
     try:
         with os.fdopen(fd, "wb") as stream:
             yield stream
@@ -78,24 +87,97 @@ def write_atomic(path: PathArg, data: bytes, *, mode: int = 0o600, fsync: bool =
         stream.write(data)
 
 
-def create_exclusive(path: PathArg, data: bytes, *, mode: int = 0o600) -> None:
+@contextlib.contextmanager
+def exclusive_writer(path: PathArg, *, mode: int = 0o600, fsync: bool = True) -> Iterator[BinaryIO]:
+    """Stream into a temp file that becomes ``path`` only if ``path`` does not exist yet.
+
+    "Create, never overwrite": at the end the temp file is hard-linked (link(2)) to ``path``,
+    which fails with FileExistsError if anything is there, so an existing file is never
+    replaced, even by a racing writer, and ``path`` appears complete at once. On any
+    exception (FileExistsError included) the temp file is removed. With ``fsync=False`` the
+    caller syncs later (see :class:`SyncBatch`).
+    """
+    target = Path(path)
+    fd, temp = open_temp(target.parent, mode)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            yield stream
+            stream.flush()
+            if fsync:
+                os.fsync(stream.fileno())
+        os.link(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    if fsync:
+        fsync_dir(target.parent)
+
+
+def create_exclusive(path: PathArg, data: bytes, *, mode: int = 0o600, fsync: bool = True) -> None:
     """Create ``path`` holding ``data`` atomically; FileExistsError if it already exists.
 
     The file appears with its full content at once (link(2) of a synced temp file), so a
     reader never sees it empty or half-written. Works on NFS, where O_EXCL may not.
     """
-    target = Path(path)
-    fd, temp = _open_temp(target.parent, mode)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.link(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-    fsync_dir(target.parent)
+    with exclusive_writer(path, mode=mode, fsync=fsync) as stream:
+        stream.write(data)
+
+
+class SyncBatch:
+    """Collect what a session wrote, then make it all durable at once before the commit.
+
+    The durability rule (docs/format.md §12): everything a session wrote must be on disk
+    before its commit point (the old ``current_mirror`` marker is removed, or the first
+    marker written). Write with ``fsync=False``, :meth:`add` each file (its directory is
+    added too) or directory, and call :meth:`sync` once, just before the commit: each file
+    and directory is fsync'd once, however often it was added. A path that has gone since
+    (a temp file renamed away) is skipped.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[str, None] = {}
+        self._dirs: dict[str, None] = {}
+
+    def add(self, path: PathArg) -> None:
+        """A file written (its parent directory's entry is synced too)."""
+        name = os.fspath(path)
+        self._files[name] = None
+        self._dirs[os.path.dirname(os.path.abspath(name))] = None
+
+    def add_dir(self, path: PathArg) -> None:
+        """A directory whose entries changed (created, renamed or removed names)."""
+        self._dirs[os.path.abspath(os.fspath(path))] = None
+
+    def __len__(self) -> int:
+        return len(self._files) + len(self._dirs)
+
+    def sync(self) -> int:
+        """fsync every file, then every directory, once; returns how many were synced.
+
+        The batch is empty afterwards. A missing path is skipped; other errors propagate.
+        """
+        count = 0
+        for name in self._files:
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except (FileNotFoundError, OSError) as error:
+                if isinstance(error, FileNotFoundError) or error.errno == errno.ELOOP:
+                    continue  # gone, or a symlink (nothing to fsync)
+                raise
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            count += 1
+        for name in self._dirs:
+            try:
+                fsync_dir(name)
+            except FileNotFoundError:
+                continue
+            count += 1
+        self._files.clear()
+        self._dirs.clear()
+        return count
 
 
 def remove_durable(path: PathArg, *, missing_ok: bool = False) -> None:
