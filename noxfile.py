@@ -72,7 +72,11 @@ def types(session: nox.Session) -> None:
     """mypy --strict over every package's source."""
     session.install("mypy", "typer", "rich", "cffi", "pytest", "hypothesis")
     _all_packages(session)
-    srcs = [str(p) for p in sorted((ROOT / "packages").glob("*/src/*")) if p.name != "_rdiff_cffi"]
+    srcs = [
+        str(p.parent)
+        for p in sorted((ROOT / "packages").glob("*/src/*/__init__.py"))
+        if p.parent.name != "_rdiff_cffi"
+    ]
     session.run("mypy", *srcs)
 
 
