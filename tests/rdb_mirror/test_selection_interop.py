@@ -238,6 +238,7 @@ CASES = [
         "negated-class-spans-slash",
         ["--include", "{src}/**[!x]g.py", "--exclude", "{src}/a[!x]b", "--exclude", "**"],
     ),
+    Case("negated-class-alone", ["--exclude", "{src}/a[!x]b", "--exclude", "{src}/a?c"]),
     # fatal option sets (both refuse)
     Case("fatal-redundant-include", ["--exclude", "**/a", "--include", "{src}/d"], fatal=True),
     Case("fatal-outside-glob", ["--exclude", "/nonexistent/**"], fatal=True),
