@@ -213,3 +213,54 @@ def test_bad_next_free(tmp_path: Path) -> None:
     with pytest.raises(CorruptRepository, match="not a positive number") as info:
         read_next_free(tmp_path)
     assert "next_free: " in str(info.value)
+
+
+# ---- index -> on-disk relative path ----------------------------------------------------------
+
+
+def test_relpaths_as_rdiff_backup_names_them() -> None:
+    from rdb_format.quoting import Quoting, increment_relpath, mirror_relpath
+
+    upper = Quoting(b"A-Z")
+    t = 1_700_000_000  # 2023-11-14T22:13:20Z
+    assert mirror_relpath(()) == b"."
+    assert mirror_relpath((b"Sub", b"X"), upper) == b";083ub/;088"
+    assert mirror_relpath((b"a", b"b;c")) == b"a/b;c"
+    assert (
+        increment_relpath((b"Sub", b"X"), t, "diff", upper, compressed=True)
+        == b"increments/;083ub/;088.2023-11-14;08422:13:20;090.diff.gz"
+    )
+    assert increment_relpath((), t, "dir", upper) == b"increments.2023-11-14;08422:13:20;090.dir"
+    assert (
+        increment_relpath((b"co:lon",), t, "missing", Quoting(b":"))
+        == b"increments/co;058lon.2023-11-14T22-13-20Z.missing"
+    )
+    assert (
+        increment_relpath((b"d", b"f"), t, "snapshot", utc_offset=3600)
+        == b"increments/d/f.2023-11-14T23:13:20+01:00.snapshot"
+    )
+
+
+def test_relpaths_of_long_names() -> None:
+    from rdb_format.quoting import increment_relpath, mirror_relpath
+
+    t = 1_700_000_000
+    long = (b"d", b"L" * 240)
+    assert (
+        mirror_relpath(long, alternate_mirror_name=2) == b"rdiff-backup-data/long_filename_data/2"
+    )
+    assert (
+        increment_relpath(long, t, "diff", compressed=True, alternate_name=1)
+        == b"long_filename_data/1.2023-11-14T22:13:20Z.diff.gz"
+    )
+
+
+@pytest.mark.parametrize("bad", [(b"..",), (b"a/b",), (b"",), (b"x\0",)])
+def test_relpaths_refuse_unsafe_components(bad: tuple[bytes, ...]) -> None:
+    from rdb_format.errors import HostilePath
+    from rdb_format.quoting import increment_relpath, mirror_relpath
+
+    with pytest.raises(HostilePath):
+        mirror_relpath(bad)
+    with pytest.raises(HostilePath):
+        increment_relpath(bad, 1_700_000_000, "missing")

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from rdb_format.atomic import write_atomic
 from rdb_format.errors import CorruptRepository, HostilePath
-from rdb_format.layout import CHARS_TO_QUOTE, LONG_FILENAME_DATA, NEXT_FREE, SPECIAL_ESCAPES
+from rdb_format.increments import IncrementKind, format_increment_name
+from rdb_format.layout import (
+    CHARS_TO_QUOTE,
+    INCREMENTS,
+    LONG_FILENAME_DATA,
+    NEXT_FREE,
+    SPECIAL_ESCAPES,
+)
 
 QUOTE_CHAR = b";"
 ESCAPE_DOS_DEVICES = "escape_dos_devices"
@@ -120,6 +127,79 @@ class Quoting:
 
 
 NO_QUOTING = Quoting()
+
+
+# ---- on-disk relative paths of an index ------------------------------------------------------
+
+
+def _checked(index: Iterable[bytes]) -> tuple[bytes, ...]:
+    parts = tuple(index)
+    for part in parts:
+        check_component(part)
+    return parts
+
+
+def mirror_relpath(
+    index: Iterable[bytes],
+    quoting: Quoting = NO_QUOTING,
+    *,
+    alternate_mirror_name: int | None = None,
+) -> bytes:
+    """The on-disk path of an index's mirror data, relative to the repository root.
+
+    Each component quoted (``(b"Sub", b"X")`` with ``A-Z`` → ``b";083ub/;088"``); the root
+    ``()`` is ``b"."``. With ``alternate_mirror_name`` N (metadata ``AlternateMirrorName``)
+    it is ``rdiff-backup-data/long_filename_data/N``. HostilePath for an unsafe component.
+    """
+    parts = _checked(index)
+    if alternate_mirror_name is not None:
+        return b"/".join(
+            [
+                b"rdiff-backup-data",
+                LONG_FILENAME_DATA.encode(),
+                long_name_base(alternate_mirror_name),
+            ]
+        )
+    if not parts:
+        return b"."
+    return b"/".join([quoting.quote(part) for part in parts])
+
+
+def increment_relpath(
+    index: Iterable[bytes],
+    time: int,
+    kind: IncrementKind,
+    quoting: Quoting = NO_QUOTING,
+    *,
+    compressed: bool = False,
+    compatible: bool = False,
+    utc_offset: int | None = None,
+    alternate_name: int | None = None,
+) -> bytes:
+    """The on-disk path of an index's increment ``<name>.<T>.<kind>[.gz]``, relative to
+    ``rdiff-backup-data``.
+
+    ``increments/<quoted dirs>/<quoted name.T.kind>`` (the whole last component is quoted,
+    time string included, as rdiff-backup does); the root's is ``increments.<T>.dir``. With
+    ``alternate_name`` N (``AlternateIncrementName`` or ``AlternateMirrorName``) it is
+    ``long_filename_data/N.<T>.<kind>``. The time string is in the compatible form when asked
+    or when ``:`` is quoted. HostilePath for an unsafe component.
+    """
+    parts = _checked(index)
+    compatible = compatible or quoting.quotes_colon
+
+    def name(base: bytes) -> bytes:
+        raw = format_increment_name(
+            base, time, kind, compressed=compressed, compatible=compatible, utc_offset=utc_offset
+        )
+        return quoting.quote(raw)
+
+    if alternate_name is not None:
+        return LONG_FILENAME_DATA.encode() + b"/" + name(long_name_base(alternate_name))
+    if not parts:
+        return name(INCREMENTS.encode())
+    dirs = [quoting.quote(part) for part in parts[:-1]]
+    return b"/".join([INCREMENTS.encode(), *dirs, name(parts[-1])])
 
 
 def _show(name: bytes) -> str:
