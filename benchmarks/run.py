@@ -7,15 +7,21 @@ Usage::
     python benchmarks/run.py rdiff -- --quick    # arguments after -- go to each main(argv)
     python benchmarks/run.py --list
 
-A script's ``main`` is called with the arguments after ``--`` when it takes a parameter, with
-none otherwise; its return value (None counts as 0) is its exit status. One failing script
-does not stop the others; the driver exits non-zero if any failed.
+Each script runs in a child process of its own (a fresh interpreter: no state, memory or
+``ru_maxrss`` carried over from the driver or another script) that loads it by path and calls
+its ``main``: with the arguments after ``--`` when it takes a parameter, with none otherwise,
+``sys.argv`` being ``[script, *arguments]`` either way. Its return value (None counts as 0) is
+its exit status. One failing script does not stop the others; the driver exits non-zero if
+any failed. A script is selected when it defines a top-level ``main`` (found without
+importing it).
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
+import subprocess
 import sys
 import time
 import traceback
@@ -29,6 +35,17 @@ HERE = Path(__file__).resolve().parent
 def discover() -> dict[str, Path]:
     """Short name (``rdiff`` for bench_rdiff.py) -> script path, sorted by name."""
     return {p.stem.removeprefix("bench_"): p for p in sorted(HERE.glob("bench_*.py"))}
+
+
+def defines_main(path: Path) -> bool:
+    try:
+        tree = ast.parse(path.read_text(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return True  # let the child report it
+    return any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "main"
+        for node in tree.body
+    )
 
 
 def load(path: Path) -> ModuleType:
@@ -48,7 +65,7 @@ def call_main(main: Callable[..., object], argv: Sequence[str]) -> int:
     except (TypeError, ValueError):
         takes_args = False
     if argv and not takes_args:
-        print(f"  note: {main.__module__}.main() takes no arguments; ignoring {list(argv)}")
+        print(f"  note: {main.__module__}.main() takes no parameter: arguments only in sys.argv")
     try:
         result = main(list(argv)) if takes_args else main()
     except SystemExit as stop:  # argparse --help / errors, sys.exit() inside main
@@ -59,8 +76,21 @@ def call_main(main: Callable[..., object], argv: Sequence[str]) -> int:
     return result if isinstance(result, int) else 0
 
 
+def run_one(path: Path, argv: Sequence[str]) -> int:
+    """In the child: load ``path`` and call its main."""
+    sys.argv = [str(path), *argv]
+    module = load(path)
+    entry = getattr(module, "main", None)
+    if not callable(entry):
+        print("  skipped: no main()")
+        return 0
+    return call_main(entry, argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--one"]:
+        return run_one(Path(args[1]), args[2:])
     passthrough: list[str] = []
     if "--" in args:
         cut = args.index("--")
@@ -83,15 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in selected:
         path = scripts[name]
         print(f"==> {path.relative_to(HERE.parent)}", flush=True)
+        if not defines_main(path):
+            print("  skipped: no main()")
+            continue
         start = time.monotonic()
         try:
-            module = load(path)
-            entry = getattr(module, "main", None)
-            if not callable(entry):
-                print("  skipped: no main()")
-                continue
-            status[name] = call_main(entry, passthrough)
-        except Exception:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(path)]
+            status[name] = subprocess.run([*cmd, *passthrough], check=False).returncode
+        except OSError:
             traceback.print_exc()
             status[name] = 1
         print(f"<== {name}: exit {status[name]} in {time.monotonic() - start:.0f} s", flush=True)
