@@ -26,11 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from rdb_format._datafiles import PathArg, opened_source, show_path
 from rdb_format.errors import CorruptRepository, HostilePath
 from rdb_format.metadata import (
-    PathArg,
-    _opened,
-    _show,
     check_path,
     iter_blocks,
     path_key,
@@ -185,11 +183,11 @@ def _records(stream: BinaryIO, label: str) -> Iterator[tuple[int, bytes, list[by
                 ) from None
             problem = check_path(path)
             if problem is not None:
-                raise HostilePath(f"record #{number}: {problem}: {_show(path)!r}", path=label)
+                raise HostilePath(f"record #{number}: {problem}: {show_path(path)!r}", path=label)
             key = path_key(path)
             if last is not None and key <= last:
                 raise CorruptRepository(
-                    f"record #{number} {_show(path)!r}: out of order (or duplicated)",
+                    f"record #{number} {show_path(path)!r}: out of order (or duplicated)",
                     path=label,
                 )
             last = key
@@ -206,7 +204,7 @@ def _ea_value(encoded: bytes) -> bytes:
 
 def iter_ea_records(source: BinaryIO | PathArg, *, name: str | None = None) -> Iterator[EARecord]:
     """Stream the records of an ``extended_attributes`` file (path or binary stream)."""
-    with _opened(source, name) as (stream, label):
+    with opened_source(source, name) as (stream, label):
         for number, path, lines in _records(stream, label):
             attributes: list[tuple[bytes, bytes]] = []
             for line in lines:
@@ -220,7 +218,7 @@ def iter_ea_records(source: BinaryIO | PathArg, *, name: str | None = None) -> I
                     attributes.append((acl_unquote(quoted), _ea_value(encoded)))
                 except (ValueError, binascii.Error) as error:
                     raise CorruptRepository(
-                        f"record #{number} {_show(path)!r}: bad attribute line "
+                        f"record #{number} {show_path(path)!r}: bad attribute line "
                         f"{line[:60]!r}: {error}",
                         path=label,
                     ) from None
@@ -229,7 +227,7 @@ def iter_ea_records(source: BinaryIO | PathArg, *, name: str | None = None) -> I
 
 def iter_acl_records(source: BinaryIO | PathArg, *, name: str | None = None) -> Iterator[ACLRecord]:
     """Stream the records of an ``access_control_lists`` file (path or binary stream)."""
-    with _opened(source, name) as (stream, label):
+    with opened_source(source, name) as (stream, label):
         for number, path, lines in _records(stream, label):
             entries: list[ACLEntry] = []
             for line in lines:
@@ -240,7 +238,7 @@ def iter_acl_records(source: BinaryIO | PathArg, *, name: str | None = None) -> 
                     entries.append(parse_acl_entry(text.decode("utf-8", "surrogateescape")))
                 except ValueError as error:
                     raise CorruptRepository(
-                        f"record #{number} {_show(path)!r}: {error}", path=label
+                        f"record #{number} {show_path(path)!r}: {error}", path=label
                     ) from None
             yield ACLRecord(path, tuple(entries))
 
@@ -252,7 +250,7 @@ def iter_acl_records(source: BinaryIO | PathArg, *, name: str | None = None) -> 
 def _header(path: bytes) -> bytes:
     problem = check_path(path)
     if problem is not None:
-        raise ValueError(f"{problem}: {_show(path)!r}")
+        raise ValueError(f"{problem}: {show_path(path)!r}")
     return b"# file: " + acl_quote(path) + b"\n"
 
 
@@ -265,7 +263,7 @@ def format_ea_record(record: EARecord) -> bytes:
     parts = [_header(record.path)]
     for attr, value in record.attributes:
         if not attr:
-            raise ValueError(f"empty attribute name for {_show(record.path)!r}")
+            raise ValueError(f"empty attribute name for {show_path(record.path)!r}")
         quoted = acl_quote(attr)
         if quoted.startswith(b"#"):
             quoted = b"\\043" + quoted[1:]  # a line starting with '#' is a comment
@@ -282,7 +280,7 @@ def format_acl_record(record: ACLRecord) -> bytes:
     for entry in record.entries:
         text = entry.format()
         if parse_acl_entry(text) != entry or "\n" in text or "#" in text:
-            raise ValueError(f"bad ACL entry {text!r} for {_show(record.path)!r}")
+            raise ValueError(f"bad ACL entry {text!r} for {show_path(record.path)!r}")
         lines += (text.encode("utf-8", "surrogateescape"), b"\n")
     return b"".join(lines)
 
@@ -294,7 +292,7 @@ def _ordered(records: Iterable[EARecord] | Iterable[ACLRecord]) -> Iterator[byte
     for record in records:
         key = path_key(record.path)
         if last is not None and key <= last:
-            raise ValueError(f"record {_show(record.path)!r} out of order")
+            raise ValueError(f"record {show_path(record.path)!r} out of order")
         last = key
         data = (
             format_ea_record(record) if isinstance(record, EARecord) else format_acl_record(record)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from rdb_format._datafiles import STREAM_ERRORS, PathArg, opened_source, stream_error
 from rdb_format.errors import CorruptRepository
-from rdb_format.metadata import STREAM_ERRORS, PathArg, _opened, stream_error
 from rdb_format.statistics import iter_lines
 
 __all__ = [
@@ -124,7 +124,7 @@ def iter_error_log(
     ``known_paths`` (e.g. the session's paths as ``list files`` prints them) settles paths
     that contain ``' `` (see :func:`parse_error_entry`).
     """
-    with _opened(source, name) as (stream, label):
+    with opened_source(source, name) as (stream, label):
         head = stream.read(1 << 16)
         if null_separator is None:
             null_separator = b"\0" in head
@@ -151,7 +151,7 @@ def count_error_log(
     chunk at C speed; malformed entries are counted too. Read errors: CorruptRepository.
     """
     count = 0
-    with _opened(source, name) as (stream, label):
+    with opened_source(source, name) as (stream, label):
         try:
             head = stream.read(1 << 16)
         except STREAM_ERRORS as error:

@@ -22,23 +22,34 @@ Anything hostile or garbled raises :class:`~rdb_format.errors.HostilePath` or
 
 from __future__ import annotations
 
-import contextlib
 import gzip
-import io
-import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, NamedTuple, cast
 
+from rdb_format._datafiles import READ_BUFFER as _READ_BUFFER
+from rdb_format._datafiles import (
+    STREAM_ERRORS,
+    PathArg,
+    open_data_file,
+    opened_source,
+    show_path,
+    stream_error,
+)
 from rdb_format.atomic import atomic_writer, write_atomic
 from rdb_format.errors import CorruptRepository, HostilePath
+
+# The old private names, still imported by other modules and packages.
+_opened = opened_source
+_show = show_path
 
 __all__ = [
     "FIELD_ORDER",
     "FILE_TYPES",
+    "STREAM_ERRORS",
     "FileType",
     "MetadataWriter",
+    "PathArg",
     "Record",
     "check_path",
     "format_record",
@@ -47,6 +58,7 @@ __all__ = [
     "path_key",
     "quote_path",
     "safe_name",
+    "stream_error",
     "unquote_path",
     "write_metadata_file",
 ]
@@ -81,11 +93,8 @@ FIELD_ORDER: Final[tuple[str, ...]] = (
 _U64: Final = 1 << 64
 _I64: Final = 1 << 63
 _U32: Final = 1 << 32
-_READ_BUFFER: Final = 1 << 18
 _WRITE_CHUNK: Final = 1 << 18
 _HEX: Final = frozenset(b"0123456789abcdef")
-
-PathArg = str | os.PathLike[str]
 
 
 class Record(NamedTuple):
@@ -214,11 +223,6 @@ def check_path(path: bytes) -> str | None:
     return None
 
 
-def _show(path: bytes) -> str:
-    text = path.decode("utf-8", "backslashreplace").replace("\n", "\\n")
-    return text if len(text) <= 200 else text[:200] + "…"
-
-
 def safe_name(name: str | None) -> str | None:
     """A user or group name as rdiff-backup can read it back, else ``None`` (unknown).
 
@@ -232,54 +236,6 @@ def safe_name(name: str | None) -> str | None:
 
 # ---------------------------------------------------------------------------------------------
 # Files
-
-
-def open_data_file(path: PathArg, *, buffered: bool = True) -> BinaryIO:
-    """Open a repository data file for reading; gunzip it iff its name ends in ``.gz``.
-
-    ``buffered`` adds a large read buffer over the gzip stream (fast line iteration); without
-    it, small reads return everything before a truncation point (for crash-tolerant readers).
-    """
-    if not os.fspath(path).endswith(".gz"):
-        return open(path, "rb")
-    gz = gzip.GzipFile(path, mode="rb")
-    if not buffered:
-        return cast(BinaryIO, gz)
-    # A C-level line iterator over the gzip stream (GzipFile.readline is a Python call).
-    return cast(BinaryIO, io.BufferedReader(gz, _READ_BUFFER))
-
-
-@contextlib.contextmanager
-def _opened(
-    source: BinaryIO | PathArg, name: str | None, *, buffered: bool = True
-) -> Iterator[tuple[BinaryIO, str]]:
-    if isinstance(source, (str, os.PathLike)):
-        label = name or os.fspath(source)
-        try:
-            stream = open_data_file(source, buffered=buffered)
-        except OSError as error:
-            raise CorruptRepository(f"cannot open: {error.strerror}", path=label) from None
-        try:
-            yield stream, label
-        finally:
-            stream.close()
-    else:
-        yield source, name or str(getattr(source, "name", "<stream>"))
-
-
-#: Errors a truncated or garbled (gzip) stream raises while being read.
-STREAM_ERRORS: Final = (EOFError, zlib.error, gzip.BadGzipFile, OSError)
-
-
-def stream_error(error: BaseException, name: str) -> CorruptRepository:
-    """The one-line CorruptRepository for a read failure of the file ``name``."""
-    if isinstance(error, EOFError):
-        what = "truncated (compressed data ends early)"
-    elif isinstance(error, (zlib.error, gzip.BadGzipFile)):
-        what = f"not valid gzip data ({error})"
-    else:
-        what = f"read error ({getattr(error, 'strerror', None) or error})"
-    return CorruptRepository(what, path=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,7 +492,7 @@ def iter_records(source: BinaryIO | PathArg, *, name: str | None = None) -> Iter
     Raises HostilePath for a path that would escape the tree, CorruptRepository for anything
     truncated, garbled, out of range or out of order.
     """
-    with _opened(source, name) as (stream, label):
+    with opened_source(source, name) as (stream, label):
         yield from _parse(stream, label)
 
 
@@ -594,16 +550,16 @@ def _parse(stream: BinaryIO, label: str) -> Iterator[Record]:
                 raise CorruptRepository(message, path=label) from None
             problem = check_path(path)
             if problem is not None:
-                raise HostilePath(f"record #{number}: {problem}: {_show(path)!r}", path=label)
+                raise HostilePath(f"record #{number}: {problem}: {show_path(path)!r}", path=label)
             del lines[0]
             try:
                 record = _build(path, lines)
             except _GarbledError as error:
-                message = f"record #{number} {_show(path)!r}: {error}"
+                message = f"record #{number} {show_path(path)!r}: {error}"
                 raise CorruptRepository(message, path=label) from None
             key = path_key(path)
             if last_key is not None and key <= last_key:
-                message = f"record #{number} {_show(path)!r}: out of order (or duplicated)"
+                message = f"record #{number} {show_path(path)!r}: out of order (or duplicated)"
                 raise CorruptRepository(message, path=label)
             last_key = key
             yield record
@@ -622,7 +578,7 @@ def _check_name(name: str | None, field: str, path: bytes) -> bytes:
         return cached
     if name is None or safe_name(name) != name:
         raise ValueError(
-            f"{field} {name!r} of {_show(path)!r} is not readable by rdiff-backup "
+            f"{field} {name!r} of {show_path(path)!r} is not readable by rdiff-backup "
             "(use safe_name(): non-ASCII, empty or multi-line names must be None)"
         )
     encoded = name.encode("ascii")
@@ -642,16 +598,16 @@ def format_record(record: Record) -> bytes:
     path = record.path
     problem = check_path(path)
     if problem is not None:
-        raise ValueError(f"{problem}: {_show(path)!r}")
+        raise ValueError(f"{problem}: {show_path(path)!r}")
     type_ = record.type
     if type_ not in _REQUIRED:
-        raise ValueError(f"unknown type {type_!r} for {_show(path)!r}")
+        raise ValueError(f"unknown type {type_!r} for {show_path(path)!r}")
     parts = [b"File ", quote_path(path), b"\n  Type ", type_.encode("ascii"), b"\n"]
     if type_ == "None":
         return b"".join(parts)
     for attr in _REQUIRED[type_]:
         if getattr(record, attr) is None:
-            raise ValueError(f"{type_} record {_show(path)!r} lacks {_FIELD_OF_ATTR[attr]}")
+            raise ValueError(f"{type_} record {show_path(path)!r} lacks {_FIELD_OF_ATTR[attr]}")
     if type_ == "reg":
         parts += (b"  Size ", b"%d" % _ranged(record.size, 0, _I64, "Size", path), b"\n")
         if record.resource_fork is not None:
@@ -670,18 +626,18 @@ def format_record(record: Record) -> bytes:
         if record.sha1_digest is not None:
             digest = record.sha1_digest
             if len(digest) != 40 or not _HEX.issuperset(digest.encode("ascii", "replace")):
-                raise ValueError(f"bad SHA1Digest {digest!r} for {_show(path)!r}")
+                raise ValueError(f"bad SHA1Digest {digest!r} for {show_path(path)!r}")
             parts += (b"  SHA1Digest ", digest.encode("ascii"), b"\n")
     elif type_ == "sym":
         assert record.sym_data is not None
         if not record.sym_data:
-            raise ValueError(f"empty SymData for {_show(path)!r}")
+            raise ValueError(f"empty SymData for {show_path(path)!r}")
         parts += (b"  SymData ", quote_path(record.sym_data), b"\n")
     elif type_ == "dev":
         assert record.device_num is not None
         kind, major, minor = record.device_num
         if kind not in ("c", "b"):
-            raise ValueError(f"bad DeviceNum kind {kind!r} for {_show(path)!r}")
+            raise ValueError(f"bad DeviceNum kind {kind!r} for {show_path(path)!r}")
         parts.append(
             b"  DeviceNum %s %d %d\n"
             % (
@@ -711,7 +667,7 @@ def format_record(record: Record) -> bytes:
     )
     if record.alternate_mirror_name is not None:
         if record.alternate_increment_name is not None:
-            raise ValueError(f"{_show(path)!r}: both alternate names set; only one is written")
+            raise ValueError(f"{show_path(path)!r}: both alternate names set; only one is written")
         number = _ranged(record.alternate_mirror_name, 0, _U64, "AlternateMirrorName", path)
         parts.append(b"  AlternateMirrorName %d\n" % number)
     elif record.alternate_increment_name is not None:
@@ -722,13 +678,13 @@ def format_record(record: Record) -> bytes:
 
 def _ranged(value: int | None, low: int, high: int, field: str, path: bytes) -> int:
     if value is None or not low <= value < high:
-        raise ValueError(f"{field} {value!r} out of range for {_show(path)!r}")
+        raise ValueError(f"{field} {value!r} out of range for {show_path(path)!r}")
     return value
 
 
 def _raw_value(value: bytes, path: bytes) -> bytes:
     if not value or b"\n" in value:
-        raise ValueError(f"empty or multi-line raw field value for {_show(path)!r}")
+        raise ValueError(f"empty or multi-line raw field value for {show_path(path)!r}")
     return value
 
 
@@ -753,10 +709,10 @@ class MetadataWriter:
         key = path_key(record.path)
         if self._last is not None and key <= self._last:
             raise ValueError(
-                f"metadata record {_show(record.path)!r} out of order (not after the previous)"
+                f"metadata record {show_path(record.path)!r} out of order (not after the previous)"
             )
         if record.type == "None" and not self._allow_missing:
-            raise ValueError(f"Type None record {_show(record.path)!r} outside a diff")
+            raise ValueError(f"Type None record {show_path(record.path)!r} outside a diff")
         data = format_record(record)
         self._last = key
         self.count += 1

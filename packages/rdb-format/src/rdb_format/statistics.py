@@ -22,16 +22,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, overload
 
+from rdb_format._datafiles import STREAM_ERRORS, PathArg, opened_source, show_path, stream_error
 from rdb_format.atomic import write_atomic
 from rdb_format.errors import CorruptRepository, HostilePath
 from rdb_format.metadata import (
-    STREAM_ERRORS,
-    PathArg,
-    _opened,
-    _show,
     check_path,
     quote_path,
-    stream_error,
     unquote_path,
     write_data_file,
 )
@@ -320,7 +316,7 @@ def read_session_statistics(
     then a problem too, after the fields read before it.
     """
     label = str(path)
-    with _opened(path, label, buffered=not tolerant) as (stream, _):
+    with opened_source(path, label, buffered=not tolerant) as (stream, _):
         chunks: list[bytes] = []
         try:
             while chunk := stream.read(1 << 16 if not tolerant else 512):
@@ -515,7 +511,7 @@ class FileStatisticsReader(Iterator[FileStatRow]):
 
     def _read(self) -> Generator[list[FileStatRow], None, None]:
         allow = self.allow_truncated
-        with _opened(self.source, self.name, buffered=not allow) as (stream, label):
+        with opened_source(self.source, self.name, buffered=not allow) as (stream, label):
             try:
                 head = stream.read(len(FILE_STATISTICS_HEADER[0]) + 1)
             except STREAM_ERRORS as error:
@@ -577,7 +573,7 @@ def _careful_rows(lines: list[bytes], before: int, label: str) -> list[FileStatR
             ) from None
         problem = check_path(row.path)
         if problem is not None:
-            raise HostilePath(f"line {number}: {problem}: {_show(row.path)!r}", path=label)
+            raise HostilePath(f"line {number}: {problem}: {show_path(row.path)!r}", path=label)
         rows.append(row)
     return rows
 
@@ -607,11 +603,11 @@ def format_file_stat_row(row: FileStatRow, separator: bytes = b"\n") -> bytes:
     """One row as rdiff-backup writes it, with its terminator."""
     problem = check_path(row.path)
     if problem is not None:
-        raise ValueError(f"{problem}: {_show(row.path)!r}")
+        raise ValueError(f"{problem}: {show_path(row.path)!r}")
     sizes = []
     for size in (row.source_size, row.mirror_size, row.increment_size):
         if size is not None and size < 0:
-            raise ValueError(f"negative size in the row of {_show(row.path)!r}")
+            raise ValueError(f"negative size in the row of {show_path(row.path)!r}")
         sizes.append(b"NA" if size is None else b"%d" % size)
     changed = b"1" if row.changed else b"0"
     return b" ".join([quote_path(row.path), changed, *sizes]) + separator
