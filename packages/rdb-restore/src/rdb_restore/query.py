@@ -17,7 +17,6 @@ from typing import Literal
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_format.errors import CorruptRepository, SourceError
 from rdb_format.metadata import Record, path_key
-from rdb_format.metadata_diff import records_at
 from rdb_increment.listing import increment_sizes
 from rdb_restore.content import Digest, hash_source, produce
 from rdb_restore.repo import FILE_FLAGS, Entry, Index, Repo, show
@@ -77,40 +76,40 @@ _COMPARED = (
     "uid",
     "gid",
     "permissions",
+    "uname",
+    "gname",
 )
+# Compared only when the older record has them (rdiff-backup compares the keys of the old one).
+_COMPARED_IF_OLD = ("num_hard_links", "inode", "device_loc", "sha1_digest")
 
 
-def _differs(old: Record, new: Record) -> bool:
-    return any(getattr(old, f) != getattr(new, f) for f in _COMPARED)
+def _differs(old: Entry, new: Entry) -> bool:
+    """rdiff-backup's notion of a change: any recorded attribute, the link count, EAs, ACL."""
+    a, b = old.record, new.record
+    if any(getattr(a, f) != getattr(b, f) for f in _COMPARED):
+        return True
+    if any(getattr(a, f) not in (None, getattr(b, f)) for f in _COMPARED_IF_OLD):
+        return True
+    return old.eas != new.eas or old.acl != new.acl
 
 
 def list_changed(repo: Repo, since: int) -> Iterator[tuple[ChangeKind, Record]]:
     """What changed between session ``since`` and the current mirror, under the sub-path:
     ``new`` (created since), ``deleted`` (gone since) or ``changed``, in metadata order."""
-    data_dir = repo.layout.data_dir
-    prefix = repo.sub
-    depth = len(prefix)
-
-    def under(records: Iterator[Record]) -> Iterator[tuple[Index, Record]]:
-        for record in records:
-            key = path_key(record.path)
-            if key[:depth] == prefix:
-                yield key, record
-
-    old = under(records_at(data_dir, since, quoting=repo.quoting))
-    new = under(records_at(data_dir, repo.current_time, quoting=repo.quoting))
+    old = ((e.index, e) for e in repo.entries_at(since))
+    new = ((e.index, e) for e in repo.entries_at(repo.current_time))
     a, b = next(old, None), next(new, None)
     while a is not None or b is not None:
         if b is None or (a is not None and a[0] < b[0]):
             assert a is not None
-            yield "deleted", a[1]
+            yield "deleted", a[1].record
             a = next(old, None)
         elif a is None or b[0] < a[0]:
-            yield "new", b[1]
+            yield "new", b[1].record
             b = next(new, None)
         else:
             if _differs(a[1], b[1]):
-                yield "changed", b[1]
+                yield "changed", b[1].record
             a, b = next(old, None), next(new, None)
 
 
