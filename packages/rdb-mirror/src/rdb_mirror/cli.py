@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
+from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Annotated, NoReturn
 
 import typer
@@ -13,13 +14,14 @@ from rdb_clikit.console import stderr_console
 from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
 from rdb_clikit.progress import JsonLinesProgress, make_progress
 from rdb_clikit.protocol import Progress
-from rdb_clikit.run import run
+from rdb_clikit.run import error_document, run
 from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring
 from rdb_mirror.check import check
 from rdb_mirror.regress import regress
+from rdb_mirror.selection import Selection, extract_selection_args
 from rdb_mirror.session import BackupOptions, BackupResult, backup
 
 PROG = "rdb-mirror"
@@ -33,6 +35,31 @@ NOTES = (
     "listed in rdiff-backup-data/error_log.<time>.data and the exit status is 3."
 )
 
+SELECTION_HELP = (
+    "Selection options, as rdiff-backup 2.2.7's (docs/selection.md): they may come anywhere "
+    "on the command line, interleaved in any order; they are applied in that order and the "
+    "first one with an opinion decides; an entry none decides is included. Globs are matched "
+    "against the path formed from SRC as typed (SRC/a/*.py, or '**' patterns).",
+    "--include GLOB, --exclude GLOB: the entry and everything below it ('**' crosses '/', "
+    "'ignorecase:' prefix).",
+    "--include-regexp RE, --exclude-regexp RE: re.search on the full path.",
+    "--include-filelist FILE, --exclude-filelist FILE, --include-filelist-stdin, "
+    "--exclude-filelist-stdin: literal paths, one per line ('+ ' / '- ' prefixes).",
+    "--include-globbing-filelist FILE, --exclude-globbing-filelist FILE, "
+    "--include-globbing-filelist-stdin, --exclude-globbing-filelist-stdin: one glob per line.",
+    "--null-separator: file lists are NUL-separated.",
+    "--include-if-present NAME, --exclude-if-present NAME: directories containing NAME.",
+    "--exclude-device-files, --exclude-fifos, --exclude-sockets, --exclude-symbolic-links "
+    "(--include-symbolic-links), --exclude-special-files (--include-special-files), "
+    "--exclude-other-filesystems.",
+    "--max-file-size BYTES, --min-file-size BYTES: regular files larger / smaller than BYTES.",
+)
+
+#: The selection options taken out of argv by :func:`run_cli` before typer parses the rest.
+_SELECTION_ARGS: ContextVar[tuple[tuple[str, str | None], ...]] = ContextVar(
+    "rdb_mirror_selection_args", default=()
+)
+
 
 @app.command(
     epilog=epilog(
@@ -41,13 +68,15 @@ NOTES = (
         "rdb-mirror --json src repo | jq 'select(.summary)'",
         "rdb-mirror --regress /backups/work",
         "rdb-mirror --check /backups/work",
+        "rdb-mirror --exclude '**/__pycache__' --exclude-if-present .nobackup ~/work /b/work",
+        "rdb-mirror --include ~/work/src --exclude '**' ~/work /backups/src-only",
         "rdiff-backup restore --at 2B /backups/work /tmp/work-two-sessions-ago",
-        notes=NOTES,
+        notes="\n\n".join((NOTES, *SELECTION_HELP)),
     )
 )
 def main_command(
     paths: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
             help="SRC DEST for a backup; only DEST with --regress or --check.",
             show_default=False,
@@ -102,12 +131,26 @@ def main_command(
 ) -> int:
     """Back up SRC into the repository DEST (created if new or empty): one session."""
     console = stderr_console(quiet=quiet)
+    selection_args = _SELECTION_ARGS.get()
+    if (do_regress or do_check) and selection_args:
+        raise UsageError(
+            f"{selection_args[0][0]}: selection options apply to a backup, "
+            "not to --regress or --check"
+        )
+    if do_regress or do_check:
+        if len(paths) != 1:
+            raise UsageError("--regress and --check take one path: the repository DEST")
+    elif len(paths) != 2:
+        raise UsageError("give SRC and DEST (or --regress DEST / --check DEST)")
+    selection: Selection | None = None
+    if selection_args:
+        # globs are matched against the source path as the user typed it (rdiff-backup's way);
+        # every list is read and every option checked before anything is written
+        selection = Selection.from_options(selection_args, root=paths[0], stdin=sys.stdin.buffer)
     progress: Progress = (
         JsonLinesProgress(sys.stdout) if json_output else make_progress(console, prog=PROG)
     )
     if do_regress or do_check:
-        if len(paths) != 1:
-            raise UsageError("--regress and --check take one path: the repository DEST")
         if do_regress:
             done = regress(paths[0], progress, force=force)
             summary: dict[str, object] = {"regressed": done is not None}
@@ -141,10 +184,9 @@ def main_command(
             + ("all match" if ok else f"{len(result.problems)} problems"),
         )
         return int(ExitCode.OK if ok else ExitCode.CORRUPT)
-    if len(paths) != 2:
-        raise UsageError("give SRC and DEST (or --regress DEST / --check DEST)")
     options = BackupOptions(
         current_time=current_time,
+        selection=selection,
         compression=not no_compression,
         no_compression_regexp=no_compression_regexp,
         file_statistics=not no_file_statistics,
@@ -213,5 +255,26 @@ def _say(
         print(text, file=sys.stderr, flush=True)
 
 
+def run_cli(argv: Sequence[str]) -> int:
+    """Run the command on ``argv`` (without the program name); returns the exit status.
+
+    The selection options are taken out first (typer cannot keep their interleaved order)
+    and handed to the command; the rest goes to typer.
+    """
+    try:
+        selection_args, rest = extract_selection_args(argv)
+    except UsageError as error:
+        if "--json" in argv[: argv.index("--") if "--" in argv else len(argv)]:
+            print(json.dumps(error_document(error)), flush=True)
+        else:
+            print(f"{PROG}: {error}", file=sys.stderr, flush=True)
+        return int(error.exit_code)
+    token = _SELECTION_ARGS.set(tuple(selection_args))
+    try:
+        return run(app, prog=PROG, argv=rest)
+    finally:
+        _SELECTION_ARGS.reset(token)
+
+
 def main() -> NoReturn:
-    sys.exit(run(app, prog=PROG))
+    sys.exit(run_cli(sys.argv[1:]))
