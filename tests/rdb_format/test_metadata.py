@@ -464,3 +464,48 @@ def test_stream_roundtrip_sorted(items: list[Record]) -> None:
     ordered = sorted(unique.values(), key=lambda r: path_key(r.path))
     data = dump(ordered)
     assert parse(data) == ordered
+
+
+# ---- the reader's fast path (two-space fields, cached ids and names) keeps every check --------
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (b"File a\n  Type reg\n  Size 1\n  ModTime 1\n  Uid 4294967296\n  Uname :\n"
+         b"  Gid 0\n  Gname :\n  Permissions 420\n", CorruptRepository),
+        (b"File a\n  Type dir\n  ModTime 1\n  Uid 0\n  Uname :\n  Gid 0\n  Gname :\n"
+         b"  Permissions 4096\n", CorruptRepository),
+        (b"File a/./b\n  Type None\n", HostilePath),
+        (b"File /a\n  Type None\n", HostilePath),
+        (b"File a\\\\/..\n  Type None\n", HostilePath),
+        (b"File a\\\\b\n  Type None\n", None),
+        (b"File \n  Type None\n", HostilePath),
+    ],
+)  # fmt: skip
+def test_fast_path_checks(text: bytes, error: type[Exception] | None) -> None:
+    import io
+
+    from rdb_format.metadata import iter_records
+
+    if error is None:
+        (record,) = iter_records(io.BytesIO(text), name="m")
+        assert record.path == b"a\\b"
+        return
+    with pytest.raises(error):
+        list(iter_records(io.BytesIO(text), name="m"))
+
+
+def test_other_indentation_still_reads() -> None:
+    import io
+
+    from rdb_format.metadata import iter_records
+
+    text = (
+        b"File .\n Type dir\n    ModTime 5\n  Uid 7\n  Uname u\n\n  Gid 7\n  Gname :\n"
+        b"  Permissions 493\nFile a\n  Type reg\n  Size 1\n  ModTime 1\n  Uid 7\n  Uname u\n"
+        b"  Gid 8\n  Gname g\n  Permissions 420\n"
+    )
+    first, second = iter_records(io.BytesIO(text))
+    assert (first.mod_time, first.uid, first.uname, first.gname) == (5, 7, "u", None)
+    assert (second.uid, second.gid, second.permissions, second.gname) == (7, 8, 420, "g")

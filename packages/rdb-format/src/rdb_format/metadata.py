@@ -23,6 +23,7 @@ Anything hostile or garbled raises :class:`~rdb_format.errors.HostilePath` or
 from __future__ import annotations
 
 import gzip
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, NamedTuple, cast
@@ -377,10 +378,54 @@ def _field_pairs(lines: list[bytes]) -> dict[bytes, bytes]:
     return pairs
 
 
-def _build(path: bytes, lines: list[bytes]) -> Record:
-    """Parse a record's field lines; the fast path for well-formed records."""
+_SPACES: Final = itertools.repeat(b" ")
+_ONES: Final = itertools.repeat(1)
+# Uname/Gname values seen so far (a repository has few owners): decoded once.
+_NAMES_READ: dict[bytes, str | None] = {b":": None, b"None": None}
+
+
+def _read_name(value: bytes) -> str | None:
+    name = _NAMES_READ.get(value, _MISSING)
+    if name is _MISSING:
+        name = _name(value)
+        if len(_NAMES_READ) < 4096:
+            _NAMES_READ[value] = name
+    return cast("str | None", name)
+
+
+_MISSING: Final = object()
+_IDS_READ: dict[bytes, int] = {}
+_PERMS_READ: dict[bytes, int] = {}
+
+
+def _read_id(value: bytes | None) -> int:
+    assert value is not None
+    number = _u32(value)
+    if len(_IDS_READ) < 4096:
+        _IDS_READ[value] = number
+    return number
+
+
+def _read_perms(value: bytes | None) -> int:
+    assert value is not None
+    number = _perms(value)
+    if len(_PERMS_READ) < 4096:
+        _PERMS_READ[value] = number
+    return number
+
+
+def _build(path: bytes, lines: list[bytes], unindented: bool = False) -> Record:
+    """Parse a record's field lines; the fast path for well-formed records.
+
+    ``lines`` are the field lines as in the file, or with ``unindented`` the ``Key value``
+    parts without their two leading spaces.
+    """
     try:
-        pairs = dict([line.lstrip(b" ").split(b" ", 1) for line in lines])
+        if unindented:
+            # "Key value" parts (split off "\n  " by the caller): one C-level pass
+            pairs = dict(map(bytes.split, lines, _SPACES, _ONES))
+        else:
+            pairs = dict([line.lstrip(b" ").split(b" ", 1) for line in lines])
         if len(pairs) != len(lines):
             raise ValueError("blank or duplicate lines")
         type_ = _TYPES[pairs.pop(b"Type")]
@@ -402,8 +447,20 @@ def _build(path: bytes, lines: list[bytes]) -> Record:
         perms = pop(b"Permissions", None)
         alt_mirror = pop(b"AlternateMirrorName", None)
         alt_increment = pop(b"AlternateIncrementName", None)
+        names = _NAMES_READ
         if pairs or (type_ == "None" and len(lines) != 1):
             raise ValueError("unknown fields, or fields in a Type None record")
+        # ids and modes repeat: each distinct text is converted and range-checked once
+        ids = _IDS_READ
+        uid_value = None if uid is None else ids.get(uid, -1)
+        if uid_value == -1:
+            uid_value = _read_id(uid)
+        gid_value = None if gid is None else ids.get(gid, -1)
+        if gid_value == -1:
+            gid_value = _read_id(gid)
+        perms_value = None if perms is None else _PERMS_READ.get(perms, -1)
+        if perms_value == -1:
+            perms_value = _read_perms(perms)
         record = Record(
             path,
             type_,
@@ -417,11 +474,11 @@ def _build(path: bytes, lines: list[bytes]) -> Record:
             None if sym_data is None else _raw_field(unquote_path(sym_data)),
             None if device_num is None else _devnum(device_num),
             None if mod_time is None else _mtime(mod_time),
-            None if uid is None else _u32(uid),
-            None if uname is None else _name(uname),
-            None if gid is None else _u32(gid),
-            None if gname is None else _name(gname),
-            None if perms is None else _perms(perms),
+            uid_value,
+            None if uname is None else names.get(uname) or _read_name(uname),
+            gid_value,
+            None if gname is None else names.get(gname) or _read_name(gname),
+            perms_value,
             None if alt_mirror is None else _alt_name(alt_mirror),
             None if alt_increment is None else _alt_name(alt_increment),
         )
@@ -542,22 +599,30 @@ def _parse(stream: BinaryIO, label: str) -> Iterator[Record]:
             raise CorruptRepository(f"record #{number + 1}: {what}", path=label)
         for chunk in block[:-1].split(b"\nFile "):
             number += 1
-            lines = chunk.split(b"\n")
-            try:
-                path = unquote_path(lines[0])
-            except ValueError as error:
-                message = f"record #{number}: bad File line: {error}"
-                raise CorruptRepository(message, path=label) from None
-            problem = check_path(path)
-            if problem is not None:
-                raise HostilePath(f"record #{number}: {problem}: {show_path(path)!r}", path=label)
+            lines = chunk.split(b"\n  ")  # fields are indented by exactly two spaces
+            unindented = chunk.count(b"\n") == len(lines) - 1
+            if not unindented:
+                lines = chunk.split(b"\n")  # other indentation, or blank lines
+            path = lines[0]
+            if b"\\" in path:
+                try:
+                    path = unquote_path(path)
+                except ValueError as error:
+                    message = f"record #{number}: bad File line: {error}"
+                    raise CorruptRepository(message, path=label) from None
+            # the sort key, which also shows (C-level) whether the path may be unsafe
+            key = () if path == b"." else tuple(path.split(b"/"))
+            if b"" in key or b"." in key or b".." in key or b"\0" in path:
+                problem = check_path(path)
+                if problem is not None:
+                    message = f"record #{number}: {problem}: {show_path(path)!r}"
+                    raise HostilePath(message, path=label)
             del lines[0]
             try:
-                record = _build(path, lines)
+                record = _build(path, lines, unindented)
             except _GarbledError as error:
                 message = f"record #{number} {show_path(path)!r}: {error}"
                 raise CorruptRepository(message, path=label) from None
-            key = path_key(path)
             if last_key is not None and key <= last_key:
                 message = f"record #{number} {show_path(path)!r}: out of order (or duplicated)"
                 raise CorruptRepository(message, path=label)
