@@ -269,6 +269,18 @@ class Result:
     def best_ratio(self) -> float:
         return self.ours.best / self.rdiff.best
 
+    @property
+    def paired_ratio(self) -> float:
+        """Median of ours/rdiff within each repetition (the two ran back to back, so slow
+        swings of background load mostly cancel)."""
+        pairs = zip(self.ours.runs, self.rdiff.runs, strict=False)
+        return statistics.median(o.wall / r.wall for o, r in pairs)
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Our CPU time (user + sys, all threads) over rdiff's: load-independent."""
+        return self.ours.cpu / self.rdiff.cpu if self.rdiff.cpu else float("nan")
+
 
 @dataclass
 class Tools:
@@ -622,7 +634,8 @@ def row(res: Result) -> list[str]:
         _fmt_s(res.rdiff.wall),
         _fmt_s(res.ours.wall),
         ratio,
-        f"{res.best_ratio:.2f}" if res.case != "startup" else "",
+        f"{res.paired_ratio:.2f}" if res.case != "startup" else "",
+        f"{res.cpu_ratio:.2f}" if res.case != "startup" else "",
         target,
         verdict(res),
         f"{res.rdiff.rss:.1f} MiB",
@@ -638,7 +651,8 @@ HEADER = [
     "rdiff",
     "ours",
     "ratio",
-    "best ratio",
+    "paired ratio",
+    "CPU ratio",
     "target",
     "met",
     "rdiff RSS",
@@ -657,7 +671,8 @@ def print_row(res: Result) -> None:
     walls = _walls
     print(
         f"  {res.label}: rdiff [{walls(res.rdiff)}] ours [{walls(res.ours)}] "
-        f"ratio {res.ratio:.2f} (best {res.best_ratio:.2f}); "
+        f"ratio {res.ratio:.2f} (best {res.best_ratio:.2f}, paired {res.paired_ratio:.2f}, "
+        f"CPU {res.cpu_ratio:.2f}); "
         f"background CPU {res.background_cpu:.1f} s, "
         f"steal {res.steal:.1f} s; {res.verified}",
         file=sys.stderr,
@@ -835,7 +850,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "machine": info,
                     "ours": tools.ours,
                     "results": [
-                        {**asdict(r), "ratio": r.ratio, "best_ratio": r.best_ratio} for r in results
+                        {
+                            **asdict(r),
+                            "ratio": r.ratio,
+                            "best_ratio": r.best_ratio,
+                            "paired_ratio": r.paired_ratio,
+                            "cpu_ratio": r.cpu_ratio,
+                        }
+                        for r in results
                     ],
                 },
                 indent=1,
