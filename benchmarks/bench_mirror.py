@@ -1,0 +1,295 @@
+"""rdb-mirror against rdiff-backup 2.2.7 and ``rsync -aH``, side by side in one run.
+
+Usage::
+
+    python benchmarks/bench_mirror.py                      # all corpora + the 200k flatness check
+    python benchmarks/bench_mirror.py --only small --no-flat
+    python benchmarks/bench_mirror.py --corpus /tmp/corpus --flat-files 200000
+
+The corpora come from ``../shared/bench/corpus.sh`` (``CORPUS``, default ``/tmp/corpus``; run
+it first): ``django-a`` → ``django-b`` (two releases of a real source tree), ``small-a`` →
+``small-b`` (20,000 small files, 1% changed, 0.5% deleted, 0.5% added), ``big-a.bin`` →
+``big-b.bin`` (512 MiB, 1% changed), the latter as a one-file directory (a hard link to the
+corpus file in a directory of its own).
+
+For each corpus and tool: an **initial** backup of A into an empty destination, an
+**incremental** backup of B into it, then a **no-change** backup of B again. rdb-mirror and
+rdiff-backup get ``--current-time`` one hour apart per session; rsync is ``rsync -aH --delete
+SRC/ DEST/``. Every command is its own child process (``os.posix_spawn``): wall time around it,
+peak RSS from ``os.wait4``'s rusage (Linux reports the maximum over the child and the
+descendants it waited for, so rsync's forked receiver counts). Output goes to /dev/null. The
+page cache is warm (every source is read once before the timings).
+
+The flatness check generates trees of N tiny files (20,000 and ``--flat-files``, default
+200,000; 200 files per directory) and compares rdb-mirror's peak RSS for the initial and the
+no-change backup of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RDB_MIRROR = ROOT / ".venv" / "bin" / "rdb-mirror"
+RDIFF_BACKUP = ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
+T0 = 1_700_000_000
+PHASES = ("initial", "incremental", "no-change")
+TOOLS = ("rdb-mirror", "rdiff-backup", "rsync")
+
+
+@dataclass(frozen=True)
+class Measure:
+    wall: float
+    rss_mib: float
+    status: int
+
+
+def run(argv: Sequence[str]) -> Measure:
+    """One child process: wall time and peak RSS (ru_maxrss, KiB on Linux)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, devnull, 0),
+            (os.POSIX_SPAWN_DUP2, devnull, 1),
+            (os.POSIX_SPAWN_DUP2, devnull, 2),
+        ]
+        started = time.perf_counter()
+        pid = os.posix_spawn(argv[0], list(argv), dict(os.environ), file_actions=actions)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - started
+    finally:
+        os.close(devnull)
+    return Measure(wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+
+
+def command(tool: str, src: Path, dest: Path, session: int, binaries: dict[str, str]) -> list[str]:
+    if tool == "rdb-mirror":
+        return [
+            binaries[tool],
+            "--quiet",
+            "--current-time",
+            str(T0 + 3600 * session),
+            str(src),
+            str(dest),
+        ]
+    if tool == "rdiff-backup":
+        return [
+            binaries[tool],
+            "--current-time",
+            str(T0 + 3600 * session),
+            "--terminal-verbosity",
+            "1",
+            "backup",
+            str(src),
+            str(dest),
+        ]
+    return [binaries[tool], "-aH", "--delete", f"{src}/", f"{dest}/"]
+
+
+def warm(path: Path) -> int:
+    """Read every file once (page cache warm for every tool alike); returns the entry count."""
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        count += len(dirnames) + len(filenames)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full) or not os.path.isfile(full):
+                continue
+            with open(full, "rb") as handle:
+                while handle.read(1 << 20):
+                    pass
+    return count
+
+
+def entries(path: Path) -> int:
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        if dirpath == str(path):
+            dirnames[:] = [d for d in dirnames if d != "rdiff-backup-data"]
+        count += len(dirnames) + len(filenames)
+    return count
+
+
+def corpus_sources(corpus: Path, name: str, work: Path) -> tuple[Path, Path]:
+    if name == "big":
+        pair = []
+        for side in ("a", "b"):
+            directory = work / f"big-{side}"
+            directory.mkdir()
+            target = directory / "big.bin"
+            try:
+                os.link(corpus / f"big-{side}.bin", target)
+            except OSError:
+                shutil.copy2(corpus / f"big-{side}.bin", target)
+            pair.append(directory)
+        return pair[0], pair[1]
+    return corpus / f"{name}-a", corpus / f"{name}-b"
+
+
+def bench_corpus(
+    name: str, a: Path, b: Path, work: Path, binaries: dict[str, str], tools: Sequence[str]
+) -> dict[tuple[str, str], Measure]:
+    results: dict[tuple[str, str], Measure] = {}
+    for tool in tools:
+        dest = work / f"dest-{name}-{tool}"
+        for session, (phase, src) in enumerate(zip(PHASES, (a, b, b), strict=True)):
+            measure = run(command(tool, src, dest, session, binaries))
+            results[(tool, phase)] = measure
+            if measure.status not in (0, 3) and not (tool == "rsync" and measure.status == 24):
+                print(f"  !! {tool} {phase} exited {measure.status}", file=sys.stderr)
+            want, got = entries(src), entries(dest)
+            if want != got:
+                print(f"  !! {tool} {phase}: {got} entries in the mirror, {want} in the source")
+            print(
+                f"  {name:7} {phase:12} {tool:13} {measure.wall:8.2f} s {measure.rss_mib:7.1f} MiB",
+                flush=True,
+            )
+        shutil.rmtree(dest)
+    return results
+
+
+def make_tiny_tree(root: Path, files: int, per_dir: int = 200) -> None:
+    rng = random.Random(files)
+    for i in range(files):
+        directory = root / f"d{i // per_dir:05d}"
+        if i % per_dir == 0:
+            directory.mkdir(parents=True)
+        with open(directory / f"f{i:07d}", "wb") as handle:
+            handle.write(rng.randbytes(rng.randrange(1, 200)))
+
+
+def flatness(work: Path, binaries: dict[str, str], sizes: Sequence[int]) -> list[str]:
+    rows = []
+    for files in sizes:
+        src = work / f"tiny-{files}"
+        make_tiny_tree(src, files)
+        dest = work / f"dest-tiny-{files}"
+        for session, phase in enumerate(("initial", "no-change")):
+            m = run(command("rdb-mirror", src, dest, session, binaries))
+            if m.status != 0:
+                print(f"  !! rdb-mirror {phase} exited {m.status}", file=sys.stderr)
+            print(f"  tiny {files:7} {phase:10} {m.wall:8.2f} s {m.rss_mib:7.1f} MiB", flush=True)
+            rows.append(f"| {files:,} | {phase} | {m.wall:.2f} | {m.rss_mib:.1f} |")
+        shutil.rmtree(dest)
+        shutil.rmtree(src)
+    return rows
+
+
+def table(all_results: dict[str, dict[tuple[str, str], Measure]], tools: Sequence[str]) -> str:
+    head = "| corpus | backup | " + " | ".join(f"{t} s" for t in tools)
+    head += " | " + " | ".join(f"{t} MiB" for t in tools)
+    ratios = []
+    if "rsync" in tools and "rdb-mirror" in tools:
+        ratios.append("rdb/rsync")
+    if "rdiff-backup" in tools and "rdb-mirror" in tools:
+        ratios.append("rdiff-backup/rdb")
+    head += "".join(f" | {r}" for r in ratios) + " |"
+    sep = "|---|---|" + "---:|" * (2 * len(tools) + len(ratios))
+    lines = [head, sep]
+    for corpus, results in all_results.items():
+        for phase in PHASES:
+            cells = [f"{results[(t, phase)].wall:.2f}" for t in tools]
+            cells += [f"{results[(t, phase)].rss_mib:.0f}" for t in tools]
+            ours = results[("rdb-mirror", phase)].wall if "rdb-mirror" in tools else None
+            if ours is not None and "rsync" in tools:
+                cells.append(f"{ours / results[('rsync', phase)].wall:.2f}×")
+            if ours is not None and "rdiff-backup" in tools:
+                cells.append(f"{results[('rdiff-backup', phase)].wall / ours:.1f}×")
+            lines.append(f"| {corpus} | {phase} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; load average {load}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--corpus", type=Path, default=Path(os.environ.get("CORPUS", "/tmp/corpus"))
+    )
+    parser.add_argument("--only", default="django,small,big", help="comma-separated corpora")
+    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--no-flat", action="store_true", help="skip the flatness check")
+    parser.add_argument("--flat-files", type=int, default=200_000)
+    parser.add_argument(
+        "--rdiff-backup", default=os.environ.get("RDB_RDIFF_BACKUP", str(RDIFF_BACKUP))
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="scratch directory (default: a temp dir next to the corpus)",
+    )
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    tools = [t for t in args.tools.split(",") if t]
+    binaries = {
+        "rdb-mirror": str(RDB_MIRROR),
+        "rdiff-backup": args.rdiff_backup,
+        "rsync": shutil.which("rsync") or "/usr/bin/rsync",
+    }
+    corpus: Path = args.corpus
+    names = [n for n in args.only.split(",") if n]
+    missing = [
+        n for n in names if not (corpus / (f"{n}-a.bin" if n == "big" else f"{n}-a")).exists()
+    ]
+    if missing:
+        print(
+            f"corpus {corpus} lacks {missing}: run ../shared/bench/corpus.sh first", file=sys.stderr
+        )
+        return 2
+    print(f"machine: {machine()}", flush=True)
+    all_results: dict[str, dict[tuple[str, str], Measure]] = {}
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="bench-mirror-", dir=args.work or corpus.parent) as tmp:
+        work = Path(tmp)
+        for name in names:
+            a, b = corpus_sources(corpus, name, work)
+            warm(a)
+            warm(b)
+            all_results[name] = bench_corpus(name, a, b, work, binaries, tools)
+            loads.append(os.getloadavg()[0])
+        print()
+        print(table(all_results, tools))
+        if not args.no_flat and "rdb-mirror" in tools:
+            print()
+            rows = flatness(work, binaries, [20_000, args.flat_files])
+            loads.append(os.getloadavg()[0])
+            print()
+            print("| files | backup | rdb-mirror s | rdb-mirror peak RSS MiB |")
+            print("|---:|---|---:|---:|")
+            print("\n".join(rows))
+    print()
+    print(
+        f"1-minute load average during the run: median {statistics.median(loads):.2f}, "
+        f"max {max(loads):.2f}; {machine()}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
