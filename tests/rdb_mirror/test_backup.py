@@ -172,3 +172,36 @@ def test_walk_failure_commits_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     result = backup(src, repo, BackupOptions(current_time=session_time(2)))
     assert result.regressed is not None
     assert differences(trees.scan(src), trees.scan(repo)) == []
+
+
+@pytest.mark.parametrize("held_bytes", [0, 64 << 10, 32 << 20])
+def test_small_contents_held_or_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_bytes: int
+) -> None:
+    """Small files arrive as one Content message and are held in memory (up to a budget) until
+    their pool job stages them, or staged at once; large ones come in chunks. Every way gives
+    the same mirror, also for a directory replaced by a file."""
+    from rdb_mirror import repo_side
+
+    monkeypatch.setattr(repo_side, "HELD_BYTES", held_bytes)
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    (src / "d").mkdir(parents=True)
+    (src / "becomes_file").mkdir()
+    (src / "becomes_file" / "inner").write_bytes(b"inner\n")
+    for i in range(300):
+        (src / "d" / f"f{i:03d}").write_bytes(os.urandom(i * 97))
+    (src / "empty").write_bytes(b"")
+    (src / "large").write_bytes(os.urandom((1 << 20) + 12345))
+    (src / "exactly_a_chunk").write_bytes(os.urandom(1 << 20))
+    backup(src, repo, BackupOptions(current_time=session_time(0)))
+    assert differences(trees.scan(src), trees.scan(repo)) == []
+    (src / "becomes_file" / "inner").unlink()
+    (src / "becomes_file").rmdir()
+    (src / "becomes_file").write_bytes(b"now a file\n")
+    for i in range(0, 300, 7):
+        (src / "d" / f"f{i:03d}").write_bytes(os.urandom(i * 31 + 1))
+    result = backup(src, repo, BackupOptions(current_time=session_time(1)))
+    assert result.errors == []
+    assert differences(trees.scan(src), trees.scan(repo)) == []
+    assert check(repo).problems == []
+    assert not [p for p in (repo / "rdiff-backup-data").iterdir() if "tmp" in p.name]

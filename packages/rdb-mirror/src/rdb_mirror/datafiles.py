@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import os
 import secrets
 import time
@@ -28,8 +29,14 @@ __all__ = ["AclFile", "BackupLog", "EaFile", "ErrorLog", "MetadataFile", "Stream
 LEVEL = 6
 
 
+_TEMP_BASE = secrets.randbelow(10**9)
+_temp_numbers = itertools.count()
+
+
 def temp_path(directory: Path) -> Path:
-    return directory / f"{TEMP_PREFIX}{secrets.randbelow(10**12)}"
+    """A fresh temp name in ``directory``: one random number per process, then a counter
+    (a ``secrets`` call per file cost more than the file's write)."""
+    return directory / f"{TEMP_PREFIX}{_TEMP_BASE}.{next(_temp_numbers)}"
 
 
 class StreamedFile:

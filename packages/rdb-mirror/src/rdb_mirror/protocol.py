@@ -8,7 +8,8 @@ They share nothing but two streams of these plain dataclasses:
 source → repository (:data:`SourceMessage`)
     :class:`Entry` for every selected entry, in metadata order (depth first, siblings sorted
     bytewise); :class:`Problem` for an entry the walk could not read; :class:`Chunk` ...
-    :class:`ContentEnd` (or :class:`ContentFailed`) answering a :class:`ContentRequest`; and
+    :class:`ContentEnd` (or one :class:`Content` for a small file, or :class:`ContentFailed`)
+    answering a :class:`ContentRequest`; and
     one :class:`WalkDone` after the last entry.
 
 repository → source (:data:`RepositoryMessage`)
@@ -35,6 +36,7 @@ from rdb_format.metadata import Record
 __all__ = [
     "Channel",
     "Chunk",
+    "Content",
     "ContentEnd",
     "ContentFailed",
     "ContentRequest",
@@ -103,6 +105,16 @@ class Chunk:
 
 
 @dataclass(frozen=True, slots=True)
+class Content:
+    """The whole content of request ``request`` in one message (small files): the same as
+    one :class:`Chunk` then :class:`ContentEnd`, half the messages."""
+
+    request: int
+    data: bytes
+    sha1: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContentEnd:
     """The content of request ``request`` is complete: ``size`` bytes with this SHA1."""
 
@@ -140,7 +152,7 @@ class Finish:
     """The repository side needs nothing more: the source side may stop."""
 
 
-SourceMessage = Entry | Problem | WalkDone | Chunk | ContentEnd | ContentFailed
+SourceMessage = Entry | Problem | WalkDone | Chunk | Content | ContentEnd | ContentFailed
 RepositoryMessage = ContentRequest | Credit | Finish
 
 T = TypeVar("T")

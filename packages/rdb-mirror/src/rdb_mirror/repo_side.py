@@ -25,6 +25,7 @@ import contextlib
 import os
 import shutil
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +54,7 @@ from rdb_mirror.fsmeta import (
 )
 from rdb_mirror.protocol import (
     Chunk,
+    Content,
     ContentEnd,
     ContentFailed,
     ContentRequest,
@@ -70,6 +72,13 @@ from rdb_mirror.protocol import (
 __all__ = ["Counters", "OldState", "RepositorySide"]
 
 T = TypeVar("T")
+
+#: Small contents are kept in memory until their pool job writes the staged copy (so the
+#: creation and write of the temp file happen on the pool, not on the ordering thread), up to
+#: this many bytes in all; beyond it they are staged at once, as large files are.
+HELD_BYTES = 32 << 20
+HELD_FILE = 256 << 10
+_STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 class _Peek(Generic[T]):
@@ -149,6 +158,7 @@ class _Item:
     keep: bool = False
     request: int | None = None
     staged: Path | None = None
+    data: bytes | None = None  # small content held in memory until its pool job stages it
     stream: BinaryIO | None = None
     state: str = "none"  # none, waiting, ready, failed
     sha1: str | None = None
@@ -267,6 +277,8 @@ class RepositorySide:
         self._dirs_changed: set[Index] = set()
         self._credit = 0
         self._name_max: int | None = None
+        self._held = 0
+        self._held_lock = threading.Lock()
         self.walk_error: str | None = None
 
     # ---- paths ---------------------------------------------------------------------------
@@ -290,6 +302,8 @@ class RepositorySide:
                 message = inbox.receive()
                 if isinstance(message, Entry):
                     self._arrive(message, out)
+                elif isinstance(message, Content):
+                    self._content(message)
                 elif isinstance(message, Chunk):
                     self._chunk(message)
                 elif isinstance(message, ContentEnd):
@@ -411,6 +425,57 @@ class RepositorySide:
         item.sha1 = message.sha1
         item.state = "ready"
 
+    def _content(self, message: Content) -> None:
+        item = self._requests.pop(message.request)
+        data = message.data
+        self.counters.bytes_read += len(data)
+        item.sha1 = message.sha1
+        size = len(data)
+        held = False
+        if size <= HELD_FILE:
+            with self._held_lock:
+                if self._held + size <= HELD_BYTES:
+                    self._held += size
+                    held = True
+        if held:
+            item.data = data
+        else:
+            try:
+                item.staged = self._stage_bytes(data)
+            except OSError as error:
+                item.failure = f"cannot stage: {error.strerror}"
+                item.state = "failed"
+                return
+        item.state = "ready"
+
+    def _stage_bytes(self, data: bytes) -> Path:
+        path = temp_path(self.layout.data_dir)
+        fd = os.open(path, _STAGE_FLAGS, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        os.close(fd)
+        return path
+
+    def _materialise(self, item: _Item) -> Path:
+        """The staged copy of ``item`` on disk (written now if its content is held)."""
+        if item.staged is None:
+            data = item.data
+            assert data is not None
+            item.data = None
+            try:
+                item.staged = self._stage_bytes(data)
+            finally:
+                with self._held_lock:
+                    self._held -= len(data)
+        return item.staged
+
     def _content_failed(self, message: ContentFailed) -> None:
         item = self._requests.pop(message.request)
         self._discard(item)
@@ -418,6 +483,10 @@ class RepositorySide:
         item.state = "failed"
 
     def _discard(self, item: _Item) -> None:
+        if item.data is not None:
+            with self._held_lock:
+                self._held -= len(item.data)
+            item.data = None
         if item.stream is not None:
             with contextlib.suppress(OSError):
                 item.stream.close()
@@ -675,6 +744,13 @@ class RepositorySide:
         if item.state == "ready":
             record = self._new_record(item, item.sha1)
             if old is not None and old.type == "dir":
+                try:
+                    self._materialise(item)
+                except OSError as stage_error:
+                    item.state = "failed"
+                    item.failure = f"cannot stage: {stage_error.strerror}"
+                    self._update(item)
+                    return
                 self._defer_replacement(item, record, eas, acl)
                 if group is not None:
                     group.mirror = self.mirror_path(item.index, record)
@@ -756,13 +832,14 @@ class RepositorySide:
     ) -> _Emit:
         """Pool job: increment, then attributes on the staged copy, then rename it in place."""
         entry = item.entry
-        assert entry is not None and item.staged is not None
+        assert entry is not None and (item.staged is not None or item.data is not None)
         old = item.old
-        staged = item.staged
+        staged: Path | None = item.staged
         target = self.mirror_path(item.index, record)
         increments: list[WrittenIncrement] = list(marks)
         error: tuple[str, str] | None = None
         try:
+            staged = self._materialise(item)
             if self.writer is not None:
                 old_path = self.mirror_path(item.index, old) if old is not None else None
                 increments.append(
@@ -777,8 +854,9 @@ class RepositorySide:
             error = self._apply(os.fsencode(staged), record, entry, eas, acl)
             os.replace(staged, target)
         except (OSError, RdbError) as failure:
-            with contextlib.suppress(FileNotFoundError):
-                staged.unlink()
+            if staged is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    staged.unlink()
             if increments and increments[-1].index == item.index:
                 with contextlib.suppress(OSError):
                     increments.pop().path.unlink()

@@ -30,6 +30,7 @@ from rdb_mirror.fsmeta import (
 )
 from rdb_mirror.protocol import (
     Chunk,
+    Content,
     ContentEnd,
     ContentFailed,
     ContentRequest,
@@ -236,6 +237,21 @@ def _serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMe
         if not stat.S_ISREG(before.st_mode) or stat_key(before) != request.stat_key:
             out.send(ContentFailed(request.request, "changed since it was listed; not updated"))
             return
+        expected = before.st_size
+        if expected < CHUNK:
+            # a small file: one read (a short read of a regular file is its end), one message
+            data = os.read(fd, expected + 1)
+            if len(data) == expected:
+                after = os.fstat(fd)
+                if stat_key(after) != request.stat_key:
+                    out.send(
+                        ContentFailed(request.request, "changed while being read; not updated")
+                    )
+                    return
+                out.send(Content(request.request, data, hashlib.sha1(data).hexdigest()))
+                return
+            # it changed size meanwhile: the general loop (re-read from the start) decides
+            os.lseek(fd, 0, os.SEEK_SET)
         digest = hashlib.sha1()
         size = 0
         while True:
