@@ -10,7 +10,9 @@ The corpora come from ``../shared/bench/corpus.sh`` (``CORPUS``, default ``/tmp/
 it first): ``django-a`` → ``django-b`` (two releases of a real source tree), ``small-a`` →
 ``small-b`` (20,000 small files, 1% changed, 0.5% deleted, 0.5% added), ``big-a.bin`` →
 ``big-b.bin`` (512 MiB, 1% changed), the latter as a one-file directory (a hard link to the
-corpus file in a directory of its own).
+corpus file in a directory of its own). rdb-mirror runs from a snapshot of the committed
+packages taken at start (``--no-snapshot``: the working tree), so edits during a run do not
+leak into it.
 
 For each corpus and tool: an **initial** backup of A into an empty destination, an
 **incremental** backup of B into it, then a **no-change** backup of B again. rdb-mirror and
@@ -33,6 +35,7 @@ import platform
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RDB_MIRROR = ROOT / ".venv" / "bin" / "rdb-mirror"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 RDIFF_BACKUP = ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
 T0 = 1_700_000_000
 PHASES = ("initial", "incremental", "no-change")
@@ -55,6 +58,25 @@ class Measure:
     status: int
 
 
+def snapshot(dest: Path) -> str:
+    """The committed packages (``git archive HEAD``) plus the working tree's compiled
+    extensions, for PYTHONPATH: the run measures one version even while the tree is edited."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "HEAD", "packages"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    for ext in (ROOT / "packages").glob("*/src/**/*.so"):
+        target = dest / ext.relative_to(ROOT)
+        if not target.exists():
+            shutil.copy2(ext, target)
+    return os.pathsep.join(str(p) for p in sorted((dest / "packages").glob("*/src")))
+
+
+#: The environment of every measured command (PYTHONPATH set to the snapshot, if any).
+ENV: dict[str, str] = dict(os.environ)
+
+
 def run(argv: Sequence[str]) -> Measure:
     """One child process: wall time and peak RSS (ru_maxrss, KiB on Linux)."""
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -65,7 +87,7 @@ def run(argv: Sequence[str]) -> Measure:
             (os.POSIX_SPAWN_DUP2, devnull, 2),
         ]
         started = time.perf_counter()
-        pid = os.posix_spawn(argv[0], list(argv), dict(os.environ), file_actions=actions)
+        pid = os.posix_spawn(argv[0], list(argv), ENV, file_actions=actions)
         _, status, usage = os.wait4(pid, 0)
         wall = time.perf_counter() - started
     finally:
@@ -77,6 +99,8 @@ def command(tool: str, src: Path, dest: Path, session: int, binaries: dict[str, 
     if tool == "rdb-mirror":
         return [
             binaries[tool],
+            "-m",
+            "rdb_mirror",
             "--quiet",
             "--current-time",
             str(T0 + 3600 * session),
@@ -240,6 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rdiff-backup", default=os.environ.get("RDB_RDIFF_BACKUP", str(RDIFF_BACKUP))
     )
     parser.add_argument(
+        "--no-snapshot",
+        dest="snapshot",
+        action="store_false",
+        help="run the working tree's packages (default: a snapshot of HEAD taken at start)",
+    )
+    parser.add_argument(
         "--work",
         type=Path,
         default=None,
@@ -248,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     tools = [t for t in args.tools.split(",") if t]
     binaries = {
-        "rdb-mirror": str(RDB_MIRROR),
+        "rdb-mirror": str(VENV_PYTHON),
         "rdiff-backup": args.rdiff_backup,
         "rsync": shutil.which("rsync") or "/usr/bin/rsync",
     }
@@ -267,6 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-mirror-", dir=args.work or corpus.parent) as tmp:
         work = Path(tmp)
+        if args.snapshot:
+            ENV["PYTHONPATH"] = snapshot(work / "snapshot")
+            head = subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            print(f"rdb-mirror: snapshot of HEAD {head}", flush=True)
         for name in names:
             a, b = corpus_sources(corpus, name, work)
             warm(a)
