@@ -366,6 +366,7 @@ class Bench:
         quiet: float = 0.0,
     ) -> None:
         self.quiet = quiet
+        self.quiet_below = 0.15
         self.tools, self.c, self.work = tools, corpus, work
         self.reps, self.slow_reps, self.startup_runs = reps, slow_reps, startup_runs
         self.sig = work / "ref.sig"
@@ -413,7 +414,7 @@ class Bench:
         busy0, steal0 = cpu_busy()
         for rep in range(reps):
             if self.quiet:
-                wait_quiet(self.quiet)
+                wait_quiet(self.quiet, self.quiet_below)
             outs = {"rdiff": self.out(f"{case}.rdiff"), "ours": self.out(f"{case}.ours")}
             order = ["rdiff", "ours"] if rep % 2 == 0 else ["ours", "rdiff"]
             for who in order:
@@ -756,7 +757,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.0,
         metavar="SECONDS",
         help="before each repetition wait up to SECONDS for a quiet 1 s window "
-        "(< 0.15 busy cores) when other work shares the machine",
+        "(see --quiet-below) when other work shares the machine",
+    )
+    p.add_argument(
+        "--quiet-below",
+        type=float,
+        default=0.15,
+        metavar="CORES",
+        help="what --wait-quiet calls quiet: fewer busy cores than this (default 0.15)",
     )
     p.add_argument(
         "--bytecode",
@@ -811,6 +819,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.snapshot:
             tools.env = snapshot(work / "src", tools.env, tools.python)
         bench = Bench(tools, corpus, work, args.reps, slow, args.startup_runs, args.wait_quiet)
+        bench.quiet_below = args.quiet_below
         for name in cases:
             results.append(bench.case(name))
     finally:
