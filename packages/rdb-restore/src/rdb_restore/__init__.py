@@ -8,7 +8,19 @@ subclasses carrying exit codes. Main entry points::
     compare(source, repo, when, method="meta") / verify(repo, when)
 """
 
-from rdb_restore.restore import RestoreOptions, RestoreResult, default_workers, restore
+from rdb_restore.restore import (
+    RestoreOptions,
+    RestoreResult,
+    default_workers,
+    limit_heap_growth,
+    restore,
+)
 
 __version__ = "0.1.0"
-__all__ = ["RestoreOptions", "RestoreResult", "default_workers", "restore"]
+__all__ = [
+    "RestoreOptions",
+    "RestoreResult",
+    "default_workers",
+    "limit_heap_growth",
+    "restore",
+]

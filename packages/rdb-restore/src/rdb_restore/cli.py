@@ -27,7 +27,7 @@ from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring
 from rdb_restore.query import Method, compare, list_changed, list_sessions, verify
 from rdb_restore.repo import open_repo, show
-from rdb_restore.restore import RestoreOptions, restore
+from rdb_restore.restore import RestoreOptions, limit_heap_growth, restore
 
 PROG = "rdb-restore"
 COMMANDS = ("restore", "list", "list-files", "list-changed", "compare", "verify")
@@ -42,7 +42,10 @@ AtOpt = Annotated[
     ),
 ]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", min=1, help="Threads rebuilding files (default 2/CPU).")
+    int | None,
+    typer.Option(
+        "--workers", min=1, help="Threads rebuilding files (default: one per CPU, at least 2)."
+    ),
 ]
 TIME_NOTE = (
     "TIME is rounded down to the newest session at or before it (the oldest session if it is "
@@ -399,4 +402,5 @@ def shim(argv: Sequence[str]) -> list[str]:
 
 
 def main() -> NoReturn:
+    limit_heap_growth()
     sys.exit(run(app, prog=PROG, argv=shim(sys.argv[1:])))
