@@ -34,6 +34,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -56,6 +57,7 @@ class Measure:
     wall: float
     rss_mib: float
     status: int
+    cpu: float = 0.0  # user + system seconds of the child and its waited-for descendants
 
 
 def snapshot(dest: Path) -> str:
@@ -88,11 +90,17 @@ def run(argv: Sequence[str]) -> Measure:
         ]
         started = time.perf_counter()
         pid = os.posix_spawn(argv[0], list(argv), ENV, file_actions=actions)
-        _, status, usage = os.wait4(pid, 0)
+        try:
+            _, status, usage = os.wait4(pid, 0)
+        except BaseException:  # interrupted: do not leave the measured command running
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
         wall = time.perf_counter() - started
     finally:
         os.close(devnull)
-    return Measure(wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measure(wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), cpu)
 
 
 def command(tool: str, src: Path, dest: Path, session: int, binaries: dict[str, str]) -> list[str]:
@@ -176,7 +184,8 @@ def bench_corpus(
             if want != got:
                 print(f"  !! {tool} {phase}: {got} entries in the mirror, {want} in the source")
             print(
-                f"  {name:7} {phase:12} {tool:13} {measure.wall:8.2f} s {measure.rss_mib:7.1f} MiB",
+                f"  {name:7} {phase:12} {tool:13} {measure.wall:8.2f} s "
+                f"{measure.cpu:7.2f} cpu {measure.rss_mib:7.1f} MiB",
                 flush=True,
             )
         shutil.rmtree(dest)
@@ -203,15 +212,19 @@ def flatness(work: Path, binaries: dict[str, str], sizes: Sequence[int]) -> list
             m = run(command("rdb-mirror", src, dest, session, binaries))
             if m.status != 0:
                 print(f"  !! rdb-mirror {phase} exited {m.status}", file=sys.stderr)
-            print(f"  tiny {files:7} {phase:10} {m.wall:8.2f} s {m.rss_mib:7.1f} MiB", flush=True)
-            rows.append(f"| {files:,} | {phase} | {m.wall:.2f} | {m.rss_mib:.1f} |")
+            print(
+                f"  tiny {files:7} {phase:10} {m.wall:8.2f} s "
+                f"{m.cpu:7.2f} cpu {m.rss_mib:7.1f} MiB",
+                flush=True,
+            )
+            rows.append(f"| {files:,} | {phase} | {m.wall:.2f} | {m.cpu:.2f} | {m.rss_mib:.1f} |")
         shutil.rmtree(dest)
         shutil.rmtree(src)
     return rows
 
 
 def table(all_results: dict[str, dict[tuple[str, str], Measure]], tools: Sequence[str]) -> str:
-    head = "| corpus | backup | " + " | ".join(f"{t} s" for t in tools)
+    head = "| corpus | backup | " + " | ".join(f"{t} s (cpu s)" for t in tools)
     head += " | " + " | ".join(f"{t} MiB" for t in tools)
     ratios = []
     if "rsync" in tools and "rdb-mirror" in tools:
@@ -223,7 +236,9 @@ def table(all_results: dict[str, dict[tuple[str, str], Measure]], tools: Sequenc
     lines = [head, sep]
     for corpus, results in all_results.items():
         for phase in PHASES:
-            cells = [f"{results[(t, phase)].wall:.2f}" for t in tools]
+            cells = [
+                f"{results[(t, phase)].wall:.2f} ({results[(t, phase)].cpu:.2f})" for t in tools
+            ]
             cells += [f"{results[(t, phase)].rss_mib:.0f}" for t in tools]
             ours = results[("rdb-mirror", phase)].wall if "rdb-mirror" in tools else None
             if ours is not None and "rsync" in tools:
@@ -319,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = flatness(work, binaries, [20_000, args.flat_files])
             loads.append(os.getloadavg()[0])
             print()
-            print("| files | backup | rdb-mirror s | rdb-mirror peak RSS MiB |")
-            print("|---:|---|---:|---:|")
+            print("| files | backup | rdb-mirror s | cpu s | rdb-mirror peak RSS MiB |")
+            print("|---:|---|---:|---:|---:|")
             print("\n".join(rows))
     print()
     print(

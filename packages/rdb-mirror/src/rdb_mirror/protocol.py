@@ -34,6 +34,7 @@ from rdb_format.eas_acls import ACLEntry
 from rdb_format.metadata import Record
 
 __all__ = [
+    "Batch",
     "Channel",
     "Chunk",
     "Content",
@@ -97,6 +98,15 @@ class WalkDone:
 
 
 @dataclass(frozen=True, slots=True)
+class Batch:
+    """Several walk messages (:class:`Entry`, :class:`Problem`) in their order: one channel
+    message per many entries (a queue hand-off or a pipe frame per entry costs more than the
+    entry's own work when nothing changed)."""
+
+    messages: tuple[Entry | Problem, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """A piece of the content answering request ``request`` (in order)."""
 
@@ -152,7 +162,7 @@ class Finish:
     """The repository side needs nothing more: the source side may stop."""
 
 
-SourceMessage = Entry | Problem | WalkDone | Chunk | Content | ContentEnd | ContentFailed
+SourceMessage = Entry | Problem | Batch | WalkDone | Chunk | Content | ContentEnd | ContentFailed
 RepositoryMessage = ContentRequest | Credit | Finish
 
 T = TypeVar("T")

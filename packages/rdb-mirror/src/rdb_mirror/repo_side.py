@@ -53,6 +53,7 @@ from rdb_mirror.fsmeta import (
     render,
 )
 from rdb_mirror.protocol import (
+    Batch,
     Chunk,
     Content,
     ContentEnd,
@@ -76,7 +77,7 @@ T = TypeVar("T")
 #: Small contents are kept in memory until their pool job writes the staged copy (so the
 #: creation and write of the temp file happen on the pool, not on the ordering thread), up to
 #: this many bytes in all; beyond it they are staged at once, as large files are.
-HELD_BYTES = 32 << 20
+HELD_BYTES = 16 << 20
 HELD_FILE = 256 << 10
 _STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
@@ -300,7 +301,13 @@ class RepositorySide:
         try:
             while not (walk_done and not self._pending):
                 message = inbox.receive()
-                if isinstance(message, Entry):
+                if isinstance(message, Batch):
+                    for each in message.messages:
+                        if isinstance(each, Entry):
+                            self._arrive(each, out)
+                        else:
+                            self._log(each.kind, each.index, each.message)
+                elif isinstance(message, Entry):
                     self._arrive(message, out)
                 elif isinstance(message, Content):
                     self._content(message)

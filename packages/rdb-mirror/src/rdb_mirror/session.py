@@ -505,7 +505,7 @@ class _Session:
             return None
 
     def _run_halves(self, repo: RepositorySide, caps: Capabilities, workers: int) -> None:
-        to_repo: QueueChannel[SourceMessage] = QueueChannel(maxsize=256)
+        to_repo: QueueChannel[SourceMessage] = QueueChannel(maxsize=64)
         to_source: QueueChannel[RepositoryMessage] = QueueChannel()
         failure: list[BaseException] = []
         options = SourceOptions(

@@ -29,6 +29,7 @@ from rdb_mirror.fsmeta import (
     record_from_stat,
 )
 from rdb_mirror.protocol import (
+    Batch,
     Chunk,
     Content,
     ContentEnd,
@@ -92,6 +93,14 @@ class _Credits:
         self._cond = threading.Condition()
         self.closed = False
 
+    def try_take(self) -> bool:
+        """Take a credit if one is available now."""
+        with self._cond:
+            if self._available > 0 and not self.closed:
+                self._available -= 1
+                return True
+            return False
+
     def take(self) -> bool:
         with self._cond:
             while self._available <= 0 and not self.closed:
@@ -112,11 +121,30 @@ class _Credits:
             self._cond.notify_all()
 
 
+class _Batcher:
+    """Collects the walk's messages and sends them as :class:`Batch` es (in order)."""
+
+    def __init__(self, out: Sender[SourceMessage], size: int = 128) -> None:
+        self._out = out
+        self._size = size
+        self._buffer: list[Entry | Problem] = []
+
+    def send(self, message: Entry | Problem) -> None:
+        self._buffer.append(message)
+        if len(self._buffer) >= self._size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            buffer, self._buffer = self._buffer, []
+            self._out.send(buffer[0] if len(buffer) == 1 else Batch(tuple(buffer)))
+
+
 def _path(root: bytes, index: Index) -> bytes:
     return os.path.join(root, *index) if index else root
 
 
-def _walk(options: SourceOptions, out: Sender[SourceMessage]) -> Iterator[Entry]:
+def _walk(options: SourceOptions, out: _Batcher) -> Iterator[Entry]:
     """Entries in metadata order; problems are sent to ``out`` directly."""
     root = options.root
     names = Names()
@@ -304,15 +332,19 @@ def run_source(
     server = threading.Thread(target=requests, name="rdb-source-requests", daemon=True)
     server.start()
     count = 0
+    batcher = _Batcher(out)
     try:
-        for entry in _walk(options, out):
-            if not credits.take():
-                break
-            out.send(entry)
+        for entry in _walk(options, batcher):
+            if not credits.try_take():
+                batcher.flush()  # the repository side must see them before it grants more
+                if not credits.take():
+                    break
+            batcher.send(entry)
             count += 1
     except BaseException as error:  # reported to the repository side as the end of the walk
         failure.append(error)
     finally:
+        batcher.flush()
         reason = None
         if failure:
             problem = failure[0]
