@@ -235,3 +235,26 @@ def test_patch_output_bytesio_and_file(tmp_path, data, ref, files):
     with open(target, "wb") as out, open(files["size-16385"], "rb") as basis:
         api.patch(basis, io.BytesIO(delta), out)
     assert target.read_bytes() == data["size-16384"]
+
+
+def test_parallel_delta_threads_get_their_own_signature(files, tmp_path):
+    """keep_raw keeps the signature's bytes; copies are independent loads of the same thing."""
+    sig_bytes = io.BytesIO()
+    with open(files["big-9m"], "rb") as basis:
+        api.signature(basis, sig_bytes, jobs=1)
+    loaded = api.load_signature(io.BytesIO(sig_bytes.getvalue()), keep_raw=True)
+    assert loaded.raw == sig_bytes.getvalue()
+    twin = loaded.copy()
+    assert twin is not loaded and (twin.blocks, twin.block_len) == (loaded.blocks, loaded.block_len)
+    assert api.load_signature(io.BytesIO(sig_bytes.getvalue())).raw is None
+    outs = []
+    for sig in (loaded, twin):
+        out = io.BytesIO()
+        with open(files["big-9m.mixed"], "rb") as new:
+            api.delta(sig, new, out, jobs=2)
+        outs.append(out.getvalue())
+    assert outs[0] == outs[1]
+    patched = io.BytesIO()
+    with open(files["big-9m"], "rb") as basis:
+        api.patch(basis, io.BytesIO(outs[0]), patched)
+    assert patched.getvalue() == files["big-9m.mixed"].read_bytes()

@@ -321,14 +321,21 @@ def signature_job(
     return Job(lib.rs_sig_begin(block_len, strong_len, magic), what, out_size=out_size)
 
 
+def _copying(chunks: Iterable[Buffer], into: bytearray) -> Iterator[Buffer]:
+    for chunk in chunks:
+        into += chunk
+        yield chunk
+
+
 class LoadedSignature:
     """A signature in librsync's memory, with its hash table built; freed when unreferenced."""
 
-    def __init__(self, chunks: Iterable[Buffer], what: str) -> None:
+    def __init__(self, chunks: Iterable[Buffer], what: str, *, keep_raw: bool = False) -> None:
         holder = ffi.new("rs_signature_t **")
         job = Job(lib.rs_loadsig_begin(holder), what, out_size=64)
+        raw = bytearray() if keep_raw else None
         try:
-            for _ in job.run(chunks):
+            for _ in job.run(chunks if raw is None else _copying(chunks, raw)):
                 pass
         except BaseException:
             if holder[0] != ffi.NULL:
@@ -343,6 +350,16 @@ class LoadedSignature:
         self.what = what
         self.block_len = self.load_stats.block_len
         self.blocks = self.load_stats.sig_blocks
+        # The signature's bytes, kept on request so that parallel deltas can load one copy per
+        # thread: librsync bumps match counters inside the signature at every byte searched,
+        # and two cores writing the same cache lines run slower than one.
+        self.raw: bytes | None = bytes(raw) if raw is not None else None
+
+    def copy(self) -> LoadedSignature:
+        """Another, independent load of the same signature (needs ``keep_raw``)."""
+        if self.raw is None:
+            raise InternalError(f"{self.what} was loaded without keep_raw")
+        return LoadedSignature([self.raw], self.what)
 
     def delta_job(self, what: str, out_size: int = DEFAULT_OUT_SIZE) -> Job:
         return Job(lib.rs_delta_begin(self._sig), what, out_size=out_size, keep=self)

@@ -149,13 +149,18 @@ def signature(
     return job.stats()
 
 
-def load_signature(sig: BinaryIO | Iterable[Buffer], *, name: str = "signature") -> Signature:
-    """Load a signature (file object or byte chunks) and build its hash table for delta."""
+def load_signature(
+    sig: BinaryIO | Iterable[Buffer], *, name: str = "signature", keep_raw: bool = False
+) -> Signature:
+    """Load a signature (file object or byte chunks) and build its hash table for delta.
+
+    ``keep_raw`` keeps its bytes too, so that a parallel delta gives each thread its own copy.
+    """
     if hasattr(sig, "read"):
         chunks: Iterable[Buffer] = iter_file(sig, 64 * 1024, name=name)  # type: ignore[arg-type]
     else:
         chunks = sig
-    return LoadedSignature(chunks, f"signature {name}")
+    return LoadedSignature(chunks, f"signature {name}", keep_raw=keep_raw)
 
 
 def _delta_chunk(sig: Signature, in_size: int) -> int:
@@ -194,7 +199,7 @@ def delta(
     With ``jobs`` > 1 and a regular-file ``new``, ranges of it are encoded in parallel: the
     result is a valid delta that patches to the same output, though its bytes may differ.
     """
-    loaded = sig if isinstance(sig, LoadedSignature) else load_signature(sig)
+    loaded = sig if isinstance(sig, LoadedSignature) else load_signature(sig, keep_raw=jobs > 1)
     size = known_size(new)
     if jobs > 1 and size is not None:
         from rdiff import parallel

@@ -301,10 +301,10 @@ def _action(opts: _argv.Options, outputs: list[Output], inputs: list[BinaryIO]) 
         sig_file, sig_name = open_input(operands[0])
         new, new_name = open_input(operands[1])
         out = output(operands[2])
-        sig = api.load_signature(sig_file, name=_quoted(sig_name))
+        jobs = _cpus() if opts.jobs == 0 else (opts.jobs or 1)
+        sig = api.load_signature(sig_file, name=_quoted(sig_name), keep_raw=jobs > 1)
         if opts.statistics:
             _binding.log_stats(sig.load_stats)
-        jobs = _cpus() if opts.jobs == 0 else (opts.jobs or 1)
         stats = api.delta(
             sig,
             new,

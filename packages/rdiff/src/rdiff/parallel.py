@@ -167,6 +167,33 @@ def signature(
     return total.replace(out_bytes=params.size_for(length))
 
 
+def _append(spool: IO[bytes], out: BinaryIO, count: int) -> None:
+    """Copy the first ``count`` bytes of ``spool`` to ``out``, in the kernel when possible."""
+    spool.seek(0)
+    try:
+        out.flush()
+        out_fd, in_fd = out.fileno(), spool.fileno()
+    except (AttributeError, OSError, ValueError):
+        out_fd = in_fd = -1
+    offset = 0
+    if out_fd >= 0:
+        try:
+            while offset < count:
+                sent = os.sendfile(out_fd, in_fd, offset, count - offset)
+                if sent == 0:
+                    break
+                offset += sent
+        except OSError:
+            pass  # e.g. an output sendfile cannot write to: copy through Python below
+    spool.seek(offset)
+    while offset < count:
+        block = spool.read(min(count - offset, 1024 * 1024))
+        if not block:
+            raise InternalError("Failed, a partial delta was shorter than written.")
+        out.write(block)
+        offset += len(block)
+
+
 class _HoldLast:
     """Writes a stream through, holding back its final byte (the END of a partial delta)."""
 
@@ -205,8 +232,11 @@ def delta(
         for _ in ranges[1:]
     ]
 
+    # One signature per thread when its bytes were kept (see LoadedSignature.raw).
+    sigs = [sig] + [sig.copy() if sig.raw is not None else sig for _ in ranges[1:]]
+
     def work(index: int, start: int, end: int) -> tuple[Stats, int | None]:
-        job = sig.delta_job(what, out_size or _binding.DEFAULT_OUT_SIZE)
+        job = sigs[index].delta_job(what, out_size or _binding.DEFAULT_OUT_SIZE)
         pieces = job.run(_pread_chunks(fd, base + start, base + end, in_size, new_name))
         if index == 0:
             hold = _HoldLast(out.write)
@@ -226,13 +256,10 @@ def delta(
             raise InternalError("Failed, a partial delta did not end with END.")
         for i, spool in enumerate(spools):
             length = spool.tell()
-            spool.seek(0)
-            keep = length - (1 if i < len(spools) - 1 else 0)
-            while keep > 0:
-                block = spool.read(min(keep, 1024 * 1024))
-                out.write(block)
-                keep -= len(block)
-            if i < len(spools) - 1 and spool.read(1) != bytes([DELTA_END]):
+            last = i == len(spools) - 1
+            _append(spool, out, length - (0 if last else 1))
+            spool.seek(length - 1)
+            if not last and spool.read(1) != bytes([DELTA_END]):
                 raise InternalError("Failed, a partial delta did not end with END.")
         if not spools:
             out.write(bytes([DELTA_END]))
