@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, NamedTuple, cast
@@ -53,6 +54,7 @@ __all__ = [
     "PathArg",
     "Record",
     "check_path",
+    "file_type_of",
     "format_record",
     "iter_records",
     "open_data_file",
@@ -68,6 +70,24 @@ FileType = Literal["reg", "dir", "sym", "fifo", "sock", "dev", "None"]
 
 #: Every value of the ``Type`` field. ``"None"`` (a file absent at that time) only in diffs.
 FILE_TYPES: Final[tuple[FileType, ...]] = ("reg", "dir", "sym", "fifo", "sock", "dev", "None")
+
+
+def file_type_of(mode: int) -> FileType | None:
+    """The record type of a file with ``st_mode`` ``mode``; None for a kind the format lacks."""
+    if stat.S_ISREG(mode):
+        return "reg"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "sym"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "sock"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "dev"
+    return None
+
 
 #: The fields after ``File``, in the order rdiff-backup 2.2.7 writes them.
 FIELD_ORDER: Final[tuple[str, ...]] = (

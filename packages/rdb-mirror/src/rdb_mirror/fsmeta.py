@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rdb_format.eas_acls import ACLEntry, is_trivial_acl, parse_acl_entry
-from rdb_format.metadata import FileType, Record, safe_name
+from rdb_format.metadata import Record, file_type_of, safe_name
 
 posix1e: Any
 try:  # pragma: no cover - depends on the machine
@@ -40,21 +40,7 @@ def render(index: Index) -> bytes:
     return b"/".join(index) if index else b"."
 
 
-def file_type(mode: int) -> FileType | None:
-    """rdiff-backup's type name of a mode, None for an unknown kind."""
-    if stat.S_ISREG(mode):
-        return "reg"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "sym"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "sock"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "dev"
-    return None
+file_type = file_type_of  # the format's mapping of st_mode to a record type
 
 
 class Names:

@@ -16,7 +16,7 @@ from typing import Literal
 
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_format.errors import CorruptRepository, SourceError
-from rdb_format.metadata import Record, path_key
+from rdb_format.metadata import Record, file_type_of, path_key
 from rdb_increment.listing import increment_sizes
 from rdb_restore.content import Digest, hash_source, produce
 from rdb_restore.repo import FILE_FLAGS, Entry, Index, Repo, show
@@ -284,20 +284,7 @@ class Difference:
         return f"{self.kind}: {self.path}{suffix}"
 
 
-def _kind(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return "reg"
-    if stat.S_ISDIR(mode):
-        return "dir"
-    if stat.S_ISLNK(mode):
-        return "sym"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "sock"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "dev"
-    return None
+_kind = file_type_of
 
 
 def _walk_source(root: bytes, top_excluded: bool) -> Iterator[tuple[Index, os.stat_result]]:
