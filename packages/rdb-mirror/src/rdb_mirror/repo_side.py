@@ -201,6 +201,33 @@ def _size_of(record: Record | None) -> int | None:
     return record.size or 0 if record.type == "reg" else 0
 
 
+def _kept_after_failure(
+    item: _Item, record: Record, message: str, increments: list[WrittenIncrement]
+) -> _Emit:
+    """An update that failed: the old record (if any) stays, and error_log says why."""
+    old = item.old
+    if old is None:
+        return _Emit(
+            item.index,
+            None,
+            source_size=_size_of(record),
+            increments=increments,
+            kind="failed",
+            error=("UpdateError", message),
+        )
+    return _Emit(
+        item.index,
+        old,
+        item.old_eas,
+        item.old_acl,
+        source_size=_size_of(record),
+        mirror_size=_size_of(old),
+        increments=increments,
+        kind="failed",
+        error=("UpdateError", message),
+    )
+
+
 def _identity(record: Record) -> tuple[int | None, int | None, int | None]:
     if record.has_hard_link_triple:
         return (record.num_hard_links, record.inode, record.device_loc)
@@ -868,26 +895,7 @@ class RepositorySide:
                 with contextlib.suppress(OSError):
                     increments.pop().path.unlink()
             message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
-            if old is not None:
-                return _Emit(
-                    item.index,
-                    old,
-                    item.old_eas,
-                    item.old_acl,
-                    source_size=_size_of(record),
-                    mirror_size=_size_of(old),
-                    increments=increments,
-                    kind="failed",
-                    error=("UpdateError", message),
-                )
-            return _Emit(
-                item.index,
-                None,
-                source_size=_size_of(record),
-                increments=increments,
-                kind="failed",
-                error=("UpdateError", message),
-            )
+            return _kept_after_failure(item, record, message, increments)
         return _Emit(
             item.index,
             record,
@@ -917,16 +925,7 @@ class RepositorySide:
             if not ok or group.mirror is None:
                 message = "its hard-link group's first file could not be backed up"
                 if old is not None:
-                    return _Emit(
-                        item.index,
-                        old,
-                        item.old_eas,
-                        item.old_acl,
-                        source_size=_size_of(record),
-                        mirror_size=_size_of(old),
-                        kind="failed",
-                        error=("UpdateError", message),
-                    )
+                    return _kept_after_failure(item, record, message, [])
                 return _Emit(item.index, None, kind="failed", error=("UpdateError", message))
             target = self.mirror_path(item.index, record)
             increments: list[WrittenIncrement] = list(marks)
@@ -952,17 +951,7 @@ class RepositorySide:
                     with contextlib.suppress(OSError):
                         increments.pop().path.unlink()
                 message = str(error) if isinstance(error, RdbError) else f"{error.strerror}"
-                return _Emit(
-                    item.index,
-                    old,
-                    item.old_eas,
-                    item.old_acl,
-                    source_size=_size_of(record),
-                    mirror_size=_size_of(old),
-                    increments=increments,
-                    kind="failed",
-                    error=("UpdateError", message),
-                )
+                return _kept_after_failure(item, record, message, increments)
             return _Emit(
                 item.index,
                 record,
