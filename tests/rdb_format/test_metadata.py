@@ -16,8 +16,10 @@ from rdb_format.metadata import (
     FIELD_ORDER,
     FileType,
     MetadataWriter,
+    RawRecord,
     Record,
     format_record,
+    iter_raw_records,
     iter_records,
     path_key,
     quote_path,
@@ -509,3 +511,77 @@ def test_other_indentation_still_reads() -> None:
     first, second = iter_records(io.BytesIO(text))
     assert (first.mod_time, first.uid, first.uname, first.gname) == (5, 7, "u", None)
     assert (second.uid, second.gid, second.permissions, second.gname) == (7, 8, 420, "g")
+
+
+# ---- raw records: the stored text, copied when it is exactly what the writer would write ----
+
+
+def raw_parse(data: bytes) -> list[RawRecord]:
+    return list(iter_raw_records(io.BytesIO(data), name="m"))
+
+
+@settings(max_examples=100)
+@given(st.lists(records(), max_size=30))
+def test_raw_records_carry_the_canonical_text(items: list[Record]) -> None:
+    unique = {r.path: r for r in items}
+    ordered = sorted(unique.values(), key=lambda r: path_key(r.path))
+    data = dump(ordered)
+    raws = raw_parse(data)
+    assert [r.record for r in raws] == ordered
+    assert [r.key for r in raws] == [path_key(r.path) for r in ordered]
+    for raw in raws:
+        assert raw.text is None or raw.text == format_record(raw.record)
+        if b"\\" not in quote_path(raw.record.path) and b"\\" not in quote_path(
+            raw.record.sym_data or b""
+        ):
+            assert raw.text is not None  # the writer's own output is always canonical
+    out = io.BytesIO()
+    with MetadataWriter(out) as writer:
+        for raw in raws:
+            writer.write_raw(raw)
+    assert out.getvalue() == data
+
+
+BASE = b"  ModTime 1\n  Uid 0\n  Uname root\n  Gid 0\n  Gname root\n  Permissions 420\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"File a\n  Type reg\n  Size 1\n" + BASE.replace(b"  Gid", b"   Gid"),
+        b"File a\n  Type reg\n  Size 1\n  SHA1Digest " + SHA.upper().encode() + b"\n" + BASE,
+        b"File a\n  Type reg\n  Size 1\n" + BASE.replace(b"Uname root", b"Uname None"),
+        b"File a\n  Type reg\n  Size 1\n" + BASE + b"  Future 1\n",
+        b"File a\n  Type reg\n  Size 01\n" + BASE,
+        b"File a\n  Type reg\n  Size 1\n  NumHardLinks 1\n  Inode 5\n  DeviceLoc 6\n" + BASE,
+        b"File a\n  Type sym\n  SymData b\n" + BASE,
+        b"File a\n  Type fifo\n  Size 0\n" + BASE,
+        b"File a\n  Type reg\n  Size 1\n  Permissions 420\n" + BASE[: -len(b"  Permissions 420\n")],
+        b"File a\\\\b\n  Type reg\n  Size 1\n" + BASE,
+    ],
+)  # fmt: skip
+def test_non_canonical_records_are_reformatted(text: bytes) -> None:
+    (raw,) = raw_parse(text)
+    assert raw.text is None
+    assert [raw.record] == parse(text)
+    out = io.BytesIO()
+    with MetadataWriter(out) as writer:
+        writer.write_raw(raw)
+    assert out.getvalue() == format_record(raw.record)
+
+
+def test_raw_records_keep_every_check() -> None:
+    bad = b"File a\n  Type reg\n  Size 1\n" + BASE.replace(b"Uid 0", b"Uid 4294967296")
+    with pytest.raises(CorruptRepository, match="bad Uid"):
+        raw_parse(bad)
+    with pytest.raises(HostilePath):
+        raw_parse(b"File a/../b\n  Type reg\n  Size 1\n" + BASE)
+    good = b"File b\n  Type reg\n  Size 1\n" + BASE
+    with pytest.raises(CorruptRepository, match="out of order"):
+        raw_parse(good + good.replace(b"File b", b"File a"))
+    (raw,) = raw_parse(good)
+    out = io.BytesIO()
+    writer = MetadataWriter(out)
+    writer.write_raw(raw)
+    with pytest.raises(ValueError, match="out of order"):
+        writer.write_raw(raw)

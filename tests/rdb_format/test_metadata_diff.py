@@ -9,13 +9,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rdb_format.errors import CorruptRepository
-from rdb_format.metadata import Record, iter_records, path_key, write_metadata_file
+from rdb_format.metadata import (
+    Record,
+    format_record,
+    iter_records,
+    path_key,
+    write_metadata_file,
+)
 from rdb_format.metadata_diff import (
     apply_diffs,
     convert_to_diff,
     diff_records,
     list_metadata_files,
     metadata_chain,
+    raw_records_at,
     records_at,
 )
 from rdb_format.quoting import Quoting
@@ -114,6 +121,13 @@ def test_sessions_rebuilt_from_files(
     assert files[-1].kind == "snapshot"
     for time, state in zip(times, history, strict=True):
         assert list(records_at(data_dir, time)) == state
+        raws = list(raw_records_at(data_dir, time))
+        assert [r.record for r in raws] == state
+        assert [r.key for r in raws] == [path_key(r.path) for r in state]
+        from_snapshot = time == times[-1] or (times.index(time) % 9 == 8)
+        for raw in raws:  # the stored text of a snapshot; records rebuilt from diffs: none
+            canonical = from_snapshot and b"\n" not in raw.record.path
+            assert raw.text == (format_record(raw.record) if canonical else None)
 
 
 def _stamp(time: int, compatible: bool) -> str:

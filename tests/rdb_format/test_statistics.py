@@ -19,6 +19,7 @@ from rdb_format.statistics import (
     FileStatRow,
     PartialSessionStatistics,
     SessionStatistics,
+    file_stat_row,
     format_bytes,
     format_file_stat_row,
     format_seconds,
@@ -181,6 +182,15 @@ def test_observed_file_statistics() -> None:
     ):
         out.write(chunk)
     assert out.getvalue() == FILE_STATS_OBSERVED
+
+
+def test_file_stat_row_for_checked_paths_matches_the_checked_formatter() -> None:
+    for row in rows(FILE_STATS_OBSERVED):
+        fields = (row.path, row.changed, row.source_size, row.mirror_size, row.increment_size)
+        assert file_stat_row(*fields) == format_file_stat_row(row)
+        assert file_stat_row(*fields, b"\0") == format_file_stat_row(row, b"\0")
+    with pytest.raises(ValueError, match="negative size"):
+        file_stat_row(b"a", True, -1, None, None)
 
 
 def test_null_separated_file_statistics(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -52,10 +53,12 @@ __all__ = [
     "FileType",
     "MetadataWriter",
     "PathArg",
+    "RawRecord",
     "Record",
     "check_path",
     "file_type_of",
     "format_record",
+    "iter_raw_records",
     "iter_records",
     "open_data_file",
     "path_key",
@@ -570,6 +573,31 @@ def iter_records(source: BinaryIO | PathArg, *, name: str | None = None) -> Iter
     truncated, garbled, out of range or out of order.
     """
     with opened_source(source, name) as (stream, label):
+        for raw in _parse(stream, label):
+            yield raw[1]
+
+
+class RawRecord(NamedTuple):
+    """A record as read, with its sort key and, when possible, its stored bytes.
+
+    ``text`` is the record's bytes exactly as stored *when they are what*
+    :func:`format_record` *writes for* ``record`` (rdiff-backup 2.2.7's canonical form:
+    fields in its order, two-space indentation, no unknown fields); ``None`` otherwise (the
+    writer then formats ``record``). A writer may copy ``text`` unchanged
+    (:meth:`MetadataWriter.write_raw`) instead of formatting the record again.
+    """
+
+    key: tuple[bytes, ...]
+    record: Record
+    text: bytes | None
+
+
+def iter_raw_records(source: BinaryIO | PathArg, *, name: str | None = None) -> Iterator[RawRecord]:
+    """Like :func:`iter_records`, with each record's key and stored text (:class:`RawRecord`).
+
+    The same checks and errors as :func:`iter_records`.
+    """
+    with opened_source(source, name) as (stream, label):
         yield from _parse(stream, label)
 
 
@@ -596,10 +624,142 @@ def iter_blocks(stream: BinaryIO, label: str, separator: bytes) -> Iterator[byte
         yield pending
 
 
-def _parse(stream: BinaryIO, label: str) -> Iterator[Record]:
+# The canonical form of a record (what format_record writes), matched in one C-level pass;
+# the presence rules per type and the number ranges are checked by _canonical.
+_NUM: Final = rb"(0|[1-9][0-9]*)"
+_CANONICAL: Final = re.compile(
+    rb"File ([^\n\\]+)\n  Type (reg|dir|sym|fifo|sock|dev)\n"
+    rb"(?:  Size " + _NUM + rb"\n)?"
+    rb"(?:  NumHardLinks ([2-9]|[1-9][0-9]+)\n"
+    rb"  Inode " + _NUM + rb"\n  DeviceLoc " + _NUM + rb"\n)?"
+    rb"(?:  SHA1Digest ([0-9a-f]{40})\n)?"
+    rb"(?:  SymData ([^\n\\]+)\n)?"
+    rb"(?:  DeviceNum ([cb]) " + _NUM + rb" " + _NUM + rb"\n)?"
+    rb"(?:  ModTime (0|-?[1-9][0-9]*)\n)?"
+    rb"(  Uid " + _NUM + rb"\n  Uname ([^\n]+)\n  Gid " + _NUM + rb"\n  Gname ([^\n]+)\n"
+    rb"  Permissions " + _NUM + rb"\n)"
+    rb"(?:  Alternate(Mirror|Increment)Name " + _NUM + rb"\n)?"
+)
+_tuple_new: Final = tuple.__new__
+# The owner lines (Uid to Permissions) seen so far, read once: (uid, uname, gid, gname, perms),
+# or None when format_record would not write them so (e.g. "Uname None").
+_OWNERS: dict[bytes, tuple[int, str | None, int, str | None, int] | None] = {}
+
+
+def _owner(
+    text: bytes, uid: bytes, uname: bytes, gid: bytes, gname: bytes, perms: bytes
+) -> tuple[int, str | None, int, str | None, int] | None:
+    owner: tuple[int, str | None, int, str | None, int] | None
+    try:
+        names = [None if n == b":" else n.decode("ascii") for n in (uname, gname)]
+        owner = (_u32(uid), names[0], _u32(gid), names[1], _perms(perms))
+    except (ValueError, UnicodeError):
+        return None  # the general parser says what is wrong
+    if any(n is not None and safe_name(n) != n for n in names):
+        owner = None  # "None", multi-line...: read as unknown, written differently
+    if len(_OWNERS) < 4096:
+        _OWNERS[text] = owner
+    return owner
+
+
+def _canonical(match: re.Match[bytes]) -> RawRecord | None:
+    """The record of a canonical match; None if anything needs the general parser."""
+    (
+        path,
+        type_b,
+        size,
+        nlink,
+        inode,
+        device_loc,
+        sha1,
+        sym_data,
+        dev_kind,
+        dev_major,
+        dev_minor,
+        mod_time,
+        owner_text,
+        uid,
+        uname,
+        gid,
+        gname,
+        perms,
+        alt_kind,
+        alt_number,
+    ) = match.groups()
+    key = () if path == b"." else tuple(path.split(b"/"))
+    if b"" in key or b"." in key or b".." in key or b"\0" in path:
+        return None
+    # the fields format_record writes for each type, and only those
+    if type_b == b"reg":
+        if size is None or mod_time is None or sym_data is not None or dev_kind is not None:
+            return None
+    elif nlink is not None or size is not None or sha1 is not None:
+        return None
+    elif type_b == b"sym":
+        if sym_data is None or dev_kind is not None or mod_time is not None:
+            return None
+    elif type_b == b"dev":
+        if dev_kind is None or sym_data is not None or mod_time is not None:
+            return None
+    elif mod_time is None or sym_data is not None or dev_kind is not None:
+        return None
+    owner = _OWNERS.get(owner_text, _MISSING)
+    if owner is _MISSING:
+        owner = _owner(owner_text, uid, uname, gid, gname, perms)
+    if owner is None:
+        return None
+    size_value = None
+    if size is not None:
+        size_value = int(size)
+        if size_value >= _I64:
+            return None
+    mtime_value = None
+    if mod_time is not None:
+        mtime_value = int(mod_time)
+        if not -_I64 <= mtime_value < _I64:
+            return None
+    triple: tuple[int | None, ...] = (None, None, None)
+    if nlink is not None:
+        numbers = (int(nlink), int(inode), int(device_loc))
+        if max(numbers) >= _U64:
+            return None
+        triple = numbers
+    device_num = None
+    if dev_kind is not None:
+        device_num = (dev_kind.decode("ascii"), int(dev_major), int(dev_minor))
+        if device_num[1] >= _U32 or device_num[2] >= _U32:
+            return None
+    alt: tuple[int | None, int | None] = (None, None)
+    if alt_kind is not None:
+        number = int(alt_number)
+        if number >= _U64:
+            return None
+        alt = (number, None) if alt_kind == b"Mirror" else (None, number)
+    record = _tuple_new(
+        Record,
+        (
+            path,
+            _TYPES[type_b],
+            size_value,
+            None,
+            None,
+            *triple,
+            None if sha1 is None else sha1.decode("ascii"),
+            sym_data,
+            device_num,
+            mtime_value,
+            *owner,  # type: ignore[misc]
+            *alt,
+        ),
+    )
+    return _tuple_new(RawRecord, (key, record, match.group()))
+
+
+def _parse(stream: BinaryIO, label: str) -> Iterator[RawRecord]:
     last_key: tuple[bytes, ...] | None = None
     number = 0  # records so far
     first = True
+    match_canonical = _CANONICAL.match
     for block in iter_blocks(stream, label, b"\nFile "):
         if first:
             first = False
@@ -611,43 +771,64 @@ def _parse(stream: BinaryIO, label: str) -> Iterator[Record]:
                 block = b"File " + rest if rest else b""
                 if not block:
                     continue
-            block = block[5:]
-        elif block.startswith(b"File "):
-            block = block[5:]
         if block[-1:] != b"\n":
             what = "truncated (the last line has no newline)"
             raise CorruptRepository(f"record #{number + 1}: {what}", path=label)
-        for chunk in block[:-1].split(b"\nFile "):
+        end = len(block)
+        position = 0
+        while position < end:
             number += 1
-            lines = chunk.split(b"\n  ")  # fields are indented by exactly two spaces
-            unindented = chunk.count(b"\n") == len(lines) - 1
-            if not unindented:
-                lines = chunk.split(b"\n")  # other indentation, or blank lines
-            path = lines[0]
-            if b"\\" in path:
-                try:
-                    path = unquote_path(path)
-                except ValueError as error:
-                    message = f"record #{number}: bad File line: {error}"
-                    raise CorruptRepository(message, path=label) from None
-            # the sort key, which also shows (C-level) whether the path may be unsafe
-            key = () if path == b"." else tuple(path.split(b"/"))
-            if b"" in key or b"." in key or b".." in key or b"\0" in path:
-                problem = check_path(path)
-                if problem is not None:
-                    message = f"record #{number}: {problem}: {show_path(path)!r}"
-                    raise HostilePath(message, path=label)
-            del lines[0]
-            try:
-                record = _build(path, lines, unindented)
-            except _GarbledError as error:
-                message = f"record #{number} {show_path(path)!r}: {error}"
-                raise CorruptRepository(message, path=label) from None
+            match = match_canonical(block, position)
+            raw = None
+            if match is not None:
+                after = match.end()
+                if after == end or block.startswith(b"File ", after):
+                    try:
+                        raw = _canonical(match)
+                    except ValueError:  # a number out of range: the general parser says so
+                        raw = None
+            if raw is None:
+                after = block.find(b"\nFile ", position)
+                after = end if after < 0 else after + 1
+                start = position + 5 if block.startswith(b"File ", position) else position
+                raw = _general(block[start : after - 1], number, label)
+            key = raw[0]
             if last_key is not None and key <= last_key:
-                message = f"record #{number} {show_path(path)!r}: out of order (or duplicated)"
+                shown = show_path(raw[1].path)
+                message = f"record #{number} {shown!r}: out of order (or duplicated)"
                 raise CorruptRepository(message, path=label)
             last_key = key
-            yield record
+            position = after
+            yield raw
+
+
+def _general(chunk: bytes, number: int, label: str) -> RawRecord:
+    """Parse one record's text (without ``File ``) that is not in the canonical form."""
+    lines = chunk.split(b"\n  ")  # fields are indented by exactly two spaces
+    unindented = chunk.count(b"\n") == len(lines) - 1
+    if not unindented:
+        lines = chunk.split(b"\n")  # other indentation, or blank lines
+    path = lines[0]
+    if b"\\" in path:
+        try:
+            path = unquote_path(path)
+        except ValueError as error:
+            message = f"record #{number}: bad File line: {error}"
+            raise CorruptRepository(message, path=label) from None
+    # the sort key, which also shows (C-level) whether the path may be unsafe
+    key = () if path == b"." else tuple(path.split(b"/"))
+    if b"" in key or b"." in key or b".." in key or b"\0" in path:
+        problem = check_path(path)
+        if problem is not None:
+            message = f"record #{number}: {problem}: {show_path(path)!r}"
+            raise HostilePath(message, path=label)
+    del lines[0]
+    try:
+        record = _build(path, lines, unindented)
+    except _GarbledError as error:
+        message = f"record #{number} {show_path(path)!r}: {error}"
+        raise CorruptRepository(message, path=label) from None
+    return RawRecord(key, record, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -798,7 +979,24 @@ class MetadataWriter:
             )
         if record.type == "None" and not self._allow_missing:
             raise ValueError(f"Type None record {show_path(record.path)!r} outside a diff")
-        data = format_record(record)
+        self._append(key, format_record(record))
+
+    def write_raw(self, raw: RawRecord) -> None:
+        """Append a record as read (:func:`iter_raw_records`): its stored text is copied when
+        it is canonical, else the record is formatted. Same order rules as :meth:`write`."""
+        text = raw.text
+        if text is None:
+            self.write(raw.record)
+            return
+        key = raw.key
+        if self._last is not None and key <= self._last:
+            raise ValueError(
+                f"metadata record {show_path(raw.record.path)!r} out of order "
+                "(not after the previous)"
+            )
+        self._append(key, text)
+
+    def _append(self, key: tuple[bytes, ...], data: bytes) -> None:
         self._last = key
         self.count += 1
         self._chunk.append(data)

@@ -21,7 +21,14 @@ from typing import Literal
 from rdb_format.atomic import is_temp_name, remove_durable
 from rdb_format.errors import CorruptRepository
 from rdb_format.increments import parse_increment_name
-from rdb_format.metadata import Record, iter_records, path_key, write_metadata_file
+from rdb_format.metadata import (
+    RawRecord,
+    Record,
+    iter_raw_records,
+    iter_records,
+    path_key,
+    write_metadata_file,
+)
 from rdb_format.quoting import Quoting
 from rdb_format.repository import DataEntry
 from rdb_format.timestamps import format_timestring
@@ -36,6 +43,7 @@ __all__ = [
     "find_session_file",
     "list_metadata_files",
     "metadata_chain",
+    "raw_records_at",
     "records_at",
 ]
 
@@ -307,6 +315,21 @@ def records_at(
         yield from (r for r in snapshot.records() if r.exists)
         return
     yield from apply_diffs(snapshot.records(), [d.records() for d in diffs])
+
+
+def raw_records_at(
+    data_dir: str | os.PathLike[str], time: int, *, quoting: Quoting | None = None
+) -> Iterator[RawRecord]:
+    """:func:`records_at` with each record's key and stored text (``text`` None for records
+    rebuilt from diffs, or not stored in the canonical form). For a session whose metadata
+    is a snapshot (the newest always is), the text can be copied to a new snapshot as is."""
+    files = list_metadata_files(data_dir, quoting)
+    snapshot, diffs = metadata_chain(files, time, where=data_dir)
+    if not diffs:
+        yield from (r for r in iter_raw_records(snapshot.path) if r.record.type != "None")
+        return
+    for record in apply_diffs(snapshot.records(), [d.records() for d in diffs]):
+        yield RawRecord(path_key(record.path), record, None)
 
 
 def convert_to_diff(

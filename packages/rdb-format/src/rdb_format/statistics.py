@@ -38,6 +38,7 @@ __all__ = [
     "FileStatisticsReader",
     "PartialSessionStatistics",
     "SessionStatistics",
+    "file_stat_row",
     "format_bytes",
     "format_file_stat_row",
     "format_seconds",
@@ -604,13 +605,40 @@ def format_file_stat_row(row: FileStatRow, separator: bytes = b"\n") -> bytes:
     problem = check_path(row.path)
     if problem is not None:
         raise ValueError(f"{problem}: {show_path(row.path)!r}")
-    sizes = []
-    for size in (row.source_size, row.mirror_size, row.increment_size):
-        if size is not None and size < 0:
-            raise ValueError(f"negative size in the row of {show_path(row.path)!r}")
-        sizes.append(b"NA" if size is None else b"%d" % size)
-    changed = b"1" if row.changed else b"0"
-    return b" ".join([quote_path(row.path), changed, *sizes]) + separator
+    return file_stat_row(
+        row.path, row.changed, row.source_size, row.mirror_size, row.increment_size, separator
+    )
+
+
+def file_stat_row(
+    path: bytes,
+    changed: bool,
+    source_size: int | None,
+    mirror_size: int | None,
+    increment_size: int | None,
+    separator: bytes = b"\n",
+) -> bytes:
+    """:func:`format_file_stat_row` for a path the caller knows is safe (a metadata path it
+    built from directory listings, or read with the metadata checks): no FileStatRow, no
+    path check, one formatting operation. ValueError for a negative size."""
+    if b"\\" in path or b"\n" in path:
+        path = quote_path(path)
+    return b"%s %s %s %s %s%s" % (
+        path,
+        b"1" if changed else b"0",
+        _size_text(source_size, path),
+        _size_text(mirror_size, path),
+        _size_text(increment_size, path),
+        separator,
+    )
+
+
+def _size_text(size: int | None, path: bytes) -> bytes:
+    if size is None:
+        return b"NA"
+    if size < 0:
+        raise ValueError(f"negative size in the row of {show_path(path)!r}")
+    return b"%d" % size
 
 
 def _file_stat_chunks(rows: Iterable[FileStatRow], separator: bytes) -> Iterator[bytes]:

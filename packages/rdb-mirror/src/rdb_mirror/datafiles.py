@@ -20,8 +20,8 @@ from typing import BinaryIO, cast
 
 from rdb_format.atomic import TEMP_PREFIX
 from rdb_format.eas_acls import ACLRecord, EARecord, format_acl_record, format_ea_record
-from rdb_format.metadata import MetadataWriter, Record, path_key
-from rdb_format.statistics import FILE_STATISTICS_HEADER, FileStatRow, format_file_stat_row
+from rdb_format.metadata import MetadataWriter, RawRecord, Record, path_key
+from rdb_format.statistics import FILE_STATISTICS_HEADER, FileStatRow, file_stat_row
 
 __all__ = ["AclFile", "BackupLog", "EaFile", "ErrorLog", "MetadataFile", "StreamedFile"]
 
@@ -112,6 +112,11 @@ class MetadataFile(StreamedFile):
         self._writer.write(record)
         self.count += 1
 
+    def add_raw(self, raw: RawRecord) -> None:
+        """A record as read from the previous session: its stored text is copied."""
+        self._writer.write_raw(raw)
+        self.count += 1
+
     def commit(self) -> Path:
         self._writer.flush()
         return super().commit()
@@ -166,7 +171,18 @@ class FileStatistics(StreamedFile):
         self._chunk: list[bytes] = [b"\n".join(FILE_STATISTICS_HEADER) + b"\n"]
 
     def add(self, row: FileStatRow) -> None:
-        self._chunk.append(format_file_stat_row(row))
+        self.add_row(row.path, row.changed, row.source_size, row.mirror_size, row.increment_size)
+
+    def add_row(
+        self,
+        path: bytes,
+        changed: bool,
+        source_size: int | None,
+        mirror_size: int | None,
+        increment_size: int | None,
+    ) -> None:
+        """One row; ``path`` is a metadata path of this session (known to be safe)."""
+        self._chunk.append(file_stat_row(path, changed, source_size, mirror_size, increment_size))
         if len(self._chunk) >= 4096:
             self.write(b"".join(self._chunk))
             self._chunk = []

@@ -37,9 +37,8 @@ from rdb_clikit.protocol import Progress
 from rdb_format.eas_acls import ACLEntry, ACLRecord, EARecord
 from rdb_format.errors import RdbError
 from rdb_format.layout import Layout
-from rdb_format.metadata import Record, path_key
+from rdb_format.metadata import RawRecord, Record, path_key
 from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, allocate_long_name, name_max
-from rdb_format.statistics import FileStatRow
 from rdb_increment.writer import IncrementWriter, WrittenIncrement
 from rdb_mirror import testhooks
 from rdb_mirror.datafiles import AclFile, EaFile, ErrorLog, FileStatistics, MetadataFile, temp_path
@@ -120,10 +119,13 @@ class _Peek(Generic[T]):
 
 @dataclass
 class OldState:
-    """The previous session: its time and streams of its records (None: a first backup)."""
+    """The previous session: its time and streams of its records (None: a first backup).
+
+    ``records`` are read with their stored text (:func:`rdb_format.metadata.iter_raw_records`)
+    so that an unchanged entry's record is copied, not formatted again."""
 
     time: int
-    records: Iterator[Record]
+    records: Iterator[RawRecord]
     eas: Iterator[EARecord] | None = None
     acls: Iterator[ACLRecord] | None = None
 
@@ -165,6 +167,21 @@ class _Item:
     sha1: str | None = None
     failure: str | None = None
     secondary: bool = False  # a hard link to an earlier entry of this session
+    old_raw: RawRecord | None = None  # ``old`` as read, with its stored text
+
+
+class _Same:
+    """An entry found unchanged on arrival (not a directory, not hard-linked): its previous
+    record, EAs and ACL go to the new session's files as they are; nothing else is done."""
+
+    __slots__ = ("acl", "eas", "index", "raw")
+    state = "ready"
+
+    def __init__(self, index: Index, raw: RawRecord, eas: EAs, acl: tuple[ACLEntry, ...]):
+        self.index = index
+        self.raw = raw
+        self.eas = eas
+        self.acl = acl
 
 
 @dataclass
@@ -193,6 +210,10 @@ class _Emit:
     increments: list[WrittenIncrement] = field(default_factory=list)
     kind: str = "unchanged"  # unchanged, new, deleted, changed, failed, kept
     error: tuple[str, str] | None = None  # (error_log type, message)
+
+
+def _raw_key(raw: RawRecord) -> Index:
+    return raw.key
 
 
 def _size_of(record: Record | None) -> int | None:
@@ -284,14 +305,14 @@ class RepositorySide:
         self.progress = progress
         self.window = window
         self.counters = Counters()
-        self._old_records = _Peek(old.records if old else None, lambda r: path_key(r.path))
+        self._old_records = _Peek(old.records if old else None, _raw_key)
         self._old_eas = _Peek(old.eas if old else None, lambda r: path_key(r.path))
         self._old_acls = _Peek(old.acls if old else None, lambda r: path_key(r.path))
-        self._pending: deque[_Item] = deque()
+        self._pending: deque[_Item | _Same] = deque()
         self._requests: dict[int, _Item] = {}
         self._next_request = 0
-        self._outputs: deque[_Emit | Future[_Emit]] = deque()
-        self._olds: deque[Record | None] = deque()  # each output's previous record
+        self._outputs: deque[_Emit | Future[_Emit] | _Same] = deque()
+        self._olds: deque[RawRecord | None] = deque()  # each output's previous record
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rdb-mirror")
         self._groups: dict[tuple[int, int], _Group] = {}
         self._unlisted: list[Index] = []
@@ -305,6 +326,7 @@ class RepositorySide:
         self._dirs_changed: set[Index] = set()
         self._credit = 0
         self._name_max: int | None = None
+        self._short_name: int | None = None  # names up to this length never need a long name
         self._held = 0
         self._held_lock = threading.Lock()
         self.walk_error: str | None = None
@@ -363,11 +385,16 @@ class RepositorySide:
                 self._discard(item)
 
     def _advance(self, out: Sender[RepositoryMessage]) -> None:
-        while self._pending and self._pending[0].state not in ("waiting",):
+        while self._pending and self._pending[0].state != "waiting":
             item = self._pending.popleft()
-            if item.entry is not None:
+            if type(item) is _Same:
                 self._credit += 1
-            self._process(item)
+                self._process_same(item)
+            else:
+                assert isinstance(item, _Item)
+                if item.entry is not None:
+                    self._credit += 1
+                self._process(item)
             self.progress.advance(1)
             testhooks.file_done()
         if self._credit >= 256:
@@ -378,8 +405,9 @@ class RepositorySide:
     # ---- arrival: merge with the old state, ask for content ----------------------------
 
     def _old_only(self, key: Index | None) -> None:
-        for record in self._old_records.before(key):
-            index = path_key(record.path)
+        for raw in self._old_records.before(key):
+            index = raw.key
+            record = raw.record
             keep = any(index[: len(p)] == p for p in self._unlisted)
             eas = self._old_eas.take(index)
             acls = self._old_acls.take(index)
@@ -391,22 +419,23 @@ class RepositorySide:
                     eas.attributes if eas else (),
                     acls.entries if acls else (),
                     keep=keep,
+                    old_raw=raw,
                 )
             )
 
     def _arrive(self, entry: Entry, out: Sender[RepositoryMessage]) -> None:
         index = entry.index
         self._old_only(index)
-        old = self._old_records.take(index)
+        old_raw = self._old_records.take(index)
         old_eas = self._old_eas.take(index)
         old_acl = self._old_acls.take(index)
-        item = _Item(
-            index,
-            entry,
-            old,
-            old_eas.attributes if old_eas else (),
-            old_acl.entries if old_acl else (),
-        )
+        eas = old_eas.attributes if old_eas else ()
+        acl = old_acl.entries if old_acl else ()
+        if old_raw is not None and self._unchanged(entry, old_raw.record, eas, acl):
+            self._pending.append(_Same(index, old_raw, eas, acl))
+            return
+        old = old_raw.record if old_raw is not None else None
+        item = _Item(index, entry, old, eas, acl, old_raw=old_raw)
         if entry.unlisted:
             self._unlisted.append(index)
         new = entry.record
@@ -424,6 +453,37 @@ class RepositorySide:
             if need:
                 self._request(item, out)
         self._pending.append(item)
+
+    def _unchanged(self, entry: Entry, old: Record, eas: EAs, acl: tuple[ACLEntry, ...]) -> bool:
+        """Whether ``entry`` is the same as ``old`` with nothing to do: the common case, decided
+        here in a few comparisons. False sends it the general way (which may still find it
+        unchanged: directories, hard links, long names are decided there)."""
+        new = entry.record
+        kind = new.type
+        if kind == "dir" or entry.unlisted:
+            return False
+        if kind == "reg":
+            # the stat fields before and after the SHA1 (which only the old record has)
+            if (
+                new.num_hard_links is not None
+                or old.sha1_digest is None
+                or new[1:8] != old[1:8]
+                or new[9:] != old[9:]
+            ):
+                return False
+        elif new[1:] != old[1:]:
+            return False
+        if (entry.eas is not None and entry.eas != eas) or (
+            entry.acl is not None and entry.acl != acl
+        ):
+            return False
+        short = self._short_name
+        if short is None:
+            if self._name_max is None:
+                self._name_max = name_max(self.layout.increments_dir)
+            # a quoted byte takes 4 (";065"), plus a possible escaped trailing character
+            short = self._short_name = (self._name_max - LONG_NAME_MARGIN) // 4 - 1
+        return len(entry.index[-1]) <= short
 
     def _request(self, item: _Item, out: Sender[RepositoryMessage]) -> None:
         assert item.entry is not None
@@ -535,18 +595,43 @@ class RepositorySide:
     def _drain(self, *, block: bool) -> None:
         while self._outputs:
             head = self._outputs[0]
+            if type(head) is _Same:
+                self._outputs.popleft()
+                self._olds.popleft()
+                self._write_same(head)
+                continue
             if isinstance(head, Future):
                 if not block and not head.done() and len(self._outputs) <= 4 * self.window:
                     return
                 emit = head.result()
             else:
+                assert isinstance(head, _Emit)
                 emit = head
             self._outputs.popleft()
             self._write(emit, self._olds.popleft())
 
-    def _write(self, emit: _Emit, old: Record | None) -> None:
+    def _write_same(self, same: _Same) -> None:
+        """:meth:`_write` for an entry unchanged on arrival: the old text is copied."""
+        raw = same.raw
+        record = raw.record
+        self.metadata.add_raw(raw)
+        if same.eas and self.ea_file is not None:
+            self.ea_file.add(EARecord(record.path, same.eas))
+        if same.acl and self.acl_file is not None and record.type != "sym":
+            self.acl_file.add(ACLRecord(record.path, same.acl))
+        size = record.size or 0 if record.type == "reg" else 0
+        c = self.counters
+        c.source_files += 1
+        c.source_file_size += size
+        c.mirror_files += 1
+        c.mirror_file_size += size
+        if self.file_stats is not None:
+            self.file_stats.add_row(record.path, False, size, size, None)
+
+    def _write(self, emit: _Emit, old_raw: RawRecord | None) -> None:
         c = self.counters
         record = emit.record
+        old = old_raw.record if old_raw is not None else None
         if self.diff_file is not None:
             if old is None:
                 if record is not None:
@@ -554,7 +639,10 @@ class RepositorySide:
             elif record != old:
                 self.diff_file.add(old)
         if record is not None:
-            self.metadata.add(record)
+            if old_raw is not None and record is old:
+                self.metadata.add_raw(old_raw)  # the stored text, not formatted again
+            else:
+                self.metadata.add(record)
             path = record.path
             if self.ea_file is not None and emit.eas:
                 self.ea_file.add(EARecord(path, emit.eas))
@@ -586,14 +674,8 @@ class RepositorySide:
         if emit.error is not None:
             self._log(emit.error[0], emit.index, emit.error[1])
         if self.file_stats is not None:
-            self.file_stats.add(
-                FileStatRow(
-                    render(emit.index),
-                    emit.changed,
-                    emit.source_size,
-                    emit.mirror_size,
-                    inc_size,
-                )
+            self.file_stats.add_row(
+                render(emit.index), emit.changed, emit.source_size, emit.mirror_size, inc_size
             )
 
     def _log(self, kind: str, index: Index, message: str) -> None:
@@ -618,7 +700,7 @@ class RepositorySide:
             index[: len(self._old_dirs[-1])] == self._old_dirs[-1] and index != self._old_dirs[-1]
         ):
             self._old_dirs.pop()
-        self._olds.append(item.old)
+        self._olds.append(item.old_raw)
         try:
             if item.keep:
                 self._emit_old(item, "kept")
@@ -629,6 +711,17 @@ class RepositorySide:
         finally:
             if item.old is not None and item.old.type == "dir":
                 self._old_dirs.append(index)
+
+    def _process_same(self, same: _Same) -> None:
+        """:meth:`_process` for an entry unchanged on arrival (never a directory)."""
+        index = same.index
+        if self._deferred:
+            self._end_subtrees(index)
+        old_dirs = self._old_dirs
+        while old_dirs and index[: len(old_dirs[-1])] != old_dirs[-1]:
+            old_dirs.pop()
+        self._olds.append(same.raw)
+        self._outputs.append(same)
 
     def _emit_old(self, item: _Item, kind: str, error: tuple[str, str] | None = None) -> None:
         self._outputs.append(

@@ -56,14 +56,14 @@ from rdb_format.layout import (
     Layout,
 )
 from rdb_format.locking import WriterLock
-from rdb_format.metadata import Record
+from rdb_format.metadata import RawRecord
 from rdb_format.metadata_diff import (
     MetadataFile as StoredMetadata,
 )
 from rdb_format.metadata_diff import (
     find_session_file,
     list_metadata_files,
-    records_at,
+    raw_records_at,
 )
 from rdb_format.quoting import NO_QUOTING, Quoting, write_quoting
 from rdb_format.repository import (
@@ -238,7 +238,7 @@ def _wipe_failed_initial(layout: Layout) -> None:
 
 def _old_state(layout: Layout, state: RepositoryState, prev: int) -> OldState:
     quoting = state.quoting
-    records: Iterator[Record] = records_at(layout.data_dir, prev, quoting=quoting)
+    records: Iterator[RawRecord] = raw_records_at(layout.data_dir, prev, quoting=quoting)
     eas: Iterator[EARecord] | None = None
     acls: Iterator[ACLRecord] | None = None
     ea_path = find_session_file(
