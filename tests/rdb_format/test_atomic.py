@@ -151,3 +151,49 @@ def test_sync_batch_syncs_each_path_once(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(synced) == 4 and len(batch) == 0
     assert batch.sync() == 0
     assert atomic.SyncBatch is SyncBatch
+
+
+# ---- sync_filesystems: one syncfs per file system, sync() where there is none ----------------
+
+
+def test_sync_filesystems_syncs_each_file_system_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rdb_format import atomic
+
+    calls: list[int] = []
+    real = atomic._libc_syncfs()
+    assert real is not None  # Linux has syncfs(2)
+
+    def recording(fd: int) -> int:
+        calls.append(os.fstat(fd).st_dev)
+        return real(fd)
+
+    monkeypatch.setattr(atomic, "_libc_syncfs", lambda: recording)
+    (tmp_path / "sub").mkdir()
+    assert atomic.sync_filesystems(tmp_path, tmp_path / "sub", tmp_path) == "syncfs"
+    assert calls == [os.stat(tmp_path).st_dev]
+
+
+def test_sync_filesystems_falls_back_to_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rdb_format import atomic
+
+    synced: list[bool] = []
+    monkeypatch.setattr(atomic, "_libc_syncfs", lambda: None)
+    monkeypatch.setattr(os, "sync", lambda: synced.append(True))
+    assert atomic.sync_filesystems(tmp_path) == "sync"
+    assert synced == [True]
+
+
+def test_sync_filesystems_failure_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from rdb_format import atomic
+
+    monkeypatch.setattr(atomic, "_libc_syncfs", lambda: lambda fd: -1)
+    monkeypatch.setattr(atomic, "_errno", lambda: errno.EIO)
+    with pytest.raises(OSError, match="syncfs failed") as raised:
+        atomic.sync_filesystems(tmp_path)
+    assert raised.value.errno == errno.EIO

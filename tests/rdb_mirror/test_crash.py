@@ -158,3 +158,70 @@ def test_rdiff_backup_regresses_our_killed_session(
     restored = restore_with_rdiff_backup(rdiff_backup, repo, session_time(0), tmp_path / "r0")
     assert differences(first, restored) == []
     assert differences(second, trees.scan(repo)) == []
+
+
+def test_a_failed_sync_does_not_commit(
+    base: tuple[Path, Path, list[trees.Snapshot]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data must be durable before the commit: if syncfs fails (EIO), no commit."""
+    import errno
+
+    from rdb_mirror import session
+
+    src, repo, scans = base
+    copy = tmp_path / "repo"
+    subprocess.run(["cp", "-a", str(repo), str(copy)], check=True)
+
+    def failing(*paths: object) -> str:
+        raise OSError(errno.EIO, "syncfs failed: Input/output error")
+
+    monkeypatch.setattr(session, "sync_filesystems", failing)
+    with pytest.raises(OSError, match="syncfs failed"):
+        backup(src, copy, BackupOptions(current_time=session_time(1)))
+    assert len(read_state(Layout(copy)).markers) == 2  # unfinished: the next run regresses
+    monkeypatch.undo()
+    result = backup(src, copy, BackupOptions(current_time=session_time(2)))
+    assert result.regressed is not None
+    _assert_sessions(copy, {session_time(0): scans[0], session_time(2): scans[1]})
+    assert differences(scans[1], trees.scan(copy)) == []
+
+
+def test_durability_before_the_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session that changed the mirror syncs the repository's file system before its
+    commit; one that changed nothing fsyncs exactly the files it wrote (and their directory)."""
+    import os
+
+    from rdb_format import atomic
+    from rdb_mirror import session
+
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    trees.build_tree(src, seed=43)
+    events: list[str] = []
+    real_sync = session.sync_filesystems
+    real_fsync = os.fsync
+
+    def syncing(*paths: Path) -> str:
+        markers = len(read_state(Layout(repo)).markers)  # 0 (first) or 2: not committed yet
+        events.append(f"syncfs {markers} markers " + " ".join(sorted(map(os.fspath, paths))))
+        return real_sync(*paths)
+
+    def fsync(fd: int) -> None:
+        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(session, "sync_filesystems", syncing)
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    backup(src, repo, BackupOptions(current_time=session_time(0)))
+    data = repo / "rdiff-backup-data"
+    assert [e for e in events if e.startswith("syncfs")] == [f"syncfs 0 markers {repo} {data}"]
+    events.clear()
+    backup(src, repo, BackupOptions(current_time=session_time(1)))  # nothing changed
+    fsynced = {e.removeprefix("fsync ") for e in events if e.startswith("fsync ")}
+    assert not any(e.startswith("syncfs") for e in events)
+    snapshot = next(data.glob("mirror_metadata.*.snapshot.gz"))
+    assert {str(snapshot), str(data)} <= fsynced
+    assert not any(str(repo / name) in fsynced for name in os.listdir(src))
+    events.clear()
+    trees.mutate_tree(src, seed=431)
+    backup(src, repo, BackupOptions(current_time=session_time(2)))
+    assert [e for e in events if e.startswith("syncfs")] == [f"syncfs 2 markers {repo} {data}"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdb_clikit.protocol import NullProgress, Progress
-from rdb_format.atomic import is_temp_name, remove_durable
+from rdb_format.atomic import is_temp_name, remove_durable, sync_filesystems
 from rdb_format.eas_acls import iter_acl_records, iter_ea_records
 from rdb_format.errors import CorruptRepository
 from rdb_format.increments import parse_increment_name
@@ -468,7 +468,7 @@ class _Regress:
         self.delete_unknown(known)
         self.restore(records_at(data_dir, self.r, quoting=self.quoting), eas, acls, sha1s)
         self.remove_increments()
-        os.sync()
+        sync_filesystems(self.layout.root, data_dir)
         testhooks.point("regress-walked")
         remove_marker(self.failed_marker)
         BackupLog(data_dir / REGRESS_LOG).write(

@@ -331,6 +331,20 @@ class RepositorySide:
         self._held_lock = threading.Lock()
         self.walk_error: str | None = None
 
+    @property
+    def mirror_untouched(self) -> bool:
+        """After :meth:`run`: nothing in the mirror or the increments was written or removed
+        (every entry unchanged, or kept after a failure that cleaned up after itself)."""
+        c = self.counters
+        return not (
+            self._touched
+            or self._dirs_changed
+            or c.new_files
+            or c.changed_files
+            or c.deleted_files
+            or c.increment_files
+        )
+
     # ---- paths ---------------------------------------------------------------------------
 
     def mirror_path(self, index: Index, record: Record | None = None) -> Path:

@@ -4,7 +4,7 @@ Write order (format reference §5.1), for a first backup::
 
     rdiff-backup-data/, increments/, chars_to_quote, special_escapes
     mirror files (+ mirror_metadata/EA/ACL/error_log under temp names, renamed at the end)
-    sync(); current_mirror.T.data                      ← the commit
+    syncfs(DEST); current_mirror.T.data                ← the commit
     file_statistics.T.data.gz, session_statistics.T.data, backup.log
 
 and for an incremental one (previous session P)::
@@ -13,7 +13,7 @@ and for an incremental one (previous session P)::
     per changed entry: its increment X.P.*, then the mirror change (temp file + rename)
     mirror_metadata.T.snapshot.gz, EA/ACL snapshots, error_log (temp names, renamed)
     mirror_metadata.P.snapshot.gz → mirror_metadata.P.diff.gz (diff written, then snapshot removed)
-    sync(); remove current_mirror.P.data               ← the commit
+    syncfs(DEST) (no change: fsync of the session files); remove current_mirror.P.data
     file_statistics.T.data.gz, session_statistics.T.data, backup.log
 
 A crash before the commit leaves two markers (or, for a first backup, none): the next run
@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdb_clikit.protocol import NullProgress, Progress
-from rdb_format.atomic import TEMP_PREFIX, is_temp_name, remove_durable
+from rdb_format.atomic import (
+    TEMP_PREFIX,
+    SyncBatch,
+    is_temp_name,
+    remove_durable,
+    sync_filesystems,
+)
 from rdb_format.eas_acls import ACLRecord, EARecord, iter_acl_records, iter_ea_records
 from rdb_format.errors import (
     CorruptRepository,
@@ -440,17 +446,15 @@ class _Session:
         outputs += [f for f in (file_stats, diff_file) if f is not None]
         try:
             self._run_halves(repo, caps, workers)
-            metadata.commit()
-            ea_file.commit()
-            acl_file.commit()
-            errors.write(self.path(ERROR_LOG, "data"), compress=compress)
+            written = [metadata.commit(), ea_file.commit(), acl_file.commit()]
+            written.append(errors.write(self.path(ERROR_LOG, "data"), compress=compress))
             testhooks.point("metadata-written")
             if convert is not None and diff_file is not None:
-                diff_file.commit()
+                written.append(diff_file.commit())
                 testhooks.point("diff-written")
                 remove_durable(convert[0])
                 testhooks.point("converted")
-            os.sync()
+            _make_durable(layout, written if repo.mirror_untouched else None)
             testhooks.point("before-commit")
             if old_marker is not None:
                 remove_marker(old_marker)
@@ -528,6 +532,23 @@ class _Session:
         thread.join()
         if failure:
             raise failure[0]
+
+
+def _make_durable(layout: Layout, only: list[Path] | None) -> None:
+    """Everything the session wrote on stable storage, before the commit.
+
+    ``only``: the session wrote nothing but these files of ``rdiff-backup-data`` (a
+    session where nothing changed): fsync exactly them and the directory. Otherwise one
+    ``syncfs`` of the repository's file system (docs/rdb-mirror.md, "Durability").
+    """
+    if only is None:
+        sync_filesystems(layout.root, layout.data_dir)
+        return
+    batch = SyncBatch()
+    for path in only:
+        batch.add(path)
+    batch.add_dir(layout.data_dir)
+    batch.sync()
 
 
 def _statistics(
