@@ -10,17 +10,13 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from rdb_clikit.console import stderr_console
 from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
-from rdb_clikit.progress import JsonLinesProgress, make_progress
-from rdb_clikit.protocol import Progress
+from rdb_clikit.protocol import NullProgress, Progress
 from rdb_clikit.run import error_document, run
 from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring
-from rdb_mirror.check import check
-from rdb_mirror.regress import regress
 from rdb_mirror.selection import Selection, extract_selection_args
 from rdb_mirror.session import BackupOptions, BackupResult, backup
 
@@ -130,7 +126,6 @@ def main_command(
     quiet: QuietOpt = False,
 ) -> int:
     """Back up SRC into the repository DEST (created if new or empty): one session."""
-    console = stderr_console(quiet=quiet)
     selection_args = _SELECTION_ARGS.get()
     if (do_regress or do_check) and selection_args:
         raise UsageError(
@@ -147,11 +142,11 @@ def main_command(
         # globs are matched against the source path as the user typed it (rdiff-backup's way);
         # every list is read and every option checked before anything is written
         selection = Selection.from_options(selection_args, root=paths[0], stdin=sys.stdin.buffer)
-    progress: Progress = (
-        JsonLinesProgress(sys.stdout) if json_output else make_progress(console, prog=PROG)
-    )
+    progress = _progress(json_output, quiet)
     if do_regress or do_check:
         if do_regress:
+            from rdb_mirror.regress import regress
+
             done = regress(paths[0], progress, force=force)
             summary: dict[str, object] = {"regressed": done is not None}
             if done is not None:
@@ -169,14 +164,15 @@ def main_command(
                 )
             else:
                 text = "nothing to regress: the last session finished"
-            _say(console, json_output, quiet, summary, text)
+            _say(json_output, quiet, summary, text)
             return int(ExitCode.OK)
+        from rdb_mirror.check import check
+
         result = check(paths[0], progress)
         ok = not result.problems
         for problem in result.problems[:50]:
             progress.warning(problem)
         _say(
-            console,
             json_output,
             quiet,
             {"time": result.time, "entries": result.entries, "problems": result.problems},
@@ -196,7 +192,7 @@ def main_command(
         force=force,
     )
     result_ = backup(paths[0], paths[1], options, progress)
-    _say(console, json_output, quiet, _summary(result_), _text(result_))
+    _say(json_output, quiet, _summary(result_), _text(result_))
     return int(ExitCode.WARNINGS if result_.errors else ExitCode.OK)
 
 
@@ -246,9 +242,21 @@ def _text(result: BackupResult) -> str:
     return "\n".join(lines)
 
 
-def _say(
-    console: object, json_output: bool, quiet: bool, summary: dict[str, object], text: str
-) -> None:
+def _progress(json_output: bool, quiet: bool) -> Progress:
+    """JSON lines on stdout, nothing (quiet), or rich on stderr; rich is imported only then."""
+    if json_output:
+        from rdb_clikit.progress import JsonLinesProgress
+
+        return JsonLinesProgress(sys.stdout)
+    if quiet:
+        return NullProgress()
+    from rdb_clikit.console import stderr_console
+    from rdb_clikit.progress import make_progress
+
+    return make_progress(stderr_console(), prog=PROG)
+
+
+def _say(json_output: bool, quiet: bool, summary: dict[str, object], text: str) -> None:
     if json_output:
         print(json.dumps({"summary": summary}), flush=True)
     elif not quiet:

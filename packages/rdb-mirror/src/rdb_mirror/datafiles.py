@@ -5,6 +5,10 @@ reader, removed by regress) and renamed to its final name only when the session 
 a crash never leaves a half-written file under a real name. As rdiff-backup does, a file that
 got no data is a 0-byte plain file, one that got data is gzipped (``.gz``) when compression
 is on. Nothing is fsynced here: the session syncs once before its commit.
+
+Compression runs on a thread of each file (zlib releases the GIL), so the thread that orders
+the session's records never compresses: it hands over chunks of 256 KiB or more, at most
+:data:`PENDING` per file in flight.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import itertools
 import os
 import secrets
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -27,6 +33,9 @@ __all__ = ["AclFile", "BackupLog", "EaFile", "ErrorLog", "MetadataFile", "Stream
 
 #: gzip level for the session's own files (any level reads back; 9 costs a lot of CPU).
 LEVEL = 6
+
+#: Chunks handed to a file's compression thread and not yet written (memory bound).
+PENDING = 4
 
 
 _TEMP_BASE = secrets.randbelow(10**9)
@@ -53,6 +62,8 @@ class StreamedFile:
         self._out: BinaryIO | None = None
         self._gzip_empty = gzip_empty
         self.written = 0
+        self._thread: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[None]] = deque()
 
     def _open(self) -> BinaryIO:
         if self._out is None:
@@ -67,12 +78,34 @@ class StreamedFile:
         return self._out
 
     def write(self, data: bytes) -> None:
-        if data:
+        if not data:
+            return
+        self.written += len(data)
+        if not self.compress:
             self._open().write(data)
-            self.written += len(data)
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="rdb-gzip")
+        self._pending.append(self._thread.submit(self._write_now, data))
+        if len(self._pending) > PENDING:
+            self._pending.popleft().result()  # raises the thread's error, if any
+
+    def _write_now(self, data: bytes) -> None:
+        self._open().write(data)
+
+    def _settle(self) -> None:
+        """Wait for the compression thread; raise its first error."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=True, cancel_futures=True)
+                self._thread = None
 
     def commit(self) -> Path:
         """Close and rename into place; returns the final path."""
+        self._settle()
         if self._out is None:
             if not self._gzip_empty:
                 with open(self._temp, "xb"):
@@ -90,6 +123,8 @@ class StreamedFile:
         return target
 
     def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._settle()
         with contextlib.suppress(Exception):
             if self._out is not None:
                 self._out.close()
