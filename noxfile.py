@@ -18,9 +18,10 @@ PACKAGES: dict[str, list[str]] = {
     "rdb-format": [],
     "rdb-increment": ["rdiff", "rdb-format", "rdb-clikit"],
     "rdb-clikit": ["rdb-format"],
-    "rdb-mirror": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit"],
+    "rdb-mirror": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit", "rdb-remote"],
     "rdb-stats": ["rdb-format", "rdb-clikit"],
     "rdb-restore": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit"],
+    "rdb-remote": ["rdb-format"],
 }
 TEST_TOOLS = ["pytest", "hypothesis", "pytest-benchmark"]
 RDIFF_BACKUP_VERSION = "2.2.7"

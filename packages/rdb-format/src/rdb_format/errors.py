@@ -76,3 +76,15 @@ class SourceError(RdbError):
     """The source tree or the restore target cannot be used."""
 
     exit_code = ExitCode.SOURCE
+
+
+class ConnectionFailed(RdbError):
+    """The remote side cannot be started or reached, or the connection to it was lost."""
+
+    exit_code = ExitCode.CONNECTION
+
+
+class ProtocolError(RdbError):
+    """The peer speaks an incompatible protocol version, or sent a malformed frame."""
+
+    exit_code = ExitCode.PROTOCOL

@@ -16,4 +16,6 @@ class ExitCode(IntEnum):
     CORRUPT = 13  # unreadable, truncated, garbled or hostile repository data
     UNFINISHED = 14  # an interrupted session must be regressed first
     SOURCE = 15  # the source tree (or restore target) cannot be used
+    CONNECTION = 16  # the remote host or command cannot be reached, or the connection was lost
+    PROTOCOL = 17  # the remote peer is incompatible (version) or sent malformed data
     INTERRUPTED = 130  # SIGINT

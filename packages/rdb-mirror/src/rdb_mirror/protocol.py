@@ -19,9 +19,10 @@ repository → source (:data:`RepositoryMessage`)
 
 Nothing waits for a reply per file: requests are sent as entries arrive, the source side
 answers them on a worker pool while its walk goes on, and answers carry the request number.
-In process the channels are queues (:class:`QueueChannel`); a remote transport replaces them
-with a pipe that pickles nothing but these dataclasses (all fields are bytes, ints, strings
-and tuples of them, plus :class:`rdb_format.metadata.Record`, a NamedTuple of the same).
+In process the channels are queues (:class:`QueueChannel`); over ssh they are an
+:class:`rdb_remote.Connection` carrying these dataclasses in :data:`CODEC`'s encoding
+(docs/protocol.md: all fields are bytes, ints, strings and tuples of them, plus
+:class:`rdb_format.metadata.Record`; no pickle).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from typing import Generic, Protocol, TypeVar
 
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.metadata import Record
+from rdb_remote.wire import Codec
 
 __all__ = [
+    "CODEC",
     "Batch",
     "Channel",
     "Chunk",
@@ -164,6 +167,25 @@ class Finish:
 
 SourceMessage = Entry | Problem | Batch | WalkDone | Chunk | Content | ContentEnd | ContentFailed
 RepositoryMessage = ContentRequest | Credit | Finish
+
+#: The wire encoding of protocol 1 (docs/protocol.md): a message's type number is its
+#: position here, so new messages are appended (and the protocol version raised).
+CODEC = Codec(
+    [
+        ACLEntry,
+        Entry,
+        Problem,
+        Batch,
+        WalkDone,
+        Chunk,
+        Content,
+        ContentEnd,
+        ContentFailed,
+        ContentRequest,
+        Credit,
+        Finish,
+    ]
+)
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)

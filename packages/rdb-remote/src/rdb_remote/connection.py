@@ -1,0 +1,236 @@
+"""A message connection over two byte streams: a reader thread and a writer thread.
+
+Both directions flow at once and nothing waits for a reply: :meth:`Connection.send` encodes
+the message in the caller's thread and queues it (bounded, so memory stays flat; it blocks
+only when the link is that far behind); the writer thread writes frames and flushes whenever
+its queue runs empty, so small messages share system calls and none is left unsent. The
+reader thread decodes frames into a bounded queue that :meth:`Connection.receive` takes from.
+
+A peer that vanishes (end of stream, broken pipe) or sends garbage turns into one
+:class:`rdb_format.errors.ConnectionFailed` / :class:`ProtocolError` raised by ``send`` and
+``receive`` (every later call raises it again), with the text ``describe_loss`` gives (the
+remote process's exit status, for a spawned remote).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import threading
+from collections.abc import Callable
+from typing import BinaryIO, Final, TypeVar
+
+from rdb_format.errors import ConnectionFailed, ProtocolError, RdbError
+from rdb_remote.counting import CountingReader, CountingWriter
+from rdb_remote.framing import TruncatedStream, read_frame, write_frame
+from rdb_remote.wire import Codec
+
+__all__ = ["Connection"]
+
+T = TypeVar("T")
+
+#: Messages waiting in each direction (content chunks are up to 1 MiB each).
+QUEUE = 64
+_CLOSE: Final = object()
+_BUFFER = 256 << 10
+
+
+class _Failure:
+    """Put in the inbox when reading stopped; the error is made when first raised (so that a
+    clean end nobody reads past costs nothing, e.g. no wait for the remote's exit status)."""
+
+    def __init__(self, make: Callable[[], RdbError]) -> None:
+        self._make = make
+        self._error: RdbError | None = None
+
+    @property
+    def error(self) -> RdbError:
+        if self._error is None:
+            self._error = self._make()
+        return self._error
+
+
+class Connection:
+    """Messages of ``codec`` over ``inbound`` / ``outbound`` (raw byte streams).
+
+    ``peer`` names the other end in messages (``host`` or ``host:/path``).
+    :attr:`bytes_sent` / :attr:`bytes_received` count every byte of the streams.
+    """
+
+    def __init__(
+        self,
+        inbound: io.RawIOBase,
+        outbound: io.RawIOBase,
+        codec: Codec,
+        *,
+        peer: str,
+        describe_loss: Callable[[], str] | None = None,
+    ) -> None:
+        self.codec = codec
+        self.peer = peer
+        self._describe_loss = describe_loss
+        self._in_count = CountingReader(inbound)
+        self._out_count = CountingWriter(outbound)
+        self._reader = io.BufferedReader(self._in_count, _BUFFER)
+        self._writer = io.BufferedWriter(self._out_count, _BUFFER)
+        self._inbox: queue.Queue[object] = queue.Queue(QUEUE)
+        self._outbox: queue.Queue[object] = queue.Queue(QUEUE)
+        self._failure: RdbError | None = None
+        self._lock = threading.Lock()
+        self._send_closed = False
+        self._threads: list[threading.Thread] = []
+
+    # ---- counters --------------------------------------------------------------------------
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._out_count.count
+
+    @property
+    def bytes_received(self) -> int:
+        return self._in_count.count
+
+    # ---- raw access before the threads start (handshake) -----------------------------------
+
+    @property
+    def raw_reader(self) -> BinaryIO:
+        return self._reader
+
+    @property
+    def raw_writer(self) -> BinaryIO:
+        return self._writer
+
+    def start(self) -> None:
+        """Start the reader and writer threads (after the handshake)."""
+        for target, name in ((self._read_loop, "reader"), (self._write_loop, "writer")):
+            thread = threading.Thread(target=target, name=f"rdb-remote-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    # ---- failure -------------------------------------------------------------------------
+
+    def fail(self, error: RdbError) -> RdbError:
+        """Record the connection's first failure (later ones are consequences); return it."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = error
+            return self._failure
+
+    @property
+    def failure(self) -> RdbError | None:
+        return self._failure
+
+    def lost(self, what: str) -> ConnectionFailed:
+        """The error for a connection that ended (``what``: how it was noticed)."""
+        reason = self._describe_loss() if self._describe_loss is not None else ""
+        text = f"the connection was lost ({what}{'; ' + reason if reason else ''})"
+        return ConnectionFailed(text, path=self.peer)
+
+    # ---- sending -------------------------------------------------------------------------
+
+    def send(self, message: object) -> None:
+        """Queue ``message`` for the peer (raises the connection's failure, if any)."""
+        payload = self.codec.encode(message)
+        self._put(payload)
+
+    def _put(self, item: object) -> None:
+        while True:
+            failure = self._failure
+            if failure is not None and item is not _CLOSE:
+                raise failure
+            if item is _CLOSE and not any(t.is_alive() for t in self._threads[1:]):
+                return
+            try:
+                self._outbox.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def close_send(self) -> None:
+        """No more messages: flush, then end the outbound stream (the peer sees its end)."""
+        if self._send_closed:
+            return
+        self._send_closed = True
+        self._put(_CLOSE)
+
+    def _write_loop(self) -> None:
+        writer = self._writer
+        try:
+            while True:
+                item = self._outbox.get()
+                if item is _CLOSE:
+                    writer.flush()
+                    writer.close()
+                    return
+                assert isinstance(item, bytes)
+                write_frame(writer, item)
+                if self._outbox.empty():
+                    writer.flush()
+        except (OSError, ValueError):
+            self.fail(self.lost("the peer stopped reading"))
+            self._wake_inbox()
+            # keep taking messages so no sender stays blocked on a full queue
+            while self._outbox.get() is not _CLOSE:
+                pass
+
+    # ---- receiving -----------------------------------------------------------------------
+
+    def receive(self) -> object:
+        """The next message (blocks); raises the connection's failure when it has one."""
+        item = self._inbox.get()
+        if isinstance(item, _Failure):
+            self._inbox.put(item)  # every later receive raises it too
+            raise item.error
+        return item
+
+    def receive_as(self, kinds: tuple[type[T], ...]) -> T:
+        """The next message, which must be one of ``kinds`` (else ProtocolError)."""
+        message = self.receive()
+        if not isinstance(message, kinds):
+            raise self.fail(
+                ProtocolError(
+                    f"unexpected message {type(message).__name__} from the peer", path=self.peer
+                )
+            )
+        return message
+
+    def _read_loop(self) -> None:
+        reader = self._reader
+        decode = self.codec.decode
+        try:
+            while True:
+                payload = read_frame(reader)
+                if payload is None:  # a clean end: only an error if someone reads past it
+                    self._inbox.put(_Failure(lambda: self.lost("end of stream")))
+                    return
+                self._inbox.put(decode(payload))
+        except TruncatedStream:
+            lost = self.fail(self.lost("the stream ended inside a frame"))
+            self._inbox.put(_Failure(lambda: lost))
+        except ProtocolError as error:
+            garbled = self.fail(ProtocolError(str(error), path=self.peer))
+            self._inbox.put(_Failure(lambda: garbled))
+        except (OSError, ValueError) as error:
+            broken = self.fail(self.lost(f"read error: {error}"))
+            self._inbox.put(_Failure(lambda: broken))
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                reader.close()
+
+    def _wake_inbox(self) -> None:
+        with contextlib.suppress(queue.Full):
+            failure = self._failure
+            if failure is not None:
+                self._inbox.put_nowait(_Failure(lambda: failure))
+
+    # ---- the end -------------------------------------------------------------------------
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush and end the outbound stream (waits, bounded, for the writer to finish).
+
+        The reader thread ends by itself at the peer's end of stream.
+        """
+        self.close_send()
+        for thread in self._threads[1:]:
+            thread.join(timeout)

@@ -1,0 +1,256 @@
+"""The tagged encoding of messages: plain values and registered dataclasses, nothing else.
+
+Every value starts with a one-byte tag (docs/protocol.md, "Encoding")::
+
+    N None     T True     F False
+    i int      zigzag varint (at most 20 bytes)
+    d float    8 bytes, IEEE 754 big-endian
+    b bytes    varint length, then the bytes
+    s str      varint length, then UTF-8 (surrogates passed through)
+    t tuple    varint count, then the items
+    R Record   the 19 fields of rdb_format.metadata.Record, in order (no tags of their own
+               beyond each field's value)
+    S struct   varint type number (the registry's order), then every field, in order
+
+Decoding builds only these values: no code is looked up by name, no constructor runs but the
+registered dataclasses' own, and every field is checked against the dataclass's type hints
+before it is built. Whatever is wrong (truncated, unknown tag, wrong type, extra bytes, too
+deep) raises :class:`rdb_format.errors.ProtocolError` with one line saying what.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Union, cast, get_args, get_origin, get_type_hints
+
+from rdb_format.errors import ProtocolError
+from rdb_format.metadata import Record
+
+__all__ = ["MAX_DEPTH", "MAX_INT_BYTES", "Codec"]
+
+#: Nesting of tuples and structs a frame may have (ours have at most 5).
+MAX_DEPTH = 16
+#: Longest varint accepted: 20 bytes hold 140 bits (inodes and nanosecond times need 64).
+MAX_INT_BYTES = 20
+
+_NONE, _TRUE, _FALSE = b"N", b"T", b"F"
+_INT, _BYTES, _STR, _TUPLE, _RECORD, _STRUCT = 0x69, 0x62, 0x73, 0x74, 0x52, 0x53
+_FLOAT = 0x64
+_DOUBLE = struct.Struct(">d")
+
+Validator = Callable[[object], bool]
+
+
+def _varint(value: int, out: bytearray) -> None:
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+class Codec:
+    """Encodes and decodes the values of one protocol: its dataclasses, in registry order.
+
+    The registry order is part of the protocol (a struct's number is its position), so a
+    message type may only be appended, never moved, within one protocol version.
+    """
+
+    def __init__(self, structs: Sequence[type]) -> None:
+        self._structs: list[type] = list(structs)
+        self._numbers: dict[type, int] = {cls: n for n, cls in enumerate(self._structs)}
+        self._fields: list[tuple[str, ...]] = []
+        self._checks: list[tuple[Validator, ...]] = []
+        for cls in self._structs:
+            if not dataclasses.is_dataclass(cls):
+                raise TypeError(f"{cls.__name__} is not a dataclass")
+            hints = get_type_hints(cls)
+            names = tuple(f.name for f in dataclasses.fields(cls))
+            self._fields.append(names)
+            self._checks.append(tuple(self._validator(hints[name]) for name in names))
+        record_hints = get_type_hints(Record)
+        self._record_checks = tuple(self._validator(record_hints[n]) for n in Record._fields)
+
+    # ---- validators compiled from type hints ----------------------------------------------
+
+    def _validator(self, hint: Any) -> Validator:
+        if hint is type(None) or hint is None:
+            return lambda v: v is None
+        if hint is bool:
+            return lambda v: v is True or v is False
+        if hint is int:
+            return lambda v: type(v) is int
+        if hint is float:
+            return lambda v: type(v) is float
+        if hint in (bytes, str):
+            return lambda v: type(v) is hint
+        if hint is Record:
+            return lambda v: type(v) is Record
+        if hint in self._numbers:
+            return lambda v: type(v) is hint
+        origin = get_origin(hint)
+        args = get_args(hint)
+        if origin is Literal:
+            allowed = frozenset(args)
+            return lambda v: type(v) is str and v in allowed
+        if origin in (Union, types.UnionType):
+            options = tuple(self._validator(a) for a in args)
+            return lambda v: any(check(v) for check in options)
+        if origin is tuple:
+            if len(args) == 2 and args[1] is Ellipsis:
+                each = self._validator(args[0])
+                return lambda v: type(v) is tuple and all(each(x) for x in v)
+            fixed = tuple(self._validator(a) for a in args)
+            return lambda v: (
+                type(v) is tuple
+                and len(v) == len(fixed)
+                and all(c(x) for c, x in zip(fixed, v, strict=True))
+            )
+        if hint is typing.Any:
+            return lambda v: True
+        raise TypeError(f"the wire encoding cannot carry {hint!r}")
+
+    # ---- encoding -----------------------------------------------------------------------
+
+    def encode(self, value: object) -> bytes:
+        out = bytearray()
+        self._encode(value, out)
+        return bytes(out)
+
+    def _encode(self, value: object, out: bytearray) -> None:
+        kind = type(value)
+        if kind is bytes:
+            data_ = cast(bytes, value)
+            out.append(_BYTES)
+            _varint(len(data_), out)
+            out += data_
+        elif kind is int:
+            out.append(_INT)
+            number: int = value  # type: ignore[assignment]
+            _varint((number << 1) if number >= 0 else ((-number) << 1) - 1, out)
+        elif value is None:
+            out += _NONE
+        elif kind is str:
+            data = value.encode("utf-8", "surrogatepass")  # type: ignore[attr-defined]
+            out.append(_STR)
+            _varint(len(data), out)
+            out += data
+        elif kind is tuple:
+            out.append(_TUPLE)
+            _varint(len(value), out)  # type: ignore[arg-type]
+            for item in value:  # type: ignore[attr-defined]
+                self._encode(item, out)
+        elif kind is Record:
+            out.append(_RECORD)
+            for item in value:  # type: ignore[attr-defined]
+                self._encode(item, out)
+        elif kind is float:
+            out.append(_FLOAT)
+            out += _DOUBLE.pack(value)
+        elif value is True:
+            out += _TRUE
+        elif value is False:
+            out += _FALSE
+        else:
+            number_ = self._numbers.get(kind)
+            if number_ is None:
+                raise TypeError(f"the wire encoding cannot carry {kind.__name__}")
+            out.append(_STRUCT)
+            _varint(number_, out)
+            for name in self._fields[number_]:
+                self._encode(getattr(value, name), out)
+
+    # ---- decoding -----------------------------------------------------------------------
+
+    def decode(self, data: bytes | bytearray | memoryview) -> object:
+        """The one value ``data`` holds; ProtocolError if it is not exactly one good value."""
+        view = bytes(data)
+        value, end = self._decode(view, 0, 0)
+        if end != len(view):
+            raise ProtocolError(f"malformed frame: {len(view) - end} bytes after the message")
+        return value
+
+    def _read_varint(self, data: bytes, pos: int) -> tuple[int, int]:
+        result = 0
+        shift = 0
+        limit = min(len(data), pos + MAX_INT_BYTES)
+        while pos < limit:
+            byte = data[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result, pos
+            shift += 7
+        if pos >= len(data):
+            raise ProtocolError("malformed frame: truncated number")
+        raise ProtocolError("malformed frame: number too long")
+
+    def _length(self, data: bytes, pos: int) -> tuple[int, int]:
+        length, pos = self._read_varint(data, pos)
+        if length > len(data) - pos:
+            raise ProtocolError("malformed frame: a length runs past the end of the frame")
+        return length, pos
+
+    def _decode(self, data: bytes, pos: int, depth: int) -> tuple[object, int]:
+        if pos >= len(data):
+            raise ProtocolError("malformed frame: truncated value")
+        tag = data[pos]
+        pos += 1
+        if tag == _BYTES:
+            length, pos = self._length(data, pos)
+            return data[pos : pos + length], pos + length
+        if tag == _INT:
+            raw, pos = self._read_varint(data, pos)
+            return (raw >> 1) if not raw & 1 else -((raw + 1) >> 1), pos
+        if tag == 0x4E:  # N
+            return None, pos
+        if tag == _STR:
+            length, pos = self._length(data, pos)
+            try:
+                text = data[pos : pos + length].decode("utf-8", "surrogatepass")
+            except UnicodeDecodeError:
+                raise ProtocolError("malformed frame: a string is not UTF-8") from None
+            return text, pos + length
+        if depth >= MAX_DEPTH:
+            raise ProtocolError("malformed frame: values nested too deep")
+        if tag == _TUPLE:
+            count, pos = self._length(data, pos)  # each item takes at least one byte
+            items = []
+            for _ in range(count):
+                item, pos = self._decode(data, pos, depth + 1)
+                items.append(item)
+            return tuple(items), pos
+        if tag == _RECORD:
+            fields = []
+            for check in self._record_checks:
+                item, pos = self._decode(data, pos, depth + 1)
+                if not check(item):
+                    raise ProtocolError("malformed frame: a metadata record has a bad field")
+                fields.append(item)
+            return Record._make(fields), pos
+        if tag == _STRUCT:
+            number, pos = self._read_varint(data, pos)
+            if number >= len(self._structs):
+                raise ProtocolError(f"malformed frame: unknown message type {number}")
+            cls = self._structs[number]
+            values = []
+            for name, check in zip(self._fields[number], self._checks[number], strict=True):
+                item, pos = self._decode(data, pos, depth + 1)
+                if not check(item):
+                    raise ProtocolError(
+                        f"malformed frame: {cls.__name__}.{name} has a value of the wrong type"
+                    )
+                values.append(item)
+            return cls(*values), pos
+        if tag == _FLOAT:
+            if pos + 8 > len(data):
+                raise ProtocolError("malformed frame: truncated value")
+            return _DOUBLE.unpack_from(data, pos)[0], pos + 8
+        if tag == 0x54:  # T
+            return True, pos
+        if tag == 0x46:  # F
+            return False, pos
+        raise ProtocolError(f"malformed frame: unknown tag 0x{tag:02x}")

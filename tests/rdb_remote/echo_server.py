@@ -1,0 +1,79 @@
+"""A test server for the transport: echoes every message back (or misbehaves on request).
+
+    python echo_server.py [HOST] [--protocol N] [--oldest N] [--program NAME] [--mode MODE]
+
+MODE: ``echo`` (default), ``garbage`` (a malformed frame after the handshake), ``huge`` (a
+frame announcing 4 GiB), ``die`` (exit 3 after the first message), ``text`` (prints a text
+line instead of the handshake), ``slow-echo`` (echo, sleeping 0.2 s first each time).
+The optional HOST (what a remote schema puts for ``%s``) is ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from rdb_format.errors import RdbError
+from rdb_format.metadata import Record
+from rdb_remote import Codec, Hello, serve_stdio
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A test message with one field of every kind the encoding carries."""
+
+    number: int
+    data: bytes
+    text: str
+    maybe: str | None
+    flag: bool
+    items: tuple[bytes, ...]
+    record: Record | None = None
+
+
+CODEC = Codec([Note])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("host", nargs="?")
+    parser.add_argument("--protocol", type=int, default=1)
+    parser.add_argument("--oldest", type=int, default=1)
+    parser.add_argument("--program", default="rdb-test")
+    parser.add_argument("--mode", default="echo")
+    args = parser.parse_args()
+    if args.mode == "text":
+        print("Welcome to the machine", flush=True)
+        return 0
+    hello = Hello(args.program, "9.9", args.protocol, args.oldest)
+    try:
+        connection, _ = serve_stdio(hello, CODEC)
+    except RdbError:
+        return 17
+    out = connection.raw_writer  # garbage goes around the writer thread (it is idle then)
+    while True:
+        try:
+            message = connection.receive()
+        except RdbError:
+            connection.close()
+            return 0
+        if args.mode == "garbage":
+            out.write(b"\x00\x00\x00\x05Zjunk")
+            out.flush()
+            return 0
+        if args.mode == "huge":
+            out.write(b"\xff\xff\xff\xff")
+            out.flush()
+            return 0
+        if args.mode == "die":
+            os._exit(3)
+        if args.mode == "slow-echo":
+            time.sleep(0.2)
+        connection.send(message)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
