@@ -68,3 +68,39 @@ def test_continue_a_repository_rdiff_backup_made(rdiff_backup: str, tmp_path: Pa
     verify = run_rdiff_backup(rdiff_backup, "verify", repo)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     _restore_all(rdiff_backup, repo, scans, tmp_path)
+
+
+def test_touched_files_get_no_increment(rdiff_backup: str, tmp_path: Path) -> None:
+    """A file whose mtime changed but whose bytes did not is a metadata-only change (as
+    rdiff-backup's API 201): no increment, the mirror copy stays; every session restores."""
+    import os
+
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "touched").write_bytes(b"same bytes\n" * 100)
+    (src / "edited").write_bytes(b"old bytes\n" * 100)
+    (src / "linked").write_bytes(b"a hard link\n")
+    os.link(src / "linked", src / "linked2")
+    for name in ("touched", "edited", "linked"):
+        os.utime(src / name, (1_600_000_000, 1_600_000_000))
+    scans = [trees.scan(src)]
+    backup(src, repo, BackupOptions(current_time=session_time(0)))
+    mirror_inode = os.stat(repo / "touched").st_ino
+    os.utime(src / "touched", (1_650_000_000, 1_650_000_000))
+    os.utime(src / "linked", (1_650_000_000, 1_650_000_000))
+    (src / "edited").write_bytes(b"new bytes\n" * 100)
+    os.utime(src / "edited", (1_650_000_000, 1_650_000_000))
+    scans.append(trees.scan(src))
+    result = backup(src, repo, BackupOptions(current_time=session_time(1)))
+    assert result.errors == []
+    assert result.statistics.changed_files == 4  # touched, edited, linked, linked2
+    increments = sorted(p.name for p in (repo / "rdiff-backup-data" / "increments").iterdir())
+    assert [name.split(".")[0] for name in increments] == ["edited"]
+    assert increments[0].endswith(".diff.gz")
+    assert os.stat(repo / "touched").st_ino == mirror_inode  # not replaced
+    assert os.stat(repo / "linked").st_ino == os.stat(repo / "linked2").st_ino
+    assert os.stat(repo / "touched").st_mtime == 1_650_000_000
+    assert differences(scans[-1], trees.scan(repo)) == []
+    verify = run_rdiff_backup(rdiff_backup, "verify", "--at", str(session_time(0)), repo)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    _restore_all(rdiff_backup, repo, scans, tmp_path)

@@ -255,6 +255,19 @@ def _identity(record: Record) -> tuple[int | None, int | None, int | None]:
     return (None, None, None)
 
 
+def _same_content(old: Record | None, new: Record, sha1: str | None) -> bool:
+    """Whether content just read (``sha1``) is the old mirror copy's, in the same hard-link
+    identity: then the change was to the metadata only."""
+    return (
+        old is not None
+        and old.type == "reg"
+        and sha1 is not None
+        and old.sha1_digest == sha1
+        and old.size == new.size
+        and _identity(old) == _identity(new)
+    )
+
+
 def _data_changed(old: Record, new: Record) -> bool:
     """Whether the mirror copy's data must be replaced (stat only)."""
     if old.type != new.type:
@@ -878,10 +891,24 @@ class RepositorySide:
                 and group.job is None
             ):
                 self._emit_old(item, "unchanged")
+            elif (
+                old is not None
+                and old.type == "reg"
+                and group.job is None
+                and _identity(old) == _identity(record)
+            ):
+                # still linked to the group's mirror copy, which was not rewritten
+                self._update_attributes(item, record, eas, acl)
             else:
                 self._link_secondary(item, record, group, eas, acl)
             self._forget(group, new)
             return
+        if item.state == "ready" and _same_content(old, new, item.sha1):
+            # read because its mtime (or ctime) changed, but the bytes are the mirror's: a
+            # metadata-only change, as below (rdiff-backup's API 201 writes no increment
+            # either); the mirror copy stays, only its attributes change
+            self._discard(item)
+            item.state = "none"
         if item.state == "ready":
             record = self._new_record(item, item.sha1)
             if old is not None and old.type == "dir":
@@ -913,24 +940,31 @@ class RepositorySide:
         if record == old and eas == item.old_eas and acl == item.old_acl:
             self._emit_old(item, "unchanged")
         else:
-            increments = self._mark(item.index)
-            path = self._bpath(item.index, record)
-            error = self._apply(path, record, entry, eas, acl)
-            self._outputs.append(
-                _Emit(
-                    item.index,
-                    record,
-                    eas,
-                    acl,
-                    changed=True,
-                    source_size=_size_of(record),
-                    mirror_size=_size_of(old),
-                    increments=increments,
-                    kind="changed",
-                    error=error,
-                )
-            )
+            self._update_attributes(item, record, eas, acl)
         self._forget(group, new)
+
+    def _update_attributes(
+        self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]
+    ) -> None:
+        """A metadata-only change of a regular file: attributes set on the mirror copy in
+        place, no increment (rdiff-backup's API 201; restores take them from the metadata)."""
+        assert item.entry is not None
+        increments = self._mark(item.index)
+        error = self._apply(self._bpath(item.index, record), record, item.entry, eas, acl)
+        self._outputs.append(
+            _Emit(
+                item.index,
+                record,
+                eas,
+                acl,
+                changed=True,
+                source_size=_size_of(record),
+                mirror_size=_size_of(item.old),
+                increments=increments,
+                kind="changed",
+                error=error,
+            )
+        )
 
     def _forget(self, group: _Group | None, record: Record) -> None:
         if group is not None and group.seen >= group.nlink and group.job is None:
