@@ -17,8 +17,10 @@ from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring
+from rdb_mirror.remote import RemoteSource, backup_to_remote
 from rdb_mirror.selection import Selection, extract_selection_args
 from rdb_mirror.session import BackupOptions, BackupResult, backup
+from rdb_remote import default_schema, parse_location
 
 PROG = "rdb-mirror"
 app = make_app(name=PROG)
@@ -122,6 +124,15 @@ def main_command(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Threads for reading and deltas.")
     ] = None,
+    remote_schema: Annotated[
+        str | None,
+        typer.Option(
+            "--remote-schema",
+            help="The command that starts the remote side when SRC or DEST is "
+            "[user@]host::/path; %s is the host. Default: 'ssh -C %s rdb-mirror --server'.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
@@ -137,8 +148,25 @@ def main_command(
             raise UsageError("--regress and --check take one path: the repository DEST")
     elif len(paths) != 2:
         raise UsageError("give SRC and DEST (or --regress DEST / --check DEST)")
+    remote_src, remote_dest = (
+        (parse_location(p) for p in paths[:2])
+        if len(paths) == 2
+        else (
+            None,
+            parse_location(paths[0]),
+        )
+    )
+    if remote_src is not None and remote_dest is not None:
+        raise UsageError("SRC and DEST are both remote; one of them must be on this host")
+    if (do_regress or do_check) and remote_dest is not None:
+        raise UsageError(
+            f"{paths[0]}: --regress and --check run on the repository's host "
+            "(ssh HOST rdb-mirror --regress PATH); a remote backup regresses by itself"
+        )
+    if remote_schema is not None and remote_src is None and remote_dest is None:
+        raise UsageError("--remote-schema applies when SRC or DEST is [user@]host::/path")
     selection: Selection | None = None
-    if selection_args:
+    if selection_args and remote_src is None:
         # globs are matched against the source path as the user typed it (rdiff-backup's way);
         # every list is read and every option checked before anything is written
         selection = Selection.from_options(selection_args, root=paths[0], stdin=sys.stdin.buffer)
@@ -191,7 +219,21 @@ def main_command(
         workers=workers,
         force=force,
     )
-    result_ = backup(paths[0], paths[1], options, progress)
+    schema = remote_schema or default_schema(PROG)
+    if remote_dest is not None:
+        result_ = backup_to_remote(paths[0], remote_dest, schema, options, progress)
+    elif remote_src is not None:
+        source = RemoteSource(remote_src, schema, tuple(selection_args), workers)
+        try:
+            result_ = backup(source, paths[1], options, progress)
+        except BaseException as error:
+            source.close(error)
+            raise
+        source.close()
+        result_.bytes_sent = source.connection.bytes_sent
+        result_.bytes_received = source.connection.bytes_received
+    else:
+        result_ = backup(paths[0], paths[1], options, progress)
     _say(json_output, quiet, _summary(result_), _text(result_))
     return int(ExitCode.WARNINGS if result_.errors else ExitCode.OK)
 
@@ -214,6 +256,8 @@ def _summary(result: BackupResult) -> dict[str, object]:
         "increment_files": s.increment_files,
         "increment_file_size": s.increment_file_size,
         "bytes_read": result.bytes_read,
+        "bytes_sent": result.bytes_sent,
+        "bytes_received": result.bytes_received,
         "elapsed": round(s.elapsed_time, 3),
         "warnings": result.errors,
     }
@@ -269,6 +313,8 @@ def run_cli(argv: Sequence[str]) -> int:
     The selection options are taken out first (typer cannot keep their interleaved order)
     and handed to the command; the rest goes to typer.
     """
+    if list(argv[:1]) == ["--server"]:
+        return _serve(argv[1:])
     try:
         selection_args, rest = extract_selection_args(argv)
     except UsageError as error:
@@ -282,6 +328,50 @@ def run_cli(argv: Sequence[str]) -> int:
         return run(app, prog=PROG, argv=rest)
     finally:
         _SELECTION_ARGS.reset(token)
+
+
+def _serve(extra: Sequence[str]) -> int:
+    """``rdb-mirror --server``: one session's remote half on stdin/stdout (docs/protocol.md).
+
+    Errors go back to the client in a Failed message (it prints them); only what cannot be
+    delivered is printed here, on stderr (which ssh passes to the client's terminal).
+    """
+    if extra:
+        print(f"{PROG}: --server takes no other argument", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    from rdb_format.errors import RdbError
+    from rdb_mirror.protocol import CODEC, Failed
+    from rdb_mirror.remote import HELLO, RemoteFailure, serve_session
+    from rdb_remote import serve_stdio
+
+    try:
+        connection, _ = serve_stdio(HELLO, CODEC)
+    except RdbError as error:  # the client reports handshake problems itself
+        return int(error.exit_code)
+    failure: RdbError | None = None
+    try:
+        serve_session(connection)
+    except RemoteFailure as error:  # the client failed and told us: nothing to add
+        connection.close()
+        return int(error.exit_code)
+    except RdbError as error:
+        failure = error
+    except Exception as error:  # a bug: the traceback on stderr, one line to the client
+        import traceback
+
+        traceback.print_exc()
+        failure = RdbError(f"internal error of rdb-mirror --server: {error!r}")
+    if failure is not None:
+        try:
+            connection.send(Failed(str(failure), int(failure.exit_code)))
+        except RdbError:
+            pass
+    connection.close()
+    if failure is not None:
+        if connection.failure is not None:
+            print(f"{PROG} --server: {failure}", file=sys.stderr, flush=True)
+        return int(failure.exit_code)
+    return int(ExitCode.OK)
 
 
 def main() -> NoReturn:

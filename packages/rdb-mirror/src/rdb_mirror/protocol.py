@@ -14,8 +14,17 @@ source → repository (:data:`SourceMessage`)
 
 repository → source (:data:`RepositoryMessage`)
     :class:`ContentRequest` for every regular file whose content it needs (new or changed
-    by stat); :class:`Credit` granting the walk room for more entries (flow control: the
-    walk never runs more than a window ahead); :class:`Finish` when it needs nothing more.
+    by stat), or, over a remote channel, for a changed file with an old mirror copy,
+    :class:`SignatureChunk` s of that copy's signature then a :class:`DeltaRequest`
+    (answered by the delta as :class:`Chunk` s and a :class:`ContentEnd`);
+    :class:`Credit` granting the walk room for more entries (flow control: the walk never
+    runs more than a window ahead); :class:`Finish` when it needs nothing more.
+
+Over ssh, session control messages frame the two streams (docs/protocol.md): the client
+starts the remote half with :class:`RepositoryStart` or :class:`SourceStart`, the remote
+answers :class:`Ready` (or :class:`Failed`); a remote source gets :class:`Begin`; a remote
+repository side reports :class:`ProgressEvent` s and ends with :class:`Done` (or
+:class:`Failed`).
 
 Nothing waits for a reply per file: requests are sent as entries arrive, the source side
 answers them on a worker pool while its walk goes on, and answers carry the request number.
@@ -33,11 +42,13 @@ from typing import Generic, Protocol, TypeVar
 
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.metadata import Record
+from rdb_format.statistics import SessionStatistics
 from rdb_remote.wire import Codec
 
 __all__ = [
     "CODEC",
     "Batch",
+    "Begin",
     "Channel",
     "Chunk",
     "Content",
@@ -45,13 +56,21 @@ __all__ = [
     "ContentFailed",
     "ContentRequest",
     "Credit",
+    "DeltaRequest",
+    "Done",
     "Entry",
+    "Failed",
     "Finish",
     "Index",
     "Problem",
+    "ProgressEvent",
     "QueueChannel",
+    "Ready",
     "RepositoryMessage",
+    "RepositoryStart",
+    "SignatureChunk",
     "SourceMessage",
+    "SourceStart",
     "StatKey",
     "WalkDone",
 ]
@@ -165,8 +184,115 @@ class Finish:
     """The repository side needs nothing more: the source side may stop."""
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureChunk:
+    """A piece of the signature of the old mirror copy for request ``request`` (in order)."""
+
+    request: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaRequest:
+    """The signature of request ``request`` is complete: send the delta from it to the
+    content of ``index`` (if it still has ``stat_key``) as :class:`Chunk` s, then a
+    :class:`ContentEnd` with the new file's size and SHA1 (or :class:`ContentFailed`)."""
+
+    request: int
+    index: Index
+    stat_key: StatKey
+
+
+# ---- session control (remote sessions only; docs/protocol.md) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryStart:
+    """Client → server: run the repository side of a backup into ``path`` (the client runs
+    the source side). Options as :class:`rdb_mirror.session.BackupOptions`; ``source_eas`` /
+    ``source_acls`` say what the source file system keeps; ``source`` names it (backup.log)."""
+
+    path: bytes
+    source: str
+    current_time: int | None
+    compression: bool
+    no_compression_regexp: str | None
+    file_statistics: bool
+    eas: bool
+    acls: bool
+    workers: int | None
+    force: bool
+    deltas: bool
+    source_eas: bool
+    source_acls: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStart:
+    """Client → server: run the source side of a backup of ``path`` with these selection
+    options (``(option, value)`` in command-line order; the client runs the repository)."""
+
+    path: bytes
+    selection: tuple[tuple[str, str | None], ...]
+    workers: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """Server → client: the remote half is ready. From a repository side: the session's
+    capabilities and the walk's window; from a source side: what its file system keeps."""
+
+    eas: bool
+    acls: bool
+    window: int
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """Client (repository side) → remote source: walk now, with these capabilities."""
+
+    eas: bool
+    acls: bool
+    window: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressEvent:
+    """A remote repository side's progress: ``kind`` start (``text`` the task, ``number``
+    the total or None), advance (``number`` done since the last), or warning (``text``)."""
+
+    kind: str
+    text: str | None
+    number: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Server (repository side) → client: the session is committed."""
+
+    time: int
+    previous_time: int | None
+    statistics: SessionStatistics
+    errors: tuple[str, ...]
+    new_repository: bool
+    regressed: tuple[int, int] | None  # (the unfinished session's time, the restored time)
+    bytes_read: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Either way: the sender's half failed with this one-line message and exit status."""
+
+    message: str
+    exit_code: int
+
+
 SourceMessage = Entry | Problem | Batch | WalkDone | Chunk | Content | ContentEnd | ContentFailed
-RepositoryMessage = ContentRequest | Credit | Finish
+RepositoryMessage = ContentRequest | Credit | Finish | SignatureChunk | DeltaRequest
+
+#: The protocol versions this rdb-mirror speaks over ssh (docs/protocol.md, "Versioning").
+PROTOCOL_VERSION = 1
+OLDEST_PROTOCOL = 1
 
 #: The wire encoding of protocol 1 (docs/protocol.md): a message's type number is its
 #: position here, so new messages are appended (and the protocol version raised).
@@ -184,6 +310,16 @@ CODEC = Codec(
         ContentRequest,
         Credit,
         Finish,
+        SignatureChunk,
+        DeltaRequest,
+        RepositoryStart,
+        SourceStart,
+        Ready,
+        Begin,
+        ProgressEvent,
+        SessionStatistics,
+        Done,
+        Failed,
     ]
 )
 

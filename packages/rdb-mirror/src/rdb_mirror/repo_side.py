@@ -35,13 +35,14 @@ from typing import BinaryIO, Generic, TypeVar
 
 from rdb_clikit.protocol import Progress
 from rdb_format.eas_acls import ACLEntry, ACLRecord, EARecord
-from rdb_format.errors import RdbError
+from rdb_format.errors import ProtocolError, RdbError
 from rdb_format.layout import Layout
 from rdb_format.metadata import RawRecord, Record, path_key
 from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, allocate_long_name, name_max
 from rdb_increment.writer import IncrementWriter, WrittenIncrement
 from rdb_mirror import testhooks
 from rdb_mirror.datafiles import AclFile, EaFile, ErrorLog, FileStatistics, MetadataFile, temp_path
+from rdb_mirror.deltas import DELTA_MIN, patch_into, send_signature
 from rdb_mirror.fsmeta import (
     Capabilities,
     EAs,
@@ -168,6 +169,8 @@ class _Item:
     failure: str | None = None
     secondary: bool = False  # a hard link to an earlier entry of this session
     old_raw: RawRecord | None = None  # ``old`` as read, with its stored text
+    delta: bool = False  # the staged file is a delta against the old mirror copy
+    size: int = 0  # the new content's size (as the source read it)
 
 
 class _Same:
@@ -303,8 +306,10 @@ class RepositorySide:
         progress: Progress,
         workers: int = 4,
         window: int = 4096,
+        deltas: bool = False,
     ) -> None:
         self.layout = layout
+        self.deltas = deltas  # changed files as deltas against the old copy (remote channels)
         self.quoting = quoting
         self.old = old
         self.writer = writer
@@ -513,16 +518,36 @@ class RepositorySide:
         return len(entry.index[-1]) <= short
 
     def _request(self, item: _Item, out: Sender[RepositoryMessage]) -> None:
-        assert item.entry is not None
+        entry = item.entry
+        assert entry is not None
         number = self._next_request
         self._next_request += 1
         item.request = number
         item.state = "waiting"
         self._requests[number] = item
-        out.send(ContentRequest(number, item.index, item.entry.stat_key))
+        old = item.old
+        if (
+            self.deltas
+            and old is not None
+            and old.type == "reg"
+            and (old.size or 0) >= DELTA_MIN
+            and (entry.record.size or 0) >= DELTA_MIN
+        ):
+            item.delta = True
+            basis = self.mirror_path(item.index, old)
+            self._pool.submit(send_signature, basis, number, item.index, entry.stat_key, out)
+            return
+        out.send(ContentRequest(number, item.index, entry.stat_key))
+
+    def _answered(self, request: int, *, last: bool) -> _Item:
+        """The item waiting for ``request`` (ProtocolError for a number never issued)."""
+        item = self._requests.pop(request) if last else self._requests.get(request)
+        if item is None:
+            raise ProtocolError(f"an answer to request {request}, which is not pending")
+        return item
 
     def _chunk(self, message: Chunk) -> None:
-        item = self._requests[message.request]
+        item = self._answered(message.request, last=False)
         if item.stream is None:
             item.staged = temp_path(self.layout.data_dir)
             item.stream = open(item.staged, "xb")  # noqa: SIM115 - closed at ContentEnd
@@ -532,7 +557,8 @@ class RepositorySide:
             item.failure = f"cannot stage: {error.strerror}"
 
     def _content_end(self, message: ContentEnd) -> None:
-        item = self._requests.pop(message.request)
+        item = self._answered(message.request, last=True)
+        item.size = message.size
         if item.stream is None:
             item.staged = temp_path(self.layout.data_dir)
             item.stream = open(item.staged, "xb")  # noqa: SIM115
@@ -547,7 +573,8 @@ class RepositorySide:
         item.state = "ready"
 
     def _content(self, message: Content) -> None:
-        item = self._requests.pop(message.request)
+        item = self._answered(message.request, last=True)
+        item.delta = False  # whole content is an answer to a delta request too
         data = message.data
         self.counters.bytes_read += len(data)
         item.sha1 = message.sha1
@@ -585,7 +612,23 @@ class RepositorySide:
         return path
 
     def _materialise(self, item: _Item) -> Path:
-        """The staged copy of ``item`` on disk (written now if its content is held)."""
+        """The staged copy of ``item`` on disk (written now if its content is held, patched
+        now if a delta was staged)."""
+        if item.delta:
+            assert item.staged is not None and item.sha1 is not None
+            delta, target = item.staged, temp_path(self.layout.data_dir)
+            item.staged, item.delta = None, False
+            try:
+                patch_into(
+                    self.mirror_path(item.index, item.old), delta, target, item.size, item.sha1
+                )
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    target.unlink()
+                raise
+            finally:
+                delta.unlink()
+            item.staged = target
         if item.staged is None:
             data = item.data
             assert data is not None
@@ -598,7 +641,7 @@ class RepositorySide:
         return item.staged
 
     def _content_failed(self, message: ContentFailed) -> None:
-        item = self._requests.pop(message.request)
+        item = self._answered(message.request, last=True)
         self._discard(item)
         item.failure = message.message
         item.state = "failed"

@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_format.atomic import (
@@ -98,7 +99,7 @@ from rdb_mirror.regress import RegressResult, regress_locked
 from rdb_mirror.repo_side import Counters, OldState, RepositorySide
 from rdb_mirror.source import IncludeAll, Selection, SourceOptions, run_source
 
-__all__ = ["BackupOptions", "BackupResult", "backup"]
+__all__ = ["BackupOptions", "BackupResult", "LocalSource", "SourceEndpoint", "backup"]
 
 #: rdiff-backup keeps a snapshot after this many diffs in a row (max_diff_chain = 9).
 MAX_DIFFS_IN_A_ROW = 8
@@ -117,6 +118,66 @@ class BackupOptions:
     acls: bool = True
     workers: int | None = None
     force: bool = False
+    #: changed files as librsync deltas against the old mirror copy (rdb_mirror.deltas);
+    #: None: only when the source side is remote
+    deltas: bool | None = None
+
+
+class SourceEndpoint(Protocol):
+    """Where the source half of a session runs: in this process (:class:`LocalSource`) or on
+    the other end of a connection (:mod:`rdb_mirror.remote`)."""
+
+    #: how backup.log and the result name the source
+    name: str
+    #: whether the source's messages cross a remote channel (deltas are then worth it)
+    remote: bool
+
+    def capabilities(self) -> Capabilities:
+        """What the source's file system keeps (extended attributes, ACLs)."""
+        ...
+
+    def run(self, repo: RepositorySide, caps: Capabilities, workers: int) -> None:
+        """Run the source half against ``repo`` until the session's messages are all in."""
+        ...
+
+
+class LocalSource:
+    """The source half on a thread of this process, talking through in-process queues."""
+
+    remote = False
+
+    def __init__(self, root: Path, selection: Selection | None = None) -> None:
+        self.root = root
+        self.name = os.fsdecode(root)
+        self.selection = selection
+
+    def capabilities(self) -> Capabilities:
+        return probe(os.fsencode(self.root))
+
+    def run(self, repo: RepositorySide, caps: Capabilities, workers: int) -> None:
+        to_repo: QueueChannel[SourceMessage] = QueueChannel(maxsize=64)
+        to_source: QueueChannel[RepositoryMessage] = QueueChannel()
+        failure: list[BaseException] = []
+        options = SourceOptions(
+            root=os.fsencode(self.root),
+            selection=self.selection or IncludeAll(),
+            capabilities=caps,
+            workers=workers,
+            window=repo.window,
+        )
+
+        def source() -> None:
+            try:
+                run_source(options, to_source, to_repo)
+            except BaseException as error:
+                failure.append(error)
+
+        thread = threading.Thread(target=source, name="rdb-source", daemon=True)
+        thread.start()
+        repo.run(to_repo, to_source)
+        thread.join()
+        if failure:
+            raise failure[0]
 
 
 @dataclass
@@ -132,6 +193,9 @@ class BackupResult:
     regressed: RegressResult | None = None
     new_repository: bool = False
     bytes_read: int = 0
+    #: bytes that crossed the connection each way (remote sessions; None when local)
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
 
     @property
     def warnings(self) -> int:
@@ -160,8 +224,8 @@ def _check_source(src: Path) -> None:
         raise SourceError(f"cannot be read: {error.strerror}", path=src) from None
 
 
-def _check_destination(src: Path, dest: Path) -> bool:
-    """Refuse bad destinations; True if ``dest`` is already a repository."""
+def _check_nesting(src: Path, dest: Path) -> None:
+    """Refuse a destination inside the source, and a source inside rdiff-backup-data."""
     real_src = os.path.realpath(src)
     real_dest = os.path.realpath(dest)
     if real_dest == real_src or real_dest.startswith(real_src.rstrip("/") + "/"):
@@ -173,6 +237,15 @@ def _check_destination(src: Path, dest: Path) -> bool:
         inside = Path(real_src).relative_to(real_dest).parts
         if inside and inside[0] == DATA_DIR:
             raise UsageError("the source is inside the repository's rdiff-backup-data", path=src)
+
+
+def _check_destination(src: Path | None, dest: Path) -> bool:
+    """Refuse bad destinations; True if ``dest`` is already a repository.
+
+    ``src`` None: the source is on another host (it cannot contain the destination).
+    """
+    if src is not None:
+        _check_nesting(src, dest)
     if not os.path.lexists(dest):
         parent = dest.absolute().parent
         if not parent.is_dir():
@@ -289,12 +362,14 @@ def _previous_diff(layout: Layout, quoting: Quoting, prev: int) -> tuple[Path, P
 
 
 def backup(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | SourceEndpoint,
     destination: str | os.PathLike[str],
     options: BackupOptions | None = None,
     progress: Progress | None = None,
 ) -> BackupResult:
     """Back up ``source`` into the repository ``destination`` (made if new or empty).
+
+    ``source`` is a local directory, or a :class:`SourceEndpoint` (a remote source).
 
     Raises SourceError, UsageError, RepositoryNotFound, RepositoryLocked, CorruptRepository
     (each with one line naming the path) before anything is written when the inputs are bad.
@@ -302,10 +377,16 @@ def backup(
     """
     opts = options or BackupOptions()
     report = progress or NullProgress()
-    src = Path(source)
     dest = Path(destination)
-    _check_source(src)
-    is_repo = _check_destination(src, dest)
+    endpoint: SourceEndpoint
+    if isinstance(source, (str, os.PathLike)):
+        src = Path(source)
+        _check_source(src)
+        is_repo = _check_destination(src, dest)
+        endpoint = LocalSource(src, opts.selection)
+    else:
+        is_repo = _check_destination(None, dest)
+        endpoint = source
     layout = Layout(dest)
     new_repository = not is_repo
     if new_repository:
@@ -313,13 +394,17 @@ def backup(
         layout.data_dir.mkdir(mode=0o700, exist_ok=True)
     try:
         with WriterLock(layout, command="rdb-mirror", force=opts.force):
-            return _locked(src, layout, opts, report, new_repository)
+            return _locked(endpoint, layout, opts, report, new_repository)
     finally:
         report.finish()
 
 
 def _locked(
-    src: Path, layout: Layout, opts: BackupOptions, report: Progress, new_repository: bool
+    src: SourceEndpoint,
+    layout: Layout,
+    opts: BackupOptions,
+    report: Progress,
+    new_repository: bool,
 ) -> BackupResult:
     state = read_state(layout, allow_duplicate_timestamps=True)
     regressed: RegressResult | None = None
@@ -356,7 +441,7 @@ def _mirror_leftovers(layout: Layout) -> bool:
 class _Session:
     def __init__(
         self,
-        src: Path,
+        src: SourceEndpoint,
         layout: Layout,
         state: RepositoryState,
         opts: BackupOptions,
@@ -389,7 +474,7 @@ class _Session:
         missing = self.state.quoting.missing
         if CHARS_TO_QUOTE in missing or SPECIAL_ESCAPES in missing:
             write_quoting(data_dir, self.quoting)
-        src_caps = probe(os.fsencode(self.src))
+        src_caps = self.src.capabilities()
         dest_caps = probe(os.fsencode(layout.root))
         caps = Capabilities(
             eas=opts.eas and src_caps.eas and dest_caps.eas,
@@ -440,12 +525,13 @@ class _Session:
             capabilities=caps,
             progress=self.report,
             workers=workers,
+            deltas=opts.deltas if opts.deltas is not None else self.src.remote,
         )
         self.report.start("backup", self._expected_total())
         outputs: list[StreamedFile] = [metadata, ea_file, acl_file]
         outputs += [f for f in (file_stats, diff_file) if f is not None]
         try:
-            self._run_halves(repo, caps, workers)
+            self.src.run(repo, caps, workers)
             written = [metadata.commit(), ea_file.commit(), acl_file.commit()]
             written.append(errors.write(self.path(ERROR_LOG, "data"), compress=compress))
             testhooks.point("metadata-written")
@@ -472,13 +558,13 @@ class _Session:
         statistics = _statistics(c, self.now, started, ended, self.prev is None)
         write_session_statistics(self.path(SESSION_STATISTICS, "data"), statistics, fsync=False)
         BackupLog(data_dir / BACKUP_LOG).write(
-            f"backup of {os.fsdecode(self.src)} at {format_timestring(self.now)}: "
+            f"backup of {self.src.name} at {format_timestring(self.now)}: "
             f"{c.source_files} files, {c.new_files} new, {c.changed_files} changed, "
             f"{c.deleted_files} deleted, {len(errors.lines)} errors",
             *(f"WARNING: {line}" for line in errors.lines[:1000]),
         )
         return BackupResult(
-            source=self.src,
+            source=Path(self.src.name),
             destination=layout.root,
             time=self.now,
             previous_time=self.prev,
@@ -507,31 +593,6 @@ class _Session:
             return read_session_statistics(path).source_files or None
         except Exception:
             return None
-
-    def _run_halves(self, repo: RepositorySide, caps: Capabilities, workers: int) -> None:
-        to_repo: QueueChannel[SourceMessage] = QueueChannel(maxsize=64)
-        to_source: QueueChannel[RepositoryMessage] = QueueChannel()
-        failure: list[BaseException] = []
-        options = SourceOptions(
-            root=os.fsencode(self.src),
-            selection=self.opts.selection or IncludeAll(),
-            capabilities=caps,
-            workers=workers,
-            window=repo.window,
-        )
-
-        def source() -> None:
-            try:
-                run_source(options, to_source, to_repo)
-            except BaseException as error:
-                failure.append(error)
-
-        thread = threading.Thread(target=source, name="rdb-source", daemon=True)
-        thread.start()
-        repo.run(to_repo, to_source)
-        thread.join()
-        if failure:
-            raise failure[0]
 
 
 def _make_durable(layout: Layout, only: list[Path] | None) -> None:

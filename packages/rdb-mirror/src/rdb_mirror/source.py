@@ -18,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from rdb_format.errors import ProtocolError
 from rdb_format.layout import DATA_DIR
+from rdb_mirror.deltas import SIGNATURE_MAX, send_delta
 from rdb_mirror.fsmeta import (
     IS_ROOT,
     Capabilities,
@@ -36,16 +38,19 @@ from rdb_mirror.protocol import (
     ContentFailed,
     ContentRequest,
     Credit,
+    DeltaRequest,
     Entry,
     Finish,
     Problem,
     Receiver,
     RepositoryMessage,
     Sender,
+    SignatureChunk,
     SourceMessage,
     StatKey,
     WalkDone,
 )
+from rdiff.errors import RdiffError
 
 __all__ = ["IncludeAll", "Selection", "SourceOptions", "run_source", "stat_key"]
 
@@ -245,8 +250,11 @@ def _listable(path: bytes) -> str | None:
         return error.strerror or str(error)
 
 
-def _serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMessage]) -> None:
-    """Read one requested file, sending chunks then its SHA1 (or a failure)."""
+def _open_checked(
+    options: SourceOptions, request: ContentRequest | DeltaRequest, out: Sender[SourceMessage]
+) -> tuple[int, os.stat_result] | None:
+    """The requested file, opened, if it still has the request's stat key (else the request
+    is failed here and None returned)."""
     path = _path(options.root, request.index)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _O_NOATIME)
@@ -256,15 +264,30 @@ def _serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMe
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError as again:
                 out.send(ContentFailed(request.request, _why(again)))
-                return
+                return None
         else:
             out.send(ContentFailed(request.request, _why(error)))
-            return
+            return None
     try:
         before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode) or stat_key(before) != request.stat_key:
-            out.send(ContentFailed(request.request, "changed since it was listed; not updated"))
-            return
+    except OSError as error:
+        os.close(fd)
+        out.send(ContentFailed(request.request, _why(error)))
+        return None
+    if not stat.S_ISREG(before.st_mode) or stat_key(before) != request.stat_key:
+        os.close(fd)
+        out.send(ContentFailed(request.request, "changed since it was listed; not updated"))
+        return None
+    return fd, before
+
+
+def _serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMessage]) -> None:
+    """Read one requested file, sending chunks then its SHA1 (or a failure)."""
+    opened = _open_checked(options, request, out)
+    if opened is None:
+        return
+    fd, before = opened
+    try:
         expected = before.st_size
         if expected < CHUNK:
             # a small file: one read (a short read of a regular file is its end), one message
@@ -289,13 +312,47 @@ def _serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMe
             digest.update(data)
             size += len(data)
             out.send(Chunk(request.request, data))
-        after = os.fstat(fd)
-        if stat_key(after) != request.stat_key or size != before.st_size:
-            out.send(ContentFailed(request.request, "changed while being read; not updated"))
-            return
-        out.send(ContentEnd(request.request, size, digest.hexdigest()))
+        _end(request, fd, size, digest.hexdigest(), before, out)
     except OSError as error:
         out.send(ContentFailed(request.request, _why(error)))
+    finally:
+        os.close(fd)
+
+
+def _end(
+    request: ContentRequest | DeltaRequest,
+    fd: int,
+    size: int,
+    sha1: str,
+    before: os.stat_result,
+    out: Sender[SourceMessage],
+) -> None:
+    """ContentEnd if the file did not change while it was read, else ContentFailed."""
+    after = os.fstat(fd)
+    if stat_key(after) != request.stat_key or size != before.st_size:
+        out.send(ContentFailed(request.request, "changed while being read; not updated"))
+        return
+    out.send(ContentEnd(request.request, size, sha1))
+
+
+def _serve_delta(
+    options: SourceOptions,
+    request: DeltaRequest,
+    signature: list[bytes],
+    out: Sender[SourceMessage],
+) -> None:
+    """Send the delta of one requested file against the repository's signature."""
+    opened = _open_checked(options, request, out)
+    if opened is None:
+        return
+    fd, before = opened
+    try:
+        size, sha1 = send_delta(fd, request.request, signature, out)
+        _end(request, fd, size, sha1, before, out)
+    except OSError as error:
+        out.send(ContentFailed(request.request, _why(error)))
+    except RdiffError as error:
+        out.send(ContentFailed(request.request, f"cannot make a delta: {error}"))
     finally:
         os.close(fd)
 
@@ -316,6 +373,9 @@ def run_source(
     pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="rdb-source")
     failure: list[BaseException] = []
 
+    signatures: dict[int, list[bytes]] = {}
+    signature_bytes: dict[int, int] = {}
+
     def requests() -> None:
         try:
             while True:
@@ -324,8 +384,22 @@ def run_source(
                     return
                 if isinstance(message, Credit):
                     credits.give(message.entries)
+                elif isinstance(message, SignatureChunk):
+                    number = message.request
+                    signatures.setdefault(number, []).append(message.data)
+                    signature_bytes[number] = signature_bytes.get(number, 0) + len(message.data)
+                    if signature_bytes[number] > SIGNATURE_MAX:
+                        raise ProtocolError(f"a signature of more than {SIGNATURE_MAX} bytes")
+                elif isinstance(message, DeltaRequest):
+                    signature_bytes.pop(message.request, None)
+                    chunks = signatures.pop(message.request, [])
+                    pool.submit(_serve_delta, options, message, chunks, out)
                 else:
+                    signatures.pop(message.request, None)  # a delta that fell back to content
+                    signature_bytes.pop(message.request, None)
                     pool.submit(_serve, options, message, out)
+        except BaseException as error:
+            failure.append(error)
         finally:
             credits.close()
 

@@ -19,7 +19,7 @@ import io
 import queue
 import threading
 from collections.abc import Callable
-from typing import BinaryIO, Final, TypeVar
+from typing import BinaryIO, Final, TypeVar, overload
 
 from rdb_format.errors import ConnectionFailed, ProtocolError, RdbError
 from rdb_remote.counting import CountingReader, CountingWriter
@@ -28,7 +28,9 @@ from rdb_remote.wire import Codec
 
 __all__ = ["Connection"]
 
-T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
 
 #: Messages waiting in each direction (content chunks are up to 1 MiB each).
 QUEUE = 64
@@ -184,7 +186,15 @@ class Connection:
             raise item.error
         return item
 
-    def receive_as(self, kinds: tuple[type[T], ...]) -> T:
+    @overload
+    def receive_as(self, kinds: tuple[type[A]]) -> A: ...
+    @overload
+    def receive_as(self, kinds: tuple[type[A], type[B]]) -> A | B: ...
+    @overload
+    def receive_as(self, kinds: tuple[type[A], type[B], type[C]]) -> A | B | C: ...
+    @overload
+    def receive_as(self, kinds: tuple[type, ...]) -> object: ...
+    def receive_as(self, kinds: tuple[type, ...]) -> object:
         """The next message, which must be one of ``kinds`` (else ProtocolError)."""
         message = self.receive()
         if not isinstance(message, kinds):
