@@ -54,19 +54,16 @@ def main() -> int:
     except RdbError:
         return 17
     out = connection.raw_writer  # garbage goes around the writer thread (it is idle then)
+    if args.mode in ("garbage", "huge"):  # at once: the client's messages need not decode
+        out.write(b"\x00\x00\x00\x05Zjunk" if args.mode == "garbage" else b"\xff\xff\xff\xff")
+        out.flush()
+        connection.close()
+        return 0
     while True:
         try:
             message = connection.receive()
         except RdbError:
             connection.close()
-            return 0
-        if args.mode == "garbage":
-            out.write(b"\x00\x00\x00\x05Zjunk")
-            out.flush()
-            return 0
-        if args.mode == "huge":
-            out.write(b"\xff\xff\xff\xff")
-            out.flush()
             return 0
         if args.mode == "die":
             os._exit(3)

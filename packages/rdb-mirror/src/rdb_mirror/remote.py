@@ -9,7 +9,8 @@ plus the session control messages, over an :class:`rdb_remote.Connection`
 
 What a peer sends is checked before it is used: message kinds per direction, every index a
 path below the root (no ``..``, ``/``, NUL or empty component), entries in strictly increasing
-order with a record path matching the index, answers only to requests that are pending
+order with a complete record whose path matches the index, answers only to requests that are
+pending
 (:class:`rdb_format.errors.ProtocolError` otherwise).
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_format.errors import ProtocolError, RdbError, UsageError
 from rdb_format.exitcodes import ExitCode
+from rdb_format.metadata import format_record
 from rdb_mirror import __version__
 from rdb_mirror.fsmeta import Capabilities, Index, probe, render
 from rdb_mirror.protocol import (
@@ -125,8 +127,15 @@ class _FromSource:
         if isinstance(message, Entry):
             if self._last is not None and index <= self._last:
                 raise ProtocolError(f"entry {render(index)!r} out of order", path=peer)
-            if message.record.path != render(index):
+            record = message.record
+            if record.path != render(index):
                 raise ProtocolError(f"entry {render(index)!r} with another path", path=peer)
+            try:  # every field its type needs, in range (what the metadata writer will need)
+                if record.type == "None":
+                    raise ValueError("a record of type None")
+                format_record(record)
+            except ValueError as error:
+                raise ProtocolError(f"bad entry {render(index)!r}: {error}", path=peer) from None
             self._last = index
 
 

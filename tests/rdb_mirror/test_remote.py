@@ -1,0 +1,248 @@
+"""rdb-mirror with one half on a "remote host": through the real test sshd and through a
+--remote-schema that runs ``rdb-mirror --server`` as a plain subprocess. Several sessions in
+each direction (the mirror equals the source, the repository checks out), byte accounting,
+a killed connection, handshake errors and hostile peers."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from tests.interop import trees
+from tests.rdb_mirror.helpers import differences, session_time
+from tests.rdb_mirror.remote_helpers import (
+    HOST,
+    MIRROR,
+    mirror_json,
+    ssh_schema,
+    subprocess_schema,
+)
+from tests.sshd import SshServer, sshd
+
+from rdb_format.exitcodes import ExitCode
+from rdb_format.layout import Layout
+from rdb_format.repository import read_state
+from rdb_mirror.check import check
+
+__all__ = ["sshd"]
+
+SESSIONS = 3
+ECHO_SERVER = Path(__file__).parent.parent / "rdb_remote" / "echo_server.py"
+HOSTILE_SERVER = Path(__file__).with_name("hostile_server.py")
+
+
+@pytest.fixture(params=["subprocess", "ssh"])
+def schema(request: pytest.FixtureRequest) -> str:
+    if request.param == "ssh":
+        return ssh_schema(request.getfixturevalue("sshd"))
+    return subprocess_schema()
+
+
+def _backup(schema: str, src: Path, dest: Path, n: int, *, remote: str, **kw: str) -> dict:
+    """One session; ``remote`` is "dest" or "src": which side is on the other host."""
+    source = f"{HOST}::{src}" if remote == "src" else src
+    target = f"{HOST}::{dest}" if remote == "dest" else dest
+    run = mirror_json(
+        "--remote-schema", schema, "--current-time", str(session_time(n)), source, target
+    )
+    assert run.status == 0, run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+    return run.summary
+
+
+@pytest.mark.parametrize("remote", ["dest", "src"])
+def test_sessions_in_each_direction_mirror_the_source(
+    schema: str, remote: str, tmp_path: Path
+) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    trees.build_tree(src, seed=71)
+    for n in range(SESSIONS):
+        if n:
+            trees.mutate_tree(src, seed=710 + n)
+        summary = _backup(schema, src, repo, n, remote=remote)
+        assert summary["time"] == session_time(n)
+        assert summary["warnings"] == []
+        assert differences(trees.scan(src), trees.scan(repo)) == [], f"session {n}"
+        assert check(repo).problems == []
+        assert isinstance(summary["bytes_sent"], int) and summary["bytes_sent"] > 0
+    state = read_state(Layout(repo))
+    assert not state.unfinished
+
+
+def _file_with_changes(path: Path, size: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    data = bytearray(rng.randbytes(size))
+    path.write_bytes(data)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("remote", ["dest", "src"])
+def test_a_changed_big_file_sends_a_delta_not_the_file(remote: str, tmp_path: Path) -> None:
+    """64 MiB with 1% changed: under 5% of the file crosses in each direction."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    size = 64 << 20
+    data = bytearray(_file_with_changes(src / "big.bin", size, 1))
+    first = _backup(subprocess_schema(), src, repo, 0, remote=remote)
+    assert max(first["bytes_sent"], first["bytes_received"]) > size  # whole, the first time
+    rng = random.Random(2)
+    for at in sorted(rng.sample(range(0, size - 50_000, 65_536), 16)):
+        data[at : at + size // 100 // 16] = rng.randbytes(size // 100 // 16)  # 1% in 16 places
+    (src / "big.bin").write_bytes(data)
+    later = (src / "big.bin").stat().st_mtime + 10  # same size: the mtime says it changed
+    os.utime(src / "big.bin", (later, later))
+    second = _backup(subprocess_schema(), src, repo, 1, remote=remote)
+    assert second["changed_files"] == 1
+    assert second["bytes_sent"] < size * 0.05, second
+    assert second["bytes_received"] < size * 0.05, second
+    assert (repo / "big.bin").read_bytes() == bytes(data)
+    assert check(repo).problems == []
+
+
+def test_deltas_work_in_process_too(tmp_path: Path) -> None:
+    """The delta path forced on a local session (BackupOptions(deltas=True))."""
+    from rdb_mirror import BackupOptions, backup
+
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    data = bytearray(_file_with_changes(src / "f", 1 << 20, 3))
+    backup(src, repo, BackupOptions(current_time=session_time(0), deltas=True))
+    data[5000:5100] = b"x" * 100
+    (src / "f").write_bytes(data + b"tail")
+    os.utime(src / "f", (1e9, 1e9))
+    result = backup(src, repo, BackupOptions(current_time=session_time(1), deltas=True))
+    assert result.errors == [] and result.statistics.changed_files == 1
+    assert (repo / "f").read_bytes() == bytes(data) + b"tail"
+    assert check(repo).problems == []
+
+
+def test_a_no_change_backup_of_20000_files_sends_only_metadata(tmp_path: Path) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    for d in range(100):
+        directory = src / f"d{d:03}"
+        directory.mkdir()
+        for f in range(200):
+            (directory / f"file-{f:04}.txt").write_bytes(b"x" * (f % 50))
+    entries = 20_000 + 100 + 1
+    _backup(subprocess_schema(), src, repo, 0, remote="dest")
+    summary = _backup(subprocess_schema(), src, repo, 1, remote="dest")
+    assert summary["new_files"] == summary["changed_files"] == 0
+    assert summary["bytes_read"] == 0  # no file was read
+    assert summary["bytes_sent"] < 200 * entries  # metadata only: < 200 bytes an entry
+    assert summary["bytes_received"] < 4 * entries  # credits, progress and the summary
+
+
+@pytest.mark.parametrize("remote", ["dest", "src"])
+def test_a_killed_remote_is_a_clear_error_and_the_next_run_regresses(
+    remote: str, tmp_path: Path, sshd: SshServer
+) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    trees.build_tree(src, seed=81)
+    _backup(ssh_schema(sshd), src, repo, 0, remote=remote)
+    trees.mutate_tree(src, seed=810)
+    # the repository side dies after 20 entries: the server (remote dest) or this client
+    kill = ssh_schema(sshd, "RDB_MIRROR_TEST_KILL_AFTER=20")
+    source = f"{HOST}::{src}" if remote == "src" else src
+    target = f"{HOST}::{repo}" if remote == "dest" else repo
+    env = {"RDB_MIRROR_TEST_KILL_AFTER": "20"} if remote == "src" else None
+    run = mirror_json(
+        "--remote-schema", kill, "--current-time", str(session_time(1)), source, target, env=env
+    )
+    if remote == "dest":
+        assert run.status == ExitCode.CONNECTION, run.stderr + run.stdout
+        message = str(run.summary["message"])
+        assert message.startswith(f"{HOST}::{repo}: the connection was lost"), message
+        assert "Traceback" not in run.stderr
+    else:
+        assert run.status == -9  # the local repository side was killed
+    assert read_state(Layout(repo)).unfinished
+    summary = _backup(ssh_schema(sshd), src, repo, 2, remote=remote)
+    assert summary["regressed"] is True
+    assert differences(trees.scan(src), trees.scan(repo)) == []
+    assert check(repo).problems == []
+
+
+def test_missing_remote_command_is_one_line(tmp_path: Path, sshd: SshServer) -> None:
+    (tmp_path / "src").mkdir()
+    schema = shlex.join(sshd.ssh_argv()) + " %s rdb-mirror-not-installed --server"
+    run = mirror_json("--remote-schema", schema, tmp_path / "src", f"{HOST}::{tmp_path}/r")
+    assert run.status == ExitCode.CONNECTION
+    message = str(run.summary["message"])
+    assert "was not found there (exit status 127); install rdb-mirror" in message
+    assert "\n" not in message and "Traceback" not in run.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (("--program", "rdb-mirror", "--protocol", "9", "--oldest", "9"), "is too new"),
+        (("--program", "rdb-mirror", "--protocol", "0", "--oldest", "0"), "is too old"),
+        (("--program", "rdb-restore"), "is rdb-restore 9.9, not rdb-mirror"),
+        (("--mode", "text"), "did not answer as an rdb --server"),
+        (("--program", "rdb-mirror", "--mode", "garbage"), "malformed frame: unknown tag"),
+        (("--program", "rdb-mirror", "--mode", "huge"), "malformed frame: 4294967295 bytes"),
+    ],
+)
+def test_incompatible_or_garbled_peers_are_one_line(
+    args: tuple[str, ...], why: str, tmp_path: Path
+) -> None:
+    (tmp_path / "src").mkdir()
+    schema = shlex.join([sys.executable, str(ECHO_SERVER)]) + " %s " + shlex.join(args)
+    run = mirror_json("--remote-schema", schema, tmp_path / "src", f"{HOST}::{tmp_path}/r")
+    assert run.status == ExitCode.PROTOCOL, run.stderr + run.stdout
+    assert why in str(run.summary["message"])
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "unsafe-path",
+        "out-of-order",
+        "wrong-record-path",
+        "unknown-request",
+        "wrong-kind",
+        "incomplete",
+    ],
+)
+def test_a_hostile_source_cannot_write_outside_the_repository(mode: str, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    schema = shlex.join([sys.executable, str(HOSTILE_SERVER), mode]) + " %s"
+    run = mirror_json("--remote-schema", schema, f"{HOST}::/anything", repo)
+    assert run.status == ExitCode.PROTOCOL, run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "escaped").exists()
+    assert not any(p.name == "escaped" for p in tmp_path.rglob("*"))
+    assert not read_state(Layout(repo)).markers  # no session was committed
+
+
+def test_remote_usage_errors(tmp_path: Path) -> None:
+    run = mirror_json("a::/x", "b::/y")
+    assert run.status == ExitCode.USAGE and "both remote" in str(run.summary["message"])
+    run = mirror_json("--regress", "nas::/repo")
+    assert run.status == ExitCode.USAGE and "repository's host" in str(run.summary["message"])
+    run = mirror_json("--remote-schema", "ssh %s x", tmp_path, tmp_path / "r")
+    assert run.status == ExitCode.USAGE
+    run = mirror_json(
+        "--remote-schema", subprocess_schema(), "--include-filelist", os.devnull,
+        f"{HOST}::{tmp_path}", tmp_path / "r",
+    )  # fmt: skip
+    assert run.status == ExitCode.USAGE and "file lists" in str(run.summary["message"])
+
+
+def test_server_is_hidden_from_help() -> None:
+    import subprocess
+
+    wide = {**os.environ, "COLUMNS": "250"}
+    out = subprocess.run(
+        [MIRROR, "--help"], capture_output=True, text=True, check=True, env=wide
+    ).stdout
+    assert not re.search(r"^[│ ]*--server", out, re.MULTILINE)  # no option of that name
+    assert "--remote-schema" in out
