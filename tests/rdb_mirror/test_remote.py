@@ -43,10 +43,17 @@ def schema(request: pytest.FixtureRequest) -> str:
     return subprocess_schema()
 
 
-def _backup(schema: str, src: Path, dest: Path, n: int, *, remote: str, **kw: str) -> dict:
+def _locations(src: Path, dest: Path, remote: str) -> tuple[str | Path, str | Path]:
+    """SRC and DEST for the command; ``remote`` ("dest" or "src") is on the other host."""
+    return (
+        f"{HOST}::{src}" if remote == "src" else src,
+        f"{HOST}::{dest}" if remote == "dest" else dest,
+    )
+
+
+def _backup(schema: str, src: Path, dest: Path, n: int, *, remote: str) -> dict:
     """One session; ``remote`` is "dest" or "src": which side is on the other host."""
-    source = f"{HOST}::{src}" if remote == "src" else src
-    target = f"{HOST}::{dest}" if remote == "dest" else dest
+    source, target = _locations(src, dest, remote)
     run = mirror_json(
         "--remote-schema", schema, "--current-time", str(session_time(n)), source, target
     )
@@ -148,8 +155,7 @@ def test_a_killed_remote_is_a_clear_error_and_the_next_run_regresses(
     trees.mutate_tree(src, seed=810)
     # the repository side dies after 20 entries: the server (remote dest) or this client
     kill = ssh_schema(sshd, "RDB_MIRROR_TEST_KILL_AFTER=20")
-    source = f"{HOST}::{src}" if remote == "src" else src
-    target = f"{HOST}::{repo}" if remote == "dest" else repo
+    source, target = _locations(src, repo, remote)
     env = {"RDB_MIRROR_TEST_KILL_AFTER": "20"} if remote == "src" else None
     run = mirror_json(
         "--remote-schema", kill, "--current-time", str(session_time(1)), source, target, env=env

@@ -58,7 +58,13 @@ from rdb_mirror.protocol import (
 from rdb_mirror.regress import RegressResult
 from rdb_mirror.repo_side import RepositorySide
 from rdb_mirror.selection import Selection
-from rdb_mirror.session import BackupOptions, BackupResult, _check_source, backup
+from rdb_mirror.session import (
+    BackupOptions,
+    BackupResult,
+    _check_source,
+    backup,
+    default_workers,
+)
 from rdb_mirror.source import IncludeAll, SourceOptions, run_source
 from rdb_remote import Connection, Hello, RemoteLocation, RemoteProcess, connect
 
@@ -206,7 +212,7 @@ class _ForwardedProgress:
     def finish(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, 0
-        if pending:
+        if pending and self._connection.failure is None:  # (called after failures too)
             self._connection.send(ProgressEvent("advance", None, pending))
 
 
@@ -313,12 +319,11 @@ def backup_to_remote(
             if isinstance(ready, Ready):
                 break
             _replay(ready, report)
-        workers = opts.workers or min(8, (os.cpu_count() or 1) + 2)
         source_options = SourceOptions(
             root=os.fsencode(src),
             selection=opts.selection or IncludeAll(),
             capabilities=Capabilities(eas=ready.eas, acls=ready.acls),
-            workers=workers,
+            workers=opts.workers or default_workers(),
             window=ready.window,
         )
         run_source(source_options, inbox, connection)
@@ -431,7 +436,7 @@ def _serve_source(connection: Connection, start: SourceStart) -> None:
         root=start.path,
         selection=selection,
         capabilities=Capabilities(eas=begin.eas, acls=begin.acls),
-        workers=start.workers or min(8, (os.cpu_count() or 1) + 2),
+        workers=start.workers or default_workers(),
         window=begin.window,
     )
     run_source(options, inbox, connection)

@@ -123,6 +123,11 @@ class BackupOptions:
     deltas: bool | None = None
 
 
+def default_workers() -> int:
+    """Threads of each side's pool: reading, hashing, deltas and compression overlap I/O."""
+    return min(8, (os.cpu_count() or 1) + 2)
+
+
 class SourceEndpoint(Protocol):
     """Where the source half of a session runs: in this process (:class:`LocalSource`) or on
     the other end of a connection (:mod:`rdb_mirror.remote`)."""
@@ -510,7 +515,7 @@ class _Session:
             else None
         )
         errors = ErrorLog()
-        workers = opts.workers or min(8, (os.cpu_count() or 1) + 2)
+        workers = opts.workers or default_workers()
         repo = RepositorySide(
             layout,
             self.quoting,
