@@ -31,6 +31,7 @@ __all__ = [
     "ListedIncrement",
     "SessionSize",
     "byte_summary",
+    "entry_type",
     "format_listing",
     "format_parsable",
     "format_sizes",
@@ -85,10 +86,11 @@ def parse_index(path: str | bytes | None) -> tuple[bytes, ...]:
     return parts
 
 
-def _file_type(path: Path) -> EntryType:
+def entry_type(path: Path) -> EntryType:
+    """What is at ``path`` (lstat): "missing" also when a parent is not a directory."""
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return "missing"
     if stat.S_ISDIR(mode):
         return "directory"
@@ -105,7 +107,7 @@ def _inc_type(inc: IncrementFile) -> EntryType:
         return "regular"
     if kind == "missing":
         return "missing"
-    return _file_type(inc.path)  # a snapshot: what it is on disk (regular or special)
+    return entry_type(inc.path)  # a snapshot: what it is on disk (regular or special)
 
 
 def _mirror_path(layout: Layout, quoting: Quoting, index: tuple[bytes, ...]) -> Path:
@@ -149,7 +151,7 @@ def list_increments(
         for inc in sorted(incs, key=lambda inc: (inc.time, inc.path.name))
     )
     mirror_path = _mirror_path(layout, quoting, index)
-    mirror = ListedIncrement(current, _file_type(mirror_path), mirror_path.name, None)
+    mirror = ListedIncrement(current, entry_type(mirror_path), mirror_path.name, None)
     return IncrementListing(index, listed, mirror)
 
 

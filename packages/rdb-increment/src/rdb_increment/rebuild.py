@@ -127,9 +127,17 @@ def _path_of(source: Source) -> tuple[Path, bool]:
     return source, source.name.endswith(".gz")
 
 
+def _base_of(source: Source) -> tuple[Path, bool]:
+    """A full copy: an increment is gunzipped by its name; a plain path is a mirror copy, never
+    compressed, whatever its name (a mirror file may well be called ``x.gz``)."""
+    if isinstance(source, IncrementFile):
+        return source.path, source.name.compressed
+    return source, False
+
+
 @contextlib.contextmanager
-def _open_data(source: Source) -> Iterator[BinaryIO]:
-    path, compressed = _path_of(source)
+def _open_data(source: Source, *, base: bool = False) -> Iterator[BinaryIO]:
+    path, compressed = _base_of(source) if base else _path_of(source)
     try:
         raw = open(path, "rb")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
@@ -167,11 +175,14 @@ def _patch_pieces(basis_path: Path, delta: Source) -> Iterator[bytes]:
 def iter_rebuild(
     base: Source, diffs_newest_first: Sequence[Source], *, tmpdir: str | Path | None = None
 ) -> Iterator[bytes]:
-    """The bytes of ``base`` (a plain or gzipped full copy) with the reverse diffs applied,
-    newest first. Compression is told by ``IncrementFile.name`` or a path's ``.gz`` suffix."""
-    base_path, base_compressed = _path_of(base)
+    """The bytes of ``base`` (a full copy) with the reverse diffs applied, newest first.
+
+    ``base`` is a snapshot increment (gunzipped by its name) or a mirror copy (a plain path,
+    read as is). A diff given as a plain path is gunzipped if its name ends in ``.gz``.
+    """
+    base_path, base_compressed = _base_of(base)
     if not diffs_newest_first:
-        with _open_data(base) as stream:
+        with _open_data(base, base=True) as stream:
             yield from _chunks(stream, base_path)
         return
     with tempfile.TemporaryDirectory(prefix="rdb-rebuild-", dir=tmpdir) as scratch:
@@ -179,7 +190,7 @@ def iter_rebuild(
         basis = base_path
         if base_compressed:
             basis = spare.pop(0)
-            with _open_data(base) as stream, open(basis, "wb") as out:
+            with _open_data(base, base=True) as stream, open(basis, "wb") as out:
                 for data in _chunks(stream, base_path):
                     out.write(data)
         last = len(diffs_newest_first) - 1
