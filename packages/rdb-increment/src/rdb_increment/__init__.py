@@ -10,6 +10,9 @@ subclasses carrying exit codes. Main entry points::
 
     rebuild_at(layout, index, time, out)          # a regular file as of a session time
     list_increments(repo, path) / increment_sizes(repo, path)
+
+    remove_sessions(repo, RetentionPolicy(older_than="1Y"), RemoveOptions(force=True))
+    remove_sessions(repo, RetentionPolicy(keep_daily=7, keep_weekly=5), RemoveOptions(force=True))
 """
 
 from rdb_increment.listing import (
@@ -33,6 +36,8 @@ from rdb_increment.rebuild import (
     rebuild,
     rebuild_at,
 )
+from rdb_increment.remove import JOURNAL, RemoveOptions, RemoveResult, remove_sessions
+from rdb_increment.sessions import RemovalPlan, RetentionPolicy, Window, plan_removal
 from rdb_increment.writer import (
     DEFAULT_NO_COMPRESSION_REGEXP,
     IncrementError,
@@ -52,6 +57,7 @@ from rdb_increment.writer import (
 __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_NO_COMPRESSION_REGEXP",
+    "JOURNAL",
     "IncrementError",
     "IncrementExists",
     "IncrementFile",
@@ -65,7 +71,12 @@ __all__ = [
     "NullProgress",
     "Plan",
     "RebuildPlan",
+    "RemovalPlan",
+    "RemoveOptions",
+    "RemoveResult",
+    "RetentionPolicy",
     "SessionSize",
+    "Window",
     "WrittenIncrement",
     "block_size_for",
     "byte_summary",
@@ -79,6 +90,8 @@ __all__ = [
     "list_increments",
     "parse_index",
     "plan_rebuild",
+    "plan_removal",
     "rebuild",
     "rebuild_at",
+    "remove_sessions",
 ]

@@ -15,13 +15,17 @@ from typing import Annotated
 
 import typer
 
+from rdb_clikit.console import stderr_console
 from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
+from rdb_clikit.progress import make_progress
+from rdb_clikit.protocol import NullProgress, Progress
 from rdb_clikit.run import main as run_main
 from rdb_format.errors import SourceError, UsageError
 from rdb_format.layout import open_repository
 from rdb_format.locking import WriterLock
 from rdb_format.repository import read_state
-from rdb_format.timestamps import resolve_time_spec
+from rdb_format.statistics import format_bytes
+from rdb_format.timestamps import format_timestring, resolve_time_spec
 from rdb_increment.listing import (
     IncrementListing,
     ListedIncrement,
@@ -33,6 +37,8 @@ from rdb_increment.listing import (
     list_increments,
     parse_index,
 )
+from rdb_increment.remove import RemoveOptions, RemoveResult, remove_sessions
+from rdb_increment.sessions import RetentionPolicy
 from rdb_increment.writer import (
     DEFAULT_NO_COMPRESSION_REGEXP,
     IncrementOptions,
@@ -54,7 +60,8 @@ def _root() -> None:
     .snapshot.gz / .snapshot: the whole old file (or old symlink, fifo, device);
     .missing: X did not exist at T;  .dir: X was a directory.
 
-    'rdb-increment list REPO' shows the sessions; 'rdb-increment make' writes one.
+    'rdb-increment list REPO' shows the sessions; 'rdb-increment make' writes one;
+    'rdb-increment remove' deletes old sessions or thins the history.
     """
 
 
@@ -264,6 +271,169 @@ def make_cmd(
         print(json.dumps(_written_document(written)))
     else:
         print(_show(written.path))
+    return 0
+
+
+def _session_document(when: int) -> dict[str, object]:
+    return {"time": when, "time_string": format_timestring(when)}
+
+
+def _removal_document(result: RemoveResult) -> dict[str, object]:
+    return {
+        "repository": _show(result.repository),
+        "dry_run": result.dry_run,
+        "removed": [_session_document(t) for t in result.removed],
+        "kept": [_session_document(t) for t in result.kept],
+        "files_deleted": result.files_deleted,
+        "bytes_freed": result.bytes_freed,
+        "paths_merged": result.paths_merged,
+        "increments_renamed": result.increments_renamed,
+        "files_rewritten": result.files_rewritten,
+        "resumed": result.resumed,
+    }
+
+
+def _removal_text(result: RemoveResult) -> str:
+    def line(when: int) -> str:
+        return f"    {format_timestring(when)}   {time.asctime(time.localtime(when))}"
+
+    lines: list[str] = []
+    if result.resumed:
+        lines.append("finished an interrupted removal")
+    if not result.removed:
+        cutoff = result.plan.cutoff
+        if len(result.plan.sessions) <= 1:
+            lines.append("nothing to remove: the only session is the newest, always kept")
+        elif cutoff is not None:
+            lines.append(f"nothing to remove: no session is older than {format_timestring(cutoff)}")
+        else:
+            lines.append("nothing to remove: the rules keep every session")
+        return "\n".join(lines) + "\n"
+    verb = "would remove" if result.dry_run else "removed"
+    count = len(result.removed)
+    lines.append(f"{verb} {count} session{'s' if count > 1 else ''}:")
+    lines += [line(t) for t in result.removed]
+    lines.append(f"kept {len(result.kept)} (the newest: {format_timestring(result.kept[-1])})")
+    if not result.dry_run:
+        lines.append(
+            f"deleted {result.files_deleted} files ({format_bytes(result.bytes_freed)}); "
+            f"merged the increments of {result.paths_merged} paths into kept sessions"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@app.command(
+    "remove",
+    epilog=epilog(
+        "rdb-increment remove /backups/home --older-than 1Y --force",
+        "rdb-increment remove /backups/home --older-than 2026-01-01 --dry-run",
+        "rdb-increment remove /backups/home --keep 30 --force",
+        "rdb-increment remove REPO --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --force",
+        "rdb-increment remove /backups/home --session 2026-11-22T00:21:20+01:00",
+        "rdb-increment remove --json REPO --older-than 10B --force | jq '.removed[].time'",
+        notes=(
+            "--older-than removes every session older than TIME, as 'rdiff-backup remove "
+            "increments --older-than' does. The --keep rules keep the N newest sessions and "
+            "the newest session of each of the last N days, ISO weeks and months (local "
+            "time) that have one; a session any rule keeps stays, every other one goes, also "
+            "between kept ones: its increments are merged into the kept session before it, "
+            "so every kept session restores exactly as before. --session removes the sessions "
+            "named (any of them, e.g. one in the middle). The newest session is never "
+            "removed. Removing more than one session needs --force (as in rdiff-backup); "
+            "--dry-run only lists what would go. The writer lock is held throughout; a "
+            "repository whose last backup did not finish must be regressed first "
+            "(rdb-mirror --regress). Killed at any instant, the repository stays valid for "
+            "rdiff-backup 2.2.7 and the rdb tools, and the next remove finishes the job."
+        ),
+    ),
+)
+def remove_cmd(
+    repo: Annotated[Path, typer.Argument(help="The repository (the backup destination).")],
+    *,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="TIME",
+            help="Remove the sessions older than TIME: now, 2026-11-22, "
+            "2026-11-22T10:20:30+01:00, epoch seconds, an interval (3D, 2W, 1M, 1Y; "
+            "s m h D W M Y) or nB (the n-th newest session).",
+        ),
+    ] = None,
+    session: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--session",
+            metavar="TIME",
+            help="Remove exactly this session (repeat for more): its time as "
+            "'rdb-increment list' shows it, epoch seconds, or nB.",
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", metavar="N", min=1, help="Keep the N newest sessions."),
+    ] = None,
+    keep_daily: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-daily", metavar="N", min=1, help="Keep the newest session of each of N days."
+        ),
+    ] = None,
+    keep_weekly: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-weekly",
+            metavar="N",
+            min=1,
+            help="Keep the newest session of each of N ISO weeks.",
+        ),
+    ] = None,
+    keep_monthly: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-monthly",
+            metavar="N",
+            min=1,
+            help="Keep the newest session of each of N months.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the sessions that would be removed.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow removing more than one session.")
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Threads merging increments (default: 4 at most)."),
+    ] = None,
+    json_output: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Remove old backup sessions, or thin the history, keeping the rest restorable.
+
+    Deletes the increments, metadata, statistics and error logs of the sessions that go.
+    """
+    policy = RetentionPolicy(
+        older_than=older_than,
+        keep_last=keep,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+        keep_monthly=keep_monthly,
+        sessions=tuple(session or ()),
+    )
+    progress: Progress = (
+        NullProgress()
+        if json_output
+        else make_progress(stderr_console(quiet=quiet), prog="rdb-increment")
+    )
+    result = remove_sessions(
+        repo, policy, RemoveOptions(dry_run=dry_run, force=force, workers=workers), progress
+    )
+    if json_output:
+        print(json.dumps(_removal_document(result)))
+    else:
+        sys.stdout.write(_removal_text(result))
     return 0
 
 

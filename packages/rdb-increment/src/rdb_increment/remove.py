@@ -1,0 +1,405 @@
+"""Remove backup sessions from a repository: the oldest ones, or any ones (thinning).
+
+:func:`remove_sessions` takes the writer lock, decides which sessions go
+(:mod:`rdb_increment.sessions`) and changes the repository in an order that keeps every kept
+session restorable, by us and by rdiff-backup 2.2.7, whenever the process is killed:
+
+1. ``rdb-remove.journal`` is written (not an increment-style name: rdiff-backup ignores it).
+   It lists the sessions whose metadata step 6 re-diffs; a later run that finds it finishes
+   the job.
+2. Each kept session P followed by dropped ones gets self-contained metadata
+   (:func:`rdb_increment.metadata_merge.make_self_contained`), in place.
+3. The root's ``increments.T.dir`` markers are merged or deleted, then every other data-dir
+   file of a dropped session (statistics, error log, EA/ACL snapshots), then its
+   ``mirror_metadata``: from here the session no longer exists for any reader.
+4. The increment tree and ``long_filename_data`` are walked once: increments older than the
+   oldest kept session are deleted, as rdiff-backup's ``remove increments`` does; those of
+   dropped sessions between kept ones are merged into the kept session before them
+   (:class:`rdb_increment.thin.PathMerger`, each step atomic). Directories left empty are
+   removed, as rdiff-backup does.
+5. (crash leftovers) increments whose time is no session any more are treated the same way,
+   so a second run completes an interrupted one.
+6. The metadata of step 2 is re-diffed against the next kept session; the journal is removed.
+
+Before the session files go (step 3) nothing a reader uses has changed meaning; after it, the
+remaining steps only tidy files that no kept session's chain depends on incorrectly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import shutil
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdb_format.atomic import fsync_dir, remove_durable, write_atomic
+from rdb_format.errors import CorruptRepository, UnfinishedSession, UsageError
+from rdb_format.layout import CURRENT_MIRROR, INCREMENTS, MIRROR_METADATA, Layout, open_repository
+from rdb_format.locking import WriterLock
+from rdb_format.metadata import path_key
+from rdb_format.metadata_diff import records_at
+from rdb_format.progress import NullProgress, Progress
+from rdb_format.repository import RepositoryState, read_state
+from rdb_format.timestamps import format_timestring
+from rdb_increment import testhooks
+from rdb_increment.metadata_merge import make_self_contained, rediff
+from rdb_increment.sessions import RemovalPlan, RetentionPolicy, plan_removal
+from rdb_increment.thin import Changes, PathMerger, time_stamp
+from rdb_increment.tree import PathIncrements, remove_if_empty, root_increments, walk_increments
+
+__all__ = ["JOURNAL", "RemoveOptions", "RemoveResult", "remove_sessions"]
+
+#: Written while a removal runs; lists the sessions whose metadata is still to be re-diffed.
+JOURNAL = "rdb-remove.journal"
+_SCRATCH_PREFIX = "rdiff-backup.tmp.rdb-remove-"
+
+
+@dataclass(frozen=True)
+class RemoveOptions:
+    """``dry_run``: only say what would go. ``force``: allow removing more than one session.
+    ``workers``: threads that merge increments (default: CPUs, at most 4). ``now``: the
+    clock for time specs such as ``3D`` (default: now)."""
+
+    dry_run: bool = False
+    force: bool = False
+    workers: int | None = None
+    now: int | None = None
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    """What a removal did (or, with ``dry_run``, would do)."""
+
+    repository: Path
+    plan: RemovalPlan
+    dry_run: bool = False
+    files_deleted: int = 0
+    bytes_freed: int = 0
+    paths_merged: int = 0
+    increments_renamed: int = 0
+    files_rewritten: int = 0
+    resumed: bool = False  # an interrupted earlier removal was completed
+
+    @property
+    def changes(self) -> int:
+        """How many times the repository was changed (deletions, renames, rewrites)."""
+        return self.files_deleted + self.increments_renamed + self.files_rewritten
+
+    @property
+    def removed(self) -> tuple[int, ...]:
+        return self.plan.dropped
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        return self.plan.kept
+
+
+def _checked_state(layout: Layout) -> RepositoryState:
+    state = read_state(layout)
+    try:
+        state.check_finished()
+    except UnfinishedSession:
+        raise UnfinishedSession(
+            "the last backup session did not finish; run "
+            f"'rdb-mirror --regress {os.fsdecode(layout.root)}' first, then remove",
+            path=layout.data_dir,
+        ) from None
+    return state
+
+
+def _describe(times: tuple[int, ...]) -> str:
+    first = format_timestring(times[0])
+    if len(times) == 1:
+        return first
+    return f"{first} ... {format_timestring(times[-1])}"
+
+
+def _check_plan(plan: RemovalPlan, options: RemoveOptions, layout: Layout) -> None:
+    if len(plan.dropped) > 1 and not options.force and not options.dry_run:
+        raise UsageError(
+            f"would remove {len(plan.dropped)} sessions ({_describe(plan.dropped)}); "
+            "give --force to remove more than one, or --dry-run to list them",
+            path=layout.root,
+        )
+
+
+def remove_sessions(
+    repository: str | os.PathLike[str],
+    policy: RetentionPolicy,
+    options: RemoveOptions | None = None,
+    progress: Progress | None = None,
+) -> RemoveResult:
+    """Remove the sessions ``policy`` drops from ``repository`` (see the module docstring).
+
+    Raises RepositoryNotFound, UnfinishedSession (regress first), RepositoryLocked,
+    UsageError (bad policy, or several sessions without ``force``), CorruptRepository.
+    """
+    opts = options or RemoveOptions()
+    report = progress or NullProgress()
+    policy.check()
+    layout = open_repository(repository)
+    journal = _Journal(layout.data_dir)
+    try:
+        state = _checked_state(layout)
+        # after an interrupted removal, sessions it named may be gone already: not an error
+        resuming = journal.path.exists()
+        plan = plan_removal(state.sessions, policy, now=opts.now, gone_ok=resuming)
+        _check_plan(plan, opts, layout)
+        if opts.dry_run:
+            return RemoveResult(layout.root, plan, dry_run=True, resumed=resuming)
+        with WriterLock(layout, command="rdb-increment remove"):
+            testhooks.point("locked")
+            state = _checked_state(layout)  # what it is now that we hold the lock
+            resuming = journal.path.exists()
+            plan = plan_removal(state.sessions, policy, now=opts.now, gone_ok=resuming)
+            _check_plan(plan, opts, layout)
+            return _Removal(layout, state, plan, opts, report).run()
+    finally:
+        report.finish()
+
+
+class _Journal:
+    """``rdb-remove.journal``: the sessions whose metadata must be re-diffed at the end."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / JOURNAL
+
+    def read(self) -> set[int] | None:
+        """The pending sessions, or None when no removal was interrupted."""
+        try:
+            content = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            document = json.loads(content)
+            return {int(t) for t in document["rediff"]}
+        except (ValueError, KeyError, TypeError):
+            raise CorruptRepository(
+                "garbled removal journal; delete it (the repository stays valid) and run again",
+                path=self.path,
+            ) from None
+
+    def write(self, rediff: set[int]) -> None:
+        document = {"rediff": sorted(rediff), "pid": os.getpid()}
+        write_atomic(self.path, json.dumps(document).encode() + b"\n")
+
+    def remove(self) -> None:
+        remove_durable(self.path, missing_ok=True)
+
+
+class _Removal:
+    def __init__(
+        self,
+        layout: Layout,
+        state: RepositoryState,
+        plan: RemovalPlan,
+        options: RemoveOptions,
+        progress: Progress,
+    ) -> None:
+        self.layout = layout
+        self.state = state
+        self.plan = plan
+        self.options = options
+        self.progress = progress
+        self.quoting = state.quoting
+        self.changes = Changes()
+        self.kept = plan.kept
+        self.kept_set = frozenset(plan.kept)
+        self.doomed = frozenset(plan.dropped)
+        self.recheck: frozenset[int] = frozenset()  # windows a killed removal was merging
+        self._long_names: dict[int, Path] | None = None
+        self._long_lock = threading.Lock()
+
+    # ---- the run ---------------------------------------------------------------------
+
+    def run(self) -> RemoveResult:
+        journal = _Journal(self.layout.data_dir)
+        pending = journal.read()
+        resumed = pending is not None
+        if not self.plan.kept or (not self.plan.dropped and not resumed):
+            return RemoveResult(self.layout.root, self.plan)
+        self._clean_scratch()
+        windows = self.plan.windows
+        self.recheck = frozenset((pending or set()) & set(self.kept[:-1]))
+        rediff_times = (pending or set()) | {w.previous for w in windows}
+        journal.write(rediff_times)
+        data_dir = self.layout.data_dir
+        for window in windows:
+            if make_self_contained(
+                data_dir, self.quoting, window.previous, window.dropped, window.next
+            ):
+                self.changes.note("rewritten")
+        testhooks.point("metadata-merged")
+        scratch = data_dir / f"{_SCRATCH_PREFIX}{os.getpid()}"
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        try:
+            merger = PathMerger(
+                self.layout, self.quoting, self._stamps(), scratch, self.changes, self._mirror_of
+            )
+            self.progress.start("removing sessions", None)
+            self._handle(merger, root_increments(self.layout, self.quoting), None)
+            self._drop_session_files()
+            testhooks.point("sessions-dropped")
+            self._walk(merger)
+            testhooks.point("increments-done")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        sessions = set(read_state(self.layout).sessions)
+        for when in sorted(rediff_times):
+            if when in sessions and rediff(data_dir, self.quoting, when):
+                self.changes.note("rewritten")
+        testhooks.point("rediffed")
+        journal.remove()
+        return RemoveResult(
+            self.layout.root,
+            self.plan,
+            files_deleted=self.changes.files_deleted,
+            bytes_freed=self.changes.bytes_freed,
+            paths_merged=self.changes.paths_merged,
+            increments_renamed=self.changes.renamed,
+            files_rewritten=self.changes.rewritten,
+            resumed=resumed,
+        )
+
+    def _clean_scratch(self) -> None:
+        """Scratch directories of removals that were killed (we hold the lock)."""
+        for name in os.listdir(self.layout.data_dir):
+            if name.startswith(_SCRATCH_PREFIX):
+                shutil.rmtree(self.layout.data_dir / name, ignore_errors=True)
+
+    def _stamps(self) -> dict[int, bytes]:
+        """Each session's time string as its metadata file writes it."""
+        stamps: dict[int, bytes] = {}
+        for entry in self.state.metadata:
+            raw = self.quoting.unquote(os.fsencode(entry.path.name), path=entry.path)
+            stamps[entry.name.time] = time_stamp(raw)
+        return stamps
+
+    def _goes(self, when: int) -> bool:
+        return when in self.doomed or when < self.kept[0]
+
+    def _drop_session_files(self) -> None:
+        """Every data-dir file of a dropped session; its ``mirror_metadata`` last."""
+        keep_bases = {CURRENT_MIRROR.encode(), INCREMENTS.encode(), MIRROR_METADATA.encode()}
+        for entry in self.state.entries:
+            if entry.name.base not in keep_bases and self._goes(entry.name.time):
+                self._unlink_data(entry.path)
+        for entry in self.state.metadata:
+            if self._goes(entry.name.time):
+                self._unlink_data(entry.path)
+        fsync_dir(self.layout.data_dir)
+
+    def _unlink_data(self, path: Path) -> None:
+        try:
+            size = os.lstat(path).st_size
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        self.changes.deleted(size)
+
+    # ---- the increment tree ----------------------------------------------------------
+
+    def _walk(self, merger: PathMerger) -> None:
+        workers = self.options.workers or min(4, os.cpu_count() or 1)
+        in_flight: deque[tuple[Path, Future[None]]] = deque()
+        busy: set[Path] = set()
+        with ThreadPoolExecutor(workers, thread_name_prefix="rdb-remove") as pool:
+
+            def submit(group: PathIncrements, windows: list[int]) -> None:
+                future = pool.submit(self._merge_all, merger, group, windows)
+                in_flight.append((group.directory, future))
+                busy.add(group.directory)
+                while len(in_flight) > workers * 4:
+                    in_flight.popleft()[1].result()
+
+            try:
+                for directory in walk_increments(self.layout, self.quoting):
+                    for group in directory.groups:
+                        self._handle(merger, group, submit)
+                    if directory.path not in busy:
+                        remove_if_empty(directory.path)
+                while in_flight:
+                    in_flight.popleft()[1].result()
+            finally:
+                for _, future in in_flight:
+                    future.cancel()
+        for path in sorted(busy, key=lambda p: len(p.parts), reverse=True):
+            self._sweep_up(path)
+
+    def _sweep_up(self, directory: Path) -> None:
+        top = self.layout.increments_dir
+        while directory == top or top in directory.parents:
+            if not remove_if_empty(directory):
+                return
+            directory = directory.parent
+
+    def _handle(
+        self,
+        merger: PathMerger,
+        group: PathIncrements,
+        submit: Callable[[PathIncrements, list[int]], None] | None,
+    ) -> None:
+        """Delete ``group``'s increments older than the oldest kept session; merge those of
+        times that are no kept session into the kept session before them."""
+        oldest, current = self.kept[0], self.kept[-1]
+        windows: set[int] = set()  # kept sessions followed by increments of other times
+        for inc in list(group.files):
+            when = inc.time
+            if when < oldest:
+                size = os.lstat(inc.path).st_size
+                os.unlink(inc.path)
+                group.files.remove(inc)
+                self.changes.deleted(size)
+            elif when < current and when not in self.kept_set:
+                windows.add(self.kept[bisect.bisect_right(self.kept, when) - 1])
+            elif when in self.recheck:
+                windows.add(when)
+        self.progress.advance(len(group.files))
+        if not windows:
+            return
+        todo = sorted(windows)
+        cheap = all(self._window_size(group, p) == 1 for p in todo) and not (windows & self.recheck)
+        if submit is None or cheap:
+            self._merge_all(merger, group, todo)  # renames only
+        else:
+            submit(group, todo)
+
+    def _next_kept(self, previous: int) -> int:
+        return self.kept[bisect.bisect_right(self.kept, previous)]
+
+    def _window_size(self, group: PathIncrements, previous: int) -> int:
+        following = self._next_kept(previous)
+        return sum(1 for inc in group.files if previous <= inc.time < following)
+
+    def _merge_all(self, merger: PathMerger, group: PathIncrements, windows: list[int]) -> None:
+        for previous in windows:
+            merger.merge(
+                group, previous, self._next_kept(previous), recheck=previous in self.recheck
+            )
+
+    # ---- long names ------------------------------------------------------------------
+
+    def _mirror_of(self, group: PathIncrements) -> Path | None:
+        """The mirror copy of a ``long_filename_data/N`` group, from the current metadata."""
+        if group.long_name is None:
+            return None
+        own = self.layout.long_filename_dir / str(group.long_name)
+        if os.path.lexists(own):
+            return own  # AlternateMirrorName N: the data lives there
+        with self._long_lock:
+            if self._long_names is None:
+                found: dict[int, Path] = {}
+                current = self.kept[-1]
+                for record in records_at(self.layout.data_dir, current, quoting=self.quoting):
+                    number = record.alternate_increment_name
+                    if number is not None:
+                        parts = self.quoting.quote_path(path_key(record.path))
+                        found[number] = self.layout.root.joinpath(*map(os.fsdecode, parts))
+                self._long_names = found
+            return self._long_names.get(group.long_name)

@@ -1,0 +1,161 @@
+"""Every increment file of a repository, grouped by the mirror path it belongs to.
+
+The increment tree (``rdiff-backup-data/increments``) has the mirror's shape: the increments of
+``a/b`` are ``increments/a/b.<T>.<kind>[.gz]``. Over-long names keep theirs in
+``long_filename_data/<N>.<T>.<kind>[.gz]`` and the root's are ``increments.<T>.dir`` in the data
+dir. :func:`walk_increments` lists each directory once (one ``scandir``), so a walk costs one
+pass over the tree, and yields directories children first, so a caller that empties a
+directory can remove it on the spot (:func:`remove_if_empty`), as rdiff-backup's removal does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rdb_format.atomic import is_temp_name
+from rdb_format.errors import CorruptRepository
+from rdb_format.increments import parse_increment_name
+from rdb_format.layout import INCREMENTS, Layout
+from rdb_format.quoting import Quoting
+from rdb_increment.rebuild import IncrementFile
+
+__all__ = [
+    "IncrementDirectory",
+    "PathIncrements",
+    "group_increments",
+    "remove_if_empty",
+    "root_increments",
+    "walk_increments",
+]
+
+
+@dataclass
+class PathIncrements:
+    """The increments of one path, oldest first.
+
+    ``mirror`` is the path of its mirror copy when the place tells it (the increment tree and
+    the root); ``long_name`` is N for ``long_filename_data/N.*`` (the mirror copy is then
+    found through the metadata's ``AlternateMirrorName``/``AlternateIncrementName``).
+    """
+
+    directory: Path
+    base: bytes  # unquoted; b"increments" for the root, b"<N>" for a long name
+    files: list[IncrementFile] = field(default_factory=list)
+    mirror: Path | None = None
+    long_name: int | None = None
+
+
+@dataclass
+class IncrementDirectory:
+    """One directory of increment files: its groups, and how many entries it held."""
+
+    path: Path
+    groups: list[PathIncrements]
+    entries: int
+
+
+def group_increments(
+    directory: Path,
+    names: Iterable[bytes],
+    quoting: Quoting,
+    *,
+    mirror_dir: Path | None = None,
+    only_base: bytes | None = None,
+) -> list[PathIncrements]:
+    """Group the increment-style ``names`` (on-disk, quoted) of ``directory`` by base.
+
+    Temp files, ``.data`` names and names that do not parse are left out (nothing touches
+    them). ``mirror_dir`` is the mirror directory matching ``directory``; ``only_base`` keeps
+    one base (the root's ``increments`` in the data dir).
+    """
+    groups: dict[bytes, PathIncrements] = {}
+    for raw in names:
+        if is_temp_name(raw):
+            continue
+        try:
+            parsed = parse_increment_name(quoting.unquote(raw, path=directory))
+        except CorruptRepository:
+            continue
+        if parsed is None or parsed.kind == "data":
+            continue
+        if only_base is not None and parsed.base != only_base:
+            continue
+        group = groups.get(parsed.base)
+        if group is None:
+            group = PathIncrements(directory, parsed.base)
+            if mirror_dir is not None:
+                group.mirror = mirror_dir / os.fsdecode(quoting.quote(parsed.base))
+            elif parsed.base.isdigit():
+                group.long_name = int(parsed.base)
+            groups[parsed.base] = group
+        group.files.append(IncrementFile(parsed, directory / os.fsdecode(raw)))
+    for group in groups.values():
+        group.files.sort()
+    return list(groups.values())
+
+
+def root_increments(layout: Layout, quoting: Quoting) -> PathIncrements:
+    """The root's ``increments.<T>.dir`` markers in the data dir."""
+    names = os.listdir(os.fsencode(layout.data_dir))
+    base = INCREMENTS.encode()
+    found = group_increments(layout.data_dir, names, quoting, only_base=base)
+    group = found[0] if found else PathIncrements(layout.data_dir, base)
+    group.mirror = layout.root
+    return group
+
+
+def _scan(directory: Path) -> tuple[list[bytes], list[Path], int]:
+    files: list[bytes] = []
+    subdirs: list[Path] = []
+    count = 0
+    try:
+        with os.scandir(os.fsencode(directory)) as listing:
+            for entry in listing:
+                count += 1
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(directory / os.fsdecode(entry.name))
+                else:
+                    files.append(entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return files, subdirs, count
+
+
+def walk_increments(layout: Layout, quoting: Quoting) -> Iterator[IncrementDirectory]:
+    """Every directory of the increment tree, children before their parent, then
+    ``long_filename_data``. Each comes with its increment files grouped by path."""
+    top = layout.increments_dir
+    # iterative post-order: (directory, its mirror directory, children already pushed?)
+    stack: list[tuple[Path, Path, bool]] = [(top, layout.root, False)]
+    pending: dict[Path, tuple[list[bytes], int]] = {}
+    while stack:
+        directory, mirror_dir, expanded = stack.pop()
+        if expanded:
+            names, count = pending.pop(directory)
+            groups = group_increments(directory, names, quoting, mirror_dir=mirror_dir)
+            yield IncrementDirectory(directory, groups, count)
+            continue
+        names, subdirs, count = _scan(directory)
+        pending[directory] = (names, count)
+        stack.append((directory, mirror_dir, True))
+        for sub in subdirs:
+            stack.append((sub, mirror_dir / sub.name, False))
+    long_dir = layout.long_filename_dir
+    names, _, count = _scan(long_dir)
+    if names:
+        yield IncrementDirectory(long_dir, group_increments(long_dir, names, quoting), count)
+
+
+def remove_if_empty(directory: Path) -> bool:
+    """rmdir ``directory`` if it is empty; False if it holds anything (or is gone)."""
+    try:
+        os.rmdir(directory)
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT, errno.EBUSY):
+            return False
+        raise
+    return True
