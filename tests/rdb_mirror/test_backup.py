@@ -205,3 +205,25 @@ def test_small_contents_held_or_staged(
     assert differences(trees.scan(src), trees.scan(repo)) == []
     assert check(repo).problems == []
     assert not [p for p in (repo / "rdiff-backup-data").iterdir() if "tmp" in p.name]
+
+
+def test_new_files_do_not_keep_an_inherited_acl(tmp_path: Path) -> None:
+    """A destination whose directory passes a default ACL down: the mirror's new files and
+    directories still get exactly the source's ACLs (none here), EAs too."""
+    import shutil
+    import subprocess
+
+    if shutil.which("setfacl") is None:
+        pytest.skip("setfacl is needed to give the destination a default ACL")
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    (src / "sub").mkdir(parents=True)
+    (src / "plain").write_bytes(b"no acl\n")
+    (src / "sub" / "with-ea").write_bytes(b"an ea\n")
+    os.setxattr(src / "sub" / "with-ea", "user.note", b"kept")
+    dest.mkdir()
+    subprocess.run(["setfacl", "-d", "-m", "u:nobody:rwx", str(dest)], check=True)
+    result = backup(src, dest, BackupOptions(current_time=session_time(0)))
+    assert result.errors == []
+    assert differences(trees.scan(src), trees.scan(dest)) == []
+    assert "system.posix_acl_access" not in os.listxattr(dest / "plain")
+    assert os.getxattr(dest / "sub" / "with-ea", "user.note") == b"kept"

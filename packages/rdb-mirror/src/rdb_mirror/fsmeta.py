@@ -214,12 +214,22 @@ def read_acl(path: bytes, is_dir: bool) -> tuple[ACLEntry, ...]:
     return tuple(entries)
 
 
+def has_default_acl(directory: bytes) -> bool:
+    """Whether files created in ``directory`` inherit an ACL (it has a default ACL)."""
+    try:
+        os.getxattr(directory, "system.posix_acl_default")
+    except OSError:
+        return False  # ENODATA (none), or no ACL support at all
+    return True
+
+
 def _acl_text(entries: list[ACLEntry]) -> str:
     return "\n".join(f"{e.tag}:{e.qualifier}:{e.perms}" for e in entries) + "\n"
 
 
-def apply_acl(path: bytes, entries: tuple[ACLEntry, ...], mode: int, is_dir: bool) -> None:
-    """Give ``path`` the ACL ``entries`` (``()``: the trivial ACL of ``mode``)."""
+def apply_acl(path: bytes | int, entries: tuple[ACLEntry, ...], mode: int, is_dir: bool) -> None:
+    """Give ``path`` (or an open non-directory) the ACL ``entries`` (``()``: the trivial ACL
+    of ``mode``)."""
     if posix1e is None:
         return
     access = [e for e in entries if not e.default]
@@ -241,21 +251,25 @@ def apply_acl(path: bytes, entries: tuple[ACLEntry, ...], mode: int, is_dir: boo
 
 
 def apply_attributes(
-    path: bytes,
+    path: bytes | int,
     record: Record,
     *,
     ownership: bool,
     mtime_ns: int | None = None,
     atime_ns: int | None = None,
 ) -> None:
-    """Owner (when allowed), permissions and mtime of ``record`` on ``path`` (no symlink follow).
+    """Owner (when allowed), permissions and mtime of ``record`` on ``path`` (no symlink follow)
+    or on an open file descriptor (no path lookups: a file just written).
 
     Symlinks only get their owner. The mtime is ``mtime_ns`` when given (full precision),
     else the record's whole seconds.
     """
     if ownership and record.uid is not None and record.gid is not None:
         with contextlib.suppress(OSError):
-            os.lchown(path, record.uid, record.gid)
+            if isinstance(path, int):
+                os.fchown(path, record.uid, record.gid)
+            else:
+                os.lchown(path, record.uid, record.gid)
     if record.type == "sym":
         return
     if record.permissions is not None:

@@ -341,13 +341,27 @@ class Channel(Sender[T], Receiver[T], Protocol[T]):
 
 
 class QueueChannel(Generic[T]):
-    """The in-process channel: a thread-safe queue, bounded to keep memory flat."""
+    """The in-process channel: a thread-safe queue, bounded (``maxsize`` > 0) to keep memory
+    flat. Both ends use only C-level ``SimpleQueue`` operations (a ``queue.Queue`` costs
+    several Python-level lock and condition calls per message): a bounded channel takes a
+    token from a second queue of ``maxsize`` tokens before each send, and gives it back on
+    each receive."""
 
     def __init__(self, maxsize: int = 0) -> None:
-        self._queue: queue.Queue[T] = queue.Queue(maxsize)
+        self._queue: queue.SimpleQueue[T] = queue.SimpleQueue()
+        self._tokens: queue.SimpleQueue[None] | None = None
+        if maxsize > 0:
+            self._tokens = queue.SimpleQueue()
+            for _ in range(maxsize):
+                self._tokens.put(None)
 
     def send(self, message: T) -> None:
+        if self._tokens is not None:
+            self._tokens.get()
         self._queue.put(message)
 
     def receive(self) -> T:
-        return self._queue.get()
+        message = self._queue.get()
+        if self._tokens is not None:
+            self._tokens.put(None)
+        return message

@@ -14,7 +14,6 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +49,7 @@ from rdb_mirror.protocol import (
     StatKey,
     WalkDone,
 )
+from rdb_mirror.workers import Workers
 from rdiff.errors import RdiffError
 
 __all__ = ["IncludeAll", "Selection", "SourceOptions", "run_source", "stat_key"]
@@ -370,7 +370,7 @@ def run_source(
 ) -> None:
     """The whole source side: walk and send entries; serve content requests until Finish."""
     credits = _Credits(options.window)
-    pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="rdb-source")
+    pool = Workers(options.workers, "rdb-source")
     failure: list[BaseException] = []
 
     signatures: dict[int, list[bytes]] = {}
@@ -427,6 +427,6 @@ def run_source(
                 reason = f"{os.fsdecode(problem.filename)}: {problem.strerror or problem}"
         out.send(WalkDone(count, reason))
     server.join()
-    pool.shutdown(wait=True)
+    pool.shutdown()
     if failure:
         raise failure[0]
