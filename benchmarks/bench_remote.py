@@ -72,6 +72,7 @@ def loopback_bytes() -> int | None:
 def command(
     tool: str, src: Path, dest: Path, session: int, ssh: list[str], python_path: str
 ) -> list[str]:
+    rdiff_backup = os.environ.get("RDB_RDIFF_BACKUP", str(RDIFF_BACKUP))
     when = str(T0 + 3600 * session)
     if tool == "rdb-mirror":
         remote = shlex.join(
@@ -83,9 +84,9 @@ def command(
             "--remote-schema", schema, str(src), f"127.0.0.1::{dest}",
         ]  # fmt: skip
     if tool == "rdiff-backup":
-        schema = shlex.join(ssh) + " {h} " + shlex.join([str(RDIFF_BACKUP), "server"])
+        schema = shlex.join(ssh) + " {h} " + shlex.join([rdiff_backup, "server"])
         return [
-            str(RDIFF_BACKUP), "--current-time", when, "--terminal-verbosity", "1",
+            rdiff_backup, "--current-time", when, "--terminal-verbosity", "1",
             "--remote-schema", schema, "backup", str(src), f"127.0.0.1::{dest}",
         ]  # fmt: skip
     rsync = shutil.which("rsync") or "/usr/bin/rsync"
@@ -150,8 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="django,small,big", help="comma-separated corpora")
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--work", type=Path, default=None, help="scratch directory")
+    parser.add_argument(
+        "--rdiff-backup", default=os.environ.get("RDB_RDIFF_BACKUP", str(RDIFF_BACKUP))
+    )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     tools = [t for t in args.tools.split(",") if t]
+    os.environ["RDB_RDIFF_BACKUP"] = args.rdiff_backup
     corpus: Path = args.corpus
     names = [n for n in args.only.split(",") if n]
     if not all((corpus / (f"{n}-a.bin" if n == "big" else f"{n}-a")).exists() for n in names):
