@@ -50,7 +50,11 @@ def test_every_field_kind_round_trips(note: Note) -> None:
 
 
 def test_record_and_nested_values_round_trip() -> None:
-    value = (RECORD, (b"x", (1, -1, None, True, False, 1.5, -0.0)), "\udcff surrogate")
+    value = (
+        RECORD,
+        (b"x", (1, -1, None, True, False, 1.5, -0.0, 2**63 - 1, -(2**63), 2**64, 1 << 20)),
+        "\udcff surrogate",
+    )
     assert CODEC.decode(CODEC.encode(value)) == value
 
 
@@ -73,6 +77,7 @@ def test_any_bytes_decode_to_a_value_or_a_protocol_error(junk: bytes) -> None:
         (b"i\xff\xff", "truncated number"),
         (b"NN", "bytes after the message"),
         (b"d\x00\x00", "truncated value"),
+        (b"q\x00\x00\x00", "truncated value"),
         (b"S\x05", "unknown message type"),
         (b"s\x02\xff\xfe", "not UTF-8"),
         (b"t\xff\xff\xff\x7f", "past the end"),

@@ -4,6 +4,8 @@ Every value starts with a one-byte tag (docs/protocol.md, "Encoding")::
 
     N None     T True     F False
     i int      zigzag varint (at most 20 bytes)
+    q int      8 bytes, signed big-endian (the encoder's choice for large int64 values:
+               nanosecond times, inodes — one unpack instead of a 10-byte varint loop)
     d float    8 bytes, IEEE 754 big-endian
     b bytes    varint length, then the bytes
     s str      varint length, then UTF-8 (surrogates passed through)
@@ -40,6 +42,9 @@ MAX_INT_BYTES = 20
 _NONE, _TRUE, _FALSE = b"N", b"T", b"F"
 _INT, _BYTES, _STR, _TUPLE, _RECORD, _STRUCT = 0x69, 0x62, 0x73, 0x74, 0x52, 0x53
 _FLOAT = 0x64
+_INT64 = 0x71
+_QUAD = struct.Struct(">q")
+_SMALL = 1 << 20
 _DOUBLE = struct.Struct(">d")
 
 Validator = Callable[[object], bool]
@@ -76,21 +81,25 @@ class Codec:
 
     # ---- validators compiled from type hints ----------------------------------------------
 
+    def _atomic(self, hint: Any) -> frozenset[type] | None:
+        """The exact types a hint allows, if it is a plain type or a union of them."""
+        if hint is None or hint is type(None):
+            return frozenset((type(None),))
+        if hint in (bool, int, float, bytes, str, Record) or hint in self._numbers:
+            return frozenset((hint,))
+        if get_origin(hint) in (Union, types.UnionType):
+            parts = [self._atomic(a) for a in get_args(hint)]
+            if all(p is not None for p in parts):
+                return frozenset().union(*parts)  # type: ignore[arg-type]
+        return None
+
     def _validator(self, hint: Any) -> Validator:
-        if hint is type(None) or hint is None:
-            return lambda v: v is None
-        if hint is bool:
-            return lambda v: v is True or v is False
-        if hint is int:
-            return lambda v: type(v) is int
-        if hint is float:
-            return lambda v: type(v) is float
-        if hint in (bytes, str):
-            return lambda v: type(v) is hint
-        if hint is Record:
-            return lambda v: type(v) is Record
-        if hint in self._numbers:
-            return lambda v: type(v) is hint
+        atomic = self._atomic(hint)
+        if atomic is not None:
+            if len(atomic) == 1:
+                (only,) = atomic
+                return lambda v: type(v) is only
+            return lambda v: type(v) in atomic
         origin = get_origin(hint)
         args = get_args(hint)
         if origin is Literal:
@@ -101,6 +110,9 @@ class Codec:
             return lambda v: any(check(v) for check in options)
         if origin is tuple:
             if len(args) == 2 and args[1] is Ellipsis:
+                items = self._atomic(args[0])
+                if items is not None:
+                    return lambda v: type(v) is tuple and all(type(x) in items for x in v)
                 each = self._validator(args[0])
                 return lambda v: type(v) is tuple and all(each(x) for x in v)
             fixed = tuple(self._validator(a) for a in args)
@@ -128,9 +140,13 @@ class Codec:
             _varint(len(data_), out)
             out += data_
         elif kind is int:
-            out.append(_INT)
             number: int = value  # type: ignore[assignment]
-            _varint((number << 1) if number >= 0 else ((-number) << 1) - 1, out)
+            if -_SMALL < number < _SMALL or not -(1 << 63) <= number < (1 << 63):
+                out.append(_INT)
+                _varint((number << 1) if number >= 0 else ((-number) << 1) - 1, out)
+            else:
+                out.append(_INT64)
+                out += _QUAD.pack(number)
         elif value is None:
             out += _NONE
         elif kind is str:
@@ -194,59 +210,111 @@ class Codec:
             raise ProtocolError("malformed frame: a length runs past the end of the frame")
         return length, pos
 
+    def _values(self, data: bytes, pos: int, count: int, depth: int) -> tuple[list[object], int]:
+        """``count`` consecutive values: plain ones decoded here, in the loop (a function
+        call per value is most of the cost of a metadata entry), the others by _decode."""
+        end = len(data)
+        values: list[object] = []
+        append = values.append
+        for _ in range(count):
+            if pos >= end:
+                raise ProtocolError("malformed frame: truncated value")
+            tag = data[pos]
+            if tag in (_BYTES, _STR):
+                if pos + 1 < end and data[pos + 1] < 0x80:
+                    length = data[pos + 1]
+                    pos += 2
+                    if length > end - pos:
+                        raise ProtocolError(
+                            "malformed frame: a length runs past the end of the frame"
+                        )
+                else:
+                    length, pos = self._length(data, pos + 1)
+                if tag == _BYTES:
+                    append(data[pos : pos + length])
+                    pos += length
+                    continue
+                try:
+                    append(data[pos : pos + length].decode("utf-8", "surrogatepass"))
+                except UnicodeDecodeError:
+                    raise ProtocolError("malformed frame: a string is not UTF-8") from None
+                pos += length
+            elif tag == _INT and pos + 1 < end and data[pos + 1] < 0x80:
+                raw = data[pos + 1]
+                append((raw >> 1) if not raw & 1 else -((raw + 1) >> 1))
+                pos += 2
+            elif tag == _INT64 and pos + 9 <= end:
+                append(_QUAD.unpack_from(data, pos + 1)[0])
+                pos += 9
+            elif tag == 0x4E:  # N
+                append(None)
+                pos += 1
+            else:
+                value, pos = self._decode(data, pos, depth)
+                append(value)
+        return values, pos
+
     def _decode(self, data: bytes, pos: int, depth: int) -> tuple[object, int]:
-        if pos >= len(data):
+        end = len(data)
+        if pos >= end:
             raise ProtocolError("malformed frame: truncated value")
         tag = data[pos]
         pos += 1
-        if tag == _BYTES:
-            length, pos = self._length(data, pos)
-            return data[pos : pos + length], pos + length
-        if tag == _INT:
-            raw, pos = self._read_varint(data, pos)
-            return (raw >> 1) if not raw & 1 else -((raw + 1) >> 1), pos
-        if tag == 0x4E:  # N
-            return None, pos
-        if tag == _STR:
-            length, pos = self._length(data, pos)
+        if tag in (_BYTES, _STR):
+            if pos < end and data[pos] < 0x80:
+                length = data[pos]
+                pos += 1
+                if length > end - pos:
+                    raise ProtocolError("malformed frame: a length runs past the end of the frame")
+            else:
+                length, pos = self._length(data, pos)
+            if tag == _BYTES:
+                return data[pos : pos + length], pos + length
             try:
                 text = data[pos : pos + length].decode("utf-8", "surrogatepass")
             except UnicodeDecodeError:
                 raise ProtocolError("malformed frame: a string is not UTF-8") from None
             return text, pos + length
+        if tag == _INT:
+            if pos < end and data[pos] < 0x80:
+                raw = data[pos]
+                pos += 1
+            else:
+                raw, pos = self._read_varint(data, pos)
+            return (raw >> 1) if not raw & 1 else -((raw + 1) >> 1), pos
+        if tag == 0x4E:  # N
+            return None, pos
+        if tag == _INT64:
+            if pos + 8 > end:
+                raise ProtocolError("malformed frame: truncated value")
+            return _QUAD.unpack_from(data, pos)[0], pos + 8
         if depth >= MAX_DEPTH:
             raise ProtocolError("malformed frame: values nested too deep")
         if tag == _TUPLE:
             count, pos = self._length(data, pos)  # each item takes at least one byte
-            items = []
-            for _ in range(count):
-                item, pos = self._decode(data, pos, depth + 1)
-                items.append(item)
+            items, pos = self._values(data, pos, count, depth + 1)
             return tuple(items), pos
         if tag == _RECORD:
-            fields = []
-            for check in self._record_checks:
-                item, pos = self._decode(data, pos, depth + 1)
+            fields, pos = self._values(data, pos, len(self._record_checks), depth + 1)
+            for check, item in zip(self._record_checks, fields, strict=True):
                 if not check(item):
                     raise ProtocolError("malformed frame: a metadata record has a bad field")
-                fields.append(item)
             return Record._make(fields), pos
         if tag == _STRUCT:
             number, pos = self._read_varint(data, pos)
             if number >= len(self._structs):
                 raise ProtocolError(f"malformed frame: unknown message type {number}")
             cls = self._structs[number]
-            values = []
-            for name, check in zip(self._fields[number], self._checks[number], strict=True):
-                item, pos = self._decode(data, pos, depth + 1)
+            names = self._fields[number]
+            values, pos = self._values(data, pos, len(names), depth + 1)
+            for name, check, item in zip(names, self._checks[number], values, strict=True):
                 if not check(item):
                     raise ProtocolError(
                         f"malformed frame: {cls.__name__}.{name} has a value of the wrong type"
                     )
-                values.append(item)
             return cls(*values), pos
         if tag == _FLOAT:
-            if pos + 8 > len(data):
+            if pos + 8 > end:
                 raise ProtocolError("malformed frame: truncated value")
             return _DOUBLE.unpack_from(data, pos)[0], pos + 8
         if tag == 0x54:  # T
