@@ -149,7 +149,8 @@ def increment_times(repo: Path) -> dict[tuple[str, bytes], list[int]]:
 
 def assert_tidy(repo: Path) -> None:
     """After a completed removal: every increment carries a session's time, at most one per
-    path and session; no journal, no scratch directory, no data file of a gone session."""
+    path and session; no journal, no scratch directory, no data file of a gone session; and
+    ``rdb-mirror --check`` finds the repository consistent."""
     layout = Layout(repo)
     state = read_state(layout)
     sessions = set(state.sessions)
@@ -161,6 +162,8 @@ def assert_tidy(repo: Path) -> None:
     assert not leftovers
     for entry in state.entries:
         assert entry.name.time in sessions, entry.path.name
+    checker = pytest.importorskip("rdb_mirror.check")
+    assert checker.check(repo).problems == []
 
 
 def repository_files(repo: Path) -> dict[str, bytes]:

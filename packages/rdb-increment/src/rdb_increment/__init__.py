@@ -15,6 +15,7 @@ subclasses carrying exit codes. Main entry points::
     remove_sessions(repo, RetentionPolicy(keep_daily=7, keep_weekly=5), RemoveOptions(force=True))
 """
 
+from rdb_increment.deltas import DeltaSummary, read_delta
 from rdb_increment.listing import (
     IncrementListing,
     ListedIncrement,
@@ -38,6 +39,7 @@ from rdb_increment.rebuild import (
 )
 from rdb_increment.remove import JOURNAL, RemoveOptions, RemoveResult, remove_sessions
 from rdb_increment.sessions import RemovalPlan, RetentionPolicy, Window, plan_removal
+from rdb_increment.tree import LongNameMirrors, PathIncrements, root_increments, walk_increments
 from rdb_increment.writer import (
     DEFAULT_NO_COMPRESSION_REGEXP,
     IncrementError,
@@ -58,6 +60,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_NO_COMPRESSION_REGEXP",
     "JOURNAL",
+    "DeltaSummary",
     "IncrementError",
     "IncrementExists",
     "IncrementFile",
@@ -68,7 +71,9 @@ __all__ = [
     "IncrementProgress",
     "IncrementWriter",
     "ListedIncrement",
+    "LongNameMirrors",
     "NullProgress",
+    "PathIncrements",
     "Plan",
     "RebuildPlan",
     "RemovalPlan",
@@ -91,7 +96,10 @@ __all__ = [
     "parse_index",
     "plan_rebuild",
     "plan_removal",
+    "read_delta",
     "rebuild",
     "rebuild_at",
     "remove_sessions",
+    "root_increments",
+    "walk_increments",
 ]

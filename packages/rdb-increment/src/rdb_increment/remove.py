@@ -31,7 +31,6 @@ import bisect
 import json
 import os
 import shutil
-import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,8 +41,6 @@ from rdb_format.atomic import fsync_dir, remove_durable, write_atomic
 from rdb_format.errors import CorruptRepository, UnfinishedSession, UsageError
 from rdb_format.layout import CURRENT_MIRROR, INCREMENTS, MIRROR_METADATA, Layout, open_repository
 from rdb_format.locking import WriterLock
-from rdb_format.metadata import path_key
-from rdb_format.metadata_diff import records_at
 from rdb_format.progress import NullProgress, Progress
 from rdb_format.repository import RepositoryState, read_state
 from rdb_format.timestamps import format_timestring
@@ -51,7 +48,13 @@ from rdb_increment import testhooks
 from rdb_increment.metadata_merge import make_self_contained, rediff
 from rdb_increment.sessions import RemovalPlan, RetentionPolicy, plan_removal
 from rdb_increment.thin import Changes, PathMerger, time_stamp
-from rdb_increment.tree import PathIncrements, remove_if_empty, root_increments, walk_increments
+from rdb_increment.tree import (
+    LongNameMirrors,
+    PathIncrements,
+    remove_if_empty,
+    root_increments,
+    walk_increments,
+)
 
 __all__ = ["JOURNAL", "RemoveOptions", "RemoveResult", "remove_sessions"]
 
@@ -213,8 +216,6 @@ class _Removal:
         self.kept_set = frozenset(plan.kept)
         self.doomed = frozenset(plan.dropped)
         self.recheck: frozenset[int] = frozenset()  # windows a killed removal was merging
-        self._long_names: dict[int, Path] | None = None
-        self._long_lock = threading.Lock()
 
     # ---- the run ---------------------------------------------------------------------
 
@@ -239,8 +240,9 @@ class _Removal:
         scratch = data_dir / f"{_SCRATCH_PREFIX}{os.getpid()}"
         scratch.mkdir(mode=0o700, exist_ok=True)
         try:
+            mirrors = LongNameMirrors(self.layout, self.quoting, self.kept[-1])
             merger = PathMerger(
-                self.layout, self.quoting, self._stamps(), scratch, self.changes, self._mirror_of
+                self.layout, self.quoting, self._stamps(), scratch, self.changes, mirrors.of
             )
             self.progress.start("removing sessions", None)
             self._handle(merger, root_increments(self.layout, self.quoting), None)
@@ -382,24 +384,3 @@ class _Removal:
             merger.merge(
                 group, previous, self._next_kept(previous), recheck=previous in self.recheck
             )
-
-    # ---- long names ------------------------------------------------------------------
-
-    def _mirror_of(self, group: PathIncrements) -> Path | None:
-        """The mirror copy of a ``long_filename_data/N`` group, from the current metadata."""
-        if group.long_name is None:
-            return None
-        own = self.layout.long_filename_dir / str(group.long_name)
-        if os.path.lexists(own):
-            return own  # AlternateMirrorName N: the data lives there
-        with self._long_lock:
-            if self._long_names is None:
-                found: dict[int, Path] = {}
-                current = self.kept[-1]
-                for record in records_at(self.layout.data_dir, current, quoting=self.quoting):
-                    number = record.alternate_increment_name
-                    if number is not None:
-                        parts = self.quoting.quote_path(path_key(record.path))
-                        found[number] = self.layout.root.joinpath(*map(os.fsdecode, parts))
-                self._long_names = found
-            return self._long_names.get(group.long_name)

@@ -30,17 +30,15 @@ tools ignore), fsynced, then renamed into place.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import itertools
 import os
 import shutil
 import stat
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 from rdb_format.atomic import fsync_dir
 from rdb_format.errors import CorruptRepository
@@ -49,12 +47,13 @@ from rdb_format.layout import Layout
 from rdb_format.quoting import Quoting
 from rdb_format.timestamps import format_timestring
 from rdb_increment import testhooks
+from rdb_increment.deltas import read_delta
 from rdb_increment.listing import EntryType, entry_type
 from rdb_increment.rebuild import IncrementFile, Source, plan_rebuild, rebuild
 from rdb_increment.tree import PathIncrements
 from rdb_increment.writer import IncrementOptions, IncrementWriter
 
-__all__ = ["Changes", "PathMerger", "State", "has_copy_command", "time_stamp"]
+__all__ = ["Changes", "PathMerger", "State", "time_stamp"]
 
 State = EntryType  # "regular", "directory", "special" or "missing"
 
@@ -107,43 +106,6 @@ def _zone_of(stamp: bytes) -> tuple[bool, int]:
         return compatible, 0
     sign = -1 if text[-6] == "-" else 1
     return compatible, sign * (int(text[-5:-3]) * 3600 + int(text[-2:]) * 60)
-
-
-_LITERAL_WIDTHS = {0x41: 1, 0x42: 2, 0x43: 4, 0x44: 8}
-_DELTA_MAGIC = b"rs\x026"
-
-
-def has_copy_command(inc: IncrementFile) -> bool:
-    """Whether a ``.diff`` increment copies anything from its basis: False for a delta of
-    literal bytes only (what a merge writes first, and what stays if it is killed then)."""
-
-    def exact(stream: BinaryIO, count: int) -> bytes:
-        data = stream.read(count)
-        if len(data) != count:
-            raise CorruptRepository("delta ends early", path=inc.path)
-        return data
-
-    with open(inc.path, "rb") as raw:
-        stream: BinaryIO = gzip.GzipFile(fileobj=raw) if inc.name.compressed else raw  # type: ignore[assignment]
-        try:
-            if exact(stream, 4) != _DELTA_MAGIC:
-                raise CorruptRepository("not a librsync delta", path=inc.path)
-            while True:
-                opcode = exact(stream, 1)[0]
-                if opcode == 0:
-                    return False
-                if opcode <= 0x40:
-                    length = opcode
-                elif opcode in _LITERAL_WIDTHS:
-                    length = int.from_bytes(exact(stream, _LITERAL_WIDTHS[opcode]), "big")
-                elif opcode <= 0x54:
-                    return True
-                else:
-                    raise CorruptRepository(f"bad delta command {opcode:#x}", path=inc.path)
-                while length:
-                    length -= len(exact(stream, min(length, 1 << 20)))
-        except (OSError, EOFError, zlib.error) as error:
-            raise CorruptRepository(f"unreadable delta: {error}", path=inc.path) from error
 
 
 def _state_of_increment(inc: IncrementFile) -> State:
@@ -287,7 +249,7 @@ class PathMerger:
     ) -> None:
         """The last steps of an interrupted merge, for a window left with one increment."""
         if inc.kind == "diff":
-            if has_copy_command(inc):
+            if read_delta(inc, stop_at_copy=True).copies:
                 return  # a real delta: the merge that wrote it had finished
             if self._state_at(group, following) != "regular":
                 raise CorruptRepository(
@@ -305,7 +267,7 @@ class PathMerger:
     # ---- states and contents ---------------------------------------------------------
 
     def _mirror(self, group: PathIncrements) -> Path | None:
-        return group.mirror if group.mirror is not None else self.mirror_of(group)
+        return self.mirror_of(group)
 
     def _state_at(self, group: PathIncrements, when: int) -> State:
         plan = plan_rebuild(group.files, when)

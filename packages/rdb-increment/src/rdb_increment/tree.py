@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,14 @@ from rdb_format.atomic import is_temp_name
 from rdb_format.errors import CorruptRepository
 from rdb_format.increments import parse_increment_name
 from rdb_format.layout import INCREMENTS, Layout
+from rdb_format.metadata import path_key
+from rdb_format.metadata_diff import records_at
 from rdb_format.quoting import Quoting
 from rdb_increment.rebuild import IncrementFile
 
 __all__ = [
     "IncrementDirectory",
+    "LongNameMirrors",
     "PathIncrements",
     "group_increments",
     "remove_if_empty",
@@ -159,3 +163,37 @@ def remove_if_empty(directory: Path) -> bool:
             return False
         raise
     return True
+
+
+class LongNameMirrors:
+    """The mirror copy of each ``long_filename_data/N`` group (thread-safe, read lazily).
+
+    ``long_filename_data/N`` itself when it exists (``AlternateMirrorName N``), else the mirror
+    path whose record at session ``current`` says ``AlternateIncrementName N``; None when no
+    current file has that number.
+    """
+
+    def __init__(self, layout: Layout, quoting: Quoting, current: int) -> None:
+        self.layout = layout
+        self.quoting = quoting
+        self.current = current
+        self._found: dict[int, Path] | None = None
+        self._lock = threading.Lock()
+
+    def of(self, group: PathIncrements) -> Path | None:
+        if group.mirror is not None or group.long_name is None:
+            return group.mirror
+        own = self.layout.long_filename_dir / str(group.long_name)
+        if os.path.lexists(own):
+            return own
+        with self._lock:
+            if self._found is None:
+                found: dict[int, Path] = {}
+                data_dir = self.layout.data_dir
+                for record in records_at(data_dir, self.current, quoting=self.quoting):
+                    if record.alternate_increment_name is not None:
+                        parts = self.quoting.quote_path(path_key(record.path))
+                        mirror = self.layout.root.joinpath(*map(os.fsdecode, parts))
+                        found[record.alternate_increment_name] = mirror
+                self._found = found
+        return self._found.get(group.long_name)

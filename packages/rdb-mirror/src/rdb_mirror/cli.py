@@ -94,7 +94,10 @@ def main_command(
     do_check: Annotated[
         bool,
         typer.Option(
-            "--check", help="Check that DEST's mirror matches its metadata (SHA1s), then stop."
+            "--check",
+            help="Check that DEST is consistent (one session marker, metadata for every "
+            "session, every increment and data file readable) and that its mirror matches "
+            "the metadata (SHA1s), then stop.",
         ),
     ] = False,
     no_compression: Annotated[
@@ -196,17 +199,27 @@ def main_command(
             return int(ExitCode.OK)
         from rdb_mirror.check import check
 
-        result = check(paths[0], progress)
+        result = check(paths[0], progress, workers=workers)
         ok = not result.problems
         for problem in result.problems[:50]:
             progress.warning(problem)
         _say(
             json_output,
             quiet,
-            {"time": result.time, "entries": result.entries, "problems": result.problems},
-            f"checked {result.entries} entries of the session {format_timestring(result.time)}: "
+            {
+                "time": result.time,
+                "sessions": result.sessions,
+                "entries": result.entries,
+                "files": result.files,
+                "unfinished": result.unfinished,
+                "problems": result.problems,
+            },
+            f"checked {result.sessions} sessions, {result.files} repository files and the "
+            f"{result.entries} mirror entries of {format_timestring(result.time)}: "
             + ("all match" if ok else f"{len(result.problems)} problems"),
         )
+        if result.unfinished:
+            return int(ExitCode.UNFINISHED)
         return int(ExitCode.OK if ok else ExitCode.CORRUPT)
     options = BackupOptions(
         current_time=current_time,
