@@ -1,14 +1,29 @@
 """rdb-restore against rdiff-backup 2.2.7's restore and ``cp -a`` of the mirror, in one run.
 
-For each corpus pair (``../shared/bench/corpus.sh``: small-a→small-b, django-a→django-b) a
-repository is made with rdiff-backup 2.2.7 (two sessions: a, then b), then restored at the
-newest session (from the mirror) and at the oldest (through the reverse increments) by
-rdb-restore and by rdiff-backup; ``cp -a`` of the mirror is the floor. Wall time is the best
-of ``--repeat`` runs (rdiff-backup: one run), peak RSS is the child's own (wait4).
-
 Usage::
 
-    python benchmarks/bench_restore.py [--corpus DIR] [--work DIR] [--repeat N] [--quick]
+    python benchmarks/bench_restore.py                     # small + django, then flatness
+    python benchmarks/bench_restore.py --only django --repeat 5 --no-flat
+    python benchmarks/bench_restore.py --flat-files 200000
+
+For each corpus pair (``../shared/bench/corpus.sh``: small-a → small-b, django-a → django-b) a
+repository is made once with rdiff-backup 2.2.7 (two sessions: a, then b; kept in ``--work``
+between runs), then restored at the newest session (everything comes from the mirror) and at
+the oldest (the reverse diffs are applied) by rdb-restore (``.venv/bin/python -m rdb_restore
+--quiet``) and by rdiff-backup; ``cp -a`` of the mirror (without ``rdiff-backup-data``) is the
+floor. The runs are interleaved (cp, ours newest, ours oldest, again ``--repeat`` times;
+rdiff-backup once per session); each reports the best wall time, its CPU time (user + system
+from ``wait4``) and the largest peak RSS.
+
+**Every run writes a fresh directory and nothing is deleted until the end.** The benchmark
+machine's ext4 has no journal, and there the inode allocator skips every inode freed in the
+last 60 s (5 min while its table block is dirty), scanning past them on each create
+(``recently_deleted`` in ``fs/ext4/ialloc.c``): a restore right after ``rm -rf`` of the
+previous one spent most of its time there, and so did ``cp -a``. The outputs are removed when
+the run ends.
+
+The flatness check backs up generated trees of 20,000 and ``--flat-files`` tiny files with
+rdb-mirror (200 per directory) and compares rdb-restore's peak RSS restoring each.
 """
 
 from __future__ import annotations
@@ -20,18 +35,30 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from bench_mirror import machine  # the same machine line in both tables
+
 ROOT = Path(__file__).resolve().parent.parent
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
 RDIFF_BACKUP = os.environ.get("RDB_RDIFF_BACKUP") or str(
     ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
 )
 T0 = 1_700_000_000
-PAIRS = (("small", "small-a", "small-b"), ("django", "django-a", "django-b"))
+PAIRS = {"small": ("small-a", "small-b"), "django": ("django-a", "django-b")}
+SESSIONS = (("newest", T0 + 3600), ("oldest", T0))
 
 
-def run(argv: Sequence[str], *, cwd: Path | None = None) -> tuple[float, int]:
-    """Run a command; (wall seconds, peak RSS in MiB of that child)."""
+@dataclass(frozen=True)
+class Measure:
+    wall: float
+    cpu: float
+    rss_mib: int
+
+
+def run(argv: Sequence[str], *, cwd: Path | None = None) -> Measure:
+    """Run one command as a child: wall time, CPU (user + system) and peak RSS from wait4."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         list(argv),
@@ -48,7 +75,38 @@ def run(argv: Sequence[str], *, cwd: Path | None = None) -> tuple[float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {code}: {err.decode(errors='replace')}")
-    return elapsed, usage.ru_maxrss // 1024
+    return Measure(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024)
+
+
+def best(measures: Sequence[Measure]) -> Measure:
+    fastest = min(measures, key=lambda m: m.wall)
+    return Measure(fastest.wall, fastest.cpu, max(m.rss_mib for m in measures))
+
+
+class Outputs:
+    """Fresh output directories, never reused, all removed at the end (see the docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.count = 0
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+
+    def fresh(self, what: str) -> Path:
+        self.count += 1
+        return self.root / f"{self.count:03d}-{what}"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def warm(path: Path) -> None:
+    """Read every file once, so that every tool starts from a warm page cache."""
+    for directory, _, names in os.walk(path):
+        for name in names:
+            with open(os.path.join(directory, name), "rb") as f:
+                while f.read(1 << 20):
+                    pass
 
 
 def make_repo(corpus: Path, work: Path, a: str, b: str) -> Path:
@@ -73,59 +131,70 @@ def make_repo(corpus: Path, work: Path, a: str, b: str) -> Path:
     return repo
 
 
-def fresh(path: Path) -> Path:
-    """Remove ``path``, then let the file system settle (ext4 with discard is slow to create
-    files right after a big delete, which would skew the next timing)."""
-    if path.exists():
-        shutil.rmtree(path)
-        os.sync()
-        time.sleep(1)
-    return path
-
-
-def best(
-    repeat: int, make: Sequence[str], target: Path, cwd: Path | None = None
-) -> tuple[float, int]:
-    results = []
-    for _ in range(repeat):
-        fresh(target)
-        results.append(run(make, cwd=cwd))
-    fresh(target)
-    return min(r[0] for r in results), max(r[1] for r in results)
-
-
-def bench_pair(corpus: Path, work: Path, label: str, a: str, b: str, repeat: int) -> list[str]:
+def bench_pair(
+    corpus: Path, work: Path, outputs: Outputs, label: str, repeat: int
+) -> list[tuple[str, str, Measure, Measure, Measure]]:
+    a, b = PAIRS[label]
     repo = make_repo(corpus, work / label, a, b)
-    out = work / label / "out"
-    ours = [sys.executable, "-m", "rdb_restore"]
+    warm(repo)
     entries = sorted(p.name for p in repo.iterdir() if p.name != "rdiff-backup-data")
-    files = sum(len(f) for _, _, f in os.walk(corpus / b))
+    ours: dict[str, list[Measure]] = {name: [] for name, _ in SESSIONS}
+    cps: list[Measure] = []
+    for _ in range(repeat):
+        out = outputs.fresh(f"{label}-cp")
+        out.mkdir()
+        cps.append(run(["cp", "-a", *entries, str(out)], cwd=repo))
+        for session, at in SESSIONS:
+            out = outputs.fresh(f"{label}-ours-{session}")
+            argv = [PYTHON, "-m", "rdb_restore", "--quiet", "--at", str(at), str(repo), str(out)]
+            ours[session].append(run(argv))
     rows = []
-    cp = best(
-        repeat, ["sh", "-c", f'mkdir "{out}" && cp -a {" ".join(entries)} "{out}/"'], out, cwd=repo
-    )
-    for session, at in (("newest", str(T0 + 3600)), ("oldest", str(T0))):
-        mine = best(repeat, [*ours, "--quiet", "--at", at, str(repo), str(out)], out)
-        fresh(out)
-        theirs = run([RDIFF_BACKUP, "restore", "--at", at, str(repo), str(out)])
-        fresh(out)
-        rows.append(
-            f"| {label} ({files} files) | {session} | {mine[0]:.2f} s ({mine[1]} MiB) | "
-            f"{theirs[0]:.2f} s ({theirs[1]} MiB) | {cp[0]:.2f} s | "
-            f"{theirs[0] / mine[0]:.1f}× | {mine[0] / cp[0]:.2f}× |"
-        )
-        print(rows[-1], flush=True)
+    cp = best(cps)
+    for session, at in SESSIONS:
+        out = outputs.fresh(f"{label}-rdiff-backup-{session}")
+        theirs = run([RDIFF_BACKUP, "restore", "--at", str(at), str(repo), str(out)])
+        rows.append((label, session, best(ours[session]), theirs, cp))
+    return rows
+
+
+def files_in(path: Path) -> int:
+    return sum(len(names) for _, _, names in os.walk(path))
+
+
+def make_tiny_tree(root: Path, files: int, per_dir: int = 200) -> None:
+    for n in range(files):
+        directory = root / f"d{n // per_dir:05d}"
+        if n % per_dir == 0:
+            directory.mkdir(parents=True)
+        (directory / f"f{n:07d}").write_bytes(b"%d\n" % n)
+
+
+def flatness(work: Path, outputs: Outputs, sizes: Sequence[int]) -> list[tuple[int, Measure]]:
+    rows = []
+    for size in sizes:
+        base = work / f"flat-{size}"
+        repo = base / "repo"
+        if not (base / ".done").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            make_tiny_tree(base / "src", size)
+            run([PYTHON, "-m", "rdb_mirror", "--quiet", str(base / "src"), str(repo)])
+            shutil.rmtree(base / "src")
+            (base / ".done").touch()
+        out = outputs.fresh(f"flat-{size}")
+        rows.append((size, run([PYTHON, "-m", "rdb_restore", "--quiet", str(repo), str(out)])))
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--corpus", type=Path, default=Path(os.environ.get("CORPUS", "/tmp/corpus"))
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/rdb-restore-bench"))
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="django only, one run each")
+    parser.add_argument("--only", choices=sorted(PAIRS), action="append")
+    parser.add_argument("--flat-files", type=int, default=200_000)
+    parser.add_argument("--no-flat", action="store_true")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if not (args.corpus / "small-a").is_dir() or not Path(RDIFF_BACKUP).exists():
         print(
@@ -133,15 +202,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"and rdiff-backup 2.2.7 ({RDIFF_BACKUP}); skipped"
         )
         return 0
-    pairs = PAIRS[1:] if args.quick else PAIRS
-    repeat = 1 if args.quick else args.repeat
-    print(
-        "| corpus | session | rdb-restore (peak RSS) | rdiff-backup 2.2.7 (peak RSS) | "
-        "cp -a mirror | speed-up | vs cp -a |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for label, a, b in pairs:
-        bench_pair(args.corpus, args.work, label, a, b, repeat)
+    print(f"machine: {machine()}", flush=True)
+    outputs = Outputs(args.work / "outputs")
+    loads = [os.getloadavg()[0]]
+    try:
+        print(
+            "| corpus | session | rdb-restore s (cpu s, MiB) | rdiff-backup 2.2.7 s (cpu s, MiB) "
+            "| cp -a mirror s (cpu s) | rdiff-backup / rdb | rdb / cp -a |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for label in args.only or list(PAIRS):
+            for name, session, mine, theirs, cp in bench_pair(
+                args.corpus, args.work, outputs, label, args.repeat
+            ):
+                files = files_in(args.corpus / PAIRS[name][1])
+                print(
+                    f"| {name} ({files} files) | {session} | {mine.wall:.2f} ({mine.cpu:.2f}, "
+                    f"{mine.rss_mib}) | {theirs.wall:.2f} ({theirs.cpu:.2f}, {theirs.rss_mib}) | "
+                    f"{cp.wall:.2f} ({cp.cpu:.2f}) | {theirs.wall / mine.wall:.1f}× | "
+                    f"{mine.wall / cp.wall:.2f}× |",
+                    flush=True,
+                )
+            loads.append(os.getloadavg()[0])
+        if not args.no_flat:
+            print("\n| files | rdb-restore s (cpu s) | peak RSS MiB |\n|---:|---:|---:|")
+            for size, m in flatness(args.work, outputs, (20_000, args.flat_files)):
+                print(f"| {size:,} | {m.wall:.2f} ({m.cpu:.2f}) | {m.rss_mib} |", flush=True)
+            loads.append(os.getloadavg()[0])
+    finally:
+        outputs.remove()
+    print(f"\n1-minute load average during the run: {min(loads):.2f}–{max(loads):.2f}")
     return 0
 
 

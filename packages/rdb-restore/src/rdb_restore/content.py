@@ -9,19 +9,17 @@ rebuilt at once in threads.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from rdb_format.errors import CorruptRepository
-from rdiff.api import iter_patch
+from rdiff.api import patch
 from rdiff.errors import RdiffError
 
 CHUNK = 1 << 20
@@ -36,13 +34,26 @@ def _buffer() -> memoryview:
     return view
 
 
-@dataclass(frozen=True)
 class Source:
-    """An open repository file: the mirror copy, a snapshot or a diff (owned by the caller)."""
+    """An open repository file: the mirror copy, a snapshot or a diff (owned by the caller).
 
-    fd: int
-    compressed: bool
-    label: Path  # for messages
+    Its path is only needed in messages, so it is kept as directory + name and joined on demand.
+    """
+
+    __slots__ = ("compressed", "fd", "name", "size", "where")
+
+    def __init__(
+        self, fd: int, compressed: bool, where: Path, name: str = "", size: int | None = None
+    ) -> None:
+        self.fd = fd
+        self.compressed = compressed
+        self.where = where
+        self.name = name
+        self.size = size  # from fstat when opened: lets a plain copy skip the EOF read
+
+    @property
+    def label(self) -> Path:
+        return self.where / self.name if self.name else self.where
 
 
 Sink = Callable[[bytes | memoryview], object]
@@ -62,24 +73,66 @@ def _read_plain(fd: int, label: Path) -> Iterator[memoryview]:
         yield view[:n]
 
 
-def _read_gzip(fd: int, label: Path) -> Iterator[bytes]:
-    raw = os.fdopen(fd, "rb", closefd=False)
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib parses the gzip header and trailer itself
+GZIP_IN = 256 << 10
+
+
+def _pread(fd: int, size: int, offset: int, label: Path) -> bytes:
     try:
-        with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-            while True:
-                try:
-                    data = stream.read(CHUNK)
-                except EOFError:
-                    raise CorruptRepository(
-                        "truncated (compressed data ends early)", path=label
-                    ) from None
-                except (zlib.error, gzip.BadGzipFile, OSError) as error:
-                    raise CorruptRepository(f"not valid gzip data ({error})", path=label) from None
-                if not data:
+        return os.pread(fd, size, offset)
+    except OSError as error:
+        raise CorruptRepository(f"read error: {error.strerror}", path=label) from None
+
+
+def _read_gzip(fd: int, label: Path) -> Iterator[bytes]:
+    """The uncompressed bytes of a gzip file, in pieces of at most CHUNK bytes.
+
+    zlib does the header, data and trailer (CRC and length) in C: the ``gzip`` module parses
+    the header in Python, byte by byte, which costs more than the data of a small delta.
+    Several members are read one after another, zero padding between them is skipped (as
+    ``gzip`` does), and input that ends inside a member is an error.
+    """
+    decompressor = zlib.decompressobj(GZIP_WBITS)
+    in_member = False
+    offset = 0
+    data = b""
+    while True:
+        if not data:
+            data = _pread(fd, GZIP_IN, offset, label)
+            offset += len(data)
+            if not data:
+                if not in_member:
                     return
-                yield data
-    finally:
-        raw.close()
+                # end of input: take what zlib still holds, then it must be at the trailer
+                while not decompressor.eof:
+                    out = _inflate(decompressor, b"", label)
+                    if not out:
+                        raise CorruptRepository(
+                            "truncated (compressed data ends early)", path=label
+                        )
+                    yield out
+                return
+        if not in_member:
+            data = data.lstrip(b"\0")
+            if not data:
+                continue
+            in_member = True
+        out = _inflate(decompressor, data, label)
+        if out:
+            yield out
+        if decompressor.eof:
+            data = decompressor.unused_data
+            decompressor = zlib.decompressobj(GZIP_WBITS)
+            in_member = False
+        else:
+            data = decompressor.unconsumed_tail
+
+
+def _inflate(decompressor: zlib._Decompress, data: bytes, label: Path) -> bytes:
+    try:
+        return decompressor.decompress(data, CHUNK)
+    except zlib.error as error:
+        raise CorruptRepository(f"not valid gzip data ({error})", path=label) from None
 
 
 def chunks(source: Source) -> Iterator[bytes | memoryview]:
@@ -90,18 +143,84 @@ def chunks(source: Source) -> Iterator[bytes | memoryview]:
         yield from _read_plain(source.fd, source.label)
 
 
-def _patch(basis: BinaryIO, delta: Source, sink: Sink) -> None:
+class _FdBasis:
+    """The seekable basis ``rdiff.api.patch`` wants, as just an fd (it reads with pread)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def seekable(self) -> bool:
+        return True
+
+
+class _DeltaReader:
+    """The delta's bytes as the file object ``rdiff.api.patch`` reads (``read(n)``)."""
+
+    def __init__(self, pieces: Iterator[bytes | memoryview]) -> None:
+        self._pieces = pieces
+        self._held = memoryview(b"")
+
+    def read(self, size: int) -> bytes | memoryview:
+        if not self._held:
+            self._held = memoryview(next(self._pieces, b""))
+        out, self._held = self._held[:size], self._held[size:]
+        return out
+
+
+class _SinkWriter:
+    """``sink`` as the output file of ``rdiff.api.patch``, keeping its own write errors apart
+    (patch reports any OSError as an rdiff error; a full target disk is not a bad delta)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self.error: OSError | None = None
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            self._sink(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+
+def _out_size(expected: int | None) -> int:
+    """librsync's output buffer for one patch: about the file's size, 16 KiB to 1 MiB
+    (the buffer is allocated and zeroed per job, so 1 MiB for every small file is costly)."""
+    if expected is None:
+        return CHUNK
+    return max(16 << 10, min(CHUNK, expected + 1))
+
+
+def _patch(basis_fd: int, delta: Source, sink: Sink, expected: int | None) -> None:
+    out = _SinkWriter(sink)
     try:
-        for piece in iter_patch(basis, chunks(delta), basis_name=str(delta.label)):
-            sink(piece)
+        patch(
+            cast(BinaryIO, _FdBasis(basis_fd)),
+            cast(BinaryIO, _DeltaReader(iter(chunks(delta)))),
+            cast(BinaryIO, out),
+            in_size=64 << 10,
+            out_size=_out_size(expected),
+            basis_name=str(delta.label),
+        )
     except RdiffError as error:
+        if out.error is not None:
+            raise out.error from None
         raise CorruptRepository(f"bad delta: {error}", path=delta.label) from None
 
 
 def produce(
-    base: Source, diffs_newest_first: Sequence[Source], sink: Sink, *, tmpdir: str | None = None
+    base: Source,
+    diffs_newest_first: Sequence[Source],
+    sink: Sink,
+    *,
+    tmpdir: str | None = None,
+    expected: int | None = None,
 ) -> None:
-    """Write ``base`` with the reverse diffs applied (newest first) to ``sink``."""
+    """Write ``base`` with the reverse diffs applied (newest first) to ``sink``. ``expected``:
+    the final size if known (it sizes the patch buffers)."""
     if not diffs_newest_first:
         for piece in chunks(base):
             sink(piece)
@@ -114,23 +233,75 @@ def produce(
             for piece in chunks(base):
                 plain.write(piece)
             plain.flush()
-            basis: BinaryIO = cast(BinaryIO, plain)
+            basis_fd = plain.fileno()
         else:
-            basis = os.fdopen(base.fd, "rb", closefd=False)
-            opened.append(basis)
+            basis_fd = base.fd
         last = len(diffs_newest_first) - 1
         for position, delta in enumerate(diffs_newest_first):
             if position == last:
-                _patch(basis, delta, sink)
+                _patch(basis_fd, delta, sink, expected)
                 break
             out = tempfile.TemporaryFile(dir=tmpdir)  # noqa: SIM115 (closed below)
             opened.append(out)
-            _patch(basis, delta, out.write)
+            _patch(basis_fd, delta, out.write, expected)
             out.flush()
-            basis = cast(BinaryIO, out)
+            basis_fd = out.fileno()
     finally:
         for stream in opened:
             stream.close()
+
+
+def write_all(fd: int, data: bytes | memoryview, label: str) -> None:
+    """Write all of ``data`` to ``fd`` (short writes retried)."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except OSError as error:
+            raise OSError(error.errno, f"cannot write {label}: {error.strerror}") from None
+        view = view[n:]
+
+
+def _copy_plain(base: Source, out: int, out_label: str) -> tuple[int, str]:
+    """Copy an uncompressed full copy to ``out`` through one reused buffer, hashing it.
+
+    With the size known from ``fstat`` a small file costs one ``pread`` and one ``write``: a
+    short read at or past that size is the end of the file (a file that grew still reads on).
+    """
+    view = _buffer()
+    sha1 = hashlib.sha1()
+    expected = base.size
+    want = CHUNK if expected is None else min(CHUNK, expected + 1)
+    offset = 0
+    while True:
+        try:
+            n = os.preadv(base.fd, [view[:want]], offset)
+        except OSError as error:
+            raise CorruptRepository(f"read error: {error.strerror}", path=base.label) from None
+        if n:
+            piece = view[:n]
+            sha1.update(piece)
+            write_all(out, piece, out_label)
+            offset += n
+        if n == 0 or (n < want and expected is not None and offset >= expected):
+            return offset, sha1.hexdigest()
+        want = CHUNK
+
+
+def rebuild_into(
+    base: Source,
+    diffs_newest_first: Sequence[Source],
+    out: int,
+    out_label: str,
+    expected: int | None = None,
+) -> tuple[int, str]:
+    """Write the rebuilt file to the open descriptor ``out``; its size and SHA1 (hex).
+    ``expected``: the recorded size, if any."""
+    if not diffs_newest_first and not base.compressed:
+        return _copy_plain(base, out, out_label)
+    digest = Digest(fd_writer(out, out_label))
+    produce(base, diffs_newest_first, digest, expected=expected)
+    return digest.size, digest.hexdigest()
 
 
 class Digest:
@@ -155,13 +326,7 @@ def fd_writer(fd: int, label: str) -> Sink:
     """A sink writing everything to ``fd`` (short writes retried)."""
 
     def write(data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(fd, view)
-            except OSError as error:
-                raise OSError(error.errno, f"cannot write {label}: {error.strerror}") from None
-            view = view[n:]
+        write_all(fd, data, label)
 
     return write
 

@@ -55,9 +55,11 @@ def show(index: Index) -> str:
     return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
-    """One file of the tree at a session: its metadata record, EAs and ACL (possibly empty)."""
+    """One file of the tree at a session: its metadata record, EAs and ACL (possibly empty).
+    (Not frozen: one is built per file, and a frozen dataclass's ``__init__`` costs several
+    times more.)"""
 
     record: Record
     index: Index
@@ -319,14 +321,18 @@ def open_root(path: Path) -> DirHandle:
         raise CorruptRepository(f"cannot open directory: {error.strerror}", path=path) from None
 
 
-def open_file_at(directory: DirHandle, name: bytes, *, what: str) -> int:
-    """Open a regular repository file without following a symlink; CorruptRepository else."""
-    path = directory.path / os.fsdecode(name)
+def open_file_at(directory: DirHandle, name: bytes, *, what: str) -> tuple[int, int]:
+    """Open a regular repository file without following a symlink (CorruptRepository else);
+    its descriptor and size."""
     if directory.fd is None:
-        raise CorruptRepository(f"{what} is missing (its directory is not there)", path=path)
+        raise CorruptRepository(
+            f"{what} is missing (its directory is not there)",
+            path=directory.path / os.fsdecode(name),
+        )
     try:
         fd = os.open(name, FILE_FLAGS, dir_fd=directory.fd)
     except OSError as error:
+        path = directory.path / os.fsdecode(name)
         if error.errno == errno.ELOOP:
             raise CorruptRepository(
                 f"{what} is a symbolic link; refusing to follow it", path=path
@@ -337,12 +343,15 @@ def open_file_at(directory: DirHandle, name: bytes, *, what: str) -> int:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise CorruptRepository(f"{what} is not a regular file", path=path)
-        os.set_blocking(fd, True)
+            raise CorruptRepository(
+                f"{what} is not a regular file", path=directory.path / os.fsdecode(name)
+            )
+        # O_NONBLOCK (which kept a planted FIFO from blocking the open) is left on: Linux
+        # ignores it for reads of regular files, so no second system call to clear it.
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st.st_size
 
 
 def close_quietly(fd: int | None) -> None:

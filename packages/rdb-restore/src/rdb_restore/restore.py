@@ -1,51 +1,28 @@
 """Restore ``REPO[/PATH]`` as of a session into TARGET (reference §3.6).
 
 The metadata at the session is walked in order (streaming: memory does not grow with the number
-of files). Directories are made at once and get their permissions, owner, ACL, EAs and mtime
-only after everything inside them is in place. Regular files are rebuilt in a thread pool, each
-under a temporary name in its directory, checked against the recorded size and SHA1, given its
-attributes, then renamed into place. Hard links are made to the first path of their group.
+of files) together with the repository directories it names (:class:`SourceTree`); the
+:class:`TreeWriter` writes TARGET, rebuilding each regular file in its thread pool from the
+mirror copy and the reverse diffs (:func:`rebuild_into`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import sys
-import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from typing import cast
 
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_format.errors import CorruptRepository, RdbError, UsageError
 from rdb_format.timestamps import format_timestring
-from rdb_restore.content import Digest, fd_writer, produce
-from rdb_restore.repo import (
-    DIR_FLAGS,
-    Entry,
-    Index,
-    Repo,
-    close_quietly,
-    open_repo,
-    parse_increment_path,
-    show,
-)
-from rdb_restore.sources import Place, Sources, SourceTree
-from rdb_restore.target import (
-    Owners,
-    apply_at,
-    apply_fd,
-    apply_special_extras,
-    make_dir,
-    make_special,
-    place,
-    prepare_target_dir,
-    prepare_target_file,
-    remove_entry,
-    temp_name,
-)
+from rdb_restore.content import Digest, fd_writer, produce, rebuild_into
+from rdb_restore.repo import Entry, Index, Repo, open_repo, parse_increment_path, show
+from rdb_restore.sources import Place, SourceTree
+from rdb_restore.writer import TreeWriter, check_content
 
 SPECIAL_TYPES = ("sym", "fifo", "sock", "dev")
 
@@ -98,38 +75,20 @@ class RestoreResult:
     warnings: list[str] = field(default_factory=list)
 
 
-class _Frame:
-    """A directory being restored: its target fd and repository places, and pending work."""
-
-    __slots__ = ("entry", "existed", "fd", "key", "names", "parent", "pending", "place", "popped")
-
-    def __init__(
-        self,
-        key: Index,
-        fd: int,
-        place: Place,
-        entry: Entry | None,
-        parent: _Frame | None,
-        existed: bool,
-    ) -> None:
-        self.key = key
-        self.fd = fd
-        self.place = place
-        self.entry = entry  # None: the user's directory of a single-file restore (no attrs)
-        self.parent = parent
-        self.existed = existed
-        self.names: set[bytes] | None = set() if existed else None
-        self.pending = 0
-        self.popped = False
+def _fill_from(
+    tree: SourceTree, entry: Entry, context: object, payload: object, out: int, label: str
+) -> tuple[int, str]:
+    """Rebuild ``entry`` from the repository into ``out`` (a worker thread)."""
+    del payload
+    sources = tree.sources(cast(Place, context), entry.index, entry.record)
+    try:
+        return rebuild_into(sources.base, sources.diffs, out, label, entry.record.size)
+    finally:
+        sources.close()
 
 
-@dataclass
-class _Group:
-    """A hard-link group: the first path restored, and when it is in place."""
-
-    rel: Index
-    done: threading.Event = field(default_factory=threading.Event)
-    ok: bool = False
+def _close_place(context: object) -> None:
+    cast(Place, context).close()
 
 
 def _session_of(location: str, at: str | None) -> tuple[Repo, int]:
@@ -175,22 +134,8 @@ class _Restorer:
         self.target = target
         self.options = options
         self.progress = progress or NullProgress()
-        self.owners = Owners(numeric=options.numeric_ids)
         self.result = RestoreResult(when, location, target)
-        self.lock = threading.RLock()
-        self.fatal: BaseException | None = None
-        self.frames: set[_Frame] = set()
-        self.groups: dict[tuple[int, int], _Group] = {}
         self.workers = options.workers or default_workers()
-        self.slots = threading.BoundedSemaphore(self.workers * 8)
-        self.root: _Frame | None = None
-
-    # ---- helpers ----------------------------------------------------------------------------
-
-    def warn(self, message: str) -> None:
-        with self.lock:
-            self.result.warnings.append(message)
-        self.progress.warning(message)
 
     def _label(self, index: Index) -> str:
         return os.path.join(os.fsdecode(self.repo.layout.root), show(index))
@@ -216,296 +161,74 @@ class _Restorer:
             if self.target == "-":
                 self._to_stdout(tree, first)
                 return self.result
-            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="rdb-restore")
-            try:
+            writer = TreeWriter(
+                fill=partial(_fill_from, tree),
+                close_context=_close_place,
+                label=self._label,
+                progress=self.progress,
+                force=self.options.force,
+                numeric_ids=self.options.numeric_ids,
+                workers=self.workers,
+            )
+            with writer:
                 if first.record.type == "dir":
-                    self._tree(tree, first, entries, pool)
+                    self._tree(writer, tree, first, entries)
                 else:
-                    self._single(tree, first, pool)
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-            finally:
-                pool.shutdown(wait=True)
-                for frame in list(self.frames):
-                    self._close_frame(frame)
-            if self.fatal is not None:
-                raise self.fatal
+                    self._single(writer, tree, first)
         finally:
             tree.close()
             self.progress.finish()
-        if self.result.bad:
+        counts = writer.counts
+        result = self.result
+        result.entries, result.files, result.bytes = counts.entries, counts.files, counts.bytes
+        result.bad, result.warnings = counts.bad, counts.warnings
+        if result.bad:
             raise CorruptRepository(
-                f"{len(self.result.bad)} file(s) could not be restored; the first: "
-                f"{self.result.bad[0]}",
+                f"{len(result.bad)} file(s) could not be restored; the first: {result.bad[0]}",
                 path=None,
             )
-        return self.result
+        return result
 
     def _tree(
-        self, tree: SourceTree, first: Entry, entries: Iterator[Entry], pool: ThreadPoolExecutor
+        self, writer: TreeWriter, tree: SourceTree, first: Entry, entries: Iterator[Entry]
     ) -> None:
         sub = self.repo.sub
-        root_fd, existed = prepare_target_dir(self.target, force=self.options.force)
-        root = _Frame(sub, root_fd, tree.place_of(sub), first, None, existed)
-        self.root = root
-        self.frames.add(root)
-        self.result.entries += 1
-        stack = [root]
+        stack = [writer.root(self.target, sub, first, tree.place_of(sub))]
         for entry in entries:
-            if self.fatal is not None:
+            if writer.fatal is not None:
                 break
             key = entry.index
-            while stack and not (
-                len(key) > len(stack[-1].key) and key[: len(stack[-1].key)] == stack[-1].key
-            ):
-                self._pop(stack.pop())
-            if not stack or len(key) != len(stack[-1].key) + 1:
+            top = stack[-1]
+            while not (len(key) > len(top.key) and key[: len(top.key)] == top.key):
+                writer.pop(stack.pop())
+                if not stack:
+                    break
+                top = stack[-1]
+            if not stack or len(key) != len(top.key) + 1:
                 raise CorruptRepository(
                     f"metadata record {show(key)!r} has no directory record above it",
                     path=self.repo.layout.data_dir,
                 )
-            parent = stack[-1]
             name = key[-1]
-            if parent.names is not None:
-                parent.names.add(name)
-            self.result.entries += 1
             kind = entry.record.type
-            if kind == "dir":
-                stack.append(self._dir(tree, parent, name, entry))
-            elif kind == "reg":
-                self._submit_file(tree, pool, parent, name, entry)
+            if kind == "reg":
+                writer.file(top, name, entry)
+            elif kind == "dir":
+                place = tree.descend(cast(Place, top.context), name)
+                stack.append(writer.directory(top, name, entry, place))
             else:
-                self._special(parent, name, entry)
+                writer.special(top, name, entry)
         while stack:
-            self._pop(stack.pop())
+            writer.pop(stack.pop())
 
-    def _single(self, tree: SourceTree, first: Entry, pool: ThreadPoolExecutor) -> None:
-        parent_fd, name = prepare_target_file(self.target, force=self.options.force)
+    def _single(self, writer: TreeWriter, tree: SourceTree, first: Entry) -> None:
         sub = self.repo.sub
-        holder = _Frame(sub[:-1], parent_fd, tree.place_of(sub[:-1]), None, None, False)
-        self.frames.add(holder)
-        self.result.entries += 1
+        holder, name = writer.single(self.target, sub, tree.place_of(sub[:-1]))
         if first.record.type == "reg":
-            self._submit_file(tree, pool, holder, name, first, rel_root=sub[:-1])
+            writer.file(holder, name, first)
         else:
-            self._special(holder, name, first)
-        self._pop(holder)
-
-    def _dir(self, tree: SourceTree, parent: _Frame, name: bytes, entry: Entry) -> _Frame:
-        fd, existed = make_dir(parent.fd, name, force=self.options.force)
-        try:
-            frame = _Frame(
-                entry.index, fd, tree.descend(parent.place, name), entry, parent, existed
-            )
-        except BaseException:
-            os.close(fd)
-            raise
-        with self.lock:
-            parent.pending += 1
-            self.frames.add(frame)
-        return frame
-
-    def _special(self, parent: _Frame, name: bytes, entry: Entry) -> None:
-        temp = temp_name()
-        label = self._label(entry.index)
-        make_special(parent.fd, temp, entry.record, self.warn, label)
-        try:
-            apply_at(parent.fd, temp, entry.record, self.owners)
-            if entry.record.type != "sym" and (entry.acl or entry.eas):
-                apply_special_extras(parent.fd, temp, entry, label, self.warn)
-            place(parent.fd, temp, name, force=self.options.force)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=parent.fd)
-            raise
-        self.progress.advance(1)
-
-    def _submit_file(
-        self,
-        tree: SourceTree,
-        pool: ThreadPoolExecutor,
-        parent: _Frame,
-        name: bytes,
-        entry: Entry,
-        *,
-        rel_root: Index | None = None,
-    ) -> None:
-        record = entry.record
-        group: _Group | None = None
-        first_of: _Group | None = None
-        if record.has_hard_link_triple:
-            assert record.inode is not None and record.device_loc is not None
-            gkey = (record.inode, record.device_loc)
-            found = self.groups.get(gkey)
-            if found is None:
-                base = self.repo.sub if rel_root is None else rel_root
-                first_of = _Group(entry.index[len(base) :])
-                self.groups[gkey] = first_of
-            else:
-                group = found
-        sources: Sources | None = None
-        if group is None:
-            try:
-                sources = tree.sources(parent.place, entry.index, record)
-            except CorruptRepository as error:
-                self._bad(str(error))
-                if first_of is not None:
-                    first_of.done.set()
-                return
-        self.slots.acquire()
-        with self.lock:
-            parent.pending += 1
-        try:
-            future: Future[None] = pool.submit(
-                self._file_job, parent, name, entry, sources, group, first_of
-            )
-        except BaseException:
-            if sources is not None:
-                sources.close()
-            self.slots.release()
-            raise
-        del future
-
-    def _bad(self, message: str) -> None:
-        with self.lock:
-            self.result.bad.append(message)
-        self.progress.warning(message)
-
-    # ---- work in the pool -------------------------------------------------------------------
-
-    def _file_job(
-        self,
-        parent: _Frame,
-        name: bytes,
-        entry: Entry,
-        sources: Sources | None,
-        group: _Group | None,
-        first_of: _Group | None,
-    ) -> None:
-        try:
-            if group is not None:
-                self._link(parent, name, entry, group)
-            else:
-                assert sources is not None
-                self._write(parent, name, entry, sources)
-                if first_of is not None:
-                    first_of.ok = True
-        except CorruptRepository as error:
-            self._bad(str(error))
-        except BaseException as error:
-            with self.lock:
-                if self.fatal is None:
-                    self.fatal = error
-        finally:
-            if first_of is not None:
-                first_of.done.set()
-            if sources is not None:
-                sources.close()
-            self.progress.advance(1)
-            self._done(parent)
-            self.slots.release()
-
-    def _write(self, parent: _Frame, name: bytes, entry: Entry, sources: Sources) -> None:
-        record = entry.record
-        label = self._label(entry.index)
-        temp = temp_name()
-        out = os.open(
-            temp,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=parent.fd,
-        )
-        try:
-            try:
-                digest = Digest(fd_writer(out, os.fsdecode(temp)))
-                produce(sources.base, sources.diffs, digest)
-                _check(digest, entry, label)
-                apply_fd(out, record, entry.eas, entry.acl, self.owners, label, self.warn)
-            finally:
-                os.close(out)
-            place(parent.fd, temp, name, force=self.options.force)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=parent.fd)
-            raise
-        with self.lock:
-            self.result.files += 1
-            self.result.bytes += digest.size
-
-    def _link(self, parent: _Frame, name: bytes, entry: Entry, group: _Group) -> None:
-        group.done.wait()
-        if not group.ok:
-            raise CorruptRepository(
-                "not restored: the first file of its hard-link group could not be restored",
-                path=self._label(entry.index),
-            )
-        assert self.root is not None or parent.entry is None
-        base_fd = self.root.fd if self.root is not None else parent.fd
-        fds: list[int] = []
-        try:
-            at = base_fd
-            for component in group.rel[:-1]:
-                at = os.open(component, DIR_FLAGS, dir_fd=at)
-                fds.append(at)
-            temp = temp_name()
-            os.link(group.rel[-1], temp, src_dir_fd=at, dst_dir_fd=parent.fd, follow_symlinks=False)
-            try:
-                place(parent.fd, temp, name, force=self.options.force)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp, dir_fd=parent.fd)
-                raise
-        finally:
-            for fd in fds:
-                close_quietly(fd)
-
-    # ---- directories are finished after their contents ---------------------------------------
-
-    def _pop(self, frame: _Frame) -> None:
-        with self.lock:
-            frame.popped = True
-            if frame.pending == 0:
-                self._finish(frame)
-
-    def _done(self, frame: _Frame) -> None:
-        with self.lock:
-            frame.pending -= 1
-            if frame.popped and frame.pending == 0:
-                self._finish(frame)
-
-    def _finish(self, frame: _Frame) -> None:
-        """Called with the lock held, once nothing is pending in ``frame``."""
-        try:
-            if self.fatal is None and frame.entry is not None:
-                if frame.names is not None and self.options.force:
-                    for existing in map(os.fsencode, os.listdir(frame.fd)):
-                        if existing not in frame.names:
-                            remove_entry(frame.fd, existing)
-                entry = frame.entry
-                apply_fd(
-                    frame.fd,
-                    entry.record,
-                    entry.eas,
-                    entry.acl,
-                    self.owners,
-                    self._label(entry.index),
-                    self.warn,
-                )
-                self.progress.advance(1)
-        except BaseException as error:
-            if self.fatal is None:
-                self.fatal = error
-        finally:
-            self._close_frame(frame)
-            if frame.parent is not None:
-                self._done(frame.parent)
-
-    def _close_frame(self, frame: _Frame) -> None:
-        if frame in self.frames:
-            self.frames.discard(frame)
-            close_quietly(frame.fd)
-            frame.place.close()
+            writer.special(holder, name, first)
+        writer.pop(holder)
 
     # ---- stdout ------------------------------------------------------------------------------
 
@@ -530,27 +253,11 @@ class _Restorer:
                 if error.errno == errno.EPIPE:
                     raise BrokenPipeError(errno.EPIPE, "broken pipe") from None
                 raise
-            _check(digest, first, self._label(first.index))
+            check_content(digest.size, digest.hexdigest(), first, self._label)
         finally:
             sources.close()
         self.result.entries = self.result.files = 1
         self.result.bytes = digest.size
-
-
-def _check(digest: Digest, entry: Entry, label: str) -> None:
-    record = entry.record
-    if record.size is not None and digest.size != record.size:
-        raise CorruptRepository(
-            f"restored {digest.size} bytes but the metadata records {record.size} "
-            "(an increment is missing or damaged)",
-            path=label,
-        )
-    if record.sha1_digest is not None and digest.hexdigest() != record.sha1_digest:
-        raise CorruptRepository(
-            f"restored content has SHA1 {digest.hexdigest()}, the metadata records "
-            f"{record.sha1_digest} (an increment is missing or damaged)",
-            path=label,
-        )
 
 
 def _kind_name(kind: str) -> str:

@@ -8,6 +8,7 @@ of each regular file without following symlinks.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 from rdb_format.errors import CorruptRepository
@@ -63,6 +64,7 @@ class SourceTree:
         layout = repo.layout
         self._data = open_root(layout.data_dir)
         self._long: DirHandle | None = None
+        self._lock = threading.Lock()
         self.root = Place(open_root(layout.root), open_dir_at(self._data, INCREMENTS.encode()))
 
     def close(self) -> None:
@@ -72,18 +74,24 @@ class SourceTree:
             self._long.close()
 
     def long_dir(self) -> DirHandle:
-        if self._long is None:
-            self._long = open_dir_at(self._data, LONG_FILENAME_DATA.encode())
-        return self._long
+        with self._lock:  # sources() runs in worker threads
+            if self._long is None:
+                self._long = open_dir_at(self._data, LONG_FILENAME_DATA.encode())
+                if not self.from_mirror_only:
+                    self._long.increments(self.repo.quoting)
+            return self._long
 
     def descend(self, parent: Place, name: bytes) -> Place:
-        """The place of sub-directory ``name`` of ``parent`` (handles with fd None if absent)."""
+        """The place of sub-directory ``name`` of ``parent`` (handles with fd None if absent).
+
+        The increments directory is listed here, once, so that :meth:`sources` only reads the
+        listing (it runs in worker threads)."""
         quoted = self.repo.quoting.quote(name)
-        increments = (
-            DirHandle(None, parent.increments.path)
-            if self.from_mirror_only
-            else open_dir_at(parent.increments, quoted)
-        )
+        if self.from_mirror_only:
+            increments = DirHandle(None, parent.increments.path)
+        else:
+            increments = open_dir_at(parent.increments, quoted)
+            increments.increments(self.repo.quoting)
         return Place(open_dir_at(parent.mirror, quoted), increments)
 
     def place_of(self, index: Index) -> Place:
@@ -93,6 +101,8 @@ class SourceTree:
             child = self.descend(place, name)
             place.close()
             place = child
+        if not self.from_mirror_only:
+            place.increments.increments(self.repo.quoting)
         return place
 
     def _increments(
@@ -149,13 +159,13 @@ class SourceTree:
                 f"{format_timestring(self.when)} (an increment is missing?)",
                 path=directory.path / os.fsdecode(name),
             )
-        fd = open_file_at(directory, name, what="mirror copy")
-        return Source(fd, False, directory.path / os.fsdecode(name))
+        fd, size = open_file_at(directory, name, what="mirror copy")
+        return Source(fd, False, directory.path, os.fsdecode(name), size)
 
 
 def _open_increment(holder: DirHandle, inc: IncrementFile) -> Source:
-    fd = open_file_at(holder, os.fsencode(inc.path.name), what="increment")
-    return Source(fd, inc.name.compressed, inc.path)
+    fd, size = open_file_at(holder, os.fsencode(inc.path.name), what="increment")
+    return Source(fd, inc.name.compressed, inc.path, "", size)
 
 
 def _dup(handle: DirHandle) -> DirHandle:

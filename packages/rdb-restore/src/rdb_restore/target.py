@@ -17,7 +17,6 @@ import os
 import pwd
 import shutil
 import stat
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -40,41 +39,64 @@ _counter = itertools.count()
 _UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 def temp_name() -> bytes:
-    return TEMP_PREFIX + b"%d.%d" % (os.getpid(), next(_counter))
+    """A fresh temporary name: the prefix, this process's id and a counter."""
+    return TEMP_PREFIX + b"%d.%d" % (_pid, next(_counter))
 
 
 class Owners:
-    """Maps a record's owner to local ids: by name first (unless ``numeric``), else the id."""
+    """Maps a record's owner to local ids: by name first (unless ``numeric``), else the id.
+
+    Name lookups are cached; the caches are shared by the worker threads without a lock (a
+    race only repeats a lookup)."""
 
     def __init__(self, *, numeric: bool) -> None:
         self.numeric = numeric
         self._users: dict[str, int | None] = {}
         self._groups: dict[str, int | None] = {}
-        self._lock = threading.Lock()
 
     def ids(self, record: Record) -> tuple[int, int]:
         uid, gid = record.uid or 0, record.gid or 0
         if self.numeric:
             return uid, gid
-        with self._lock:
-            if record.uname is not None:
-                if record.uname not in self._users:
-                    try:
-                        self._users[record.uname] = pwd.getpwnam(record.uname).pw_uid
-                    except KeyError:
-                        self._users[record.uname] = None
-                found = self._users[record.uname]
-                uid = uid if found is None else found
-            if record.gname is not None:
-                if record.gname not in self._groups:
-                    try:
-                        self._groups[record.gname] = grp.getgrnam(record.gname).gr_gid
-                    except KeyError:
-                        self._groups[record.gname] = None
-                found = self._groups[record.gname]
-                gid = gid if found is None else found
+        if record.uname is not None:
+            found = _cached_id(self._users, record.uname, _uid_of)
+            uid = uid if found is None else found
+        if record.gname is not None:
+            found = _cached_id(self._groups, record.gname, _gid_of)
+            gid = gid if found is None else found
         return uid, gid
+
+
+def _uid_of(name: str) -> int:
+    return pwd.getpwnam(name).pw_uid
+
+
+def _gid_of(name: str) -> int:
+    return grp.getgrnam(name).gr_gid
+
+
+def _cached_id(cache: dict[str, int | None], name: str, lookup: Callable[[str], int]) -> int | None:
+    """The local id of user or group ``name`` (None: unknown here), looked up once."""
+    found = cache.get(name, -1)
+    if found == -1:
+        try:
+            found = lookup(name)
+        except KeyError:
+            found = None
+        cache[name] = found
+    return found
 
 
 Warn = Callable[[str], None]
@@ -124,20 +146,35 @@ def apply_fd(
     eas: EAs,
     acl: tuple[ACLEntry, ...],
     owners: Owners,
-    label: str,
+    label: Callable[[], str],
     warn: Warn,
+    owned_by: tuple[int, int] | None = None,
 ) -> None:
-    """Owner, permissions, ACL, EAs and mtime of a regular file or directory open at ``fd``."""
+    """Owner, permissions, ACL, EAs and mtime of a regular file or directory open at ``fd``
+    (``label()`` names it in warnings; only called when there is something to warn about).
+    ``owned_by``: the uid and gid the file already has, if known (the chown is then skipped
+    when they are the recorded ones)."""
     if IS_ROOT:
-        uid, gid = owners.ids(record)
-        os.chown(fd, uid, gid)
+        ids = owners.ids(record)
+        if ids != owned_by:
+            os.chown(fd, *ids)
     if record.permissions is not None:
         os.chmod(fd, record.permissions)
-    apply_acl(fd, acl, record.type == "dir", label, warn)
-    apply_eas(fd, eas, label, warn)
+    if acl:
+        apply_acl(fd, acl, record.type == "dir", label(), warn)
+    if eas:
+        apply_eas(fd, eas, label(), warn)
     if record.mod_time is not None:
         ns = record.mod_time * 1_000_000_000
         os.utime(fd, ns=(ns, ns))
+
+
+def new_file_owner(dir_fd: int) -> tuple[int, int]:
+    """The uid and gid a file we create in the directory ``dir_fd`` gets: ours, or the
+    directory's group when it is set-group-ID."""
+    st = os.fstat(dir_fd)
+    gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+    return os.geteuid(), gid
 
 
 def apply_at(dir_fd: int, name: bytes, record: Record, owners: Owners) -> None:

@@ -1,0 +1,458 @@
+"""Writing a restored tree into TARGET: directories, regular files in a thread pool, special
+files, hard links; where the bytes come from is the caller's (a :data:`Fill`).
+
+The caller walks the entries in metadata order (pre-order, one thread) and tells the writer
+about each one. Directories are made at once (``0700``) and get their permissions, owner, ACL,
+EAs and mtime only after everything inside them is in place. Regular files are collected in
+batches of consecutive files of one directory and each batch is written by one worker thread:
+few hand-offs, and two workers seldom create files in the same directory at once (they would
+spin on its lock in the kernel). Each file is created under a temporary name, filled, checked
+against the recorded size and SHA1, given its attributes, then renamed into place; the
+target-side safety (no symlink followed, nothing outside TARGET) is :mod:`rdb_restore.target`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from rdb_format.errors import CorruptRepository
+from rdb_format.progress import Progress
+from rdb_restore.repo import DIR_FLAGS, Entry, Index, close_quietly
+from rdb_restore.target import (
+    IS_ROOT,
+    Owners,
+    apply_at,
+    apply_fd,
+    apply_special_extras,
+    make_dir,
+    make_special,
+    new_file_owner,
+    place,
+    prepare_target_dir,
+    prepare_target_file,
+    remove_entry,
+    temp_name,
+)
+
+# A batch ends at this many files or this many recorded bytes, whichever comes first.
+BATCH_FILES = 128
+BATCH_BYTES = 8 << 20
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# Writes a regular file's bytes into the open descriptor (worker thread); returns the size and
+# SHA1 (hex) of what it wrote. Arguments: the entry, the source context of its directory, the
+# payload the caller gave with the file, the descriptor, and a name for write errors. Raises
+# CorruptRepository when the bytes cannot be produced.
+Fill = Callable[[Entry, object, object, int, str], tuple[int, str]]
+# Releases a directory's source context once nothing in it is pending.
+CloseContext = Callable[[object], None]
+
+
+class Frame:
+    """A directory being written: its TARGET fd, the caller's source context, pending work."""
+
+    __slots__ = (
+        "context",
+        "entry",
+        "existed",
+        "fd",
+        "key",
+        "names",
+        "new_owner",
+        "parent",
+        "pending",
+        "popped",
+    )
+
+    def __init__(
+        self,
+        key: Index,
+        fd: int,
+        context: object,
+        entry: Entry | None,
+        parent: Frame | None,
+        existed: bool,
+    ) -> None:
+        self.key = key
+        self.fd = fd
+        self.context = context
+        self.entry = entry  # None: the user's directory of a single-file restore (no attrs)
+        self.parent = parent
+        self.existed = existed
+        self.names: set[bytes] | None = set() if existed else None
+        self.pending = 0
+        self.popped = False
+        self.new_owner = new_file_owner(fd) if IS_ROOT else None
+
+
+@dataclass
+class _Group:
+    """A hard-link group: the first path written (relative to the restore's top), and when it
+    is in place."""
+
+    rel: Index
+    done: threading.Event = field(default_factory=threading.Event)
+    ok: bool = False
+
+
+class _Item:
+    __slots__ = ("entry", "first_of", "group", "name", "payload")
+
+    def __init__(
+        self,
+        name: bytes,
+        entry: Entry,
+        payload: object,
+        group: _Group | None,
+        first_of: _Group | None,
+    ) -> None:
+        self.name = name
+        self.entry = entry
+        self.payload = payload
+        self.group = group  # a later member of this group: linked, not written
+        self.first_of = first_of  # the first member of this group: others wait for it
+
+
+class _Batch:
+    __slots__ = ("items", "parent", "size")
+
+    def __init__(self, parent: Frame) -> None:
+        self.parent = parent
+        self.items: list[_Item] = []
+        self.size = 0
+
+
+@dataclass
+class WriteCounts:
+    """What was written, and what could not be (one line per bad file)."""
+
+    entries: int = 0
+    files: int = 0
+    bytes: int = 0
+    bad: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class TreeWriter:
+    """Writes one restored tree (or one file) into TARGET; use as a context manager: leaving
+    it waits for the pool, finishes the directories and re-raises the first fatal error."""
+
+    def __init__(
+        self,
+        *,
+        fill: Fill,
+        close_context: CloseContext,
+        label: Callable[[Index], str],
+        progress: Progress,
+        force: bool,
+        numeric_ids: bool,
+        workers: int,
+    ) -> None:
+        self.fill = fill
+        self.close_context = close_context
+        self.label = label
+        self.progress = progress
+        self.force = force
+        self.owners = Owners(numeric=numeric_ids)
+        self.counts = WriteCounts()
+        self.lock = threading.RLock()
+        self.fatal: BaseException | None = None
+        self.frames: set[Frame] = set()
+        self.groups: dict[tuple[int, int], _Group] = {}
+        self.top: Frame | None = None
+        self.link_base: Index = ()
+        self.batch: _Batch | None = None
+        self.slots = threading.BoundedSemaphore(workers * 3)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rdb-restore")
+
+    def __enter__(self) -> TreeWriter:
+        return self
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        try:
+            if error is None:
+                self.flush()
+            self.pool.shutdown(wait=True, cancel_futures=error is not None)
+        finally:
+            for frame in list(self.frames):
+                self._close_frame(frame)
+        if error is None and self.fatal is not None:
+            raise self.fatal
+
+    # ---- what the walk calls (one thread) ---------------------------------------------------
+
+    def root(self, target: str, key: Index, entry: Entry, context: object) -> Frame:
+        """TARGET itself, as the directory ``entry`` (made or, with --force, reused)."""
+        fd, existed = prepare_target_dir(target, force=self.force)
+        frame = Frame(key, fd, context, entry, None, existed)
+        self.top = frame
+        self.link_base = key
+        self.frames.add(frame)
+        self.counts.entries += 1
+        return frame
+
+    def single(self, target: str, key: Index, context: object) -> tuple[Frame, bytes]:
+        """The directory TARGET is to be written in, for a one-file restore of ``key``."""
+        fd, name = prepare_target_file(target, force=self.force)
+        frame = Frame(key[:-1], fd, context, None, None, False)
+        self.link_base = key[:-1]
+        self.frames.add(frame)
+        return frame, name
+
+    def directory(self, parent: Frame, name: bytes, entry: Entry, context: object) -> Frame:
+        """Make sub-directory ``name`` now; its attributes come when :meth:`pop` and its
+        pending files are done."""
+        self.flush()
+        self._note(parent, name)
+        try:
+            fd, existed = make_dir(parent.fd, name, force=self.force)
+        except BaseException:
+            self.close_context(context)
+            raise
+        frame = Frame(entry.index, fd, context, entry, parent, existed)
+        with self.lock:
+            parent.pending += 1
+            self.frames.add(frame)
+        return frame
+
+    def special(self, parent: Frame, name: bytes, entry: Entry) -> None:
+        """A symlink, FIFO, socket or device node, made at once."""
+        self._note(parent, name)
+        temp = temp_name()
+        make_special(parent.fd, temp, entry.record, self.warn, self.label(entry.index))
+        try:
+            apply_at(parent.fd, temp, entry.record, self.owners)
+            if entry.record.type != "sym" and (entry.acl or entry.eas):
+                apply_special_extras(parent.fd, temp, entry, self.label(entry.index), self.warn)
+            place(parent.fd, temp, name, force=self.force)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=parent.fd)
+            raise
+        self.progress.advance(1)
+
+    def is_link(self, entry: Entry) -> bool:
+        """Whether ``entry`` is a later member of a hard-link group (linked, not filled): the
+        caller then needs no payload for it."""
+        record = entry.record
+        if not record.has_hard_link_triple:
+            return False
+        assert record.inode is not None and record.device_loc is not None
+        return (record.inode, record.device_loc) in self.groups
+
+    def file(self, parent: Frame, name: bytes, entry: Entry, payload: object = None) -> None:
+        """A regular file: written by the pool with ``fill(entry, parent.context, payload,
+        fd, label)``, or linked to the first path of its hard-link group."""
+        self._note(parent, name)
+        record = entry.record
+        group = first_of = None
+        if record.has_hard_link_triple:
+            assert record.inode is not None and record.device_loc is not None
+            gkey = (record.inode, record.device_loc)
+            group = self.groups.get(gkey)
+            if group is None:
+                first_of = _Group(entry.index[len(self.link_base) :])
+                self.groups[gkey] = first_of
+        batch = self.batch
+        if batch is not None and batch.parent is not parent:
+            self.flush()
+            batch = None
+        if batch is None:
+            batch = self.batch = _Batch(parent)
+        batch.items.append(_Item(name, entry, payload, group, first_of))
+        batch.size += record.size or 0
+        if len(batch.items) >= BATCH_FILES or batch.size >= BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the collected batch to the pool (blocks while enough batches are in flight)."""
+        batch = self.batch
+        if batch is None:
+            return
+        self.batch = None
+        self.slots.acquire()
+        with self.lock:
+            batch.parent.pending += 1
+        try:
+            self.pool.submit(self._run, batch)
+        except BaseException:
+            self.slots.release()
+            self._release_groups(batch)
+            raise
+
+    def pop(self, frame: Frame) -> None:
+        """Nothing more will be added to ``frame``; it is finished when its work is done."""
+        self.flush()
+        with self.lock:
+            frame.popped = True
+            if frame.pending == 0:
+                self._finish(frame)
+
+    def warn(self, message: str) -> None:
+        with self.lock:
+            self.counts.warnings.append(message)
+        self.progress.warning(message)
+
+    def bad(self, message: str) -> None:
+        with self.lock:
+            self.counts.bad.append(message)
+        self.progress.warning(message)
+
+    def _note(self, parent: Frame, name: bytes) -> None:
+        self.counts.entries += 1
+        if parent.names is not None:
+            parent.names.add(name)
+
+    # ---- in the pool ------------------------------------------------------------------------
+
+    def _run(self, batch: _Batch) -> None:
+        files = nbytes = 0
+        parent = batch.parent
+        try:
+            for item in batch.items:
+                if self.fatal is not None:
+                    break
+                try:
+                    if item.group is not None:
+                        self._link(parent, item)
+                    else:
+                        nbytes += self._write(parent, item)
+                        files += 1
+                        if item.first_of is not None:
+                            item.first_of.ok = True
+                except CorruptRepository as error:
+                    self.bad(str(error))
+                finally:
+                    if item.first_of is not None:
+                        item.first_of.done.set()
+        except BaseException as error:
+            with self.lock:
+                if self.fatal is None:
+                    self.fatal = error
+        finally:
+            self._release_groups(batch)
+            with self.lock:
+                self.counts.files += files
+                self.counts.bytes += nbytes
+            self.progress.advance(len(batch.items))
+            self._done(parent)
+            self.slots.release()
+
+    @staticmethod
+    def _release_groups(batch: _Batch) -> None:
+        """Wake whoever waits for a group whose first member will not be written."""
+        for item in batch.items:
+            if item.first_of is not None:
+                item.first_of.done.set()
+
+    def _write(self, parent: Frame, item: _Item) -> int:
+        entry = item.entry
+        temp = temp_name()
+        out = os.open(temp, CREATE_FLAGS, 0o600, dir_fd=parent.fd)
+        try:
+            try:
+                size, sha1 = self.fill(entry, parent.context, item.payload, out, os.fsdecode(temp))
+                check_content(size, sha1, entry, self.label)
+                self._attributes(out, entry, parent.new_owner)
+            finally:
+                os.close(out)
+            place(parent.fd, temp, item.name, force=self.force)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=parent.fd)
+            raise
+        return size
+
+    def _attributes(self, fd: int, entry: Entry, owned_by: tuple[int, int] | None = None) -> None:
+        apply_fd(
+            fd,
+            entry.record,
+            entry.eas,
+            entry.acl,
+            self.owners,
+            lambda: self.label(entry.index),
+            self.warn,
+            owned_by,
+        )
+
+    def _link(self, parent: Frame, item: _Item) -> None:
+        group = item.group
+        assert group is not None
+        group.done.wait()
+        if not group.ok:
+            raise CorruptRepository(
+                "not restored: the first file of its hard-link group could not be restored",
+                path=self.label(item.entry.index),
+            )
+        base_fd = self.top.fd if self.top is not None else parent.fd
+        fds: list[int] = []
+        try:
+            at = base_fd
+            for component in group.rel[:-1]:
+                at = os.open(component, DIR_FLAGS, dir_fd=at)
+                fds.append(at)
+            temp = temp_name()
+            os.link(group.rel[-1], temp, src_dir_fd=at, dst_dir_fd=parent.fd, follow_symlinks=False)
+            try:
+                place(parent.fd, temp, item.name, force=self.force)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=parent.fd)
+                raise
+        finally:
+            for fd in fds:
+                close_quietly(fd)
+
+    # ---- directories are finished after their contents ---------------------------------------
+
+    def _done(self, frame: Frame) -> None:
+        with self.lock:
+            frame.pending -= 1
+            if frame.popped and frame.pending == 0:
+                self._finish(frame)
+
+    def _finish(self, frame: Frame) -> None:
+        """Called with the lock held, once nothing is pending in ``frame``."""
+        try:
+            if self.fatal is None and frame.entry is not None:
+                if frame.names is not None and self.force:
+                    for existing in map(os.fsencode, os.listdir(frame.fd)):
+                        if existing not in frame.names:
+                            remove_entry(frame.fd, existing)
+                self._attributes(frame.fd, frame.entry)
+                self.progress.advance(1)
+        except BaseException as error:
+            if self.fatal is None:
+                self.fatal = error
+        finally:
+            self._close_frame(frame)
+            if frame.parent is not None:
+                self._done(frame.parent)
+
+    def _close_frame(self, frame: Frame) -> None:
+        if frame in self.frames:
+            self.frames.discard(frame)
+            close_quietly(frame.fd)
+            self.close_context(frame.context)
+
+
+def check_content(size: int, sha1: str, entry: Entry, label: Callable[[Index], str]) -> None:
+    """Raise CorruptRepository unless the bytes written match the recorded size and SHA1."""
+    record = entry.record
+    if record.size is not None and size != record.size:
+        raise CorruptRepository(
+            f"restored {size} bytes but the metadata records {record.size} "
+            "(an increment is missing or damaged)",
+            path=label(entry.index),
+        )
+    if record.sha1_digest is not None and sha1 != record.sha1_digest:
+        raise CorruptRepository(
+            f"restored content has SHA1 {sha1}, the metadata records "
+            f"{record.sha1_digest} (an increment is missing or damaged)",
+            path=label(entry.index),
+        )
