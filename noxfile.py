@@ -20,7 +20,15 @@ PACKAGES: dict[str, list[str]] = {
     "rdb-clikit": ["rdb-format"],
     "rdb-mirror": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit", "rdb-remote"],
     "rdb-stats": ["rdb-format", "rdb-clikit"],
-    "rdb-restore": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit"],
+    # rdb-mirror (which needs rdb-remote) only for the tests: they make repositories with it
+    "rdb-restore": [
+        "rdiff",
+        "rdb-format",
+        "rdb-increment",
+        "rdb-clikit",
+        "rdb-remote",
+        "rdb-mirror",
+    ],
     "rdb-remote": ["rdb-format"],
 }
 TEST_TOOLS = ["pytest", "hypothesis", "pytest-benchmark"]

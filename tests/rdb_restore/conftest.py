@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from tests.interop import trees
 
+from rdb_mirror import session as mirror  # a test dependency (noxfile PACKAGES)
+
 T0 = 1_700_000_000
 STEP = 3_600
 
@@ -38,7 +40,6 @@ class MirrorRepo:
 
 
 def build_mirror_repo(workdir: Path, sessions: int = 3, seed: int = 11) -> MirrorRepo:
-    mirror = pytest.importorskip("rdb_mirror.session")
     src, repo = workdir / "src", workdir / "repo"
     trees.build_tree(src, seed)
     times: list[int] = []

@@ -19,6 +19,7 @@ from rdb_format.errors import CorruptRepository, SourceError
 from rdb_format.metadata import Record, file_type_of, path_key
 from rdb_increment.listing import increment_sizes
 from rdb_restore.content import Digest, hash_source, produce
+from rdb_restore.extras import local_acl, local_eas, same_acl
 from rdb_restore.repo import FILE_FLAGS, Entry, Index, Repo, show
 from rdb_restore.restore import default_workers
 from rdb_restore.sources import Place, Sources, SourceTree
@@ -317,18 +318,24 @@ def _walk_source(root: bytes, top_excluded: bool) -> Iterator[tuple[Index, os.st
     yield from rec((), root, top)
 
 
-def _meta_differences(record: Record, st: os.stat_result, source: bytes) -> list[str]:
-    what: list[str] = []
+def _meta_differences(
+    entry: Entry, st: os.stat_result, source: bytes, extras: tuple[bool, bool]
+) -> list[str]:
+    """What differs between the recorded ``entry`` and the local file ``source`` (lstat'ed
+    as ``st``), as rdiff-backup's metadata comparison sees it; ``extras``: whether the session
+    records EAs and ACLs (only then are they compared)."""
+    record = entry.record
     kind = _kind(st.st_mode)
     if kind != record.type:
         return [f"type {record.type} -> {kind}"]
+    what: list[str] = []
     perms = stat.S_IMODE(st.st_mode)
     if kind != "sym" and record.permissions is not None and perms != record.permissions:
         what.append("permissions")
     if os.geteuid() == 0 and (st.st_uid != record.uid or st.st_gid != record.gid):
         what.append("owner")
     mtime = st.st_mtime_ns // 1_000_000_000
-    if kind not in ("sym", "dev", "dir") and record.mod_time not in (None, mtime):
+    if kind not in ("sym", "dev") and record.mod_time not in (None, mtime):
         what.append("mtime")
     if kind == "reg" and st.st_size != record.size:
         what.append("size")
@@ -337,6 +344,15 @@ def _meta_differences(record: Record, st: os.stat_result, source: bytes) -> list
     device = (os.major(st.st_rdev), os.minor(st.st_rdev))
     if kind == "dev" and record.device_num is not None and device != record.device_num[1:]:
         what.append("device")
+    eas_recorded, acls_recorded = extras
+    if eas_recorded and local_eas(source) != entry.eas:
+        what.append("extended attributes")
+    if (
+        acls_recorded
+        and kind != "sym"
+        and not same_acl(local_acl(source, kind == "dir"), entry.acl)
+    ):
+        what.append("ACL")
     return what
 
 
@@ -389,23 +405,28 @@ def compare(
                 want = group_digest.get(gkey)
         return want
 
-    def job(index: Index, path: bytes, want: str | None, sources: Sources | None) -> None:
+    def job(
+        index: Index, path: bytes, what: list[str], want: str | None, sources: Sources | None
+    ) -> None:
         try:
             if sources is None:
                 if want is not None and _hash_file(path) != want:
-                    add(Difference("changed", show(index), "data"))
+                    what.append("data")
             elif not _same_content(path, sources):
-                add(Difference("changed", show(index), "data"))
+                what.append("data")
         except CorruptRepository as error:
-            add(Difference("changed", show(index), f"cannot rebuild: {error}"))
+            what.append(f"cannot rebuild: {error}")
         except BaseException as error:
             fatal.append(error)
         finally:
             if sources is not None:
                 sources.close()
             slots.release()
+        if what:
+            add(Difference("changed", show(index), ", ".join(what)))
 
     progress.start("comparing", None)
+    extras = repo.recorded_extras(when)
     pool = ThreadPoolExecutor(count, thread_name_prefix="rdb-restore")
     try:
         source_iter = _walk_source(root, top_excluded=not repo.sub)
@@ -428,25 +449,21 @@ def compare(
             entry, parent = r
             index, st = s
             path = os.path.join(root, *index) if index else root
-            what = _meta_differences(entry.record, st, path)
+            what = _meta_differences(entry, st, path, extras)
             result.compared += 1
+            progress.advance(1)
+            if method != "meta" and entry.record.type == "reg" and stat.S_ISREG(st.st_mode):
+                # the parent's place is only valid until the repository walk moves on
+                content = _content_job(tree, parent, entry, method == "full", recorded)
+                if isinstance(content, CorruptRepository):
+                    what.append(f"cannot rebuild: {content}")
+                else:
+                    slots.acquire()
+                    pool.submit(job, index, path, what, *content)
+                    what = []
             if what:
                 add(Difference("changed", show(index), ", ".join(what)))
-            elif method != "meta" and entry.record.type == "reg":
-                sources: Sources | None = None
-                want = recorded(entry.record)
-                if method == "full":
-                    try:
-                        sources = tree.sources(parent, entry.index, entry.record)
-                    except CorruptRepository as error:
-                        add(Difference("changed", show(index), f"cannot rebuild: {error}"))
-                        s, r = next(source_iter, None), next(repo_iter, None)
-                        continue
-                slots.acquire()
-                pool.submit(job, index, path, want, sources)
-            progress.advance(1)
-            s = next(source_iter, None)
-            r = next(repo_iter, None)
+            s, r = next(source_iter, None), next(repo_iter, None)
     finally:
         pool.shutdown(wait=True)
         tree.close()
@@ -455,6 +472,24 @@ def compare(
         raise fatal[0]
     result.differences.sort(key=lambda d: path_key(os.fsencode(d.path)))
     return result
+
+
+def _content_job(
+    tree: SourceTree,
+    parent: Place,
+    entry: Entry,
+    full: bool,
+    recorded: Callable[[Record], str | None],
+) -> tuple[str | None, Sources | None] | CorruptRepository:
+    """What the content check of ``entry`` needs: its recorded SHA1 (``--hash``) or its
+    opened sources (``--full``); the error if they cannot be opened."""
+    want = recorded(entry.record)
+    if not full:
+        return want, None
+    try:
+        return want, tree.sources(parent, entry.index, entry.record)
+    except CorruptRepository as error:
+        return error
 
 
 def _open_source(path: bytes) -> int:

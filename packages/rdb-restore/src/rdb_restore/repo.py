@@ -111,6 +111,15 @@ class Repo:
 
     # ---- the tree at a session ------------------------------------------------------------
 
+    def recorded_extras(self, when: int) -> tuple[bool, bool]:
+        """Whether session ``when`` recorded extended attributes, and ACLs (their snapshot
+        files exist; a backup made without EA or ACL support writes none)."""
+        data_dir, quoting = self.layout.data_dir, self.quoting
+        return (
+            _recorded(data_dir, EXTENDED_ATTRIBUTES, when, quoting) is not None,
+            _recorded(data_dir, ACCESS_CONTROL_LISTS, when, quoting) is not None,
+        )
+
     def entries_at(self, when: int, sub: Index | None = None) -> Iterator[Entry]:
         """The files under ``sub`` (default: the command's sub-path) at session ``when``,
         in metadata order, with their EAs and ACLs (§2.4, §2.7). Streaming."""
@@ -139,10 +148,12 @@ class Repo:
             yield Entry(record, key, found_eas, found_acl)
 
 
+def _recorded(data_dir: Path, base: str, when: int, quoting: Quoting) -> Path | None:
+    return find_session_file(data_dir, base, when, kinds=("snapshot",), quoting=quoting)
+
+
 def _ea_stream(data_dir: Path, when: int, quoting: Quoting) -> Iterator[tuple[Index, EAs]]:
-    path = find_session_file(
-        data_dir, EXTENDED_ATTRIBUTES, when, kinds=("snapshot",), quoting=quoting
-    )
+    path = _recorded(data_dir, EXTENDED_ATTRIBUTES, when, quoting)
     if path is None:
         return
     for record in iter_ea_records(path):
@@ -152,9 +163,7 @@ def _ea_stream(data_dir: Path, when: int, quoting: Quoting) -> Iterator[tuple[In
 def _acl_stream(
     data_dir: Path, when: int, quoting: Quoting
 ) -> Iterator[tuple[Index, tuple[ACLEntry, ...]]]:
-    path = find_session_file(
-        data_dir, ACCESS_CONTROL_LISTS, when, kinds=("snapshot",), quoting=quoting
-    )
+    path = _recorded(data_dir, ACCESS_CONTROL_LISTS, when, quoting)
     if path is None:
         return
     for record in iter_acl_records(path):

@@ -18,20 +18,12 @@ import pwd
 import shutil
 import stat
 from collections.abc import Callable
-from typing import Any
 
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.errors import SourceError
 from rdb_format.metadata import Record
+from rdb_restore.extras import posix1e
 from rdb_restore.repo import DIR_FLAGS, EAs, Entry
-
-posix1e: Any
-try:  # pragma: no cover - depends on the machine
-    import posix1e as _posix1e
-
-    posix1e = _posix1e
-except ImportError:  # pragma: no cover
-    posix1e = None
 
 IS_ROOT = os.geteuid() == 0
 TEMP_PREFIX = b".rdb-restore.tmp."
