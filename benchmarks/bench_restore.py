@@ -6,6 +6,8 @@ Usage::
     python benchmarks/bench_restore.py --only django --repeat 5 --no-flat
     python benchmarks/bench_restore.py --flat-files 200000
 
+rdb-restore runs from a snapshot of the committed packages (``git archive HEAD``, as
+bench_mirror does; ``--no-snapshot``: the working tree), so edits during a run do not leak in.
 For each corpus pair (``../shared/bench/corpus.sh``: small-a → small-b, django-a → django-b) a
 repository is made once with rdiff-backup 2.2.7 (two sessions: a, then b; kept in ``--work``
 between runs), then restored at the newest session (everything comes from the mirror) and at
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -38,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_mirror import machine  # the same machine line in both tables
+from bench_mirror import machine, snapshot  # the same machine line; HEAD's packages
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -57,15 +60,15 @@ class Measure:
     rss_mib: int
 
 
+#: The environment of every measured command (PYTHONPATH: the snapshot of HEAD, if taken).
+ENV: dict[str, str] = {**os.environ, "TZ": "UTC"}
+
+
 def run(argv: Sequence[str], *, cwd: Path | None = None) -> Measure:
     """Run one command as a child: wall time, CPU (user + system) and peak RSS from wait4."""
     start = time.perf_counter()
     proc = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "TZ": "UTC"},
+        list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
     )
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
@@ -101,10 +104,13 @@ class Outputs:
 
 
 def warm(path: Path) -> None:
-    """Read every file once, so that every tool starts from a warm page cache."""
+    """Read every regular file once, so that every tool starts from a warm page cache."""
     for directory, _, names in os.walk(path):
         for name in names:
-            with open(os.path.join(directory, name), "rb") as f:
+            file = os.path.join(directory, name)
+            if not stat.S_ISREG(os.lstat(file).st_mode):
+                continue  # a FIFO would block the open
+            with open(file, "rb") as f:
                 while f.read(1 << 20):
                     pass
 
@@ -195,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(PAIRS), action="append")
     parser.add_argument("--flat-files", type=int, default=200_000)
     parser.add_argument("--no-flat", action="store_true")
+    parser.add_argument(
+        "--no-snapshot", action="store_true", help="run the working tree, not a copy of HEAD"
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if not (args.corpus / "small-a").is_dir() or not Path(RDIFF_BACKUP).exists():
         print(
@@ -202,6 +211,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"and rdiff-backup 2.2.7 ({RDIFF_BACKUP}); skipped"
         )
         return 0
+    if not args.no_snapshot:
+        shutil.rmtree(args.work / "snapshot", ignore_errors=True)
+        ENV["PYTHONPATH"] = snapshot(args.work / "snapshot")
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        print(f"rdb-restore: a snapshot of HEAD {head.stdout.strip()}", flush=True)
     print(f"machine: {machine()}", flush=True)
     outputs = Outputs(args.work / "outputs")
     loads = [os.getloadavg()[0]]
