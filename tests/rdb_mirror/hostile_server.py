@@ -5,7 +5,8 @@
 MODE: unsafe-path (an entry named ``../escaped``), out-of-order (entries not in metadata
 order), wrong-record-path (an entry whose record names another path), unknown-request (an
 answer to a request never made), wrong-kind (a repository message sent by a source),
-incomplete (a record without the fields its type needs).
+incomplete (a record without the fields its type needs), bad-kind (an error_log type that
+is not one).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rdb_mirror.protocol import (
     Chunk,
     ContentRequest,
     Entry,
+    Problem,
     Ready,
     SourceStart,
 )
@@ -50,6 +52,7 @@ def main() -> int:
         "unknown-request": Batch((root,)),
         "wrong-kind": ContentRequest(0, (b"a",), (0, 0, 0, 0)),
         "incomplete": Batch((Entry((), Record(b".", "dir"), (0, 0, 0, 1), 0, 0),)),
+        "bad-kind": Batch((root, Problem((b"a",), "Evil: '/etc' forged\nUpdateError", "x"))),
     }
     connection.send(messages[mode])
     if mode == "unknown-request":

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DELTA_MIN",
     "MISMATCH",
+    "SIGNATURES_HELD",
     "SIGNATURE_MAX",
     "patch_into",
     "send_delta",
@@ -59,6 +60,9 @@ PIECE = 256 << 10
 #: The most signature bytes a source side accepts for one request (librsync's default block
 #: size grows as the square root of the file: a 1 TiB file has a signature of about 36 MiB).
 SIGNATURE_MAX = 256 << 20
+#: The most signature bytes a source side holds for requests not yet made (a repository side
+#: streams one signature per pool thread at a time: far less; a hostile one is stopped).
+SIGNATURES_HELD = 1 << 30
 #: How a patched copy that does not match the source's size or SHA1 is reported.
 MISMATCH = "changed while being read; not updated"
 _READ = 1 << 20

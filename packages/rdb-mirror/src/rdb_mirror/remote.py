@@ -80,6 +80,8 @@ HELLO = Hello("rdb-mirror", __version__, PROTOCOL_VERSION, OLDEST_PROTOCOL)
 
 _SOURCE_KINDS = (Entry, Problem, Batch, WalkDone, Chunk, Content, ContentEnd, ContentFailed)
 _REPOSITORY_KINDS = (ContentRequest, Credit, Finish, SignatureChunk, DeltaRequest)
+#: the error_log types a source reports for entries it cannot read
+_PROBLEM_KINDS = frozenset({"ListError", "UpdateError", "SpecialFileError"})
 #: how often a remote repository side reports progress (seconds)
 _PROGRESS_EVERY = 0.2
 
@@ -130,6 +132,8 @@ class _FromSource:
         peer = self._connection.peer
         index = message.index
         _check_index(index, peer)
+        if isinstance(message, Problem) and message.kind not in _PROBLEM_KINDS:
+            raise ProtocolError(f"unknown error_log type {message.kind!r}", path=peer)
         if isinstance(message, Entry):
             if self._last is not None and index <= self._last:
                 raise ProtocolError(f"entry {render(index)!r} out of order", path=peer)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from rdb_format.errors import ProtocolError
 from rdb_format.layout import DATA_DIR
-from rdb_mirror.deltas import SIGNATURE_MAX, send_delta
+from rdb_mirror.deltas import SIGNATURE_MAX, SIGNATURES_HELD, send_delta
 from rdb_mirror.fsmeta import (
     IS_ROOT,
     Capabilities,
@@ -390,6 +390,10 @@ def run_source(
                     signature_bytes[number] = signature_bytes.get(number, 0) + len(message.data)
                     if signature_bytes[number] > SIGNATURE_MAX:
                         raise ProtocolError(f"a signature of more than {SIGNATURE_MAX} bytes")
+                    if sum(signature_bytes.values()) > SIGNATURES_HELD:
+                        raise ProtocolError(
+                            f"more than {SIGNATURES_HELD} bytes of signatures without requests"
+                        )
                 elif isinstance(message, DeltaRequest):
                     signature_bytes.pop(message.request, None)
                     chunks = signatures.pop(message.request, [])
