@@ -13,12 +13,14 @@ only when the channel is remote (or when a test asks for them).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rdb_format.errors import RdbError
 from rdb_mirror.protocol import (
@@ -31,8 +33,16 @@ from rdb_mirror.protocol import (
     SourceMessage,
     StatKey,
 )
-from rdiff.api import iter_delta, iter_patch, load_signature, signature, signature_params
+from rdiff.api import (
+    delta,
+    iter_delta,
+    iter_patch,
+    load_signature,
+    signature,
+    signature_params,
+)
 from rdiff.errors import RdiffError
+from rdiff.parallel import worth_splitting
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -90,13 +100,23 @@ def _read_file(fd: int, observe: hashlib._Hash | None = None) -> Iterator[bytes]
         yield data
 
 
-class _SignatureSender(io.RawIOBase):
-    """A write-only stream that sends what is written as :class:`SignatureChunk` pieces."""
+M = TypeVar("M")
 
-    def __init__(self, request: int, out: Sender[RepositoryMessage]) -> None:
+
+class _PieceSender(io.RawIOBase, Generic[M]):
+    """A write-only stream that sends what is written in pieces of about :data:`PIECE`
+    bytes, each as the message ``make(request, data)``."""
+
+    def __init__(
+        self,
+        request: int,
+        make: Callable[[int, bytes], M],
+        send: Callable[[M], None],
+    ) -> None:
         super().__init__()
         self._request = request
-        self._out = out
+        self._make = make
+        self._send_message = send
         self._buffer = bytearray()
 
     def writable(self) -> bool:
@@ -111,7 +131,7 @@ class _SignatureSender(io.RawIOBase):
 
     def _send(self) -> None:
         if self._buffer:
-            self._out.send(SignatureChunk(self._request, bytes(self._buffer)))
+            self._send_message(self._make(self._request, bytes(self._buffer)))
             self._buffer.clear()
 
     def close(self) -> None:
@@ -139,7 +159,7 @@ def send_signature(
         out.send(ContentRequest(request, index, stat_key))
         return
     try:
-        with handle, _SignatureSender(request, out) as sender:
+        with handle, _PieceSender(request, SignatureChunk, out.send) as sender:
             size = os.fstat(handle.fileno()).st_size
             signature(
                 handle,
@@ -159,22 +179,54 @@ def send_delta(
 ) -> tuple[int, str]:
     """Source side (pool job): send the delta of the open file ``fd`` against ``signature``.
 
-    Returns the file's size and SHA1 as read (the caller checks it did not change, then
-    sends :class:`ContentEnd`). Raises RdiffError for a signature that is not one.
+    A large file is encoded by every CPU over byte ranges (rdiff's parallel delta) while
+    another thread hashes it. Returns the file's size and SHA1 as read (the caller checks it
+    did not change, then sends :class:`ContentEnd`). Raises RdiffError for a signature that
+    is not one.
     """
+    size = os.fstat(fd).st_size
+    jobs = os.cpu_count() or 1
+    if jobs > 1 and worth_splitting(size, None):
+        loaded = load_signature(signature, name=f"request {request}", keep_raw=True)
+        hashed: list[tuple[int, str]] = []
+        hasher = threading.Thread(target=lambda: hashed.append(_sha1_of(fd)), daemon=True)
+        hasher.start()
+        try:
+            with (
+                open(fd, "rb", closefd=False) as new,
+                _PieceSender(request, Chunk, out.send) as sender,
+            ):
+                delta(loaded, new, sender, jobs=jobs)  # type: ignore[arg-type]
+        finally:
+            hasher.join()
+        if not hashed:
+            raise OSError(errno.EIO, "the file could not be hashed")
+        return hashed[0]
     loaded = load_signature(signature, name=f"request {request}")
     digest = hashlib.sha1()
-    size = 0
+    read = 0
 
     def counted() -> Iterator[bytes]:
-        nonlocal size
+        nonlocal read
         for data in _read_file(fd, digest):
-            size += len(data)
+            read += len(data)
             yield data
 
     for piece in _pieces(iter_delta(loaded, counted())):
         out.send(Chunk(request, piece))
-    return size, digest.hexdigest()
+    return read, digest.hexdigest()
+
+
+def _sha1_of(fd: int) -> tuple[int, str]:
+    """Size and SHA1 of the open file ``fd``, read with pread (its offset is left alone)."""
+    digest = hashlib.sha1()
+    offset = 0
+    while True:
+        data = os.pread(fd, _READ, offset)
+        if not data:
+            return offset, digest.hexdigest()
+        digest.update(data)
+        offset += len(data)
 
 
 def patch_into(basis: Path, delta: Path, target: Path, size: int, sha1: str) -> None:
