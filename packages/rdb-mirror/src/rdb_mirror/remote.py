@@ -66,6 +66,7 @@ from rdb_mirror.session import (
     default_workers,
 )
 from rdb_mirror.source import IncludeAll, SourceOptions, run_source
+from rdb_mirror.source import Selection as SourceSelection
 from rdb_remote import Connection, Hello, RemoteLocation, RemoteProcess, connect
 
 __all__ = [
@@ -323,17 +324,14 @@ def backup_to_remote(
             if isinstance(ready, Ready):
                 break
             _replay(ready, report)
-        source_options = SourceOptions(
-            root=os.fsencode(src),
-            selection=opts.selection or IncludeAll(),
-            capabilities=Capabilities(eas=ready.eas, acls=ready.acls),
-            workers=opts.workers or default_workers(),
-            window=ready.window,
+        outcome = _run_source(
+            connection,
+            inbox,
+            os.fsencode(src),
+            opts.selection or IncludeAll(),
+            ready,
+            opts.workers,
         )
-        run_source(source_options, inbox, connection)
-        if inbox.error is not None:
-            raise inbox.error
-        outcome = inbox.outcome
         while outcome is None:
             message = connection.receive_as((Done, Failed, ProgressEvent))
             if isinstance(message, ProgressEvent):
@@ -362,6 +360,29 @@ def backup_to_remote(
         bytes_sent=connection.bytes_sent,
         bytes_received=connection.bytes_received,
     )
+
+
+def _run_source(
+    connection: Connection,
+    inbox: _FromRepository,
+    root: bytes,
+    selection: SourceSelection,
+    grant: Ready | Begin,
+    workers: int | None,
+) -> Done | Failed | None:
+    """The source side of a session over ``connection``, with what the repository side
+    granted (capabilities, window); the session's end if the repository side sent it."""
+    options = SourceOptions(
+        root=root,
+        selection=selection,
+        capabilities=Capabilities(eas=grant.eas, acls=grant.acls),
+        workers=workers or default_workers(),
+        window=grant.window,
+    )
+    run_source(options, inbox, connection)
+    if inbox.error is not None:
+        raise inbox.error
+    return inbox.outcome
 
 
 # ---- the server ---------------------------------------------------------------------------
@@ -436,15 +457,6 @@ def _serve_source(connection: Connection, start: SourceStart) -> None:
     if isinstance(begin, Failed):
         raise _failure(begin, connection.peer)
     inbox = _FromRepository(connection, NullProgress())
-    options = SourceOptions(
-        root=start.path,
-        selection=selection,
-        capabilities=Capabilities(eas=begin.eas, acls=begin.acls),
-        workers=start.workers or default_workers(),
-        window=begin.window,
-    )
-    run_source(options, inbox, connection)
-    if inbox.error is not None:
-        raise inbox.error
-    if isinstance(inbox.outcome, Failed):
-        raise _failure(inbox.outcome, connection.peer)
+    outcome = _run_source(connection, inbox, start.path, selection, begin, start.workers)
+    if isinstance(outcome, Failed):
+        raise _failure(outcome, connection.peer)
