@@ -48,6 +48,8 @@ _SMALL = 1 << 20
 _DOUBLE = struct.Struct(">d")
 
 Validator = Callable[[object], bool]
+#: a field's check: the exact types it may have, or a validator
+Check = frozenset[type] | Validator
 
 
 def _varint(value: int, out: bytearray) -> None:
@@ -68,16 +70,16 @@ class Codec:
         self._structs: list[type] = list(structs)
         self._numbers: dict[type, int] = {cls: n for n, cls in enumerate(self._structs)}
         self._fields: list[tuple[str, ...]] = []
-        self._checks: list[tuple[Validator, ...]] = []
+        self._checks: list[tuple[Check, ...]] = []
         for cls in self._structs:
             if not dataclasses.is_dataclass(cls):
                 raise TypeError(f"{cls.__name__} is not a dataclass")
             hints = get_type_hints(cls)
             names = tuple(f.name for f in dataclasses.fields(cls))
             self._fields.append(names)
-            self._checks.append(tuple(self._validator(hints[name]) for name in names))
+            self._checks.append(tuple(self._check(hints[name]) for name in names))
         record_hints = get_type_hints(Record)
-        self._record_checks = tuple(self._validator(record_hints[n]) for n in Record._fields)
+        self._record_checks = tuple(self._check(record_hints[n]) for n in Record._fields)
 
     # ---- validators compiled from type hints ----------------------------------------------
 
@@ -93,6 +95,12 @@ class Codec:
                 return frozenset().union(*parts)  # type: ignore[arg-type]
         return None
 
+    def _check(self, hint: Any) -> Check:
+        """A field's check: the set of its exact types when that says it all (tested inline,
+        no call), else a validator."""
+        atomic = self._atomic(hint)
+        return atomic if atomic is not None else self._validator(hint)
+
     def _validator(self, hint: Any) -> Validator:
         atomic = self._atomic(hint)
         if atomic is not None:
@@ -106,13 +114,16 @@ class Codec:
             allowed = frozenset(args)
             return lambda v: type(v) is str and v in allowed
         if origin in (Union, types.UnionType):
+            if type(None) in args and len(args) == 2:  # X | None: the common optional field
+                inner = self._validator(next(a for a in args if a is not type(None)))
+                return lambda v: v is None or inner(v)
             options = tuple(self._validator(a) for a in args)
             return lambda v: any(check(v) for check in options)
         if origin is tuple:
             if len(args) == 2 and args[1] is Ellipsis:
                 items = self._atomic(args[0])
                 if items is not None:
-                    return lambda v: type(v) is tuple and all(type(x) in items for x in v)
+                    return lambda v: type(v) is tuple and set(map(type, v)) <= items
                 each = self._validator(args[0])
                 return lambda v: type(v) is tuple and all(each(x) for x in v)
             fixed = tuple(self._validator(a) for a in args)
@@ -243,6 +254,10 @@ class Codec:
                 raw = data[pos + 1]
                 append((raw >> 1) if not raw & 1 else -((raw + 1) >> 1))
                 pos += 2
+            elif tag == _INT and pos + 2 < end and data[pos + 2] < 0x80:  # two-byte varint
+                raw = (data[pos + 1] & 0x7F) | (data[pos + 2] << 7)
+                append((raw >> 1) if not raw & 1 else -((raw + 1) >> 1))
+                pos += 3
             elif tag == _INT64 and pos + 9 <= end:
                 append(_QUAD.unpack_from(data, pos + 1)[0])
                 pos += 9
@@ -291,13 +306,19 @@ class Codec:
         if depth >= MAX_DEPTH:
             raise ProtocolError("malformed frame: values nested too deep")
         if tag == _TUPLE:
-            count, pos = self._length(data, pos)  # each item takes at least one byte
+            if pos < end and data[pos] < 0x80:
+                count = data[pos]
+                pos += 1
+                if count > end - pos:  # each item takes at least one byte
+                    raise ProtocolError("malformed frame: a length runs past the end of the frame")
+            else:
+                count, pos = self._length(data, pos)
             items, pos = self._values(data, pos, count, depth + 1)
             return tuple(items), pos
         if tag == _RECORD:
             fields, pos = self._values(data, pos, len(self._record_checks), depth + 1)
             for check, item in zip(self._record_checks, fields, strict=True):
-                if not check(item):
+                if not (type(item) in check if type(check) is frozenset else check(item)):  # type: ignore[operator]
                     raise ProtocolError("malformed frame: a metadata record has a bad field")
             return Record._make(fields), pos
         if tag == _STRUCT:
@@ -308,7 +329,7 @@ class Codec:
             names = self._fields[number]
             values, pos = self._values(data, pos, len(names), depth + 1)
             for name, check, item in zip(names, self._checks[number], values, strict=True):
-                if not check(item):
+                if not (type(item) in check if type(check) is frozenset else check(item)):  # type: ignore[operator]
                     raise ProtocolError(
                         f"malformed frame: {cls.__name__}.{name} has a value of the wrong type"
                     )
