@@ -230,6 +230,22 @@ def test_a_hostile_source_cannot_write_outside_the_repository(mode: str, tmp_pat
     assert not read_state(Layout(repo)).markers  # no session was committed
 
 
+def test_errors_of_the_remote_half_come_back_with_their_status(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    run = mirror_json("--remote-schema", subprocess_schema(), f"{HOST}::/no/such", tmp_path / "r")
+    assert run.status == ExitCode.SOURCE
+    assert run.summary["message"] == f"{HOST}: /no/such: does not exist"
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_bytes(b"x")
+    run = mirror_json(
+        "--remote-schema", subprocess_schema(), tmp_path / "src", f"{HOST}::{tmp_path}/full"
+    )
+    assert run.status == ExitCode.NOT_A_REPOSITORY
+    assert str(run.summary["message"]).startswith(f"{HOST}: {tmp_path}/full: is not empty")
+    assert "Traceback" not in run.stderr
+
+
 def test_remote_usage_errors(tmp_path: Path) -> None:
     run = mirror_json("a::/x", "b::/y")
     assert run.status == ExitCode.USAGE and "both remote" in str(run.summary["message"])

@@ -99,7 +99,8 @@ class RemoteFailure(RdbError):
 
 
 def _failure(message: Failed, peer: str) -> RemoteFailure:
-    return RemoteFailure(message.message, message.exit_code, peer=peer)
+    """The remote's error, prefixed with its host (its message names the path there)."""
+    return RemoteFailure(message.message, message.exit_code, peer=peer.split("::", 1)[0])
 
 
 # ---- checking what a peer sends ------------------------------------------------------------
