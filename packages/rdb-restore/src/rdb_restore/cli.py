@@ -8,10 +8,11 @@ verify.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -22,9 +23,12 @@ from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
 from rdb_clikit.progress import JsonLinesProgress, make_progress
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_clikit.run import run
+from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
+from rdb_format.metadata import Record, path_key
 from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring
+from rdb_remote.spawn import RemoteLocation, parse_location
 from rdb_restore.query import Method, compare, list_changed, list_sessions, verify
 from rdb_restore.repo import open_repo, show
 from rdb_restore.restore import RestoreOptions, limit_heap_growth, restore
@@ -47,6 +51,18 @@ WorkersOpt = Annotated[
         "--workers", min=1, help="Threads rebuilding files (default: one per CPU, at least 2)."
     ),
 ]
+RemoteSchemaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--remote-schema",
+        help="The command that runs rdb-restore --server on the host of a host::/path "
+        "location; %s is replaced by [user@]host (default: 'ssh -C %s rdb-restore --server').",
+    ),
+]
+REMOTE_NOTE = (
+    "A location [user@]host::/path is on another host: 'ssh -C host rdb-restore --server' "
+    "is run there (see --remote-schema) and only the answer crosses the link."
+)
 TIME_NOTE = (
     "TIME is rounded down to the newest session at or before it (the oldest session if it is "
     "older than all of them)."
@@ -101,13 +117,14 @@ def _say(quiet: bool, text: str) -> None:
         "rdb-restore /backups/home/rdiff-backup-data/increments/alice/x.2026-11-22T10:20:30+01:00"
         ".diff.gz /tmp/x",
         "rdb-restore --force --at 1W /backups/home /srv/home-restored",
+        "rdb-restore --at 2D nas::/backups/home/alice /tmp/alice",
         notes="REPO is the repository, or any path inside its mirror (it may exist only in "
         "older sessions), or one increment file (restored as of its own time). TARGET must not "
         "exist or be an empty directory (--force overwrites it and removes what is not in the "
         "backup); '-' writes one regular file to stdout. Nothing is ever written outside "
         "TARGET: no symbolic link is followed, whether in the repository or in TARGET. "
         "Files whose content does not match their recorded SHA1 are left out, named, and "
-        "the exit status is 13. " + TIME_NOTE,
+        "the exit status is 13. " + REMOTE_NOTE + " " + TIME_NOTE,
     ),
 )
 def restore_command(
@@ -125,19 +142,23 @@ def restore_command(
         ),
     ] = False,
     workers: WorkersOpt = None,
+    remote_schema: RemoteSchemaOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
     """Restore REPO (or a path in it) into TARGET as it was at TIME (default: the newest)."""
     to_stdout = target == "-"
     progress = _progress(json_output, quiet, stream_stdout=not to_stdout)
-    result = restore(
-        location,
-        target,
-        at=at,
-        options=RestoreOptions(force=force, numeric_ids=numeric_ids, workers=workers),
-        progress=progress,
-    )
+    options = RestoreOptions(force=force, numeric_ids=numeric_ids, workers=workers)
+    remote = parse_location(location)
+    if remote is not None:
+        from rdb_restore.remote import remote_restore
+
+        result = remote_restore(
+            remote, target, at=at, options=options, progress=progress, schema=remote_schema
+        )
+    else:
+        result = restore(location, target, at=at, options=options, progress=progress)
     summary: dict[str, object] = {
         "source": result.source,
         "target": result.target,
@@ -148,6 +169,8 @@ def restore_command(
         "bytes": result.bytes,
         "warnings": result.warnings,
     }
+    if result.received is not None:
+        summary["bytes_received"] = result.received
     if json_output and not to_stdout:
         _emit(json_output, {"summary": summary})
     elif json_output:
@@ -173,12 +196,19 @@ def restore_command(
 )
 def list_command(
     repo: Annotated[str, typer.Argument(help="The repository.")],
+    remote_schema: RemoteSchemaOpt = None,
     json_output: JsonOpt = False,
 ) -> int:
     """List the sessions of REPO (oldest first) with their sizes. Also: 'list files',
     'list changed'."""
-    with open_repo(repo) as opened:
-        sessions = list_sessions(opened)
+    remote = parse_location(repo)
+    if remote is not None:
+        from rdb_restore.remote import remote_sessions
+
+        sessions = remote_sessions(remote, schema=remote_schema)
+    else:
+        with open_repo(repo) as opened:
+            sessions = list_sessions(opened)
     if json_output:
         _emit(
             True,
@@ -206,6 +236,14 @@ def list_command(
     return 0
 
 
+def _local_only(location: str, command: str) -> None:
+    if parse_location(location) is not None:
+        raise UsageError(
+            f"{location}: {command} reads the repository on this host; run it on the "
+            "repository's host (restore, list, list files and verify work over ssh)"
+        )
+
+
 def _write_path(raw: bytes) -> None:
     sys.stdout.buffer.write(raw + b"\n")
 
@@ -224,27 +262,35 @@ def list_files_command(
     repo: Annotated[str, typer.Argument(help="The repository (or REPO/PATH).")],
     path: Annotated[str | None, typer.Argument(help="Only under this path.")] = None,
     at: AtOpt = None,
+    remote_schema: RemoteSchemaOpt = None,
     json_output: JsonOpt = False,
 ) -> int:
     """List the files of REPO (or a path in it) as they were at TIME ('list files')."""
+    parts = [p for p in Path(path).parts if p not in ("", ".", "/")] if path else []
+    remote = parse_location(repo)
+    if remote is not None:
+        from rdb_restore.remote import remote_files
+
+        where = RemoteLocation(remote.host, os.path.join(remote.path, *parts))
+        with remote_files(where, at=at, schema=remote_schema) as (when, records):
+            _print_files(when, records, json_output)
+        return 0
     with open_repo(repo) as opened:
-        if path:
-            opened.sub = (
-                *opened.sub,
-                *(os.fsencode(p) for p in Path(path).parts if p not in ("", ".", "/")),
-            )
+        opened.sub = (*opened.sub, *map(os.fsencode, parts))
         when = opened.resolve(at)
-        if json_output:
-            files = [
-                {"path": show(e.index), "type": e.record.type, "size": e.record.size}
-                for e in opened.entries_at(when)
-            ]
-            _emit(True, {"time": when, "time_string": format_timestring(when), "files": files})
-            return 0
-        for entry in opened.entries_at(when):
-            _write_path(entry.record.path)
-    sys.stdout.flush()
+        _print_files(when, (e.record for e in opened.entries_at(when)), json_output)
     return 0
+
+
+def _print_files(when: int, records: Iterator[Record], json_output: bool) -> None:
+    """One path per line, raw bytes; or one JSON document (time, files with type and size)."""
+    if json_output:
+        files = [{"path": show(path_key(r.path)), "type": r.type, "size": r.size} for r in records]
+        _emit(True, {"time": when, "time_string": format_timestring(when), "files": files})
+        return
+    for record in records:
+        _write_path(record.path)
+    sys.stdout.flush()
 
 
 @app.command(
@@ -263,6 +309,7 @@ def list_changed_command(
     json_output: JsonOpt = False,
 ) -> int:
     """List what changed in REPO (or a path in it) since the session at TIME."""
+    _local_only(repo, "list changed")
     with open_repo(repo) as opened:
         when = opened.resolve(since)
         changes = list_changed(opened, when)
@@ -301,6 +348,7 @@ def compare_command(
     quiet: QuietOpt = False,
 ) -> int:
     """Compare SRC with REPO (or a path in it) at TIME: metadata, --hash or --full content."""
+    _local_only(repo, "compare")
     method: Method = "full" if full else "hash" if hash_ else "meta"
     with open_repo(repo) as opened:
         when = opened.resolve(at)
@@ -352,14 +400,21 @@ def verify_command(
     repo: Annotated[str, typer.Argument(help="The repository (or REPO/PATH).")],
     at: AtOpt = None,
     workers: WorkersOpt = None,
+    remote_schema: RemoteSchemaOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
     """Check every regular file of REPO as of TIME against its recorded SHA1."""
-    with open_repo(repo) as opened:
-        when = opened.resolve(at)
-        progress: Progress = NullProgress() if json_output else _progress(False, quiet)
-        result = verify(opened, when, workers=workers, progress=progress)
+    remote = parse_location(repo)
+    if remote is not None:
+        from rdb_restore.remote import remote_verify
+
+        result = remote_verify(remote, at=at, workers=workers, schema=remote_schema)
+    else:
+        with open_repo(repo) as opened:
+            progress: Progress = NullProgress() if json_output else _progress(False, quiet)
+            result = verify(opened, opened.resolve(at), workers=workers, progress=progress)
+    when = result.time
     if json_output:
         _emit(
             True,
@@ -385,6 +440,42 @@ def verify_command(
     return int(ExitCode.OK if result.ok else ExitCode.CORRUPT)
 
 
+def serve_main(extra: Sequence[str]) -> int:
+    """``rdb-restore --server``: the remote half on stdin/stdout (docs/protocol.md), run by
+    ssh. Errors go to the client in a Failed message (it prints them); only what cannot be
+    delivered is printed here, on stderr (which ssh passes to the client's terminal)."""
+    if extra:
+        print(f"{PROG}: --server takes no other argument", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    from rdb_format.errors import ConnectionFailed, RdbError
+    from rdb_remote.spawn import serve_stdio
+    from rdb_restore import __version__
+    from rdb_restore.protocol import CODEC, Failed, hello
+    from rdb_restore.server import serve
+
+    try:
+        connection, _ = serve_stdio(hello(__version__), CODEC)
+    except RdbError as error:  # the client reports handshake problems itself
+        return int(error.exit_code)
+    try:
+        return serve(connection)
+    except ConnectionFailed as error:  # the client went away: it knows, nobody to tell
+        return int(error.exit_code)
+    except RdbError as error:  # the connection is unusable: stderr is all that is left
+        print(f"{PROG} --server: {error}", file=sys.stderr, flush=True)
+        return int(error.exit_code)
+    except Exception as error:  # a bug: the traceback on stderr, one line to the client
+        import traceback
+
+        traceback.print_exc()
+        failure = f"internal error of rdb-restore --server: {error!r}"
+        with contextlib.suppress(RdbError):
+            connection.send(Failed(int(ExitCode.FAILURE), failure))
+        return int(ExitCode.FAILURE)
+    finally:
+        connection.close()
+
+
 def shim(argv: Sequence[str]) -> list[str]:
     """``REPO TARGET`` → ``restore REPO TARGET``; ``list files`` → ``list-files``."""
     args = list(argv)
@@ -403,4 +494,6 @@ def shim(argv: Sequence[str]) -> list[str]:
 
 def main() -> NoReturn:
     limit_heap_growth()
+    if sys.argv[1:2] == ["--server"]:
+        sys.exit(serve_main(sys.argv[2:]))
     sys.exit(run(app, prog=PROG, argv=shim(sys.argv[1:])))

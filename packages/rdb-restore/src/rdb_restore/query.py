@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -119,7 +119,12 @@ def list_changed(repo: Repo, since: int) -> Iterator[tuple[ChangeKind, Record]]:
 
 def _walk(repo: Repo, when: int, tree: SourceTree) -> Iterator[tuple[Entry, Place]]:
     """Each entry under the sub-path with the place of its parent directory (main thread)."""
-    entries = repo.entries_at(when)
+    return walk_places(tree, repo.entries_at(when))
+
+
+def walk_places(tree: SourceTree, entries: Iterable[Entry]) -> Iterator[tuple[Entry, Place]]:
+    """Each of ``entries`` (metadata order) with the place of its parent directory, valid
+    until the walk moves on (one thread)."""
     stack: list[tuple[Index, Place]] = []
     try:
         for entry in entries:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import cast
@@ -22,19 +22,15 @@ from rdb_format.timestamps import format_timestring
 from rdb_restore.content import Digest, fd_writer, produce, rebuild_into
 from rdb_restore.repo import Entry, Index, Repo, open_repo, parse_increment_path, show
 from rdb_restore.sources import Place, SourceTree
-from rdb_restore.writer import TreeWriter, check_content
+from rdb_restore.writer import (
+    RestoreOptions,
+    TreeWriter,
+    WriteCounts,
+    check_content,
+    default_workers,
+)
 
 SPECIAL_TYPES = ("sym", "fifo", "sock", "dev")
-
-
-def default_workers() -> int:
-    """Threads for rebuilding files: one per CPU, at least 2 (more only adds contention on the
-    target directories and the GIL: measured on the django corpus)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        cpus = os.cpu_count() or 1
-    return max(2, min(16, cpus))
 
 
 def limit_heap_growth() -> None:
@@ -54,13 +50,6 @@ def limit_heap_growth() -> None:
     mallopt(m_mmap_threshold, 128 * 1024)
 
 
-@dataclass(frozen=True)
-class RestoreOptions:
-    force: bool = False
-    numeric_ids: bool = False
-    workers: int | None = None
-
-
 @dataclass
 class RestoreResult:
     """What a restore did; ``bad`` holds one line per file that could not be restored."""
@@ -73,6 +62,7 @@ class RestoreResult:
     bytes: int = 0
     bad: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    received: int | None = None  # bytes that crossed the link (a remote restore)
 
 
 def _fill_from(
@@ -91,7 +81,9 @@ def _close_place(context: object) -> None:
     cast(Place, context).close()
 
 
-def _session_of(location: str, at: str | None) -> tuple[Repo, int]:
+def session_of(location: str, at: str | None, *, now: int | None = None) -> tuple[Repo, int]:
+    """The opened repository of ``location`` (``REPO[/PATH]`` or an increment file, whose
+    time it then is) and the session time ``at`` means (relative to ``now``)."""
     ref = parse_increment_path(location) if "rdiff-backup-data" in location else None
     if ref is not None:
         if at is not None:
@@ -100,7 +92,85 @@ def _session_of(location: str, at: str | None) -> tuple[Repo, int]:
         repo.sub = ref.index
         return repo, repo.resolve(str(ref.time))
     repo = open_repo(location)
-    return repo, repo.resolve(at)
+    return repo, repo.resolve(at, now=now)
+
+
+def first_entry(repo: Repo, when: int, entries: Iterator[Entry]) -> Entry:
+    """The entry of the repository's sub-path itself, which ``entries`` must start with."""
+    sub = repo.sub
+    first = next(entries, None)
+    if first is None or first.index != sub:
+        raise UsageError(
+            f"{show(sub)!r} is not in the backup of {format_timestring(when)} "
+            f"({os.fsdecode(repo.layout.root)})"
+        )
+    return first
+
+
+def write_entries(
+    writer: TreeWriter,
+    target: str,
+    first: tuple[Entry, object],
+    rest: Iterator[tuple[Entry, object]],
+    *,
+    context_of: Callable[[Index], object],
+    descend: Callable[[object, bytes], object],
+    where: str,
+) -> None:
+    """Write the tree (or the one file) whose entries, in metadata order, are ``first`` and
+    then ``rest``, each with the payload :data:`writer.fill` gets for it, into ``target``.
+
+    ``context_of(index)`` and ``descend(context, name)`` give each directory the source
+    context its files are filled from (a local restore: the repository's directories).
+    ``where`` names the metadata in an error about the order of the entries.
+    """
+    entry, payload = first
+    key = entry.index
+    if entry.record.type != "dir":
+        holder, name = writer.single(target, key, context_of(key[:-1]))
+        if entry.record.type == "reg":
+            writer.file(holder, name, entry, payload)
+        else:
+            writer.special(holder, name, entry)
+        writer.pop(holder)
+        return
+    stack = [writer.root(target, key, entry, context_of(key))]
+    for entry, payload in rest:
+        if writer.fatal is not None:
+            break
+        key = entry.index
+        top = stack[-1]
+        while not (len(key) > len(top.key) and key[: len(top.key)] == top.key):
+            writer.pop(stack.pop())
+            if not stack:
+                break
+            top = stack[-1]
+        if not stack or len(key) != len(top.key) + 1:
+            raise CorruptRepository(
+                f"metadata record {show(key)!r} has no directory record above it", path=where
+            )
+        name = key[-1]
+        kind = entry.record.type
+        if kind == "reg":
+            writer.file(top, name, entry, payload)
+        elif kind == "dir":
+            stack.append(writer.directory(top, name, entry, descend(top.context, name)))
+        else:
+            writer.special(top, name, entry)
+    while stack:
+        writer.pop(stack.pop())
+
+
+def summarize(result: RestoreResult, counts: WriteCounts) -> RestoreResult:
+    """``result`` with what the writer did; CorruptRepository if a file was left out."""
+    result.entries, result.files, result.bytes = counts.entries, counts.files, counts.bytes
+    result.bad, result.warnings = counts.bad, counts.warnings
+    if result.bad:
+        raise CorruptRepository(
+            f"{len(result.bad)} file(s) could not be restored; the first: {result.bad[0]}",
+            path=None,
+        )
+    return result
 
 
 def restore(
@@ -113,7 +183,7 @@ def restore(
 ) -> RestoreResult:
     """Restore ``location`` (``REPO``, ``REPO/sub/path`` or an increment file) as of ``at``
     (a time spec; default now) into ``target`` (``-``: a regular file to stdout)."""
-    repo, when = _session_of(location, at)
+    repo, when = session_of(location, at)
     with repo:
         runner = _Restorer(repo, when, location, target, options or RestoreOptions(), progress)
         return runner.run()
@@ -135,26 +205,13 @@ class _Restorer:
         self.options = options
         self.progress = progress or NullProgress()
         self.result = RestoreResult(when, location, target)
-        self.workers = options.workers or default_workers()
 
     def _label(self, index: Index) -> str:
         return os.path.join(os.fsdecode(self.repo.layout.root), show(index))
 
-    def _first(self, entries: Iterator[Entry]) -> Entry:
-        sub = self.repo.sub
-        first = next(entries, None)
-        if first is None or first.index != sub:
-            raise UsageError(
-                f"{show(sub)!r} is not in the backup of {format_timestring(self.when)} "
-                f"({os.fsdecode(self.repo.layout.root)})"
-            )
-        return first
-
-    # ---- the walk ---------------------------------------------------------------------------
-
     def run(self) -> RestoreResult:
         entries = self.repo.entries_at(self.when)
-        first = self._first(entries)
+        first = first_entry(self.repo, self.when, entries)
         tree = SourceTree(self.repo, self.when)
         self.progress.start(f"restoring {format_timestring(self.when)}", None)
         try:
@@ -166,69 +223,22 @@ class _Restorer:
                 close_context=_close_place,
                 label=self._label,
                 progress=self.progress,
-                force=self.options.force,
-                numeric_ids=self.options.numeric_ids,
-                workers=self.workers,
+                options=self.options,
             )
             with writer:
-                if first.record.type == "dir":
-                    self._tree(writer, tree, first, entries)
-                else:
-                    self._single(writer, tree, first)
+                write_entries(
+                    writer,
+                    self.target,
+                    (first, None),
+                    ((entry, None) for entry in entries),
+                    context_of=tree.place_of,
+                    descend=lambda place, name: tree.descend(cast(Place, place), name),
+                    where=os.fsdecode(self.repo.layout.data_dir),
+                )
         finally:
             tree.close()
             self.progress.finish()
-        counts = writer.counts
-        result = self.result
-        result.entries, result.files, result.bytes = counts.entries, counts.files, counts.bytes
-        result.bad, result.warnings = counts.bad, counts.warnings
-        if result.bad:
-            raise CorruptRepository(
-                f"{len(result.bad)} file(s) could not be restored; the first: {result.bad[0]}",
-                path=None,
-            )
-        return result
-
-    def _tree(
-        self, writer: TreeWriter, tree: SourceTree, first: Entry, entries: Iterator[Entry]
-    ) -> None:
-        sub = self.repo.sub
-        stack = [writer.root(self.target, sub, first, tree.place_of(sub))]
-        for entry in entries:
-            if writer.fatal is not None:
-                break
-            key = entry.index
-            top = stack[-1]
-            while not (len(key) > len(top.key) and key[: len(top.key)] == top.key):
-                writer.pop(stack.pop())
-                if not stack:
-                    break
-                top = stack[-1]
-            if not stack or len(key) != len(top.key) + 1:
-                raise CorruptRepository(
-                    f"metadata record {show(key)!r} has no directory record above it",
-                    path=self.repo.layout.data_dir,
-                )
-            name = key[-1]
-            kind = entry.record.type
-            if kind == "reg":
-                writer.file(top, name, entry)
-            elif kind == "dir":
-                place = tree.descend(cast(Place, top.context), name)
-                stack.append(writer.directory(top, name, entry, place))
-            else:
-                writer.special(top, name, entry)
-        while stack:
-            writer.pop(stack.pop())
-
-    def _single(self, writer: TreeWriter, tree: SourceTree, first: Entry) -> None:
-        sub = self.repo.sub
-        holder, name = writer.single(self.target, sub, tree.place_of(sub[:-1]))
-        if first.record.type == "reg":
-            writer.file(holder, name, first)
-        else:
-            writer.special(holder, name, first)
-        writer.pop(holder)
+        return summarize(self.result, writer.counts)
 
     # ---- stdout ------------------------------------------------------------------------------
 
