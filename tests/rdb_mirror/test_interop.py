@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -103,4 +104,50 @@ def test_touched_files_get_no_increment(rdiff_backup: str, tmp_path: Path) -> No
     assert differences(scans[-1], trees.scan(repo)) == []
     verify = run_rdiff_backup(rdiff_backup, "verify", "--at", str(session_time(0)), repo)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    _restore_all(rdiff_backup, repo, scans, tmp_path)
+
+
+def test_a_case_insensitive_destination_gets_quoting(
+    rdiff_backup: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new repository on a destination that folds case (probe injected: no such file system
+    here) quotes A-Z as rdiff-backup 2.2.7 would; rdiff-backup lists, verifies and restores
+    it, and later sessions keep the quoting."""
+    from rdb_mirror import session
+    from rdb_mirror.fsnames import NameSupport
+
+    monkeypatch.setattr(session, "probe_names", lambda directory: NameSupport(case_sensitive=False))
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    (src / "Sub" / "lower").mkdir(parents=True)
+    (src / "Sub" / "X").write_bytes(b"capitals\n")
+    (src / "Sub" / "lower" / "Mixed.TXT").write_bytes(b"mixed\n" * 500)
+    (src / "semi;colon").write_bytes(b"quoted too\n")
+    os.symlink("Sub/X", src / "Link")
+    os.link(src / "Sub" / "X", src / "Hard")
+    scans = [trees.scan(src)]
+    result = backup(src, repo, BackupOptions(current_time=session_time(0)))
+    assert result.errors == []
+    assert (repo / "rdiff-backup-data" / "chars_to_quote").read_bytes() == b"A-Z;"
+    assert (repo / ";083ub" / ";088").read_bytes() == b"capitals\n"
+    assert (repo / "semi;059colon").exists()
+    assert not (repo / "Sub").exists()
+    (src / "Sub" / "X").write_bytes(b"capitals, changed\n")
+    os.utime(src / "Sub" / "X", (1_650_000_000, 1_650_000_000))
+    (src / "Sub" / "lower" / "Mixed.TXT").unlink()
+    (src / "New").write_bytes(b"new\n")
+    scans.append(trees.scan(src))
+    result = backup(src, repo, BackupOptions(current_time=session_time(1)))
+    assert result.errors == []
+    data = repo / "rdiff-backup-data"
+    assert any(p.name.startswith(";088.") for p in (data / "increments" / ";083ub").iterdir())
+    assert any(";084" in p.name for p in data.glob("current_mirror.*"))  # the time's T quoted
+    listing = run_rdiff_backup(rdiff_backup, "--parsable-output", "list", "increments", repo)
+    assert listing.returncode == 0, listing.stderr
+    assert [int(line.split()[0]) for line in listing.stdout.splitlines() if line.strip()] == [
+        session_time(0),
+        session_time(1),
+    ]
+    for n in range(2):
+        verify = run_rdiff_backup(rdiff_backup, "verify", "--at", str(session_time(n)), repo)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
     _restore_all(rdiff_backup, repo, scans, tmp_path)

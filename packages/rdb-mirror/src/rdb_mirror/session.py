@@ -94,6 +94,7 @@ from rdb_mirror.datafiles import (
     StreamedFile,
 )
 from rdb_mirror.fsmeta import Capabilities, probe
+from rdb_mirror.fsnames import choose_quoting, probe_names, source_case_sensitive
 from rdb_mirror.protocol import QueueChannel, RepositoryMessage, SourceMessage
 from rdb_mirror.regress import RegressResult, regress_locked
 from rdb_mirror.repo_side import Counters, OldState, RepositorySide
@@ -477,6 +478,13 @@ class _Session:
         data_dir = layout.data_dir
         layout.increments_dir.mkdir(mode=0o700, exist_ok=True)
         missing = self.state.quoting.missing
+        if self.prev is None and CHARS_TO_QUOTE in missing:
+            # a new repository: quote what its file system cannot store, as rdiff-backup does
+            # (a remote source is taken as case-sensitive: Linux file systems are)
+            sensitive = not isinstance(self.src, LocalSource) or source_case_sensitive(
+                os.fsencode(self.src.root)
+            )
+            self.quoting = choose_quoting(probe_names(os.fsencode(data_dir)), sensitive)
         if CHARS_TO_QUOTE in missing or SPECIAL_ESCAPES in missing:
             write_quoting(data_dir, self.quoting)
         src_caps = self.src.capabilities()
