@@ -147,6 +147,11 @@ class SourceEndpoint(Protocol):
         ...
 
 
+#: Messages in flight from the local source side: the memory bound of a large file's chunks
+#: (1 MiB each) when the repository side writes slower than the source reads.
+QUEUED_MESSAGES = 16
+
+
 class LocalSource:
     """The source half on a thread of this process, talking through in-process queues."""
 
@@ -161,7 +166,7 @@ class LocalSource:
         return probe(os.fsencode(self.root))
 
     def run(self, repo: RepositorySide, caps: Capabilities, workers: int) -> None:
-        to_repo: QueueChannel[SourceMessage] = QueueChannel(maxsize=64)
+        to_repo: QueueChannel[SourceMessage] = QueueChannel(maxsize=QUEUED_MESSAGES)
         to_source: QueueChannel[RepositoryMessage] = QueueChannel()
         failure: list[BaseException] = []
         options = SourceOptions(
