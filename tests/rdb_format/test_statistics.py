@@ -387,3 +387,14 @@ def test_tolerant_duplicate_keeps_the_first() -> None:
     partial = parse_session_statistics(SESSION_OBSERVED + "Errors 7\n", tolerant=True)
     assert partial.get("errors") == 0
     assert partial.problems == ("line 19: Errors again (the first one is used)",)
+
+
+def test_a_time_rounded_up_to_the_next_second_is_written_again_as_read() -> None:
+    """rdiff-backup formats EndTime with %.2f but the time in parentheses from the time itself:
+    1795314228.996 is written "1795314229.00 (… 21:23:48 …)"; reading then writing keeps it."""
+    stats = SessionStatistics(start_time=1795314000.0, end_time=1795314228.996)
+    text = format_session_statistics(stats)
+    assert "EndTime 1795314229.00 (" in text
+    assert format_session_statistics(parse_session_statistics(text)) == text
+    plain = format_session_statistics(SessionStatistics(end_time=1795314229.0))
+    assert parse_session_statistics(plain).end_time == 1795314229.0

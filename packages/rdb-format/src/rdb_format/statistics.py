@@ -236,10 +236,27 @@ def _statistic_lines(text: str) -> Iterator[tuple[int, str, str, float | int | N
                 value = int(tokens[1]) if tokens[1].lstrip("-").isdigit() else int(number_value)
             else:
                 value = number_value
+                if kind == "time":
+                    value = _time_as_written(value, line)
         except (ValueError, OverflowError):
             yield number, name, f"line {number}: bad value {tokens[1][:40]!r} for {name}", None
             continue
         yield number, name, "", value
+
+
+def _time_as_written(value: float, line: str) -> float:
+    """A time whose ``%.2f`` rounded up to the next second (written ``N.00``, the time in
+    parentheses still showing ``N - 1``): a value just below N, so that writing it again gives
+    the same line. Otherwise (or when the parenthesised time is in another zone) ``value``."""
+    if not value.is_integer() or not line.endswith(")"):
+        return value
+    shown = line[line.find("(") + 1 : -1]
+    try:
+        if shown == time.asctime(time.localtime(value - 1)) != time.asctime(time.localtime(value)):
+            return value - 0.001
+    except (OverflowError, OSError, ValueError):
+        pass
+    return value
 
 
 @overload
