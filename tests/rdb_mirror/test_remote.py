@@ -9,6 +9,7 @@ import os
 import random
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -254,15 +255,35 @@ def test_remote_usage_errors(tmp_path: Path) -> None:
     run = mirror_json("--remote-schema", "ssh %s x", tmp_path, tmp_path / "r")
     assert run.status == ExitCode.USAGE
     run = mirror_json(
-        "--remote-schema", subprocess_schema(), "--include-filelist", os.devnull,
+        "--remote-schema", subprocess_schema(), "--include-filelist", tmp_path / "no-list",
         f"{HOST}::{tmp_path}", tmp_path / "r",
     )  # fmt: skip
-    assert run.status == ExitCode.USAGE and "file lists" in str(run.summary["message"])
+    assert run.status == ExitCode.USAGE and "cannot read the file list" in str(run.summary)
+    assert not (tmp_path / "r").exists()  # refused before connecting
+
+
+def test_file_lists_of_a_remote_source_are_read_here(tmp_path: Path) -> None:
+    """--include-filelist FILE and --exclude-filelist-stdin: the lists are read on this host
+    and applied by the remote source side."""
+    src = tmp_path / "src"
+    for name in ("a", "b", "c", "d"):
+        (src / name).mkdir(parents=True)
+        (src / name / "f").write_bytes(name.encode())
+    listing = tmp_path / "list"
+    listing.write_text(f"{src}/a\n{src}/b\n{src}/c\n")
+    proc = subprocess.run(
+        [
+            MIRROR, "--json", "--remote-schema", subprocess_schema(),
+            "--exclude-filelist-stdin", "--include-filelist", str(listing), "--exclude", "**",
+            f"{HOST}::{src}", str(tmp_path / "r"),
+        ],
+        input=f"{src}/b\n".encode(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["a", "c", "rdiff-backup-data"]
 
 
 def test_server_is_hidden_from_help() -> None:
-    import subprocess
-
     wide = {**os.environ, "COLUMNS": "250"}
     out = subprocess.run(
         [MIRROR, "--help"], capture_output=True, text=True, check=True, env=wide

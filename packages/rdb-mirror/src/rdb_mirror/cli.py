@@ -236,7 +236,9 @@ def main_command(
     if remote_dest is not None:
         result_ = backup_to_remote(paths[0], remote_dest, schema, options, progress)
     elif remote_src is not None:
-        source = RemoteSource(remote_src, schema, tuple(selection_args), workers)
+        source = RemoteSource(
+            remote_src, schema, tuple(selection_args), workers, stdin=sys.stdin.buffer
+        )
         try:
             result_ = backup(source, paths[1], options, progress)
         except BaseException as error:

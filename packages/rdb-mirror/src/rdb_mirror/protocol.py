@@ -230,11 +230,15 @@ class RepositoryStart:
 @dataclass(frozen=True, slots=True)
 class SourceStart:
     """Client → server: run the source side of a backup of ``path`` with these selection
-    options (``(option, value)`` in command-line order; the client runs the repository)."""
+    options (``(option, value)`` in command-line order; the client runs the repository).
+    The file lists they name were read on the client: ``lists`` (name, content), and
+    ``stdin`` what a ``-stdin`` option reads."""
 
     path: bytes
     selection: tuple[tuple[str, str | None], ...]
     workers: int | None
+    lists: tuple[tuple[str, bytes], ...] = ()
+    stdin: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

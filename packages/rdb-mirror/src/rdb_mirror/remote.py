@@ -16,14 +16,16 @@ pending
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from rdb_clikit.protocol import NullProgress, Progress
-from rdb_format.errors import ProtocolError, RdbError, UsageError
+from rdb_format.errors import ProtocolError, RdbError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.metadata import format_record
 from rdb_mirror import __version__
@@ -57,7 +59,7 @@ from rdb_mirror.protocol import (
 )
 from rdb_mirror.regress import RegressResult
 from rdb_mirror.repo_side import RepositorySide
-from rdb_mirror.selection import Selection
+from rdb_mirror.selection import Selection, read_file_lists
 from rdb_mirror.session import (
     BackupOptions,
     BackupResult,
@@ -240,20 +242,24 @@ class RemoteSource:
         schema: str,
         selection: tuple[tuple[str, str | None], ...] = (),
         workers: int | None = None,
+        stdin: IO[bytes] | None = None,
     ) -> None:
-        for option, _ in selection:
-            if "filelist" in option:
-                raise UsageError(
-                    f"{option}: file lists are not supported with a remote source yet; "
-                    "use --include/--exclude globs or regexps"
-                )
+        lists, stdin_data = read_file_lists(selection, stdin)  # here, before connecting
         self.name = str(location)
         self.process: RemoteProcess
         self.process, self.connection, _ = connect(
             location.host, schema, HELLO, CODEC, peer=self.name
         )
         try:
-            self.connection.send(SourceStart(os.fsencode(location.path), selection, workers))
+            self.connection.send(
+                SourceStart(
+                    os.fsencode(location.path),
+                    selection,
+                    workers,
+                    tuple(lists.items()),
+                    stdin_data,
+                )
+            )
             ready = self.connection.receive_as((Ready, Failed))
             if isinstance(ready, Failed):
                 raise _failure(ready, self.name)
@@ -450,7 +456,14 @@ def _serve_source(connection: Connection, start: SourceStart) -> None:
     root = os.fsdecode(start.path)
     _check_source(Path(root))
     selection = (
-        Selection.from_options(start.selection, root=root) if start.selection else IncludeAll()
+        Selection.from_options(
+            start.selection,
+            root=root,
+            lists=dict(start.lists),
+            stdin=io.BytesIO(start.stdin) if start.stdin is not None else None,
+        )
+        if start.selection
+        else IncludeAll()
     )
     caps = probe(start.path)
     connection.send(Ready(caps.eas, caps.acls, 0))

@@ -19,7 +19,7 @@ import os
 import re
 import stat
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, overload
 
@@ -449,8 +449,16 @@ def _other_filesystems_rule(root: bytes) -> _Rule:
     return _Rule("--exclude-other-filesystems", False, decide)
 
 
-def _read_list(option: str, value: str | None, stdin: IO[bytes] | None) -> tuple[bytes, str]:
-    """The bytes of a file list (a file, or standard input for the -stdin forms)."""
+def _read_list(
+    option: str,
+    value: str | None,
+    stdin: IO[bytes] | None,
+    lists: Mapping[str, bytes] | None = None,
+) -> tuple[bytes, str]:
+    """The bytes of a file list (a file, or standard input for the -stdin forms); ``lists``
+    holds lists already read (on another host: see :func:`read_file_lists`)."""
+    if lists is not None and value is not None and value in lists:
+        return lists[value], value
     if option.endswith("-stdin"):
         if stdin is None:
             raise UsageError(f"{option}: standard input is not available (or already read)")
@@ -467,6 +475,25 @@ def _read_list(option: str, value: str | None, stdin: IO[bytes] | None) -> tuple
         raise UsageError(
             f"{option}: cannot read the file list: {error.strerror or error}", path=value
         ) from None
+
+
+def read_file_lists(
+    options: Sequence[tuple[str, str | None]], stdin: IO[bytes] | None
+) -> tuple[dict[str, bytes], bytes | None]:
+    """The file lists the options name, read here, and standard input if a ``-stdin`` option
+    reads it: what a selection applied on another host needs (a remote source)."""
+    lists: dict[str, bytes] = {}
+    stdin_data: bytes | None = None
+    for raw_option, value in options:
+        option = _normalise(raw_option)
+        if "filelist" not in option:
+            continue
+        if option.endswith("-stdin"):
+            if stdin_data is None:
+                stdin_data, _ = _read_list(option, None, stdin)
+        elif value is not None and value not in lists:
+            lists[value], _ = _read_list(option, value, None)
+    return lists, stdin_data
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,6 +532,7 @@ class Selection:
         stdin: IO[bytes] | None = None,
         null_separator: bool = False,
         strict: bool = True,
+        lists: Mapping[str, bytes] | None = None,
     ) -> Selection:
         """Build the selection of ``root`` from ``(option, value)`` pairs in command-line order.
 
@@ -513,6 +541,7 @@ class Selection:
         ``null_separator=True``) splits file lists on NUL. ``stdin`` (binary) is read by the
         first ``-stdin`` option. With ``strict`` (the default) a file-list entry outside the
         source is an error; without it, it is ignored with a warning (rdiff-backup's way).
+        ``lists``: file lists already read (by name), for a selection built on another host.
         Raises :class:`UsageError` (one line naming the option or file) on any bad option.
         """
         root_bytes = os.fsencode(root)
@@ -539,12 +568,12 @@ class Selection:
                 assert value is not None
                 rules.append(_regexp_rule(value, include))
             elif option.startswith(("--include-filelist", "--exclude-filelist")):
-                data, name = _read_list(option, value, stdin_left)
+                data, name = _read_list(option, value, stdin_left, lists)
                 if option.endswith("-stdin"):
                     stdin_left = None
                 rules.append(_filelist_rule(data, include, name, base, separator, strict, warnings))
             elif "-globbing-filelist" in option:
-                data, name = _read_list(option, value, stdin_left)
+                data, name = _read_list(option, value, stdin_left, lists)
                 if option.endswith("-stdin"):
                     stdin_left = None
                 for line in _split_list(data, separator):
