@@ -8,7 +8,9 @@ import dataclasses
 import gzip
 import itertools
 import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,21 @@ def test_every_session_restores_as_rdiff_backup_does(repo: Repo, tmp_path: Path)
         assert differences(session.source, ours) == [], f"{repo.variant.name} session {n}"
         shutil.rmtree(tmp_path / f"theirs{n}")
         shutil.rmtree(tmp_path / f"ours{n}")
+
+
+def test_every_session_restores_over_the_link_as_locally(repo: Repo, tmp_path: Path) -> None:
+    """The same repositories through ``rdb-restore --server`` (a subprocess schema): every
+    session bit-exact, as rdiff-backup recorded it."""
+    command = shlex.join(["exec", str(Path(sys.executable).parent / "rdb-restore"), "--server"])
+    schema = f"sh -c {shlex.quote(command)} %s"
+    for n, session in enumerate(repo.sessions):
+        target = tmp_path / f"remote{n}"
+        proc = run_restore(
+            "--remote-schema", schema, "--at", session.time, f"127.0.0.1::{repo.path}", target
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert differences(session.source, trees.scan(target)) == [], f"{repo.variant.name} {n}"
+        shutil.rmtree(target)
 
 
 def test_sub_paths_and_increment_files_as_rdiff_backup(
