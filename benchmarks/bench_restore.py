@@ -24,6 +24,14 @@ last 60 s (5 min while its table block is dirty), scanning past them on each cre
 previous one spent most of its time there, and so did ``cp -a``. The outputs are removed when
 the run ends.
 
+``--remote``: the same restores over ssh to 127.0.0.1 (a real OpenSSH server started with
+the test suite's helper, tests/sshd.py): rdb-restore ``127.0.0.1::REPO`` (its server started
+as ``python -m rdb_restore --server`` from the snapshot), rdiff-backup 2.2.7 ``restore
+127.0.0.1::REPO`` (``rdiff-backup server``), and, for the newest session, ``rsync -aH`` of the
+mirror over the same ssh command. Wall time of the client, best of ``--repeat`` (rdiff-backup
+once; the server half is not in the client's CPU time), and the bytes that crossed the loopback
+interface (both directions, as bench_remote counts them).
+
 The flatness check backs up generated trees of 20,000 and ``--flat-files`` tiny files with
 rdb-mirror (200 per directory) and compares rdb-restore's peak RSS restoring each.
 """
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -163,6 +172,61 @@ def bench_pair(
     return rows
 
 
+def bench_remote(
+    corpus: Path, work: Path, outputs: Outputs, label: str, repeat: int, ssh: list[str]
+) -> list[str]:
+    from bench_remote import loopback_bytes
+
+    a, b = PAIRS[label]
+    repo = make_repo(corpus, work / label, a, b)
+    warm(repo)
+    server = ["env", f"PYTHONPATH={ENV.get('PYTHONPATH', '')}", PYTHON, "-m", "rdb_restore"]
+    ours_schema = shlex.join(ssh) + " %s " + shlex.join([*server, "--server"])
+    theirs_schema = shlex.join(ssh) + " {h} " + shlex.join([RDIFF_BACKUP, "server"])
+    location = f"127.0.0.1::{repo}"
+
+    def wired(argv: list[str]) -> tuple[Measure, int]:
+        before = loopback_bytes() or 0
+        measure = run(argv)
+        return measure, (loopback_bytes() or 0) - before
+
+    rows = []
+    for session, at in SESSIONS:
+        ours = []
+        for _ in range(repeat):
+            out = outputs.fresh(f"{label}-remote-ours-{session}")
+            ours.append(
+                wired([PYTHON, "-m", "rdb_restore", "--quiet", "--remote-schema", ours_schema,
+                       "--at", str(at), location, str(out)])
+            )  # fmt: skip
+        mine = min(ours, key=lambda m: m[0].wall)
+        out = outputs.fresh(f"{label}-remote-rdiff-backup-{session}")
+        theirs = wired(
+            [RDIFF_BACKUP, "--remote-schema", theirs_schema, "restore", "--at", str(at),
+             location, str(out)]
+        )  # fmt: skip
+        rsync = "–"
+        ratio = "–"
+        if session == "newest":
+            copies = []
+            for _ in range(repeat):
+                out = outputs.fresh(f"{label}-remote-rsync")
+                copies.append(
+                    wired(["rsync", "-aH", "--exclude", "/rdiff-backup-data", "-e",
+                           shlex.join(ssh), f"127.0.0.1:{repo}/", f"{out}/"])
+                )  # fmt: skip
+            best_copy = min(copies, key=lambda m: m[0].wall)
+            rsync = f"{best_copy[0].wall:.2f} ({best_copy[1] / 2**20:.0f})"
+            ratio = f"{mine[0].wall / best_copy[0].wall:.2f}×"
+        rows.append(
+            f"| {label} | {session} | {mine[0].wall:.2f} ({mine[1] / 2**20:.0f}) | "
+            f"{theirs[0].wall:.2f} ({theirs[1] / 2**20:.0f}) | {rsync} | "
+            f"{theirs[0].wall / mine[0].wall:.1f}× | {ratio} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def files_in(path: Path) -> int:
     return sum(len(names) for _, _, names in os.walk(path))
 
@@ -191,6 +255,24 @@ def flatness(work: Path, outputs: Outputs, sizes: Sequence[int]) -> list[tuple[i
     return rows
 
 
+def remote_table(args: argparse.Namespace, outputs: Outputs) -> None:
+    sys.path.insert(0, str(ROOT))
+    from tests.sshd import running_sshd
+
+    loads = [os.getloadavg()[0]]
+    with running_sshd() as sshd:
+        ssh = sshd.ssh_argv()
+        print(
+            "| corpus | session | rdb-restore s (MiB on the wire) | rdiff-backup 2.2.7 s (MiB) "
+            "| rsync -aH of the mirror s (MiB) | rdiff-backup / rdb | rdb / rsync |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for label in args.only or list(PAIRS):
+            bench_remote(args.corpus, args.work, outputs, label, args.repeat, ssh)
+            loads.append(os.getloadavg()[0])
+    print(f"\n1-minute load average during the run: {min(loads):.2f}–{max(loads):.2f}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -201,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(PAIRS), action="append")
     parser.add_argument("--flat-files", type=int, default=200_000)
     parser.add_argument("--no-flat", action="store_true")
+    parser.add_argument("--remote", action="store_true", help="over ssh to 127.0.0.1 instead")
     parser.add_argument(
         "--no-snapshot", action="store_true", help="run the working tree, not a copy of HEAD"
     )
@@ -224,6 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {machine()}", flush=True)
     outputs = Outputs(args.work / "outputs")
     loads = [os.getloadavg()[0]]
+    if args.remote:
+        try:
+            remote_table(args, outputs)
+        finally:
+            outputs.remove()
+        return 0
     try:
         print(
             "| corpus | session | rdb-restore s (cpu s, MiB) | rdiff-backup 2.2.7 s (cpu s, MiB) "
