@@ -167,14 +167,14 @@ class _Incoming(Streamed):
 Payload = bytes | str | _Incoming | None  # what _received yields with an entry
 
 
-def _pieces(payload: Payload, where: str) -> Iterator[bytes] | tuple[bytes, ...]:
+def _pieces(payload: Payload, where: Callable[[], str]) -> Iterator[bytes] | tuple[bytes, ...]:
     """The bytes of a file as the server sent them (CorruptRepository if it could not)."""
     if isinstance(payload, str):  # the server could not rebuild it: its message
         raise CorruptRepository(payload)
     if isinstance(payload, _Incoming):
         return payload.pieces()
     if payload is None:
-        raise ProtocolError("the server sent this regular file without its content", path=where)
+        raise ProtocolError("the server sent this regular file without its content", path=where())
     return (payload,)
 
 
@@ -190,7 +190,7 @@ def _fill(
     del context
     sha1 = hashlib.sha1()
     size = 0
-    for piece in _pieces(cast(Payload, payload), label(entry.index)):
+    for piece in _pieces(cast(Payload, payload), lambda: label(entry.index)):
         sha1.update(piece)
         write_all(out, piece, out_label)
         size += len(piece)
@@ -308,7 +308,7 @@ def _to_stdout(
         )
     sys.stdout.flush()
     digest = Digest(fd_writer(sys.stdout.fileno(), "stdout"))
-    for piece in _pieces(payload, label(entry.index)):
+    for piece in _pieces(payload, lambda: label(entry.index)):
         digest(piece)
     check_content(digest.size, digest.hexdigest(), entry, label)
     result.entries = result.files = 1

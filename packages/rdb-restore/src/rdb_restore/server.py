@@ -49,7 +49,7 @@ from rdb_restore.protocol import (
 from rdb_restore.query import list_sessions, verify, walk_places
 from rdb_restore.repo import Entry, open_repo
 from rdb_restore.restore import default_workers, first_entry, session_of
-from rdb_restore.sources import Sources, SourceTree
+from rdb_restore.sources import Place, Sources, SourceTree
 
 #: Regular files rebuilt ahead of the one being sent.
 WINDOW = 32
@@ -265,29 +265,15 @@ def _stream(
 ) -> _Sender:
     sender = _Sender(connection)
     stop = threading.Event()
-    window: deque[tuple[Item, _Rebuilt | None]] = deque()
+    window: deque[tuple[Item, Pending]] = deque()
     linked: set[tuple[int, int]] = set()  # hard-link groups whose first member was sent
     pool = ThreadPoolExecutor(default_workers(), thread_name_prefix="rdb-restore-server")
     try:
         for entry, parent in walk_places(tree, itertools.chain((first,), entries)):
-            record = entry.record
-            rebuilt: _Rebuilt | None = None
-            if record.type == "reg":
-                if record.has_hard_link_triple:
-                    assert record.inode is not None and record.device_loc is not None
-                    group = (record.inode, record.device_loc)
-                    if group in linked:
-                        window.append((_item(entry), None))
-                        continue
-                    linked.add(group)
-                rebuilt = _Rebuilt(stop)
-                try:
-                    sources = tree.sources(parent, entry.index, record)
-                except CorruptRepository as error:
-                    rebuilt.put(_End(str(error)))
-                else:
-                    pool.submit(_rebuild, sources, rebuilt)
-            window.append((_item(entry), rebuilt))
+            payload: Pending = None
+            if entry.record.type == "reg" and not _later_link(entry.record, linked):
+                payload = _start(tree, parent, entry, pool, stop)
+            window.append((_item(entry), payload))
             while len(window) > WINDOW:
                 _send_one(sender, window.popleft())
         while window:
@@ -299,12 +285,66 @@ def _stream(
     return sender
 
 
-def _send_one(sender: _Sender, pending: tuple[Item, _Rebuilt | None]) -> None:
-    item, rebuilt = pending
-    if rebuilt is None:
+def _later_link(record: Record, linked: set[tuple[int, int]]) -> bool:
+    """Whether ``record`` is a later member of a hard-link group (sent without its bytes:
+    the client links it to the first, which the same rule picks on both sides)."""
+    if not record.has_hard_link_triple:
+        return False
+    assert record.inode is not None and record.device_loc is not None
+    group = (record.inode, record.device_loc)
+    if group in linked:
+        return True
+    linked.add(group)
+    return False
+
+
+def _start(
+    tree: SourceTree, parent: Place, entry: Entry, pool: ThreadPoolExecutor, stop: threading.Event
+) -> Pending:
+    """Get a regular file's bytes going: read now (a small mirror copy), or rebuilt on the
+    pool; the error line if its sources cannot be opened."""
+    try:
+        sources = tree.sources(parent, entry.index, entry.record)
+    except CorruptRepository as error:
+        return str(error)
+    if _plain_and_small(sources):
+        return _read_small(sources)
+    rebuilt = _Rebuilt(stop)
+    pool.submit(_rebuild, sources, rebuilt)
+    return rebuilt
+
+
+def _plain_and_small(sources: Sources) -> bool:
+    base = sources.base
+    return not sources.diffs and not base.compressed and base.size is not None and base.size < SMALL
+
+
+def _read_small(sources: Sources) -> bytes | str:
+    """A small mirror copy read at once, in the walk (one ``pread``: handing it to the pool
+    would cost more than reading it); its bytes, or the error line."""
+    base = sources.base
+    assert base.size is not None
+    try:
+        return os.pread(base.fd, base.size + 1, 0)
+    except OSError as error:
+        return str(CorruptRepository(f"read error: {error.strerror}", path=base.label))
+    finally:
+        sources.close()
+
+
+Pending = _Rebuilt | bytes | str | None  # a file's bytes to come, its bytes, its error line
+
+
+def _send_one(sender: _Sender, pending: tuple[Item, Pending]) -> None:
+    item, payload = pending
+    if payload is None:
         sender.add(item)
+    elif isinstance(payload, bytes):
+        sender.add(SmallFile(item, payload), len(payload))
+    elif isinstance(payload, str):
+        sender.add(BadFile(item, payload))
     else:
-        sender.file(item, rebuilt)
+        sender.file(item, payload)
 
 
 __all__ = ["serve"]
