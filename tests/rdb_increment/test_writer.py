@@ -101,6 +101,33 @@ def test_diff_round_trip_and_name(repo: Layout, tmp_path: Path) -> None:
     assert not [p for p in inc.path.parent.iterdir() if p.name.startswith("rdiff-backup.tmp")]
 
 
+@pytest.mark.golden
+def test_large_diff_encoded_by_several_threads(repo: Layout, tmp_path: Path) -> None:
+    """An old file of PARALLEL_DELTA bytes or more: its delta is encoded over byte ranges by
+    ``jobs`` threads, and Debian's rdiff (librsync) patches it back to the old bytes."""
+    import shutil
+    import subprocess
+
+    from rdb_increment.writer import PARALLEL_DELTA
+
+    rdiff = shutil.which("rdiff")
+    if rdiff is None:
+        pytest.fail("Debian's rdiff is needed (./dev setup installs it)")
+    old, new = tmp_path / "old", tmp_path / "new"
+    base = bytearray(data(PARALLEL_DELTA + 123_457))
+    old.write_bytes(base)
+    for at in range(0, len(base), 3_000_000):
+        base[at : at + 100] = data(100, seed=at)
+    new.write_bytes(base)
+    inc = writer(repo).write((b"big",), old, new, jobs=2)
+    assert inc.size < len(base) // 20  # a real delta: copies of the unchanged blocks
+    delta = tmp_path / "delta"
+    delta.write_bytes(gzip.decompress(inc.path.read_bytes()))
+    restored = tmp_path / "restored"
+    subprocess.run([rdiff, "patch", str(new), str(delta), str(restored)], check=True)
+    assert restored.read_bytes() == old.read_bytes()
+
+
 def test_diff_is_delta_new_to_old_small(repo: Layout, tmp_path: Path) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
     old.write_bytes(b"hello\n")
@@ -369,7 +396,7 @@ def test_streaming_memory_is_flat(
             yield piece
 
     monkeypatch.setattr(writer_module, "_chunks", tracking)
-    inc = writer(repo).write((b"big",), old, new, jobs=2)
+    inc = writer(repo).write((b"big",), old, new, jobs=1)  # jobs > 1: rdiff's parallel delta
     assert biggest == writer_module.CHUNK
     out = tmp_path / "rebuilt"
     with open(out, "wb") as f:

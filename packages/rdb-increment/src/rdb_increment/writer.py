@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal, Protocol, cast
 
 from rdb_format.atomic import TEMP_PREFIX, fsync_dir
 from rdb_format.errors import RdbError, SourceError
@@ -45,7 +45,7 @@ from rdb_format.exitcodes import ExitCode
 from rdb_format.increments import IncrementKind, IncrementName
 from rdb_format.layout import INCREMENTS, Layout
 from rdb_format.quoting import LONG_NAME_MARGIN, NO_QUOTING, Quoting, long_name_base, name_fits
-from rdiff.api import iter_delta, load_signature, signature
+from rdiff.api import delta, iter_delta, load_signature, signature
 from rdiff.errors import RdiffError
 
 __all__ = [
@@ -76,6 +76,9 @@ DEFAULT_NO_COMPRESSION_REGEXP = (
     r"ogv|opus|pgp|pk3|png|rar|rm|rpm|rz|shn|tgz|tzst|vob|webm|webp|wma|wmv|xlsx|xz|z|zip|zoo|"
     r"zst)$"
 )
+
+#: Old files at least this large get their delta encoded by several threads (``jobs``).
+PARALLEL_DELTA = 16 * 1024 * 1024
 
 #: Strong-sum length of the signatures rdiff-backup makes (MD4, rollsum).
 STRONG_LEN = 8
@@ -374,7 +377,7 @@ class IncrementWriter:
             assert new is not None and new_st is not None
 
             def body(out: BinaryIO) -> int:
-                return _write_delta(old, new, new_st.st_size, out, jobs)
+                return _write_delta(old, old_st.st_size, new, new_st.st_size, out, jobs)
 
         else:
 
@@ -659,8 +662,20 @@ def _copy(old: Path, out: BinaryIO) -> int:
     return total
 
 
-def _write_delta(old: Path, new: Path, new_size: int, out: BinaryIO, jobs: int | None) -> int:
-    """librsync delta from ``new`` (basis) to ``old``, streamed into ``out``."""
+class _WriteOnly:
+    """A stream with nothing but ``write`` and ``flush`` (no ``fileno``)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.write = out.write
+        self.flush = out.flush
+
+
+def _write_delta(
+    old: Path, old_size: int, new: Path, new_size: int, out: BinaryIO, jobs: int | None
+) -> int:
+    """librsync delta from ``new`` (basis) to ``old``, streamed into ``out``; ``jobs`` threads
+    hash the signature and, for an old file of :data:`PARALLEL_DELTA` bytes or more, encode
+    the delta (default: every CPU)."""
     sig_buffer = io.BytesIO()
     try:
         with _open(new) as basis:
@@ -675,8 +690,19 @@ def _write_delta(old: Path, new: Path, new_size: int, out: BinaryIO, jobs: int |
                 basis_name=os.fsdecode(new),
             )
         sig_buffer.seek(0)
-        loaded = load_signature(sig_buffer, name=f"of {os.fsdecode(new)}")
+        workers = jobs if jobs is not None else os.cpu_count() or 1
+        parallel = workers > 1 and old_size >= PARALLEL_DELTA
+        loaded = load_signature(sig_buffer, name=f"of {os.fsdecode(new)}", keep_raw=parallel)
         del sig_buffer
+        if parallel:
+            # byte ranges of a large old file encoded by every CPU (rdiff's parallel delta:
+            # a valid delta to the same old bytes, though not byte for byte librsync's)
+            with _open(old) as src:
+                # through write() only: ``out`` may be a GzipFile, whose fileno() is the
+                # compressed file's (a kernel copy there would bypass the compression)
+                sink = cast(BinaryIO, _WriteOnly(out))
+                delta(loaded, src, sink, jobs=workers, new_name=os.fsdecode(old))
+            return old_size
         total = 0
         with _open(old) as src:
 

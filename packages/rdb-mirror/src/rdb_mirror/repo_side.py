@@ -38,7 +38,7 @@ from rdb_format.errors import ProtocolError, RdbError
 from rdb_format.layout import Layout
 from rdb_format.metadata import RawRecord, Record, path_key
 from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, allocate_long_name, name_max
-from rdb_increment.writer import IncrementWriter, WrittenIncrement
+from rdb_increment.writer import PARALLEL_DELTA, IncrementWriter, WrittenIncrement
 from rdb_mirror import testhooks
 from rdb_mirror.datafiles import AclFile, EaFile, ErrorLog, FileStatistics, MetadataFile, temp_path
 from rdb_mirror.deltas import DELTA_MIN, patch_into, send_signature
@@ -214,6 +214,13 @@ class _Emit:
     increments: list[WrittenIncrement] = field(default_factory=list)
     kind: str = "unchanged"  # unchanged, new, deleted, changed, failed, kept
     error: tuple[str, str] | None = None  # (error_log type, message)
+
+
+def _increment_jobs(new: Record, old: Record | None) -> int | None:
+    """Threads for one increment's signature and delta: every CPU (None) for a large file,
+    one for the many small ones (which run side by side on the pool)."""
+    size = max(new.size or 0, old.size or 0 if old is not None else 0)
+    return None if size >= PARALLEL_DELTA else 1
 
 
 def _raw_key(raw: RawRecord) -> Index:
@@ -1117,7 +1124,7 @@ class RepositorySide:
                         old_path,
                         staged,
                         long_name=self._long(old) if old is not None else self._long(record),
-                        jobs=1,
+                        jobs=_increment_jobs(record, old),
                     )
                 )
             error = (
@@ -1176,7 +1183,7 @@ class RepositorySide:
                             old_path,
                             group.mirror,
                             long_name=self._long(old) if old is not None else self._long(record),
-                            jobs=1,
+                            jobs=_increment_jobs(record, old),
                         )
                     )
                 os.link(group.mirror, temp)
