@@ -9,8 +9,10 @@ import os
 import random
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,10 +27,15 @@ from tests.rdb_mirror.remote_helpers import (
 )
 from tests.sshd import SshServer, sshd
 
+from rdb_clikit.protocol import RecordingProgress
+from rdb_format.errors import ConnectionFailed
 from rdb_format.exitcodes import ExitCode
 from rdb_format.layout import Layout
 from rdb_format.repository import read_state
+from rdb_mirror import BackupOptions
 from rdb_mirror.check import check
+from rdb_mirror.remote import RemoteFailure, backup_to_remote
+from rdb_remote import RemoteLocation
 
 __all__ = ["sshd"]
 
@@ -290,3 +297,42 @@ def test_server_is_hidden_from_help() -> None:
     ).stdout
     assert not re.search(r"^[│ ]*--server", out, re.MULTILINE)  # no option of that name
     assert "--remote-schema" in out
+
+
+class _KillSshAtStart(RecordingProgress):
+    """Kills this process's ssh children when the remote session starts (marker written)."""
+
+    def start(self, task: str, total: int | None = None) -> None:
+        super().start(task, total)
+        for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+            for pid in children.read_text().split():
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "ssh":
+                    os.kill(int(pid), signal.SIGKILL)
+
+
+def test_killing_ssh_mid_session_then_the_next_run_regresses(
+    tmp_path: Path, sshd: SshServer
+) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    trees.build_tree(src, seed=83)
+    location = RemoteLocation(HOST, str(repo))
+    schema = ssh_schema(sshd)
+    backup_to_remote(src, location, schema, BackupOptions(current_time=session_time(0)))
+    trees.mutate_tree(src, seed=830)
+    with pytest.raises(ConnectionFailed, match=r"connection was lost .*ssh was killed by SIGKILL"):
+        backup_to_remote(
+            src, location, schema, BackupOptions(current_time=session_time(1)), _KillSshAtStart()
+        )
+    deadline = time.monotonic() + 30  # the server notices the end of its input, then aborts
+    while time.monotonic() < deadline:
+        try:
+            result = backup_to_remote(
+                src, location, schema, BackupOptions(current_time=session_time(2))
+            )
+            break
+        except RemoteFailure as error:
+            assert error.exit_code == ExitCode.LOCKED, error
+            time.sleep(0.2)
+    assert result.regressed is not None
+    assert differences(trees.scan(src), trees.scan(repo)) == []
+    assert check(repo).problems == []

@@ -15,6 +15,7 @@ from tests.sshd import SshServer
 from rdb_format.errors import ConnectionFailed, ProtocolError, UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_remote import (
+    Connection,
     Hello,
     RemoteLocation,
     connect,
@@ -182,3 +183,28 @@ def test_locations_and_schemas() -> None:
     assert schema_command("ssh %s 'a b' 100%%", "h;rm") == ["ssh", "h;rm", "a b", "100%"]
     with pytest.raises(UsageError):
         schema_command("ssh 'unclosed %s", "h")
+
+
+def test_closing_after_the_peer_vanished_does_not_hang() -> None:
+    """The last frames and the end cannot be written (EPIPE): close() returns at once."""
+    import io
+    import os
+    import time
+
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    connection = Connection(
+        io.FileIO(in_read, "rb"), io.FileIO(out_write, "wb"), CODEC, peer="gone"
+    )
+    connection.start()
+    os.close(out_read)  # the peer stopped reading
+    os.close(in_write)  # and its output ended
+    started = time.monotonic()
+    try:
+        connection.send(note(1))  # may already raise: the writer saw EPIPE
+    except ConnectionFailed:
+        pass
+    connection.close(timeout=20)
+    assert time.monotonic() - started < 5
+    with pytest.raises(ConnectionFailed):
+        connection.receive()

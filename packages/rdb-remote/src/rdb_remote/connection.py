@@ -158,6 +158,7 @@ class Connection:
 
     def _write_loop(self) -> None:
         writer = self._writer
+        item: object = None
         try:
             while True:
                 item = self._outbox.get()
@@ -172,9 +173,11 @@ class Connection:
         except (OSError, ValueError):
             self.fail(self.lost("the peer stopped reading"))
             self._wake_inbox()
-            # keep taking messages so no sender stays blocked on a full queue
-            while self._outbox.get() is not _CLOSE:
-                pass
+            with contextlib.suppress(OSError, ValueError):
+                writer.close()  # (a failed flush leaves the rest buffered: dropped here)
+            # keep taking messages so no sender stays blocked on a full queue, up to the end
+            while item is not _CLOSE:
+                item = self._outbox.get()
 
     # ---- receiving -----------------------------------------------------------------------
 
