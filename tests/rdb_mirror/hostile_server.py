@@ -6,7 +6,8 @@ MODE: unsafe-path (an entry named ``../escaped``), out-of-order (entries not in 
 order), wrong-record-path (an entry whose record names another path), unknown-request (an
 answer to a request never made), wrong-kind (a repository message sent by a source),
 incomplete (a record without the fields its type needs), bad-kind (an error_log type that
-is not one).
+is not one), wrong-sha1 (file ``f``, 64 KiB, changed: a valid delta against the repository's
+signature, announced with a SHA1 that is not the new content's).
 """
 
 from __future__ import annotations
@@ -20,14 +21,20 @@ from rdb_mirror.protocol import (
     Batch,
     Begin,
     Chunk,
+    ContentEnd,
     ContentRequest,
+    Credit,
+    DeltaRequest,
     Entry,
     Problem,
     Ready,
+    SignatureChunk,
     SourceStart,
+    WalkDone,
 )
 from rdb_mirror.remote import HELLO
-from rdb_remote import serve_stdio
+from rdb_remote import Connection, serve_stdio
+from rdiff.api import iter_delta, load_signature
 
 
 def entry(index: tuple[bytes, ...], path: bytes | None = None, kind: str = "dir") -> Entry:
@@ -54,9 +61,35 @@ def main() -> int:
         "incomplete": Batch((Entry((), Record(b".", "dir"), (0, 0, 0, 1), 0, 0),)),
         "bad-kind": Batch((root, Problem((b"a",), "Evil: '/etc' forged\nUpdateError", "x"))),
     }
+    if mode == "wrong-sha1":
+        return _wrong_sha1(connection, root)
     connection.send(messages[mode])
     if mode == "unknown-request":
         connection.send(Chunk(99, b"escaped"))
+    try:
+        while True:
+            connection.receive()
+    except RdbError:
+        pass
+    connection.close()
+    return 0
+
+
+def _wrong_sha1(connection: Connection, root: Entry) -> int:
+    size = 64 << 10
+    record = Record(b"f", "reg", size=size, mod_time=7, uid=0, gid=0, permissions=0o644)
+    connection.send(Batch((root, Entry((b"f",), record, (size, 7, 7, 2), 7, 7))))
+    signature: list[bytes] = []
+    while True:
+        message = connection.receive_as((SignatureChunk, DeltaRequest, Credit))
+        if isinstance(message, SignatureChunk):
+            signature.append(message.data)
+        elif isinstance(message, DeltaRequest):
+            break
+    delta = b"".join(iter_delta(load_signature(signature), [b"y" * size]))
+    connection.send(Chunk(message.request, delta))
+    connection.send(ContentEnd(message.request, size, "0" * 40))
+    connection.send(WalkDone(2))
     try:
         while True:
             connection.receive()

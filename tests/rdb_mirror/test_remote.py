@@ -254,6 +254,30 @@ def test_errors_of_the_remote_half_come_back_with_their_status(tmp_path: Path) -
     assert "Traceback" not in run.stderr
 
 
+def test_a_patched_copy_that_does_not_match_the_source_sha1_is_not_kept(tmp_path: Path) -> None:
+    """A delta whose result has another SHA1 than announced: the file fails like one that
+    changed while read (error_log, exit 3), its old copy and record stay."""
+    from rdb_format.metadata import path_key
+    from rdb_format.metadata_diff import records_at
+    from rdb_mirror import backup
+
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "f").write_bytes(b"x" * (64 << 10))
+    backup(src, repo, BackupOptions(current_time=session_time(0)))
+    old = {path_key(r.path): r for r in records_at(repo / "rdiff-backup-data", session_time(0))}
+    schema = shlex.join([sys.executable, str(HOSTILE_SERVER), "wrong-sha1"]) + " %s"
+    run = mirror_json(
+        "--remote-schema", schema, "--current-time", str(session_time(1)), f"{HOST}::/x", repo
+    )
+    assert run.status == ExitCode.WARNINGS, run.stderr + run.stdout
+    assert run.summary["warnings"] == ["UpdateError: 'f' changed while being read; not updated"]
+    assert (repo / "f").read_bytes() == b"x" * (64 << 10)
+    new = {path_key(r.path): r for r in records_at(repo / "rdiff-backup-data", session_time(1))}
+    assert new[(b"f",)] == old[(b"f",)]
+    assert check(repo).problems == []
+
+
 def test_remote_usage_errors(tmp_path: Path) -> None:
     run = mirror_json("a::/x", "b::/y")
     assert run.status == ExitCode.USAGE and "both remote" in str(run.summary["message"])
