@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -251,9 +252,12 @@ def _many_sessions(data_dir: Path, count: int) -> list[int]:
     return times
 
 
-def test_find_session_file_from_state_entries_is_fast(tmp_path: Path) -> None:
-    import time as clock
-
+def test_find_session_file_from_state_entries_lists_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the state's entries, 3,000 lookups neither list the directory nor rebuild the
+    index (each is a dict lookup; the speed itself is for benchmarks, not tests)."""
+    from rdb_format import metadata_diff
     from rdb_format.layout import Layout
     from rdb_format.metadata_diff import SessionFileIndex, find_session_file
     from rdb_format.repository import read_state
@@ -262,12 +266,24 @@ def test_find_session_file_from_state_entries_is_fast(tmp_path: Path) -> None:
     data_dir.mkdir()
     times = _many_sessions(data_dir, 1000)
     state = read_state(Layout(tmp_path))
-    start = clock.perf_counter()
+    built: list[object] = []
+    real_init = SessionFileIndex.__init__
+
+    def counting_init(self: SessionFileIndex, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        real_init(self, *args, **kwargs)
+
+    def no_listing(*_: object) -> list[bytes]:
+        raise AssertionError("the directory was listed")
+
+    monkeypatch.setattr(SessionFileIndex, "__init__", counting_init)
+    monkeypatch.setattr(metadata_diff.os, "listdir", no_listing)
     for t in times:
         for base in ("extended_attributes", "access_control_lists", "session_statistics"):
             found = find_session_file(data_dir, base, t, entries=state.entries)
             assert found is not None and found.name.startswith(base)
-    assert clock.perf_counter() - start < 1.0  # 3,000 lookups, one index
+    assert len(built) == 1  # one index for 3,000 lookups
+    monkeypatch.undo()
     index = SessionFileIndex.from_directory(data_dir)
     for t in times[:10]:
         assert index.find("access_control_lists", t) == find_session_file(
