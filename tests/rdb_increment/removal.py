@@ -139,8 +139,8 @@ def increment_times(repo: Path) -> dict[tuple[str, bytes], list[int]]:
     quoting = read_state(layout).quoting
     found: dict[tuple[str, bytes], list[int]] = {}
     groups = [root_increments(layout, quoting)]
-    for directory in walk_increments(layout, quoting):
-        groups += directory.groups
+    for directory in walk_increments(layout):
+        groups += directory.groups(quoting)
     for group in groups:
         key = (os.fsdecode(group.directory), group.base)
         found[key] = sorted(f.time for f in group.files)

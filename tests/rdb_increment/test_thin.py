@@ -46,7 +46,7 @@ def increments_by_path(repo: Path) -> dict[tuple[str, bytes, int], tuple[str, bo
     layout = Layout(repo)
     quoting = read_state(layout).quoting
     groups = [root_increments(layout, quoting)]
-    groups += [g for d in walk_increments(layout, quoting) for g in d.groups]
+    groups += [g for d in walk_increments(layout) for g in d.groups(quoting)]
     out: dict[tuple[str, bytes, int], tuple[str, bool, bytes]] = {}
     for group in groups:
         if group.directory == layout.long_filename_dir:

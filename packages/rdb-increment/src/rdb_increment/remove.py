@@ -37,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdb_format.atomic import fsync_dir, remove_durable, write_atomic
+from rdb_format.atomic import fsync_dir, write_atomic
 from rdb_format.errors import CorruptRepository, UnfinishedSession, UsageError
 from rdb_format.layout import CURRENT_MIRROR, INCREMENTS, MIRROR_METADATA, Layout, open_repository
 from rdb_format.locking import WriterLock
@@ -49,6 +49,7 @@ from rdb_increment.metadata_merge import make_self_contained, rediff
 from rdb_increment.sessions import RemovalPlan, RetentionPolicy, plan_removal
 from rdb_increment.thin import Changes, PathMerger, time_stamp
 from rdb_increment.tree import (
+    IncrementTimes,
     LongNameMirrors,
     PathIncrements,
     remove_if_empty,
@@ -188,12 +189,65 @@ class _Journal:
                 path=self.path,
             ) from None
 
+    # Not fsynced: the journal only saves a later run some tidying (every state it covers is
+    # a valid repository), so losing it to a power cut costs nothing but leftovers.
+
     def write(self, rediff: set[int]) -> None:
         document = {"rediff": sorted(rediff), "pid": os.getpid()}
-        write_atomic(self.path, json.dumps(document).encode() + b"\n")
+        write_atomic(self.path, json.dumps(document).encode() + b"\n", fsync=False)
 
     def remove(self) -> None:
-        remove_durable(self.path, missing_ok=True)
+        self.path.unlink(missing_ok=True)
+
+
+class _Deleter:
+    """Unlinks on a pool of threads. A removal's deletions wait on the disk (inode and bitmap
+    blocks, the file system journal), not on the CPU, and overlap well: 33,000 increments
+    took 4.8-19 s one by one on the benchmark machine, 1.5 s on 16 threads."""
+
+    THREADS = 16
+    _CHUNK = 2048  # paths per task: a directory per task (unlinks in one directory serialise)
+    _BACKLOG = 256  # tasks in flight at most
+
+    def __init__(self, changes: Changes) -> None:
+        self.changes = changes
+        self._pool = ThreadPoolExecutor(self.THREADS, thread_name_prefix="rdb-unlink")
+        self._pending: deque[Future[None]] = deque()
+
+    def delete(self, path: Path) -> None:
+        self.delete_many([os.fsencode(path)])
+
+    def delete_many(self, paths: list[bytes]) -> None:
+        """Delete ``paths`` (in any order), a chunk of them per task."""
+        for start in range(0, len(paths), self._CHUNK):
+            chunk = paths[start : start + self._CHUNK]
+            self._pending.append(self._pool.submit(self._some, chunk))
+        while len(self._pending) > self._BACKLOG:
+            self._pending.popleft().result()
+
+    def _some(self, paths: list[bytes]) -> None:
+        for path in paths:
+            try:
+                size = os.lstat(path).st_size
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            self.changes.deleted(size)
+
+    def wait(self) -> None:
+        """Until every deletion asked for so far is done (errors are raised here)."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def map(self, function: Callable[[Path], object], paths: list[Path]) -> None:
+        """``function`` over ``paths`` on the same threads, waiting for all."""
+        for _ in self._pool.map(function, paths):
+            pass
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
 
 
 class _Removal:
@@ -216,6 +270,7 @@ class _Removal:
         self.kept_set = frozenset(plan.kept)
         self.doomed = frozenset(plan.dropped)
         self.recheck: frozenset[int] = frozenset()  # windows a killed removal was merging
+        self.deleter: _Deleter
 
     # ---- the run ---------------------------------------------------------------------
 
@@ -239,6 +294,7 @@ class _Removal:
         testhooks.point("metadata-merged")
         scratch = data_dir / f"{_SCRATCH_PREFIX}{os.getpid()}"
         scratch.mkdir(mode=0o700, exist_ok=True)
+        self.deleter = _Deleter(self.changes)
         try:
             mirrors = LongNameMirrors(self.layout, self.quoting, self.kept[-1])
             merger = PathMerger(
@@ -246,11 +302,13 @@ class _Removal:
             )
             self.progress.start("removing sessions", None)
             self._handle(merger, root_increments(self.layout, self.quoting), None)
+            self.deleter.wait()
             self._drop_session_files()
             testhooks.point("sessions-dropped")
             self._walk(merger)
             testhooks.point("increments-done")
         finally:
+            self.deleter.close()
             shutil.rmtree(scratch, ignore_errors=True)
         sessions = set(read_state(self.layout).sessions)
         for when in sorted(rediff_times):
@@ -291,55 +349,58 @@ class _Removal:
         keep_bases = {CURRENT_MIRROR.encode(), INCREMENTS.encode(), MIRROR_METADATA.encode()}
         for entry in self.state.entries:
             if entry.name.base not in keep_bases and self._goes(entry.name.time):
-                self._unlink_data(entry.path)
+                self.deleter.delete(entry.path)
+        self.deleter.wait()
         for entry in self.state.metadata:
             if self._goes(entry.name.time):
-                self._unlink_data(entry.path)
+                self.deleter.delete(entry.path)
+        self.deleter.wait()
         fsync_dir(self.layout.data_dir)
-
-    def _unlink_data(self, path: Path) -> None:
-        try:
-            size = os.lstat(path).st_size
-            os.unlink(path)
-        except FileNotFoundError:
-            return
-        self.changes.deleted(size)
 
     # ---- the increment tree ----------------------------------------------------------
 
     def _walk(self, merger: PathMerger) -> None:
         workers = self.options.workers or min(4, os.cpu_count() or 1)
-        in_flight: deque[tuple[Path, Future[None]]] = deque()
-        busy: set[Path] = set()
-        with ThreadPoolExecutor(workers, thread_name_prefix="rdb-remove") as pool:
+        in_flight: deque[Future[None]] = deque()
+        directories: list[Path] = []  # children before parents
+        with ThreadPoolExecutor(workers, thread_name_prefix="rdb-merge") as pool:
 
             def submit(group: PathIncrements, windows: list[int]) -> None:
-                future = pool.submit(self._merge_all, merger, group, windows)
-                in_flight.append((group.directory, future))
-                busy.add(group.directory)
+                in_flight.append(pool.submit(self._merge_all, merger, group, windows))
                 while len(in_flight) > workers * 4:
-                    in_flight.popleft()[1].result()
+                    in_flight.popleft().result()
 
             try:
-                for directory in walk_increments(self.layout, self.quoting):
-                    for group in directory.groups:
+                times = IncrementTimes(self.quoting)
+                oldest = self.kept[0]
+                for directory in walk_increments(self.layout):
+                    # the hot path: increments older than every kept session just go
+                    where = os.fsencode(directory.path)
+                    doomed: list[bytes] = []
+                    rest: list[bytes] = []
+                    for raw in directory.names:
+                        when = times.of(raw, directory.path)
+                        if when is not None and when < oldest:
+                            doomed.append(os.path.join(where, raw))
+                        elif when is not None:
+                            rest.append(raw)
+                    self.deleter.delete_many(doomed)
+                    self.progress.advance(len(doomed))
+                    for group in directory.groups(self.quoting, rest):
                         self._handle(merger, group, submit)
-                    if directory.path not in busy:
-                        remove_if_empty(directory.path)
+                    directories.append(directory.path)
                 while in_flight:
-                    in_flight.popleft()[1].result()
+                    in_flight.popleft().result()
             finally:
-                for _, future in in_flight:
+                for future in in_flight:
                     future.cancel()
-        for path in sorted(busy, key=lambda p: len(p.parts), reverse=True):
-            self._sweep_up(path)
-
-    def _sweep_up(self, directory: Path) -> None:
-        top = self.layout.increments_dir
-        while directory == top or top in directory.parents:
-            if not remove_if_empty(directory):
-                return
-            directory = directory.parent
+        self.deleter.wait()
+        # rdiff-backup's removal leaves no empty directory: the deepest first, a level at a time
+        by_depth: dict[int, list[Path]] = {}
+        for path in directories:
+            by_depth.setdefault(len(path.parts), []).append(path)
+        for depth in sorted(by_depth, reverse=True):
+            self.deleter.map(remove_if_empty, by_depth[depth])
 
     def _handle(
         self,
@@ -351,18 +412,19 @@ class _Removal:
         times that are no kept session into the kept session before them."""
         oldest, current = self.kept[0], self.kept[-1]
         windows: set[int] = set()  # kept sessions followed by increments of other times
-        for inc in list(group.files):
+        self.progress.advance(len(group.files))
+        remaining = []
+        for inc in group.files:
             when = inc.time
             if when < oldest:
-                size = os.lstat(inc.path).st_size
-                os.unlink(inc.path)
-                group.files.remove(inc)
-                self.changes.deleted(size)
-            elif when < current and when not in self.kept_set:
+                self.deleter.delete(inc.path)  # nothing kept depends on it: any order
+                continue
+            remaining.append(inc)
+            if when < current and when not in self.kept_set:
                 windows.add(self.kept[bisect.bisect_right(self.kept, when) - 1])
             elif when in self.recheck:
                 windows.add(when)
-        self.progress.advance(len(group.files))
+        group.files = remaining
         if not windows:
             return
         todo = sorted(windows)

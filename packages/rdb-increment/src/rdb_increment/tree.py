@@ -5,7 +5,8 @@ The increment tree (``rdiff-backup-data/increments``) has the mirror's shape: th
 ``long_filename_data/<N>.<T>.<kind>[.gz]`` and the root's are ``increments.<T>.dir`` in the data
 dir. :func:`walk_increments` lists each directory once (one ``scandir``), so a walk costs one
 pass over the tree, and yields directories children first, so a caller that empties a
-directory can remove it on the spot (:func:`remove_if_empty`), as rdiff-backup's removal does.
+directory can remove it after its children (:func:`remove_if_empty`), as rdiff-backup's
+removal does.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from pathlib import Path
 
 from rdb_format.atomic import is_temp_name
 from rdb_format.errors import CorruptRepository
-from rdb_format.increments import parse_increment_name
+from rdb_format.increments import INCREMENT_KINDS, parse_increment_name
 from rdb_format.layout import INCREMENTS, Layout
 from rdb_format.metadata import path_key
 from rdb_format.metadata_diff import records_at
 from rdb_format.quoting import Quoting
+from rdb_format.timestamps import try_parse_timestring
 from rdb_increment.rebuild import IncrementFile
 
 __all__ = [
     "IncrementDirectory",
+    "IncrementTimes",
     "LongNameMirrors",
     "PathIncrements",
     "group_increments",
@@ -55,11 +58,50 @@ class PathIncrements:
 
 @dataclass
 class IncrementDirectory:
-    """One directory of increment files: its groups, and how many entries it held."""
+    """One directory of increment files: its on-disk names, grouped on demand."""
 
     path: Path
-    groups: list[PathIncrements]
-    entries: int
+    mirror_dir: Path | None  # the matching mirror directory (None: long_filename_data)
+    names: list[bytes]  # every non-directory entry, as on disk (quoted)
+    entries: int  # every entry, directories included
+
+    def groups(
+        self, quoting: Quoting, names: Iterable[bytes] | None = None
+    ) -> list[PathIncrements]:
+        """The increments among ``names`` (default: all) grouped by path."""
+        chosen = self.names if names is None else names
+        return group_increments(self.path, chosen, quoting, mirror_dir=self.mirror_dir)
+
+
+class IncrementTimes:
+    """The time of an increment-style name, each distinct time string parsed once (a
+    repository has few of them and many files: this is the hot loop of a removal)."""
+
+    _KINDS = frozenset(kind.encode() for kind in INCREMENT_KINDS if kind != "data")
+
+    def __init__(self, quoting: Quoting) -> None:
+        self.quoting = quoting
+        self._stamps: dict[bytes, int | None] = {}
+
+    def of(self, raw: bytes, directory: Path) -> int | None:
+        """The time of the on-disk name ``raw``; None for what ``group_increments`` skips."""
+        if is_temp_name(raw):
+            return None
+        try:
+            name = self.quoting.unquote(raw, path=directory)
+        except CorruptRepository:
+            return None
+        parts = name.split(b".")
+        if parts[-1] == b"gz":
+            parts.pop()
+        if len(parts) < 3 or parts[-1] not in self._KINDS:
+            return None
+        stamp = parts[-2]
+        try:
+            return self._stamps[stamp]
+        except KeyError:
+            value = self._stamps[stamp] = try_parse_timestring(stamp)
+            return value
 
 
 def group_increments(
@@ -129,9 +171,9 @@ def _scan(directory: Path) -> tuple[list[bytes], list[Path], int]:
     return files, subdirs, count
 
 
-def walk_increments(layout: Layout, quoting: Quoting) -> Iterator[IncrementDirectory]:
+def walk_increments(layout: Layout) -> Iterator[IncrementDirectory]:
     """Every directory of the increment tree, children before their parent, then
-    ``long_filename_data``. Each comes with its increment files grouped by path."""
+    ``long_filename_data``, each listed once."""
     top = layout.increments_dir
     # iterative post-order: (directory, its mirror directory, children already pushed?)
     stack: list[tuple[Path, Path, bool]] = [(top, layout.root, False)]
@@ -140,8 +182,7 @@ def walk_increments(layout: Layout, quoting: Quoting) -> Iterator[IncrementDirec
         directory, mirror_dir, expanded = stack.pop()
         if expanded:
             names, count = pending.pop(directory)
-            groups = group_increments(directory, names, quoting, mirror_dir=mirror_dir)
-            yield IncrementDirectory(directory, groups, count)
+            yield IncrementDirectory(directory, mirror_dir, names, count)
             continue
         names, subdirs, count = _scan(directory)
         pending[directory] = (names, count)
@@ -151,7 +192,7 @@ def walk_increments(layout: Layout, quoting: Quoting) -> Iterator[IncrementDirec
     long_dir = layout.long_filename_dir
     names, _, count = _scan(long_dir)
     if names:
-        yield IncrementDirectory(long_dir, group_increments(long_dir, names, quoting), count)
+        yield IncrementDirectory(long_dir, None, names, count)
 
 
 def remove_if_empty(directory: Path) -> bool:

@@ -229,8 +229,8 @@ class _Checker:
     def _increments(self, state: RepositoryState, result: CheckResult) -> list[Task]:
         quoting = state.quoting
         groups = [root_increments(self.layout, quoting)]
-        for directory in walk_increments(self.layout, quoting):
-            groups += directory.groups
+        for directory in walk_increments(self.layout):
+            groups += directory.groups(quoting)
         tasks: list[Task] = []
         assert state.current_time is not None
         long_mirrors = LongNameMirrors(self.layout, quoting, state.current_time)
