@@ -15,7 +15,7 @@ import pwd
 import stat
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from rdb_format.eas_acls import ACLEntry, is_trivial_acl, parse_acl_entry
 from rdb_format.metadata import Record, file_type_of, safe_name
@@ -43,6 +43,9 @@ def render(index: Index) -> bytes:
 file_type = file_type_of  # the format's mapping of st_mode to a record type
 
 
+_UNKNOWN = object()
+
+
 class Names:
     """uid → user name and gid → group name, cached; None when unknown or unreadable."""
 
@@ -52,6 +55,9 @@ class Names:
         self._lock = threading.Lock()
 
     def user(self, uid: int) -> str | None:
+        known = self._users.get(uid, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return cast("str | None", known)
         with self._lock:
             if uid not in self._users:
                 try:
@@ -61,6 +67,9 @@ class Names:
             return self._users[uid]
 
     def group(self, gid: int) -> str | None:
+        known = self._groups.get(gid, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return cast("str | None", known)
         with self._lock:
             if gid not in self._groups:
                 try:
@@ -74,28 +83,53 @@ def record_from_stat(
     index: Index, st: os.stat_result, names: Names, link_target: bytes | None = None
 ) -> Record | None:
     """The metadata record of an entry (no SHA1 yet); None for an unknown file type."""
-    kind = file_type(st.st_mode)
+    mode = st.st_mode
+    kind = file_type(mode)
     if kind is None:
         return None
-    fields: dict[str, Any] = {
-        "uid": st.st_uid,
-        "uname": names.user(st.st_uid),
-        "gid": st.st_gid,
-        "gname": names.group(st.st_gid),
-        "permissions": stat.S_IMODE(st.st_mode),
-    }
-    if kind not in ("sym", "dev"):
-        fields["mod_time"] = st.st_mtime_ns // 1_000_000_000
+    uid, gid = st.st_uid, st.st_gid
+    size = nlink = inode = device_loc = sym_data = device_num = mod_time = None
     if kind == "reg":
-        fields["size"] = st.st_size
+        size = st.st_size
         if st.st_nlink > 1:
-            fields.update(num_hard_links=st.st_nlink, inode=st.st_ino, device_loc=st.st_dev)
+            nlink, inode, device_loc = st.st_nlink, st.st_ino, st.st_dev
     elif kind == "sym":
-        fields["sym_data"] = link_target
+        sym_data = link_target
     elif kind == "dev":
-        device = "c" if stat.S_ISCHR(st.st_mode) else "b"
-        fields["device_num"] = (device, os.major(st.st_rdev), os.minor(st.st_rdev))
-    return Record(render(index), kind, **fields)
+        device = "c" if stat.S_ISCHR(mode) else "b"
+        device_num = (device, os.major(st.st_rdev), os.minor(st.st_rdev))
+    if kind not in ("sym", "dev"):
+        mod_time = st.st_mtime_ns // 1_000_000_000
+    # fields in Record's order (no resource fork, carbon file, SHA1 or alternate names)
+    uname, gname, perms = names.user(uid), names.group(gid), mode & 0o7777
+    return _new_record(
+        (
+            render(index),
+            kind,
+            size,
+            None,
+            None,
+            nlink,
+            inode,
+            device_loc,
+            None,
+            sym_data,
+            device_num,
+            mod_time,
+            uid,
+            uname,
+            gid,
+            gname,
+            perms,
+            None,
+            None,
+        )
+    )
+
+
+def _new_record(fields: tuple[Any, ...]) -> Record:
+    """A Record from all its fields in order (tuple.__new__: no keyword handling)."""
+    return tuple.__new__(Record, fields)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,14 +176,16 @@ def _keep_ea(name: str) -> bool:
     return IS_ROOT or name.startswith("user.")
 
 
-def read_eas(path: bytes) -> EAs:
-    """The extended attributes of ``path`` (not following symlinks), sorted by name."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as error:
-        if error.errno in _UNSUPPORTED or error.errno == errno.EPERM:
-            return ()
-        raise
+def read_eas(path: bytes, names: list[str] | None = None) -> EAs:
+    """The extended attributes of ``path`` (not following symlinks), sorted by name;
+    ``names`` is its ``listxattr`` when the caller has it already."""
+    if names is None:
+        try:
+            names = os.listxattr(path, follow_symlinks=False)
+        except OSError as error:
+            if error.errno in _UNSUPPORTED or error.errno == errno.EPERM:
+                return ()
+            raise
     out: list[tuple[bytes, bytes]] = []
     for name in names:
         if not _keep_ea(name):
@@ -221,6 +257,30 @@ def has_default_acl(directory: bytes) -> bool:
     except OSError:
         return False  # ENODATA (none), or no ACL support at all
     return True
+
+
+_ACL_NAMES = ("system.posix_acl_access", "system.posix_acl_default")
+
+
+def read_eas_and_acl(
+    path: bytes, is_dir: bool, *, eas: bool, acls: bool
+) -> tuple[EAs | None, tuple[ACLEntry, ...] | None]:
+    """:func:`read_eas` and :func:`read_acl` (None for what is not asked) from one
+    ``listxattr``: a POSIX ACL is stored, and listed, as a ``system.posix_acl_*`` attribute,
+    so an entry whose list has none has the trivial ACL and needs no ACL call at all."""
+    if not (eas or acls):
+        return None, None
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as error:
+        if error.errno not in _UNSUPPORTED and error.errno != errno.EPERM:
+            raise
+        names = []
+    found_eas = read_eas(path, names) if eas and names else (() if eas else None)
+    acl: tuple[ACLEntry, ...] | None = None
+    if acls:
+        acl = read_acl(path, is_dir) if any(n in _ACL_NAMES for n in names) else ()
+    return found_eas, acl
 
 
 def _acl_text(entries: list[ACLEntry]) -> str:

@@ -25,8 +25,7 @@ from rdb_mirror.fsmeta import (
     Capabilities,
     Index,
     Names,
-    read_acl,
-    read_eas,
+    read_eas_and_acl,
     record_from_stat,
 )
 from rdb_mirror.protocol import (
@@ -162,13 +161,9 @@ def _walk(options: SourceOptions, out: _Batcher) -> Iterator[Entry]:
         if record is None:
             out.send(Problem(index, "ListError", "unknown file type, skipped"))
             return None
-        eas = None
-        acl = None
+        eas = acl = None
         if record.type != "sym":
-            if caps.eas:
-                eas = read_eas(path)
-            if caps.acls:
-                acl = read_acl(path, record.type == "dir")
+            eas, acl = read_eas_and_acl(path, record.type == "dir", eas=caps.eas, acls=caps.acls)
         return Entry(index, record, stat_key(st), st.st_mtime_ns, st.st_atime_ns, eas, acl)
 
     def rec(index: Index, path: bytes, st: os.stat_result, held: list[Entry]) -> Iterator[Entry]:
