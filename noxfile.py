@@ -20,16 +20,15 @@ PACKAGES: dict[str, list[str]] = {
     "rdb-clikit": ["rdb-format"],
     "rdb-mirror": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit", "rdb-remote"],
     "rdb-stats": ["rdb-format", "rdb-clikit"],
-    # rdb-mirror (which needs rdb-remote) only for the tests: they make repositories with it
-    "rdb-restore": [
-        "rdiff",
-        "rdb-format",
-        "rdb-increment",
-        "rdb-clikit",
-        "rdb-remote",
-        "rdb-mirror",
-    ],
+    "rdb-restore": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit", "rdb-remote"],
     "rdb-remote": ["rdb-format"],
+}
+# Siblings a package's tests use to make or check repositories (never imported by the package
+# itself): installed in its isolated session too, so no test of it is skipped there.
+TEST_ONLY: dict[str, list[str]] = {
+    "rdb-increment": ["rdb-remote", "rdb-mirror", "rdb-restore"],
+    "rdb-restore": ["rdb-mirror"],
+    "rdb-remote": ["rdb-increment", "rdb-clikit", "rdiff", "rdb-mirror"],
 }
 TEST_TOOLS = ["pytest", "hypothesis", "pytest-benchmark"]
 RDIFF_BACKUP_VERSION = "2.2.7"
@@ -101,9 +100,10 @@ def tests(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("package", list(PACKAGES))
 def isolated(session: nox.Session, package: str) -> None:
-    """One package installed alone (with only its declared siblings) runs its own tests."""
+    """One package installed alone (with its declared siblings, and the siblings its tests use
+    to make repositories) runs its own tests."""
     session.install(*TEST_TOOLS)
-    session.install(*_local(package, *PACKAGES[package]))
+    session.install(*_local(package, *PACKAGES[package], *TEST_ONLY.get(package, [])))
     tests_dir = ROOT / "tests" / _import_name(package)
     session.run(
         "pytest",
