@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -62,6 +63,21 @@ def test_rich_progress_without_terminal_prints_only_warnings() -> None:
     progress.advance()
     progress.finish()
     assert buffer.getvalue() == "rdb-x: warning: file [x] is truncated\n"
+
+
+def test_rich_progress_on_a_terminal_shows_count_and_time_remaining() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    progress = RichProgress(console, prog="x")
+    progress.start("backing up", 200)
+    progress.advance(50)
+    progress._bar.refresh()
+    progress.finish()
+    drawn = buffer.getvalue()
+    assert "backing up" in drawn and "50/200" in drawn
+    frame = drawn[drawn.rindex("50/200") :].split("\n")[0]
+    # elapsed, then remaining: two clock columns after the count
+    assert len(re.findall(r"[\d-]:[\d-]{2}:[\d-]{2}", frame)) == 2, frame
 
 
 def test_json_lines_progress_events_parse() -> None:

@@ -13,14 +13,25 @@ from typing import IO
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.progress import Progress as _RichBar
 
 from rdb_clikit.protocol import NullProgress, Progress
 
 
 class RichProgress:
-    """A transient progress bar on a terminal console; warnings as plain lines."""
+    """A transient progress bar on a terminal console; warnings as plain lines.
+
+    With a total (rdb-mirror takes it from the previous session's statistics) the bar shows
+    the time remaining, estimated from the rate so far.
+    """
 
     def __init__(self, console: Console, *, prog: str) -> None:
         self._console = console
@@ -30,6 +41,7 @@ class RichProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=console,
             transient=True,
             disable=not console.is_terminal or console.quiet,
