@@ -233,6 +233,41 @@ def _size_of(record: Record | None) -> int | None:
     return record.size or 0 if record.type == "reg" else 0
 
 
+def _drop_own_increment(item: _Item, increments: list[WrittenIncrement]) -> None:
+    """After a failed update: remove the increment just written for ``item`` itself (its
+    parents' ``.dir`` marks stay: they are true whatever happens to the entry)."""
+    if increments and increments[-1].index == item.index:
+        with contextlib.suppress(OSError):
+            increments.pop().path.unlink()
+
+
+def _failure_text(failure: OSError | RdbError) -> str:
+    return str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
+
+
+def _updated(
+    item: _Item,
+    record: Record,
+    eas: EAs,
+    acl: tuple[ACLEntry, ...],
+    increments: list[WrittenIncrement],
+    error: tuple[str, str] | None = None,
+) -> _Emit:
+    """A new or changed entry, written to the mirror."""
+    return _Emit(
+        item.index,
+        record,
+        eas,
+        acl,
+        changed=True,
+        source_size=_size_of(record),
+        mirror_size=_size_of(item.old),
+        increments=increments,
+        kind="new" if item.old is None else "changed",
+        error=error,
+    )
+
+
 def _kept_after_failure(
     item: _Item, record: Record, message: str, increments: list[WrittenIncrement]
 ) -> _Emit:
@@ -1004,23 +1039,10 @@ class RepositorySide:
     ) -> None:
         """A metadata-only change of a regular file: attributes set on the mirror copy in
         place, no increment (rdiff-backup's API 201; restores take them from the metadata)."""
-        assert item.entry is not None
+        assert item.entry is not None and item.old is not None
         increments = self._mark(item.index)
         error = self._apply(self._bpath(item.index, record), record, item.entry, eas, acl)
-        self._outputs.append(
-            _Emit(
-                item.index,
-                record,
-                eas,
-                acl,
-                changed=True,
-                source_size=_size_of(record),
-                mirror_size=_size_of(item.old),
-                increments=increments,
-                kind="changed",
-                error=error,
-            )
-        )
+        self._outputs.append(_updated(item, record, eas, acl, increments, error))
 
     def _forget(self, group: _Group | None, record: Record) -> None:
         if group is not None and group.seen >= group.nlink and group.job is None:
@@ -1087,6 +1109,20 @@ class RepositorySide:
             self._staging_acl = has_default_acl(os.fsencode(self.layout.data_dir))
         return self._staging_acl
 
+    def _increment_of(
+        self, item: _Item, record: Record, new: Path | None, *, jobs: int | None = None
+    ) -> WrittenIncrement:
+        """The increment that keeps ``item``'s old version (``.missing`` if it had none)."""
+        assert self.writer is not None
+        old = item.old
+        return self.writer.write(
+            item.index,
+            self.mirror_path(item.index, old) if old is not None else None,
+            new,
+            long_name=self._long(old) if old is not None else self._long(record),
+            jobs=jobs,
+        )
+
     def _write_regular(
         self,
         item: _Item,
@@ -1117,15 +1153,8 @@ class RepositorySide:
                 staged = self._materialise(item, finish)
             staged = self._materialise(item)
             if self.writer is not None:
-                old_path = self.mirror_path(item.index, old) if old is not None else None
                 increments.append(
-                    self.writer.write(
-                        item.index,
-                        old_path,
-                        staged,
-                        long_name=self._long(old) if old is not None else self._long(record),
-                        jobs=_increment_jobs(record, old),
-                    )
+                    self._increment_of(item, record, staged, jobs=_increment_jobs(record, old))
                 )
             error = (
                 applied[0] if applied else self._apply(os.fsencode(staged), record, entry, eas, acl)
@@ -1135,23 +1164,9 @@ class RepositorySide:
             if staged is not None:
                 with contextlib.suppress(FileNotFoundError):
                     staged.unlink()
-            if increments and increments[-1].index == item.index:
-                with contextlib.suppress(OSError):
-                    increments.pop().path.unlink()
-            message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
-            return _kept_after_failure(item, record, message, increments)
-        return _Emit(
-            item.index,
-            record,
-            eas,
-            acl,
-            changed=True,
-            source_size=record.size,
-            mirror_size=_size_of(old),
-            increments=increments,
-            kind="new" if old is None else "changed",
-            error=error,
-        )
+            _drop_own_increment(item, increments)
+            return _kept_after_failure(item, record, _failure_text(failure), increments)
+        return _updated(item, record, eas, acl, increments, error)
 
     def _link_secondary(
         self, item: _Item, record: Record, group: _Group, eas: EAs, acl: tuple[ACLEntry, ...]
@@ -1176,14 +1191,9 @@ class RepositorySide:
             temp = temp_path(target.parent)
             try:
                 if self.writer is not None:
-                    old_path = self.mirror_path(item.index, old) if old is not None else None
                     increments.append(
-                        self.writer.write(
-                            item.index,
-                            old_path,
-                            group.mirror,
-                            long_name=self._long(old) if old is not None else self._long(record),
-                            jobs=_increment_jobs(record, old),
+                        self._increment_of(
+                            item, record, group.mirror, jobs=_increment_jobs(record, old)
                         )
                     )
                 os.link(group.mirror, temp)
@@ -1191,22 +1201,9 @@ class RepositorySide:
             except (OSError, RdbError) as error:
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()
-                if increments and increments[-1].index == item.index:
-                    with contextlib.suppress(OSError):
-                        increments.pop().path.unlink()
-                message = str(error) if isinstance(error, RdbError) else f"{error.strerror}"
-                return _kept_after_failure(item, record, message, increments)
-            return _Emit(
-                item.index,
-                record,
-                eas,
-                acl,
-                changed=True,
-                source_size=record.size,
-                mirror_size=_size_of(old),
-                increments=increments,
-                kind="new" if old is None else "changed",
-            )
+                _drop_own_increment(item, increments)
+                return _kept_after_failure(item, record, _failure_text(error), increments)
+            return _updated(item, record, eas, acl, increments)
 
         self._touch(item.index)
         self._outputs.append(self._pool.submit(link))
@@ -1264,21 +1261,11 @@ class RepositorySide:
         try:
             if self.writer is not None:
                 increments += self._mark(item.index)
-                old_path = self.mirror_path(item.index, old) if old is not None else None
-                increments.append(
-                    self.writer.write(
-                        item.index,
-                        old_path,
-                        None,
-                        long_name=self._long(old) if old is not None else self._long(record),
-                    )
-                )
+                increments.append(self._increment_of(item, record, None))
             error = self._create(target, record, entry, eas, acl, item)
         except (OSError, RdbError) as failure:
-            if increments and increments[-1].index == item.index:
-                with contextlib.suppress(OSError):
-                    increments.pop().path.unlink()
-            message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
+            _drop_own_increment(item, increments)
+            message = _failure_text(failure)
             if old is not None:
                 self._emit_old(item, "failed", ("UpdateError", message))
             else:
@@ -1287,20 +1274,7 @@ class RepositorySide:
                 )
             return
         self._touch(item.index)
-        self._outputs.append(
-            _Emit(
-                item.index,
-                record,
-                eas,
-                acl,
-                changed=True,
-                source_size=_size_of(record),
-                mirror_size=_size_of(old),
-                increments=increments,
-                kind="new" if old is None else "changed",
-                error=error,
-            )
-        )
+        self._outputs.append(_updated(item, record, eas, acl, increments, error))
 
     def _create(
         self,
@@ -1369,18 +1343,8 @@ class RepositorySide:
         """A directory becomes something else: mark it now, replace it after its contents."""
         increments = self._mark(item.index) + self._mark_self_dir(item)
         entry = item.entry
-        assert entry is not None
-        emit = _Emit(
-            item.index,
-            record,
-            eas,
-            acl,
-            changed=True,
-            source_size=_size_of(record),
-            mirror_size=0,
-            increments=increments,
-            kind="changed",
-        )
+        assert entry is not None and item.old is not None and item.old.type == "dir"
+        emit = _updated(item, record, eas, acl, increments)  # a directory's mirror size is 0
         self._outputs.append(emit)
         target = self.mirror_path(item.index, item.old)
         self._touch(item.index)
