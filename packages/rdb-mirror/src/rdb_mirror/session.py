@@ -34,7 +34,6 @@ from typing import Protocol
 
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_format.atomic import (
-    TEMP_PREFIX,
     SyncBatch,
     is_temp_name,
     remove_durable,
@@ -42,7 +41,6 @@ from rdb_format.atomic import (
 )
 from rdb_format.eas_acls import ACLRecord, EARecord, iter_acl_records, iter_ea_records
 from rdb_format.errors import (
-    CorruptRepository,
     RepositoryNotFound,
     SourceError,
     UsageError,
@@ -653,6 +651,3 @@ def _statistics(
         increment_file_size=c.increment_file_size,
         errors=c.errors,
     ).with_total()
-
-
-_ = (TEMP_PREFIX, CorruptRepository)
