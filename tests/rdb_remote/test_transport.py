@@ -24,6 +24,7 @@ from rdb_remote import (
     parse_location,
     schema_command,
 )
+from rdb_remote.connection import QUEUE
 
 SERVER = Path(__file__).with_name("echo_server.py")
 HELLO = Hello("rdb-test", "1.0", 1, 1)
@@ -206,5 +207,9 @@ def test_closing_after_the_peer_vanished_does_not_hang() -> None:
         pass
     connection.close(timeout=20)
     assert time.monotonic() - started < 5
+    assert isinstance(connection.failure, ConnectionFailed)  # the writer saw EPIPE
+    # receive raises it (a frame left in a reused pipe fd by another test's thread, seen once
+    # in CI, is read past: the failure still comes, after it)
     with pytest.raises(ConnectionFailed):
-        connection.receive()
+        for _ in range(QUEUE + 2):
+            connection.receive()
