@@ -18,12 +18,14 @@ import pwd
 import shutil
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.errors import SourceError
 from rdb_format.metadata import Record
 from rdb_restore.extras import posix1e
 from rdb_restore.repo import DIR_FLAGS, EAs, Entry
+from rdb_restore.staging import Staging, remove_leftovers, stage
 
 IS_ROOT = os.geteuid() == 0
 TEMP_PREFIX = b".rdb-restore.tmp."
@@ -258,17 +260,60 @@ def make_special(dir_fd: int, name: bytes, record: Record, warn: Warn, label: st
     del perms
 
 
-def prepare_target_dir(target: str, *, force: bool) -> tuple[int, bool]:
-    """Open (creating it if needed) the directory TARGET; refuse a non-empty one unless
-    ``force``. Returns its fd and whether it already existed with content."""
+@dataclass
+class TargetDir:
+    """TARGET opened for a tree restore: ``fd`` is where the tree is written (the staging
+    directory when ``staging`` is set), ``existed`` whether it had content (--force)."""
+
+    fd: int
+    existed: bool
+    staging: Staging | None = None
+    removed_leftovers: list[bytes] = field(default_factory=list)
+
+
+def _staged(target: str) -> TargetDir:
+    """A staging directory next to the new or empty TARGET (see :mod:`rdb_restore.staging`)."""
+    parent = os.path.dirname(os.path.abspath(target))
+    try:
+        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise SourceError("its parent directory does not exist", path=target) from None
+    except OSError as error:
+        raise SourceError(
+            f"cannot open its parent directory: {error.strerror}", path=target
+        ) from None
+    try:
+        final = os.fsencode(os.path.basename(os.path.abspath(target)))
+        removed = remove_leftovers(parent_fd, final)
+        staging = stage(target, parent_fd)
+    except BaseException:
+        os.close(parent_fd)
+        raise
+    return TargetDir(staging.fd, False, staging, removed)
+
+
+def _replaceable(target: str, st: os.stat_result) -> bool:
+    """Whether the existing directory TARGET can be replaced by a rename: empty, not a mount
+    point, not the current directory."""
+    try:
+        parent = os.stat(os.path.dirname(os.path.abspath(target)))
+        here = os.stat(".")
+        empty = not os.listdir(target)
+    except OSError:
+        return False
+    same = (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
+    return empty and parent.st_dev == st.st_dev and not same
+
+
+def prepare_target_dir(target: str, *, force: bool) -> TargetDir:
+    """Open the directory TARGET for a tree restore; refuse a non-empty one unless ``force``.
+    A TARGET that does not exist, or is an empty directory (not a symlink), is staged."""
     try:
         st = os.lstat(target)
     except FileNotFoundError:
-        parent = os.path.dirname(os.path.abspath(target))
-        if not os.path.isdir(parent):
-            raise SourceError("its parent directory does not exist", path=target) from None
-        os.mkdir(target, 0o700)
-        return os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), False
+        return _staged(target)
+    if stat.S_ISDIR(st.st_mode) and _replaceable(target, st):
+        return _staged(target)
     if stat.S_ISLNK(st.st_mode):
         with contextlib.suppress(OSError):
             st = os.stat(target)
@@ -280,7 +325,7 @@ def prepare_target_dir(target: str, *, force: bool) -> tuple[int, bool]:
             )
         os.unlink(target)
         os.mkdir(target, 0o700)
-        return os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), False
+        return TargetDir(os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), False)
     fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     if os.listdir(fd):
         if not force:
@@ -290,8 +335,8 @@ def prepare_target_dir(target: str, *, force: bool) -> tuple[int, bool]:
                 "overwrite it (entries not in the backup are then removed)",
                 path=target,
             )
-        return fd, True
-    return fd, False
+        return TargetDir(fd, True)
+    return TargetDir(fd, False)
 
 
 def prepare_target_file(target: str, *, force: bool) -> tuple[int, bytes]:

@@ -6,9 +6,11 @@ about each one. Directories are made at once (``0700``) and get their permission
 EAs and mtime only after everything inside them is in place. Regular files are collected in
 batches of consecutive files of one directory and each batch is written by one worker thread:
 few hand-offs, and two workers seldom create files in the same directory at once (they would
-spin on its lock in the kernel). Each file is created under a temporary name, filled, checked
-against the recorded size and SHA1, given its attributes, then renamed into place; the
-target-side safety (no symlink followed, nothing outside TARGET) is :mod:`rdb_restore.target`.
+spin on its lock in the kernel). Each file is created, filled, checked against the recorded
+size and SHA1 and given its attributes: in a staging directory (a new or empty TARGET,
+:mod:`rdb_restore.staging`) under its own name, elsewhere under a temporary name then renamed
+into place. The target-side safety (no symlink followed, nothing outside TARGET) is
+:mod:`rdb_restore.target`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from rdb_format.errors import CorruptRepository
 from rdb_format.progress import Progress
 from rdb_restore.repo import DIR_FLAGS, Entry, Index, close_quietly
+from rdb_restore.staging import Staging
 from rdb_restore.target import (
     IS_ROOT,
     Owners,
@@ -81,6 +84,7 @@ class Frame:
 
     __slots__ = (
         "context",
+        "direct",
         "entry",
         "existed",
         "fd",
@@ -100,6 +104,7 @@ class Frame:
         entry: Entry | None,
         parent: Frame | None,
         existed: bool,
+        direct: bool = False,
     ) -> None:
         self.key = key
         self.fd = fd
@@ -110,6 +115,8 @@ class Frame:
         self.names: set[bytes] | None = set() if existed else None
         self.pending = 0
         self.popped = False
+        # in a staging directory nobody else sees: entries are made under their real names
+        self.direct = direct
         self.new_owner = new_file_owner(fd) if IS_ROOT else None
 
 
@@ -189,6 +196,7 @@ class TreeWriter:
         self.top: Frame | None = None
         self.link_base: Index = ()
         self.batch: _Batch | None = None
+        self.staging: Staging | None = None
         self.slots = threading.BoundedSemaphore(workers * 3)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rdb-restore")
 
@@ -197,21 +205,36 @@ class TreeWriter:
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
         try:
-            if error is None:
-                self.flush()
-            self.pool.shutdown(wait=True, cancel_futures=error is not None)
+            try:
+                if error is None:
+                    self.flush()
+                self.pool.shutdown(wait=True, cancel_futures=error is not None)
+            finally:
+                for frame in list(self.frames):
+                    self._close_frame(frame)
+            if error is None and self.fatal is not None:
+                raise self.fatal
+            if error is None and self.staging is not None:
+                self.staging.commit()
+                self.staging.close()
+                self.staging = None
         finally:
-            for frame in list(self.frames):
-                self._close_frame(frame)
-        if error is None and self.fatal is not None:
-            raise self.fatal
+            if self.staging is not None:  # a failure: no partial TARGET is left
+                self.staging.discard()
+                self.staging.close()
 
     # ---- what the walk calls (one thread) ---------------------------------------------------
 
     def root(self, target: str, key: Index, entry: Entry, context: object) -> Frame:
         """TARGET itself, as the directory ``entry`` (made or, with --force, reused)."""
-        fd, existed = prepare_target_dir(target, force=self.force)
-        frame = Frame(key, fd, context, entry, None, existed)
+        opened = prepare_target_dir(target, force=self.force)
+        self.staging = opened.staging
+        for name in opened.removed_leftovers:
+            self.progress.warning(
+                f"removed {os.fsdecode(name)!r}, left next to TARGET by an interrupted restore"
+            )
+        staged = self.staging is not None
+        frame = Frame(key, opened.fd, context, entry, None, opened.existed, staged)
         self.top = frame
         self.link_base = key
         self.frames.add(frame)
@@ -236,7 +259,7 @@ class TreeWriter:
         except BaseException:
             self.close_context(context)
             raise
-        frame = Frame(entry.index, fd, context, entry, parent, existed)
+        frame = Frame(entry.index, fd, context, entry, parent, existed, parent.direct)
         with self.lock:
             parent.pending += 1
             self.frames.add(frame)
@@ -245,13 +268,14 @@ class TreeWriter:
     def special(self, parent: Frame, name: bytes, entry: Entry) -> None:
         """A symlink, FIFO, socket or device node, made at once."""
         self._note(parent, name)
-        temp = temp_name()
+        temp = name if parent.direct else temp_name()
         make_special(parent.fd, temp, entry.record, self.warn, self.label(entry.index))
         try:
             apply_at(parent.fd, temp, entry.record, self.owners)
             if entry.record.type != "sym" and (entry.acl or entry.eas):
                 apply_special_extras(parent.fd, temp, entry, self.label(entry.index), self.warn)
-            place(parent.fd, temp, name, force=self.force)
+            if temp is not name:
+                place(parent.fd, temp, name, force=self.force)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=parent.fd)
@@ -378,7 +402,7 @@ class TreeWriter:
 
     def _write(self, parent: Frame, item: _Item) -> int:
         entry = item.entry
-        temp = temp_name()
+        temp = item.name if parent.direct else temp_name()
         out = os.open(temp, CREATE_FLAGS, 0o600, dir_fd=parent.fd)
         try:
             try:
@@ -387,7 +411,8 @@ class TreeWriter:
                 self._attributes(out, entry, parent.new_owner)
             finally:
                 os.close(out)
-            place(parent.fd, temp, item.name, force=self.force)
+            if temp is not item.name:
+                place(parent.fd, temp, item.name, force=self.force)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=parent.fd)
@@ -422,8 +447,10 @@ class TreeWriter:
             for component in group.rel[:-1]:
                 at = os.open(component, DIR_FLAGS, dir_fd=at)
                 fds.append(at)
-            temp = temp_name()
+            temp = item.name if parent.direct else temp_name()
             os.link(group.rel[-1], temp, src_dir_fd=at, dst_dir_fd=parent.fd, follow_symlinks=False)
+            if temp is item.name:
+                return
             try:
                 place(parent.fd, temp, item.name, force=self.force)
             except BaseException:

@@ -1,0 +1,151 @@
+"""A whole-tree restore into a new or empty TARGET is built in a staging directory next to it
+and renamed at the end: no partial TARGET after a failure or a kill, leftovers cleaned."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.interop import trees
+from tests.rdb_mirror.helpers import differences
+from tests.rdb_restore.conftest import MirrorRepo, Sentinel
+from tests.rdb_restore.helpers import metadata_snapshot, rewrite_gzip, run_restore
+
+from rdb_mirror import session as mirror
+from rdb_restore import restore
+
+PARTIAL = ".rdb-restore-partial."
+
+
+def partials(directory: Path) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.startswith(PARTIAL))
+
+
+def temporaries(target: Path) -> list[Path]:
+    return [p for p in target.rglob("*") if p.name.startswith(".rdb-restore.tmp")]
+
+
+def test_new_and_empty_targets_are_staged(mirror_repo_master: MirrorRepo, tmp_path: Path) -> None:
+    """The tree is right, no staging directory or temporary name is left anywhere, and an
+    empty TARGET directory is replaced by the restored one (its recorded mode and mtime)."""
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    empty = outputs / "empty"
+    empty.mkdir(mode=0o755)
+    for target in (outputs / "new", empty):
+        restore(str(mirror_repo_master.path), str(target), at=str(mirror_repo_master.times[0]))
+        assert differences(mirror_repo_master.scans[0], trees.scan(target)) == []
+        assert temporaries(target) == []
+    assert partials(outputs) == []
+    assert sorted(os.listdir(outputs)) == ["empty", "new"]
+
+
+def _many_files_repo(tmp_path: Path) -> Path:
+    """A repository whose restore takes long enough to be killed half-way."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    for d in range(40):
+        directory = src / f"d{d:02d}"
+        directory.mkdir(parents=True)
+        for f in range(100):
+            (directory / f"f{f:03d}").write_bytes(os.urandom(32 << 10))
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+    return repo
+
+
+def test_a_killed_restore_leaves_no_target_and_the_next_run_cleans_up(tmp_path: Path) -> None:
+    repo = _many_files_repo(tmp_path)
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    target = outputs / "t"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rdb_restore", "--quiet", str(repo), str(target)],
+        env={**os.environ, "TZ": "UTC"},
+    )
+    deadline = time.monotonic() + 60
+    while not partials(outputs):  # wait until the staging directory is being filled
+        assert proc.poll() is None, "the restore ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not target.exists()
+    assert partials(outputs) == [f"{PARTIAL}{proc.pid}.t"]
+    again = run_restore(str(repo), str(target))
+    assert again.returncode == 0, again.stderr
+    assert f"removed '{PARTIAL}{proc.pid}.t'".encode() in again.stderr
+    assert partials(outputs) == []
+    assert differences(trees.scan(tmp_path / "src"), trees.scan(target)) == []
+
+
+def test_leftover_names_planted_next_to_target_are_not_followed(
+    mirror_repo_master: MirrorRepo, sentinel: Sentinel, tmp_path: Path
+) -> None:
+    """A symlink with a leftover's name is neither followed nor removed; a staging directory
+    of a process that still runs is left alone; the sentinel outside is untouched."""
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    dead = 2**22 + 12345  # above pid_max's default: no such process
+    planted = outputs / f"{PARTIAL}{dead}.t"
+    planted.symlink_to(sentinel.path)
+    alive = outputs / f"{PARTIAL}{os.getpid()}.t"
+    alive.mkdir()
+    (alive / "keep").write_bytes(b"someone else's restore\n")
+    proc = run_restore(mirror_repo_master.path, outputs / "t")
+    assert proc.returncode == 0, proc.stderr
+    assert differences(mirror_repo_master.scans[-1], trees.scan(outputs / "t")) == []
+    assert planted.is_symlink() and os.readlink(planted) == str(sentinel.path)
+    assert (alive / "keep").read_bytes() == b"someone else's restore\n"
+    sentinel.assert_untouched()
+
+
+def test_a_failed_restore_leaves_neither_target_nor_staging(
+    mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path: Path
+) -> None:
+    """Hostile metadata found half-way through the walk: exit 13, and nothing is left."""
+    snapshot = metadata_snapshot(mirror_repo.path)
+    data = gzip.decompress(snapshot.read_bytes())
+    cut = data.rindex(b"\nFile ")
+    evil = b"\nFile ../sentinel/evil\n  Type reg\n  Size 0\n  ModTime 0\n  Permissions 420"
+    rewrite_gzip(snapshot, data[:cut] + evil + data[cut:])
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    proc = run_restore(mirror_repo.path, outputs / "t")
+    assert proc.returncode == 13, proc.stderr
+    assert "'..' component" in proc.stderr.decode()
+    assert os.listdir(outputs) == []
+    sentinel.assert_untouched()
+
+
+def test_target_filled_meanwhile_is_kept(
+    mirror_repo_master: MirrorRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If TARGET gets content while the restore runs, the rename fails: TARGET is kept as it
+    is, the staging directory is removed, exit 15 names TARGET."""
+    from rdb_format.errors import SourceError
+    from rdb_restore import writer as writer_module
+
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    target = outputs / "t"
+    original = writer_module.TreeWriter.pop
+
+    def pop_and_interfere(self: writer_module.TreeWriter, frame: writer_module.Frame) -> None:
+        if frame is self.top and not target.exists():
+            target.mkdir()
+            (target / "theirs").write_bytes(b"x")
+        original(self, frame)
+
+    monkeypatch.setattr(writer_module.TreeWriter, "pop", pop_and_interfere)
+    with pytest.raises(SourceError) as raised:
+        restore(str(mirror_repo_master.path), str(target))
+    assert str(target) in str(raised.value)
+    assert raised.value.exit_code == 15
+    assert os.listdir(target) == ["theirs"]
+    assert partials(outputs) == []
