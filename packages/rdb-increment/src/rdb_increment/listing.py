@@ -21,7 +21,9 @@ from typing import Literal
 from rdb_format.errors import CorruptRepository, UsageError
 from rdb_format.increments import parse_increment_name
 from rdb_format.layout import DATA_DIR, Layout, open_repository
-from rdb_format.quoting import Quoting
+from rdb_format.metadata import path_key
+from rdb_format.metadata_diff import list_metadata_files
+from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, name_max
 from rdb_format.repository import read_state
 from rdb_increment.rebuild import IncrementFile, find_increments
 
@@ -132,6 +134,46 @@ def _open(repo: str | os.PathLike[str] | Layout) -> tuple[Layout, Quoting, int]:
     return layout, state.quoting, current
 
 
+def _long_names(
+    layout: Layout, quoting: Quoting, index: tuple[bytes, ...], current: int
+) -> tuple[set[int], int | None]:
+    """The ``long_filename_data`` numbers ``index`` had in any session, and the current
+    ``AlternateMirrorName`` (format.md §1.6). Only a name too long for an increment suffix
+    can have one, so the metadata files are read only then (each up to ``index``: sorted).
+    """
+    if not index or len(quoting.quote(index[-1])) + LONG_NAME_MARGIN <= name_max(
+        layout.increments_dir
+    ):
+        return set(), None
+    numbers: set[int] = set()
+    mirror: int | None = None
+    for metadata in list_metadata_files(layout.data_dir, quoting):
+        for record in metadata.records():
+            key = path_key(record.path)
+            if key < index:
+                continue
+            if key == index:
+                number = record.alternate_mirror_name
+                if number is None:
+                    number = record.alternate_increment_name
+                if number is not None:
+                    numbers.add(number)
+                if metadata.time == current:
+                    mirror = record.alternate_mirror_name
+            break
+    return numbers, mirror
+
+
+def _long_increments(layout: Layout, quoting: Quoting, numbers: set[int]) -> list[IncrementFile]:
+    """The increments ``long_filename_data/N.T.*`` of the numbers ``numbers``."""
+    found: list[IncrementFile] = []
+    directory = layout.long_filename_dir
+    for number in numbers:
+        index = (str(number).encode(),)
+        found += find_increments(layout, index, quoting=quoting, long_dir=directory)
+    return found
+
+
 def list_increments(
     repo: str | os.PathLike[str] | Layout, path: str | bytes | None = None
 ) -> IncrementListing:
@@ -139,7 +181,10 @@ def list_increments(
     i.e. the sessions) as rdiff-backup's ``list increments`` counts them."""
     layout, quoting, current = _open(repo)
     index = parse_index(path)
-    incs = find_increments(layout, index, quoting=quoting)
+    numbers, long_mirror = _long_names(layout, quoting, index, current)
+    incs = find_increments(layout, index, quoting=quoting) + _long_increments(
+        layout, quoting, numbers
+    )
     listed = tuple(
         ListedIncrement(
             inc.time,
@@ -150,7 +195,11 @@ def list_increments(
         )
         for inc in sorted(incs, key=lambda inc: (inc.time, inc.path.name))
     )
-    mirror_path = _mirror_path(layout, quoting, index)
+    mirror_path = (
+        _mirror_path(layout, quoting, index)
+        if long_mirror is None
+        else layout.long_filename_dir / str(long_mirror)
+    )
     mirror = ListedIncrement(current, entry_type(mirror_path), mirror_path.name, None)
     return IncrementListing(index, listed, mirror)
 

@@ -61,14 +61,21 @@ def _listdir(directory: Path) -> list[bytes]:
 
 
 def find_increments(
-    layout: Layout, index: tuple[bytes, ...], *, quoting: Quoting = NO_QUOTING
+    layout: Layout,
+    index: tuple[bytes, ...],
+    *,
+    quoting: Quoting = NO_QUOTING,
+    long_dir: Path | None = None,
 ) -> list[IncrementFile]:
     """The increments of mirror path ``index`` (unquoted; () is the root), oldest first.
 
     Only names of the increment grammar with this exact base count; ``data`` entries are
-    ignored as rdiff-backup does in the increment tree.
+    ignored as rdiff-backup does in the increment tree. With ``long_dir``, ``index`` is
+    ``(N,)`` of ``long_filename_data/N.T.*`` in that directory.
     """
-    if index:
+    if long_dir is not None:
+        directory, base = long_dir, index[-1]
+    elif index:
         parents = [os.fsdecode(p) for p in quoting.quote_path(index[:-1])]
         directory = layout.increments_dir.joinpath(*parents)
         base = index[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -109,6 +110,16 @@ def main_command(
             "--no-compression-regexp",
             help="Increments of paths matching this regexp stay uncompressed "
             "(default: rdiff-backup's list of compressed formats).",
+        ),
+    ] = None,
+    chars_to_quote: Annotated[
+        str | None,
+        typer.Option(
+            "--chars-to-quote",
+            help="Quote these characters in the names a new repository stores (a regex class "
+            "body, e.g. 'A-Z' for a case-insensitive destination) instead of what the probe "
+            "of DEST finds; rdiff-backup's option of the same name. A name too long once "
+            "quoted is kept under rdiff-backup-data/long_filename_data.",
         ),
     ] = None,
     no_eas: Annotated[bool, typer.Option("--no-eas", help="Do not keep extended attributes.")] = (
@@ -231,7 +242,10 @@ def main_command(
         acls=not no_acls,
         workers=workers,
         force=force,
+        chars_to_quote=None if chars_to_quote is None else os.fsencode(chars_to_quote),
     )
+    if chars_to_quote is not None and remote_dest is not None:
+        raise UsageError("--chars-to-quote applies when DEST is on this host")
     schema = remote_schema or default_schema(PROG)
     if remote_dest is not None:
         result_ = backup_to_remote(paths[0], remote_dest, schema, options, progress)

@@ -263,6 +263,19 @@ class _Regress:
 
         walk((), root)
 
+    def delete_unknown_long(self, known: set[int]) -> None:
+        """Mirror data in ``long_filename_data`` (``N``, no time suffix) that no record of R
+        names: a long-named file the failed session added."""
+        long_dir = os.fsencode(self.layout.long_filename_dir)
+        try:
+            names = os.listdir(long_dir)
+        except FileNotFoundError:
+            return
+        for raw in names:
+            if is_temp_name(raw) or (raw.isdigit() and int(raw) not in known):
+                _remove(os.path.join(long_dir, raw))
+                self.result.deleted += not is_temp_name(raw)
+
     def restore(
         self,
         records: Iterator[Record],
@@ -446,8 +459,11 @@ class _Regress:
         data_dir = self.layout.data_dir
         known: set[Index] = set()
         sha1s: dict[tuple[int, int], str] = {}
+        long_known: set[int] = set()
         for record in records_at(data_dir, self.r, quoting=self.quoting):
             known.add(path_key(record.path))
+            if record.alternate_mirror_name is not None:
+                long_known.add(record.alternate_mirror_name)
             if record.has_hard_link_triple and record.sha1_digest is not None:
                 assert record.device_loc is not None and record.inode is not None
                 sha1s[(record.device_loc, record.inode)] = record.sha1_digest
@@ -466,6 +482,7 @@ class _Regress:
             for acl in iter_acl_records(acl_path):
                 acls[path_key(acl.path)] = acl.entries
         self.delete_unknown(known)
+        self.delete_unknown_long(long_known)
         self.restore(records_at(data_dir, self.r, quoting=self.quoting), eas, acls, sha1s)
         self.remove_increments()
         sync_filesystems(self.layout.root, data_dir)

@@ -909,6 +909,11 @@ class RepositorySide:
             quoted = self.quoting.quote(item.index[-1])
             if self._name_max is None:
                 self._name_max = name_max(self.layout.increments_dir)
+            if len(quoted) > self._name_max and record.type != "dir":
+                # the quoted name does not fit in the mirror: its data (and increments) live
+                # under long_filename_data/N, as rdiff-backup stores them (format.md §1.6)
+                number = allocate_long_name(self.layout.data_dir)
+                return record._replace(alternate_mirror_name=number)
             if len(quoted) + LONG_NAME_MARGIN > self._name_max:
                 number = allocate_long_name(self.layout.data_dir)
                 return record._replace(alternate_increment_name=number)
@@ -947,13 +952,10 @@ class RepositorySide:
             self._update_dir(item, eas, acl)
             return
         # symlinks and special files
-        if old is not None:
-            record = self._new_record(item, None)
-            same = record == old and eas == item.old_eas and acl == item.old_acl
-            if same:
-                self._emit_old(item, "unchanged")
-                return
         record = self._new_record(item, None)
+        if old is not None and record == old and eas == item.old_eas and acl == item.old_acl:
+            self._emit_old(item, "unchanged")
+            return
         if old is not None and old.type == "dir":
             self._defer_replacement(item, record, eas, acl)
             return

@@ -120,6 +120,9 @@ class BackupOptions:
     #: changed files as librsync deltas against the old mirror copy (rdb_mirror.deltas);
     #: None: only when the source side is remote
     deltas: bool | None = None
+    #: rdiff-backup's ``--chars-to-quote``: a new repository's quoting instead of the probe's
+    #: (a regex class body, e.g. ``b"A-Z"``); an existing repository must already have it
+    chars_to_quote: bytes | None = None
 
 
 def default_workers() -> int:
@@ -387,6 +390,7 @@ def backup(
     opts = options or BackupOptions()
     report = progress or NullProgress()
     dest = Path(destination)
+    _valid_chars_to_quote(opts.chars_to_quote)
     endpoint: SourceEndpoint
     if isinstance(source, (str, os.PathLike)):
         src = Path(source)
@@ -431,6 +435,7 @@ def _locked(
             state = read_state(layout)
     else:
         state.check_finished()
+    _check_chars_to_quote(layout, state, opts.chars_to_quote)
     _clean_temps(layout.data_dir)
     now = opts.current_time if opts.current_time is not None else int(time.time())
     prev = state.current_time
@@ -441,6 +446,34 @@ def _locked(
             path=layout.root,
         )
     return _Session(src, layout, state, opts, report, now, prev, regressed, new_repository).run()
+
+
+def _valid_chars_to_quote(chars: bytes | None) -> None:
+    """UsageError for a ``--chars-to-quote`` that is not a valid class body or that quotes
+    bytes >= 0x80 (rdiff-backup 2.2.7 cannot restore such names)."""
+    if chars is None:
+        return
+    try:
+        wanted = Quoting(chars)
+    except ValueError as error:
+        raise UsageError(f"--chars-to-quote: {error}") from None
+    if wanted.quotes_high_bytes:
+        raise UsageError(
+            "--chars-to-quote: bytes \\200-\\377 are never quoted "
+            "(rdiff-backup 2.2.7 cannot restore such names)"
+        )
+
+
+def _check_chars_to_quote(layout: Layout, state: RepositoryState, chars: bytes | None) -> None:
+    """UsageError when an existing repository's quoting is not ``--chars-to-quote``'s (it can
+    never change; rdiff-backup refuses too)."""
+    existing = state.quoting.chars_to_quote
+    if chars is not None and state.current_time is not None and existing != chars:
+        raise UsageError(
+            f"--chars-to-quote {os.fsdecode(chars)!r} differs from the repository's "
+            f"{os.fsdecode(existing)!r}; its quoting cannot change",
+            path=layout.data_dir / CHARS_TO_QUOTE,
+        )
 
 
 def _mirror_leftovers(layout: Layout) -> bool:
@@ -488,6 +521,8 @@ class _Session:
                 os.fsencode(self.src.root)
             )
             self.quoting = choose_quoting(probe_names(os.fsencode(data_dir)), sensitive)
+            if opts.chars_to_quote is not None:  # the override, as rdiff-backup's
+                self.quoting = Quoting(opts.chars_to_quote, self.quoting.special_escapes)
         if CHARS_TO_QUOTE in missing or SPECIAL_ESCAPES in missing:
             write_quoting(data_dir, self.quoting)
         src_caps = self.src.capabilities()

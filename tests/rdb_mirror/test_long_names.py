@@ -1,0 +1,214 @@
+"""Names too long for the destination once quoted (``long_filename_data``, format.md §1.6).
+
+With ``--chars-to-quote A-Z`` a 250-byte name of many capitals becomes far more than 255 bytes:
+its data is kept as ``rdiff-backup-data/long_filename_data/N`` (``AlternateMirrorName N``),
+its increments as ``long_filename_data/N.T.*``; a name that fits but leaves no room for an
+increment suffix gets ``AlternateIncrementName``. rdiff-backup 2.2.7 stores them the same way,
+and each tool continues the other's repository.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.interop import trees
+from tests.rdb_mirror.helpers import (
+    differences,
+    restore_with_rdiff_backup,
+    run_mirror,
+    run_rdiff_backup,
+    session_time,
+)
+
+from rdb_format.exitcodes import ExitCode
+from rdb_format.metadata import Record, path_key
+from rdb_format.metadata_diff import records_at
+from rdb_format.quoting import read_quoting
+from rdb_mirror import BackupOptions, backup
+from rdb_mirror.check import check
+
+RESTORE = str(Path(sys.executable).parent / "rdb-restore")
+INCREMENT = str(Path(sys.executable).parent / "rdb-increment")
+
+#: 250 bytes, 60 of them quoted (``;076``): 430 bytes in the mirror
+LONG = b"L" * 60 + b"n" * 190
+#: 100 capitals, a symlink: 400 bytes quoted
+LONG_LINK = b"S" * 100
+#: fits quoted (240 bytes) but not with an increment's suffix: AlternateIncrementName
+TIGHT = b"t" * 200 + b"T" * 10
+
+
+def _make_source(src: Path) -> None:
+    (src / "dir").mkdir(parents=True, exist_ok=True)
+    (src / os.fsdecode(LONG)).write_bytes(b"long name, first version\n" * 300)
+    (src / "dir" / os.fsdecode(LONG)).write_bytes(b"another long one\n")
+    os.symlink("dir", os.path.join(os.fsencode(src), LONG_LINK))
+    (src / "dir" / os.fsdecode(TIGHT)).write_bytes(b"tight\n" * 50)
+    (src / "Plain").write_bytes(b"plain\n")
+    for path in (src / os.fsdecode(LONG), src / "dir" / os.fsdecode(TIGHT)):
+        os.utime(path, (1_600_000_000, 1_600_000_000))
+
+
+def _mutate(src: Path, n: int) -> None:
+    """1: the long file changed; 2: it is deleted (and the tight one changed); 3: back."""
+    long_file = src / os.fsdecode(LONG)
+    if n == 1:
+        long_file.write_bytes(b"long name, second version\n" * 300 + b"more\n")
+        os.utime(long_file, (1_600_000_100, 1_600_000_100))
+    elif n == 2:
+        long_file.unlink()
+        (src / "dir" / os.fsdecode(TIGHT)).write_bytes(b"tight, changed\n" * 50)
+    elif n == 3:
+        long_file.write_bytes(b"long name, third version\n")
+
+
+def _current(repo: Path) -> dict[tuple[bytes, ...], Record]:
+    data = repo / "rdiff-backup-data"
+    quoting = read_quoting(data)
+    return {path_key(r.path): r for r in records_at(data, _newest(repo), quoting=quoting)}
+
+
+def _newest(repo: Path) -> int:
+    from rdb_format.layout import Layout
+    from rdb_format.repository import read_state
+
+    when = read_state(Layout(repo)).current_time
+    assert when is not None
+    return when
+
+
+def _restore_ours(repo: Path, when: int, target: Path) -> trees.Snapshot:
+    proc = subprocess.run(
+        [RESTORE, "restore", "--at", str(when), str(repo), str(target)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return trees.scan(target)
+
+
+def test_a_long_quoted_name_goes_to_long_filename_data(tmp_path: Path) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    _make_source(src)
+    scans = [trees.scan(src)]
+    result = backup(src, repo, BackupOptions(current_time=session_time(0), chars_to_quote=b"A-Z"))
+    assert result.errors == []
+    data = repo / "rdiff-backup-data"
+    assert (data / "chars_to_quote").read_bytes() == b"A-Z"
+    records = _current(repo)
+    number = records[(LONG,)].alternate_mirror_name
+    assert number is not None
+    assert (data / "long_filename_data" / str(number)).read_bytes() == (
+        b"long name, first version\n" * 300
+    )
+    assert records[(LONG_LINK,)].alternate_mirror_name is not None
+    assert records[(b"dir", TIGHT)].alternate_increment_name is not None
+    assert (repo / "dir" / (b"t" * 200 + b";084" * 10).decode()).exists()
+    assert not any(len(name) > 255 for name in os.listdir(os.fsencode(repo)))
+    for n in (1, 2, 3):
+        _mutate(src, n)
+        scans.append(trees.scan(src))
+        result = backup(src, repo, BackupOptions(current_time=session_time(n)))
+        assert result.errors == []
+        assert (
+            differences(scans[-1], _restore_ours(repo, session_time(n), tmp_path / f"r{n}")) == []
+        )
+        if n == 1:  # the reverse diff of the changed file lives beside its data
+            names = os.listdir(data / "long_filename_data")
+            assert any(
+                name.startswith(f"{number}.") and name.endswith(".diff.gz") for name in names
+            )
+        if n == 2:  # deleted: the data is gone, its snapshot increment keeps it
+            assert not (data / "long_filename_data" / str(number)).exists()
+            assert (LONG,) not in _current(repo)
+    assert _current(repo)[(LONG,)].alternate_mirror_name not in (None, number)  # a new number
+    for n, scan in enumerate(scans):
+        assert differences(scan, _restore_ours(repo, session_time(n), tmp_path / f"a{n}")) == []
+    assert check(repo).problems == []
+    listing = subprocess.run(
+        [INCREMENT, "list", "--json", str(repo), os.fsdecode(LONG)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.count('"time"') >= 4
+
+
+def test_regress_removes_a_long_name_the_failed_session_added(tmp_path: Path) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    (src / "dir").mkdir(parents=True)
+    (src / "Plain").write_bytes(b"plain\n")
+    scan = trees.scan(src)
+    proc = run_mirror("--chars-to-quote", "A-Z", "--current-time", session_time(0), src, repo)
+    assert proc.returncode == 0, proc.stderr
+    _make_source(src)  # adds the long names
+    proc = run_mirror(
+        "--current-time",
+        session_time(1),
+        src,
+        repo,
+        env={"RDB_MIRROR_TEST_KILL_AT": "before-commit"},
+    )
+    assert proc.returncode == -9
+    long_dir = repo / "rdiff-backup-data" / "long_filename_data"
+    assert [name for name in os.listdir(long_dir) if name.isdigit()]  # written, not committed
+    proc = run_mirror("--regress", repo)
+    assert proc.returncode == 0, proc.stderr
+    assert [name for name in os.listdir(long_dir) if name.isdigit()] == []
+    assert sorted(os.listdir(repo)) == [";080lain", "dir", "rdiff-backup-data"]
+    assert os.listdir(repo / "dir") == []
+    assert differences(scan, _restore_ours(repo, session_time(0), tmp_path / "r0")) == []
+    proc = run_mirror("--current-time", session_time(2), src, repo)
+    assert proc.returncode == 0, proc.stderr
+    assert differences(trees.scan(src), _restore_ours(repo, session_time(2), tmp_path / "r")) == []
+
+
+def test_chars_to_quote_is_checked_before_anything_is_written(tmp_path: Path) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    bad = run_mirror("--chars-to-quote", "z-a", src, repo)
+    assert bad.returncode == ExitCode.USAGE
+    assert "--chars-to-quote" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not repo.exists()
+    high = run_mirror("--chars-to-quote", "\\200-\\377", src, repo)
+    assert high.returncode == ExitCode.USAGE and not repo.exists()
+    assert run_mirror("--current-time", session_time(0), src, repo).returncode == 0
+    other = run_mirror("--chars-to-quote", "A-Z", "--current-time", session_time(1), src, repo)
+    assert other.returncode == ExitCode.USAGE
+    assert "cannot change" in other.stderr
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("first", ["rdb-mirror", "rdiff-backup"])
+def test_both_tools_continue_each_other(first: str, rdiff_backup: str, tmp_path: Path) -> None:
+    """Sessions alternate between the tools (the long file changed, deleted, back again);
+    every session restores bit-exact with both restorers, and rdiff-backup verifies."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    _make_source(src)
+    scans = []
+    for n in range(4):
+        _mutate(src, n)
+        scans.append(trees.scan(src))
+        ours = (n % 2 == 0) == (first == "rdb-mirror")
+        quote = ["--chars-to-quote", "A-Z"] if n == 0 else []
+        when = str(session_time(n))
+        if ours:
+            proc = run_mirror(*quote, "--current-time", when, src, repo)
+        else:
+            proc = run_rdiff_backup(
+                rdiff_backup, *quote, "--current-time", when, "backup", src, repo
+            )
+        assert proc.returncode == 0, proc.stderr
+        if n == 0:
+            assert _current(repo)[(LONG,)].alternate_mirror_name is not None
+    verify = run_rdiff_backup(rdiff_backup, "verify", repo)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    for n, scan in enumerate(scans):
+        theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"rb{n}")
+        assert differences(scan, theirs) == [], f"rdiff-backup, session {n}"
+        assert differences(scan, _restore_ours(repo, session_time(n), tmp_path / f"o{n}")) == [], (
+            f"rdb-restore, session {n}"
+        )
+    assert check(repo).problems == []
