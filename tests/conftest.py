@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,37 @@ def rdiff_backup() -> str:
     default = ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
     path = os.environ.get("RDB_RDIFF_BACKUP") or (str(default) if default.exists() else None)
     return need_tool("rdiff-backup 2.2.7", path or shutil.which("rdiff-backup"))
+
+
+@pytest.fixture(scope="session")
+def heavy_imports() -> Callable[[str, list[str]], tuple[int, list[str]]]:
+    """Run ``<module>.main()`` as a command with ``argv`` in a fresh interpreter (stdin, stdout
+    and stderr not terminals) and return its exit status and which of rich, pydantic and
+    typer's rich help it imported: a regression guard for the commands' start-up cost."""
+
+    def run(module: str, argv: list[str]) -> tuple[int, list[str]]:
+        code = (
+            "import atexit, sys\n"
+            "def _report():\n"
+            "    heavy = ('rich', 'pydantic', 'typer.rich_utils')\n"
+            "    found = ','.join(m for m in heavy if m in sys.modules)\n"
+            "    sys.stderr.write('\\nIMPORTED:' + found + '\\n')\n"
+            "atexit.register(_report)\n"
+            f"sys.argv = ['cmd', *{argv!r}]\n"
+            f"from {module} import main\n"
+            "main()\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=120,
+        )
+        marker = done.stderr.rsplit("IMPORTED:", 1)
+        assert len(marker) == 2, done.stderr
+        found = marker[1].strip()
+        return done.returncode, found.split(",") if found else []
+
+    return run

@@ -1,7 +1,8 @@
-"""Renderers of :class:`rdb_clikit.protocol.Progress`: a rich bar, and JSON lines.
+"""Renderers of :class:`rdb_clikit.protocol.Progress`: a rich bar, plain warnings, JSON lines.
 
 The rich bar is drawn only when stderr is a terminal; warnings are always printed (one line
-each, ``<prog>: warning: <message>``) unless the console is quiet.
+each, ``<prog>: warning: <message>``) unless the console is quiet. rich is imported only
+for a bar (:func:`progress_for` picks :class:`PlainProgress` when stderr is not a terminal).
 """
 
 from __future__ import annotations
@@ -9,21 +10,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import IO
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as _RichBar
+from typing import IO, TYPE_CHECKING
 
 from rdb_clikit.protocol import NullProgress, Progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class RichProgress:
@@ -34,6 +27,15 @@ class RichProgress:
     """
 
     def __init__(self, console: Console, *, prog: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as _RichBar
+
         self._console = console
         self._prog = prog
         self._bar = _RichBar(
@@ -62,12 +64,42 @@ class RichProgress:
             self._bar.advance(self._task, amount)
 
     def warning(self, message: str) -> None:
+        from rich.markup import escape
+
         self._console.print(f"{escape(self._prog)}: warning: {escape(message)}")
 
     def finish(self) -> None:
         if self._started:
             self._bar.stop()
             self._started = False
+
+
+# The control characters rich drops from printed text (bell, backspace, VT, FF, CR): a plain
+# warning line reads as the rich console printed it.
+_RICH_STRIPPED = dict.fromkeys((7, 8, 11, 12, 13))
+
+
+class PlainProgress:
+    """No bar (stderr is not a terminal): warnings only, one plain line each on stderr."""
+
+    def __init__(self, *, prog: str, stream: IO[str] | None = None) -> None:
+        self._prog = prog
+        self._stream = stream
+
+    def start(self, task: str, total: int | None = None) -> None:
+        del task, total
+
+    def advance(self, amount: int = 1) -> None:
+        del amount
+
+    def warning(self, message: str) -> None:
+        stream = self._stream if self._stream is not None else sys.stderr
+        line = f"{self._prog}: warning: {message}".translate(_RICH_STRIPPED)
+        stream.write(line + "\n")
+        stream.flush()
+
+    def finish(self) -> None:
+        pass
 
 
 class JsonLinesProgress:
@@ -114,3 +146,22 @@ def make_progress(console: Console, *, prog: str, json_lines: bool = False) -> P
     if console.quiet:
         return NullProgress()
     return RichProgress(console, prog=prog)
+
+
+def progress_for(
+    *, prog: str, json_lines: bool = False, quiet: bool = False, json_stream: IO[str] | None = None
+) -> Progress:
+    """The progress a command shows: JSON lines on ``json_stream`` (default stdout) when asked;
+    nothing when quiet; a rich bar when stderr is a terminal; else plain warning lines.
+
+    Only the bar imports rich, so scripted runs (``--json``, ``--quiet``, piped) never load it.
+    """
+    if json_lines:
+        return JsonLinesProgress(json_stream if json_stream is not None else sys.stdout)
+    if quiet:
+        return NullProgress()
+    if not sys.stderr.isatty():
+        return PlainProgress(prog=prog)
+    from rdb_clikit.console import stderr_console
+
+    return RichProgress(stderr_console(), prog=prog)

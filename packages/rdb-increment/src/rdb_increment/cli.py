@@ -15,9 +15,8 @@ from typing import Annotated
 
 import typer
 
-from rdb_clikit.console import stderr_console
 from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
-from rdb_clikit.progress import make_progress
+from rdb_clikit.progress import progress_for
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_clikit.run import main as run_main
 from rdb_format.errors import SourceError, UsageError
@@ -423,9 +422,7 @@ def remove_cmd(
         sessions=tuple(session or ()),
     )
     progress: Progress = (
-        NullProgress()
-        if json_output
-        else make_progress(stderr_console(quiet=quiet), prog="rdb-increment")
+        NullProgress() if json_output else progress_for(prog="rdb-increment", quiet=quiet)
     )
     result = remove_sessions(
         repo, policy, RemoveOptions(dry_run=dry_run, force=force, workers=workers), progress

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
-from rdb_clikit.protocol import NullProgress, Progress
+from rdb_clikit.protocol import Progress
 from rdb_clikit.run import error_document, run
 from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
@@ -316,17 +316,10 @@ def _text(result: BackupResult) -> str:
 
 
 def _progress(json_output: bool, quiet: bool) -> Progress:
-    """JSON lines on stdout, nothing (quiet), or rich on stderr; rich is imported only then."""
-    if json_output:
-        from rdb_clikit.progress import JsonLinesProgress
+    """JSON lines on stdout, nothing (quiet), a rich bar on a terminal, else plain warnings."""
+    from rdb_clikit.progress import progress_for
 
-        return JsonLinesProgress(sys.stdout)
-    if quiet:
-        return NullProgress()
-    from rdb_clikit.console import stderr_console
-    from rdb_clikit.progress import make_progress
-
-    return make_progress(stderr_console(), prog=PROG)
+    return progress_for(prog=PROG, json_lines=json_output, quiet=quiet)
 
 
 def _say(json_output: bool, quiet: bool, summary: dict[str, object], text: str) -> None:

@@ -18,9 +18,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from rdb_clikit.console import stderr_console
 from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
-from rdb_clikit.progress import JsonLinesProgress, make_progress
+from rdb_clikit.progress import progress_for
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_clikit.run import run
 from rdb_format.errors import UsageError
@@ -89,12 +88,12 @@ def _main() -> None:
 
 
 def _progress(json_output: bool, quiet: bool, *, stream_stdout: bool = True) -> Progress:
-    console = stderr_console(quiet=quiet)
-    if json_output:
-        return JsonLinesProgress(sys.stdout if stream_stdout else sys.stderr)
-    if quiet:
-        return NullProgress()
-    return make_progress(console, prog=PROG)
+    return progress_for(
+        prog=PROG,
+        json_lines=json_output,
+        quiet=quiet,
+        json_stream=sys.stdout if stream_stdout else sys.stderr,
+    )
 
 
 def _emit(json_output: bool, document: dict[str, object]) -> None:

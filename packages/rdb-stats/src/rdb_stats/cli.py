@@ -6,21 +6,21 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from rdb_clikit.console import stderr_console, stdout_console
 from rdb_clikit.options import JsonOpt, QuietOpt, VerboseOpt, epilog, make_app
-from rdb_clikit.progress import make_progress
+from rdb_clikit.progress import progress_for
 from rdb_clikit.run import main as run_main
 from rdb_format.errors import UsageError
-from rdb_stats.core import StatsOptions, StatsReport, collect
-from rdb_stats.export import to_document, write_csv
-from rdb_stats.plot import write_plot
 from rdb_stats.tops import METRICS
+
+if TYPE_CHECKING:  # rich is imported only to draw the tables (not for --json or --csv)
+    from rich.console import Console
+    from rich.table import Table
+
+    from rdb_stats.core import StatsReport
 
 PROG = "rdb-stats"
 app = make_app(name=PROG)
@@ -81,6 +81,8 @@ def _cell(value: float | None, is_size: bool, *, average: bool = False, field: s
 
 
 def sessions_table(report: StatsReport) -> Table:
+    from rich.table import Table
+
     table = Table(title="Sessions", title_justify="left", show_footer=False)
     table.add_column("Session (local time)", no_wrap=True)
     for title, _field, _size in _COLUMNS:
@@ -101,6 +103,8 @@ def sessions_table(report: StatsReport) -> Table:
 
 
 def growth_table(report: StatsReport) -> Table:
+    from rich.table import Table
+
     table = Table(title="Repository growth", title_justify="left")
     table.add_column("Session (local time)", no_wrap=True)
     table.add_column("Mirror / source size", justify="right")
@@ -124,6 +128,8 @@ def growth_table(report: StatsReport) -> Table:
 
 
 def top_table(report: StatsReport, metric: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=_TOP_TITLES[metric], title_justify="left")
     table.add_column("Path")
     table.add_column("Value", justify="right")
@@ -224,8 +230,10 @@ def stats(
         raise UsageError("--json and --csv cannot be used together")
     if plot is not None and plot.suffix.lower() not in (".svg", ".png"):
         raise UsageError(f"--plot {plot}: the file name must end in .svg or .png")
-    err = stderr_console(quiet=quiet)
-    progress = make_progress(err, prog=PROG)
+    from rdb_stats.core import StatsOptions, collect
+    from rdb_stats.export import to_document, write_csv
+
+    progress = progress_for(prog=PROG, quiet=quiet)
     options = StatsOptions(
         begin_time=begin_time,
         end_time=end_time,
@@ -239,19 +247,29 @@ def stats(
     finally:
         progress.finish()
     if plot is not None:
+        from rdb_stats.plot import write_plot
+
         write_plot(report, plot)
         if verbose:
-            err.print(f"{PROG}: wrote {plot}")
+            _note(quiet, f"{PROG}: wrote {plot}")
     if json_output:
         json.dump(to_document(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif csv_output:
         write_csv(report, sys.stdout)
     else:
+        from rdb_clikit.console import stdout_console
+
         render_tables(report, stdout_console())
-    if report.warnings and not quiet and verbose == 0 and not json_output:
-        err.print(f"{PROG}: {len(report.warnings)} warning(s); exit status 3")
+    if report.warnings and verbose == 0 and not json_output:
+        _note(quiet, f"{PROG}: {len(report.warnings)} warning(s); exit status 3")
     return int(report.exit_code)
+
+
+def _note(quiet: bool, text: str) -> None:
+    """One line on stderr unless --quiet."""
+    if not quiet:
+        print(text, file=sys.stderr, flush=True)
 
 
 def main() -> None:

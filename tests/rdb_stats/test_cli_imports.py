@@ -1,0 +1,26 @@
+"""rdb-stats --json and --csv never load rich (only the tables need it) nor pydantic: the
+fixed cost every run pays (benchmarks/bench_startup.py) stays small."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from tests.rdb_stats.conftest import Synthetic
+
+Imports = Callable[[str, list[str]], tuple[int, list[str]]]
+
+
+@pytest.mark.parametrize("flags", [["--json"], ["--csv"], ["--json", "--no-files", "-q"]])
+def test_scripted_runs_import_no_rich(
+    flags: list[str], full_repo: Synthetic, heavy_imports: Imports
+) -> None:
+    status, heavy = heavy_imports("rdb_stats.cli", [*flags, str(full_repo.root)])
+    assert status in (0, 3)  # the synthetic repository has logged errors
+    assert heavy == []
+
+
+def test_tables_still_use_rich(full_repo: Synthetic, heavy_imports: Imports) -> None:
+    status, heavy = heavy_imports("rdb_stats.cli", [str(full_repo.root)])
+    assert status in (0, 3)
+    assert heavy == ["rich"]
