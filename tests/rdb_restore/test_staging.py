@@ -149,3 +149,17 @@ def test_target_filled_meanwhile_is_kept(
     assert raised.value.exit_code == 15
     assert os.listdir(target) == ["theirs"]
     assert partials(outputs) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o777])
+def test_permissions_whatever_the_umask(
+    mirror_repo_master: MirrorRepo, tmp_path: Path, umask: int
+) -> None:
+    """Files are created with their recorded mode when the umask keeps it (no fchmod), and
+    given it on the descriptor otherwise: the restored permissions are the same either way."""
+    old = os.umask(umask)
+    try:
+        restore(str(mirror_repo_master.path), str(tmp_path / "t"))
+    finally:
+        os.umask(old)
+    assert differences(mirror_repo_master.scans[-1], trees.scan(tmp_path / "t")) == []

@@ -143,16 +143,17 @@ def apply_fd(
     label: Callable[[], str],
     warn: Warn,
     owned_by: tuple[int, int] | None = None,
+    mode_set: bool = False,
 ) -> None:
     """Owner, permissions, ACL, EAs and mtime of a regular file or directory open at ``fd``
     (``label()`` names it in warnings; only called when there is something to warn about).
     ``owned_by``: the uid and gid the file already has, if known (the chown is then skipped
-    when they are the recorded ones)."""
+    when they are the recorded ones); ``mode_set``: it was created with its recorded mode."""
     if IS_ROOT:
         ids = owners.ids(record)
         if ids != owned_by:
             os.chown(fd, *ids)
-    if record.permissions is not None:
+    if record.permissions is not None and not mode_set:
         os.chmod(fd, record.permissions)
     if acl:
         apply_acl(fd, acl, record.type == "dir", label(), warn)
@@ -161,6 +162,30 @@ def apply_fd(
     if record.mod_time is not None:
         ns = record.mod_time * 1_000_000_000
         os.utime(fd, ns=(ns, ns))
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc; else set and reset)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def creation_mode(permissions: int | None, umask: int) -> int | None:
+    """The mode to create a regular file with so that it needs no ``fchmod`` afterwards:
+    its recorded permissions when the umask keeps them all and there is no set-user-ID,
+    set-group-ID or sticky bit (a chown would clear those). None: create it ``0600`` and
+    set the mode on the descriptor."""
+    if permissions is None or permissions & ~0o777 or permissions & umask:
+        return None
+    return permissions
 
 
 def new_file_owner(dir_fd: int) -> tuple[int, int]:

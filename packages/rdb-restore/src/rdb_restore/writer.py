@@ -32,6 +32,8 @@ from rdb_restore.target import (
     apply_at,
     apply_fd,
     apply_special_extras,
+    creation_mode,
+    current_umask,
     make_dir,
     make_special,
     new_file_owner,
@@ -187,6 +189,7 @@ class TreeWriter:
         self.progress = progress
         self.force = options.force
         self.owners = Owners(numeric=options.numeric_ids)
+        self.umask = current_umask()
         workers = options.workers or default_workers()
         self.counts = WriteCounts()
         self.lock = threading.RLock()
@@ -403,12 +406,13 @@ class TreeWriter:
     def _write(self, parent: Frame, item: _Item) -> int:
         entry = item.entry
         temp = item.name if parent.direct else temp_name()
-        out = os.open(temp, CREATE_FLAGS, 0o600, dir_fd=parent.fd)
+        mode = creation_mode(entry.record.permissions, self.umask)
+        out = os.open(temp, CREATE_FLAGS, 0o600 if mode is None else mode, dir_fd=parent.fd)
         try:
             try:
                 size, sha1 = self.fill(entry, parent.context, item.payload, out, os.fsdecode(temp))
                 check_content(size, sha1, entry, self.label)
-                self._attributes(out, entry, parent.new_owner)
+                self._attributes(out, entry, parent.new_owner, mode is not None)
             finally:
                 os.close(out)
             if temp is not item.name:
@@ -419,7 +423,13 @@ class TreeWriter:
             raise
         return size
 
-    def _attributes(self, fd: int, entry: Entry, owned_by: tuple[int, int] | None = None) -> None:
+    def _attributes(
+        self,
+        fd: int,
+        entry: Entry,
+        owned_by: tuple[int, int] | None = None,
+        mode_set: bool = False,
+    ) -> None:
         apply_fd(
             fd,
             entry.record,
@@ -429,6 +439,7 @@ class TreeWriter:
             lambda: self.label(entry.index),
             self.warn,
             owned_by,
+            mode_set,
         )
 
     def _link(self, parent: Frame, item: _Item) -> None:
