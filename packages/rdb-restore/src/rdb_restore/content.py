@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from rdb_format.errors import CorruptRepository
-from rdiff.api import patch
+from rdiff.api import patch, patch_in_memory
 from rdiff.errors import RdiffError
 
 CHUNK = 1 << 20
@@ -211,6 +211,61 @@ def _patch(basis_fd: int, delta: Source, sink: Sink, expected: int | None) -> No
         raise CorruptRepository(f"bad delta: {error}", path=delta.label) from None
 
 
+# A file whose versions are all at most this big is patched whole in memory, in C.
+IN_MEMORY_LIMIT = 8 << 20
+
+
+def _whole(source: Source, limit: int) -> bytes | None:
+    """All the (uncompressed) bytes of ``source``; None if there are more than ``limit``."""
+    if not source.compressed and source.size is not None and source.size > limit:
+        return None
+    pieces = []
+    total = 0
+    for piece in chunks(source):
+        total += len(piece)
+        if total > limit:
+            return None
+        pieces.append(bytes(piece))
+    return b"".join(pieces)
+
+
+def _patched_in_memory(
+    base: Source, diffs_newest_first: Sequence[Source], expected: int | None
+) -> memoryview | bytes | None:
+    """The rebuilt file, each delta applied whole by one C call (no Python per COPY command,
+    the GIL released), intermediate versions in memory; None when a version or a delta is
+    bigger than :data:`IN_MEMORY_LIMIT` (the caller then streams through temporary files)."""
+    if expected is not None and expected > IN_MEMORY_LIMIT:
+        return None
+    basis: int | bytes | memoryview
+    if base.compressed:
+        whole = _whole(base, IN_MEMORY_LIMIT)
+        if whole is None:
+            return None
+        basis = whole
+    else:
+        basis = base.fd
+    last = len(diffs_newest_first) - 1
+    for position, delta in enumerate(diffs_newest_first):
+        data = _whole(delta, IN_MEMORY_LIMIT)
+        if data is None:
+            return None
+        hint = base.size or 0
+        if position == last and expected is not None:
+            hint = expected + 1
+        try:
+            out = patch_in_memory(
+                basis, data, size_hint=hint, limit=IN_MEMORY_LIMIT, delta_name=str(delta.label)
+            )
+        except RdiffError as error:
+            raise CorruptRepository(f"bad delta: {error}", path=delta.label) from None
+        if out is None:
+            return None
+        basis = out
+    assert not isinstance(basis, int)
+    return basis
+
+
 def produce(
     base: Source,
     diffs_newest_first: Sequence[Source],
@@ -224,6 +279,10 @@ def produce(
     if not diffs_newest_first:
         for piece in chunks(base):
             sink(piece)
+        return
+    whole = _patched_in_memory(base, diffs_newest_first, expected)
+    if whole is not None:
+        sink(whole)
         return
     opened: list[IO[bytes]] = []
     try:

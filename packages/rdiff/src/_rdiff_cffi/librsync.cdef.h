@@ -74,6 +74,14 @@ rs_job_t *rs_loadsig_begin(rs_signature_t **);
 rs_result rs_build_hash_table(rs_signature_t *sums);
 rs_job_t *rs_patch_begin(rs_copy_cb *copy_cb, void *copy_arg);
 
+/* Ours (build.py): a whole-file patch without Python callbacks; free() its output. */
+#define RDIFF_TOO_BIG ...
+#define RDIFF_BASIS_SHORT ...
+int rdiff_patch_whole(int basis_fd, const char *basis_data, size_t basis_len,
+                      const char *delta, size_t delta_len, size_t size_hint, size_t limit,
+                      char **out, size_t *out_len);
+void free(void *);
+
 /* Python callbacks: exceptions inside them must never reach C (see rdiff._binding). */
 extern "Python" rs_result _rdiff_copy_cb(void *, rs_long_t, size_t *, void **);
 extern "Python" void _rdiff_trace_cb(rs_loglevel, char const *);

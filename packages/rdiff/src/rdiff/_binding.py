@@ -432,3 +432,36 @@ def patch_job(read_at: ReadAt, basis_name: str, what: str, out_size: int = DEFAU
 def drain(outputs: Iterable[memoryview], write: Callable[[memoryview], object]) -> None:
     for piece in outputs:
         write(piece)
+
+
+def patch_whole(
+    basis_fd: int, basis: Buffer | None, delta: Buffer, size_hint: int, limit: int, what: str
+) -> memoryview | None:
+    """The whole output of ``delta`` applied to a basis (the descriptor ``basis_fd`` when it is
+    >= 0, else the bytes ``basis``), patched in C with the GIL released; None when the output
+    would pass ``limit`` bytes."""
+    out = ffi.new("char **")
+    out_len = ffi.new("size_t *")
+    if basis_fd >= 0 or basis is None:
+        basis_c, basis_len = ffi.NULL, 0
+    else:
+        basis_c, basis_len = ffi.from_buffer(basis), len(basis)
+    _errors().clear()
+    result = lib.rdiff_patch_whole(
+        basis_fd, basis_c, basis_len, ffi.from_buffer(delta), len(delta),
+        size_hint, limit, out, out_len,
+    )  # fmt: skip
+    if result == lib.RDIFF_TOO_BIG:
+        return None
+    if result == lib.RDIFF_BASIS_SHORT:
+        raise CorruptInput(
+            f"Failed, {what} copies past the end of its basis; is it the basis this delta "
+            "was made for?",
+            rs_result=lib.RS_INPUT_ENDED,
+        )
+    if result != RS_DONE:
+        if result == lib.RS_IO_ERROR:
+            raise RdiffIOError(f"Error reading the basis of {what}: {os.strerror(ffi.errno)}")
+        raise error_for(result, what)
+    # ffi.buffer keeps the gc'd pointer alive, and the memoryview keeps the buffer
+    return memoryview(ffi.buffer(ffi.gc(out[0], lib.free), out_len[0]))

@@ -38,6 +38,7 @@ __all__ = [
     "iter_signature",
     "load_signature",
     "patch",
+    "patch_in_memory",
     "signature",
     "signature_params",
 ]
@@ -265,6 +266,31 @@ def patch(
             f"Error reading basis {basis_name}: {error.strerror or error}"
         ) from error
     return job.stats()
+
+
+def patch_in_memory(
+    basis: int | Buffer,
+    delta: Buffer,
+    *,
+    size_hint: int = 0,
+    limit: int = 64 << 20,
+    delta_name: str = "delta",
+) -> memoryview | None:
+    """The file that the whole delta ``delta`` makes from ``basis``: an open file descriptor
+    (read with ``pread`` at absolute offsets, its position untouched) or the basis's bytes.
+
+    One C call, the GIL released, no Python per COPY command: for the many small files of a
+    restore. The output is held in memory: ``size_hint`` sizes its first buffer (the expected
+    size, if known), and None is returned when it would pass ``limit`` bytes (then stream with
+    :func:`patch`). Raises :class:`~rdiff.errors.CorruptInput` for a bad delta or one that
+    copies past the end of the basis, :class:`~rdiff.errors.RdiffIOError` when the basis
+    cannot be read.
+    """
+    if isinstance(basis, int):
+        if basis < 0:
+            raise ValueError(f"not a file descriptor: {basis}")
+        return _binding.patch_whole(basis, None, delta, size_hint, limit, f"delta {delta_name}")
+    return _binding.patch_whole(-1, basis, delta, size_hint, limit, f"delta {delta_name}")
 
 
 def check_signature(
