@@ -120,7 +120,10 @@ def _say(quiet: bool, text: str) -> None:
         notes="REPO is the repository, or any path inside its mirror (it may exist only in "
         "older sessions), or one increment file (restored as of its own time). TARGET must not "
         "exist or be an empty directory (--force overwrites it and removes what is not in the "
-        "backup); '-' writes one regular file to stdout. Nothing is ever written outside "
+        "backup); '-' writes one regular file to stdout. A new or empty TARGET is built as "
+        "'.rdb-restore-partial.<pid>.<name>' next to it and renamed when complete, so a failed "
+        "restore leaves no TARGET (the next run removes what a killed one left). Nothing is "
+        "ever written outside "
         "TARGET: no symbolic link is followed, whether in the repository or in TARGET. "
         "Files whose content does not match their recorded SHA1 are left out, named, and "
         "the exit status is 13. " + REMOTE_NOTE + " " + TIME_NOTE,
