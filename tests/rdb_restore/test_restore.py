@@ -26,6 +26,22 @@ def test_every_session_restores_exactly(mirror_repo_master: MirrorRepo, tmp_path
         assert differences(mirror_repo_master.scans[n], trees.scan(target)) == [], f"session {n}"
 
 
+@pytest.mark.parametrize("limit", [0, 300])
+def test_every_session_restores_exactly_when_streamed(
+    mirror_repo_master: MirrorRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """Files over the in-memory limit (8 MiB) stream through librsync's job and temporary
+    files: with the limit lowered, every patched file takes that path (0), or some versions
+    of a chain fit in memory and a later one does not (300 bytes)."""
+    from rdb_restore import content
+
+    monkeypatch.setattr(content, "IN_MEMORY_LIMIT", limit)
+    for n, when in enumerate(mirror_repo_master.times[:-1]):
+        target = tmp_path / f"at{n}"
+        restore(str(mirror_repo_master.path), str(target), at=str(when))
+        assert differences(mirror_repo_master.scans[n], trees.scan(target)) == [], f"session {n}"
+
+
 def test_time_specs_round_down_to_sessions(mirror_repo_master: MirrorRepo, tmp_path: Path) -> None:
     times = mirror_repo_master.times
     repo = str(mirror_repo_master.path)

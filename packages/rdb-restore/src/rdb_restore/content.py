@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, cast
 
 from rdb_format.errors import CorruptRepository
-from rdiff.api import patch, patch_in_memory
+from rdiff.api import PATCH_IN_MEMORY, patch, patch_in_memory
 from rdiff.errors import RdiffError
 
 CHUNK = 1 << 20
@@ -235,7 +235,7 @@ def _patched_in_memory(
     """The rebuilt file, each delta applied whole by one C call (no Python per COPY command,
     the GIL released), intermediate versions in memory; None when a version or a delta is
     bigger than :data:`IN_MEMORY_LIMIT` (the caller then streams through temporary files)."""
-    if expected is not None and expected > IN_MEMORY_LIMIT:
+    if not PATCH_IN_MEMORY or (expected is not None and expected > IN_MEMORY_LIMIT):
         return None
     basis: int | bytes | memoryview
     if base.compressed:

@@ -434,12 +434,22 @@ def drain(outputs: Iterable[memoryview], write: Callable[[memoryview], object]) 
         write(piece)
 
 
+# False in a build of rdiff._librsync older than rdiff_patch_whole (an editable install not
+# rebuilt since): callers then stream with patch_job.
+HAS_PATCH_WHOLE: bool = hasattr(lib, "rdiff_patch_whole")
+
+
 def patch_whole(
     basis_fd: int, basis: Buffer | None, delta: Buffer, size_hint: int, limit: int, what: str
 ) -> memoryview | None:
     """The whole output of ``delta`` applied to a basis (the descriptor ``basis_fd`` when it is
     >= 0, else the bytes ``basis``), patched in C with the GIL released; None when the output
     would pass ``limit`` bytes."""
+    if not HAS_PATCH_WHOLE:
+        raise InternalError(
+            "rdiff._librsync was built before patch_in_memory existed; rebuild it "
+            "('pip install -e packages/rdiff', or ./dev setup after removing .venv/.installed)"
+        )
     out = ffi.new("char **")
     out_len = ffi.new("size_t *")
     if basis_fd >= 0 or basis is None:

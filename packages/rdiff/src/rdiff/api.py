@@ -268,6 +268,11 @@ def patch(
     return job.stats()
 
 
+#: Whether :func:`patch_in_memory` is in this build of the C module (an editable install
+#: built before it existed is not rebuilt by itself).
+PATCH_IN_MEMORY = _binding.HAS_PATCH_WHOLE
+
+
 def patch_in_memory(
     basis: int | Buffer,
     delta: Buffer,
