@@ -60,12 +60,12 @@ class Measure:
     cpu: float = 0.0  # user + system seconds of the child and its waited-for descendants
 
 
-def snapshot(dest: Path) -> str:
-    """The committed packages (``git archive HEAD``) plus the working tree's compiled
+def snapshot(dest: Path, ref: str = "HEAD") -> str:
+    """The committed packages (``git archive REF``) plus the working tree's compiled
     extensions, for PYTHONPATH: the run measures one version even while the tree is edited."""
     dest.mkdir(parents=True)
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "HEAD", "packages"], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", ref, "packages"], capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     for ext in (ROOT / "packages").glob("*/src/**/*.so"):
@@ -277,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--only", default="django,small,big", help="comma-separated corpora")
     parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--ref", default="HEAD", help="the commit whose packages run")
     parser.add_argument("--no-flat", action="store_true", help="skip the flatness check")
     parser.add_argument("--flat-files", type=int, default=200_000)
     parser.add_argument(
@@ -317,14 +318,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-mirror-", dir=args.work or corpus.parent) as tmp:
         work = Path(tmp)
         if args.snapshot:
-            ENV["PYTHONPATH"] = snapshot(work / "snapshot")
+            ENV["PYTHONPATH"] = snapshot(work / "snapshot", args.ref)
             head = subprocess.run(
-                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                ["git", "-C", str(ROOT), "rev-parse", "--short", args.ref],
                 capture_output=True,
                 text=True,
                 check=False,
             ).stdout.strip()
-            print(f"rdb-mirror: snapshot of HEAD {head}", flush=True)
+            print(f"rdb-mirror: snapshot of {args.ref} {head}", flush=True)
         for name in names:
             a, b = corpus_sources(corpus, name, work)
             warm(a)

@@ -9,7 +9,8 @@ source → repository (:data:`SourceMessage`)
     :class:`Entry` for every selected entry, in metadata order (depth first, siblings sorted
     bytewise); :class:`Problem` for an entry the walk could not read; :class:`Chunk` ...
     :class:`ContentEnd` (or one :class:`Content` for a small file, or :class:`ContentFailed`)
-    answering a :class:`ContentRequest`; and
+    answering a :class:`ContentRequest` (in process, a large file's :class:`LocalFile`
+    descriptor instead of its chunks); and
     one :class:`WalkDone` after the last entry.
 
 repository → source (:data:`RepositoryMessage`)
@@ -62,6 +63,7 @@ __all__ = [
     "Failed",
     "Finish",
     "Index",
+    "LocalFile",
     "Problem",
     "ProgressEvent",
     "QueueChannel",
@@ -153,6 +155,18 @@ class ContentEnd:
     request: int
     size: int
     sha1: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """In process only (never encoded: not in :data:`CODEC`): the source side's own open
+    descriptor ``fd`` of requested file ``request`` (1 MiB or more), handed over so the
+    repository side copies it in the kernel (``copy_file_range``) while the source side reads
+    it for its SHA1; the receiver closes ``fd``. A :class:`ContentEnd` (size, SHA1, checked
+    unchanged) or :class:`ContentFailed` follows as for :class:`Chunk` s."""
+
+    request: int
+    fd: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +305,9 @@ class Failed:
     exit_code: int
 
 
-SourceMessage = Entry | Problem | Batch | WalkDone | Chunk | Content | ContentEnd | ContentFailed
+SourceMessage = (
+    Entry | Problem | Batch | WalkDone | Chunk | Content | ContentEnd | ContentFailed | LocalFile
+)
 RepositoryMessage = ContentRequest | Credit | Finish | SignatureChunk | DeltaRequest
 
 #: The protocol versions this rdb-mirror speaks over ssh (docs/protocol.md, "Versioning").

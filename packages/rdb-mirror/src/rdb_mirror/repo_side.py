@@ -22,6 +22,7 @@ that file keeps its previous state, increment and record included.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -62,6 +63,7 @@ from rdb_mirror.protocol import (
     Credit,
     Entry,
     Finish,
+    LocalFile,
     Problem,
     Receiver,
     RepositoryMessage,
@@ -69,7 +71,7 @@ from rdb_mirror.protocol import (
     SourceMessage,
     WalkDone,
 )
-from rdb_mirror.workers import Job, Workers
+from rdb_mirror.workers import Cancelled, Job, Workers
 
 __all__ = ["Counters", "OldState", "RepositorySide"]
 
@@ -81,6 +83,63 @@ T = TypeVar("T")
 HELD_BYTES = 16 << 20
 HELD_FILE = 256 << 10
 _STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
+
+
+def _copy_in_kernel(source: int, target: int) -> int:
+    """Copy the open file ``source`` to ``target`` with ``copy_file_range`` (through user
+    space where the kernel cannot, e.g. across file systems on old kernels); bytes copied."""
+    copied = 0
+    try:
+        while done := os.copy_file_range(source, target, 1 << 30, copied):
+            copied += done
+    except OSError as error:
+        if error.errno not in _NO_KERNEL_COPY:
+            raise
+        while data := os.pread(source, 1 << 20, copied):
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(target, view, copied)
+                copied += written
+                view = view[written:]
+    return copied
+
+
+class _KernelCopy:
+    """A large requested file copied into its staged file on the pool (:class:`LocalFile`):
+    the job owns both descriptors and closes them."""
+
+    __slots__ = ("_fds", "job")
+
+    def __init__(self, pool: Workers, source: int, target: int) -> None:
+        self._fds = [source, target]
+        self.job = pool.submit(self._run)
+
+    def _run(self) -> int:
+        try:
+            return _copy_in_kernel(self._fds[0], self._fds[1])
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def wait(self) -> int:
+        """The bytes copied, once done (OSError if the copy failed)."""
+        try:
+            return self.job.result()
+        except Cancelled:
+            self._close()  # the job never ran
+            raise OSError(errno.ECANCELED, "the copy was cancelled") from None
+
+    def drop(self) -> None:
+        """Not needed any more: a copy still running closes its descriptors when it ends."""
+        if self.job.done():
+            with contextlib.suppress(OSError):
+                self.wait()
 
 
 class _Peek(Generic[T]):
@@ -171,6 +230,7 @@ class _Item:
     secondary: bool = False  # a hard link to an earlier entry of this session
     old_raw: RawRecord | None = None  # ``old`` as read, with its stored text
     delta: bool = False  # the staged file is a delta against the old mirror copy
+    copy: _KernelCopy | None = None  # a local file being copied into ``staged`` (LocalFile)
     size: int = 0  # the new content's size (as the source read it)
 
 
@@ -438,6 +498,8 @@ class RepositorySide:
                     self._content(message)
                 elif isinstance(message, Chunk):
                     self._chunk(message)
+                elif isinstance(message, LocalFile):
+                    self._local_file(message)
                 elif isinstance(message, ContentEnd):
                     self._content_end(message)
                 elif isinstance(message, ContentFailed):
@@ -600,14 +662,32 @@ class RepositorySide:
         except OSError as error:
             item.failure = f"cannot stage: {error.strerror}"
 
+    def _local_file(self, message: LocalFile) -> None:
+        """A local source's large file: copy it into a staged file on the pool, in the
+        kernel, while the source side hashes it (ContentEnd follows)."""
+        try:
+            item = self._answered(message.request, last=False)
+            item.staged = temp_path(self.layout.data_dir)
+            target = os.open(item.staged, _STAGE_FLAGS, 0o600)
+        except OSError as error:
+            os.close(message.fd)
+            item.staged = None
+            item.failure = f"cannot stage: {error.strerror}"
+            return
+        except BaseException:
+            os.close(message.fd)
+            raise
+        item.copy = _KernelCopy(self._pool, message.fd, target)
+
     def _content_end(self, message: ContentEnd) -> None:
         item = self._answered(message.request, last=True)
         item.size = message.size
-        if item.stream is None:
+        if item.stream is None and item.copy is None and item.failure is None:
             item.staged = temp_path(self.layout.data_dir)
             item.stream = open(item.staged, "xb")  # noqa: SIM115
-        item.stream.close()
-        item.stream = None
+        if item.stream is not None:
+            item.stream.close()
+            item.stream = None
         self.counters.bytes_read += message.size
         if item.failure is not None:
             self._discard(item)
@@ -661,7 +741,12 @@ class RepositorySide:
 
     def _materialise(self, item: _Item, finish: Callable[[int], None] | None = None) -> Path:
         """The staged copy of ``item`` on disk (written now if its content is held, patched
-        now if a delta was staged; ``finish`` as for :meth:`_stage_bytes`)."""
+        now if a delta was staged, once copied if a local copy runs; ``finish`` as for
+        :meth:`_stage_bytes`)."""
+        if item.copy is not None:
+            copy, item.copy = item.copy, None
+            if copy.wait() != item.size:
+                raise OSError(errno.ESTALE, "changed while being read; not updated")
         if item.delta:
             assert item.staged is not None and item.sha1 is not None
             delta, target = item.staged, temp_path(self.layout.data_dir)
@@ -695,6 +780,9 @@ class RepositorySide:
         item.state = "failed"
 
     def _discard(self, item: _Item) -> None:
+        if item.copy is not None:
+            item.copy.drop()
+            item.copy = None
         if item.data is not None:
             with self._held_lock:
                 self._held -= len(item.data)

@@ -176,6 +176,7 @@ class LocalSource:
             capabilities=caps,
             workers=workers,
             window=repo.window,
+            local_copy=True,
         )
 
         def source() -> None:

@@ -1,0 +1,117 @@
+"""A local source's large files (1 MiB or more) are copied in the kernel (``copy_file_range``)
+by the repository side while the source side hashes them (``LocalFile``); smaller ones travel
+as bytes. Either way the mirror, the SHA1s and every session's restore are exact."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.interop import trees
+from tests.rdb_mirror.helpers import differences, session_time
+
+from rdb_format.metadata import path_key
+from rdb_format.metadata_diff import records_at
+from rdb_mirror import BackupOptions, backup, repo_side
+from rdb_mirror.check import check
+
+RESTORE = str(Path(sys.executable).parent / "rdb-restore")
+MIB = 1 << 20
+
+
+def _data(size: int, seed: int) -> bytes:
+    block = hashlib.sha256(b"%d" % seed).digest() * 2048  # 64 KiB, not compressible by chunks
+    return (block * (size // len(block) + 1))[:size]
+
+
+def _restored(repo: Path, when: int, target: Path) -> trees.Snapshot:
+    proc = subprocess.run(
+        [RESTORE, "restore", "--at", str(when), str(repo), str(target)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return trees.scan(target)
+
+
+def _counting_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = repo_side._copy_in_kernel
+
+    def counting(source: int, target: int) -> int:
+        copied = real(source, target)
+        calls.append(copied)
+        return copied
+
+    monkeypatch.setattr(repo_side, "_copy_in_kernel", counting)
+    return calls
+
+
+def test_large_files_are_copied_in_the_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies = _counting_copies(monkeypatch)
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "big").write_bytes(_data(5 * MIB + 17, 1))
+    (src / "exactly").write_bytes(_data(MIB, 2))
+    (src / "below").write_bytes(_data(MIB - 1, 3))
+    (src / "small").write_bytes(b"small\n")
+    scans = [trees.scan(src)]
+    assert backup(src, repo, BackupOptions(current_time=session_time(0))).errors == []
+    assert sorted(copies) == [MIB, 5 * MIB + 17]  # "below" and "small" came as bytes
+    (src / "big").write_bytes(_data(5 * MIB + 17, 1)[:-4096] + _data(4096, 9) + b"tail")
+    (src / "exactly").unlink()
+    os.utime(src / "below", (1_650_000_000, 1_650_000_000))  # touched, same bytes
+    scans.append(trees.scan(src))
+    assert backup(src, repo, BackupOptions(current_time=session_time(1))).errors == []
+    records = {path_key(r.path): r for r in records_at(repo / "rdiff-backup-data", session_time(1))}
+    assert records[(b"big",)].sha1_digest == hashlib.sha1((src / "big").read_bytes()).hexdigest()
+    increments = os.listdir(repo / "rdiff-backup-data" / "increments")
+    assert any(name.startswith("big.") and name.endswith(".diff.gz") for name in increments)
+    for n, scan in enumerate(scans):
+        assert differences(scan, _restored(repo, session_time(n), tmp_path / f"r{n}")) == []
+    assert check(repo).problems == []
+    assert not [name for name in os.listdir(repo / "rdiff-backup-data") if ".tmp." in name]
+
+
+def test_without_copy_file_range_the_copy_goes_through_user_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refused)
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "big").write_bytes(_data(3 * MIB + 5, 4))
+    scan = trees.scan(src)
+    assert backup(src, repo, BackupOptions(current_time=session_time(0))).errors == []
+    assert (repo / "big").read_bytes() == (src / "big").read_bytes()
+    assert differences(scan, _restored(repo, session_time(0), tmp_path / "r")) == []
+
+
+def test_a_failed_copy_keeps_the_old_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "big").write_bytes(_data(2 * MIB, 5))
+    first = trees.scan(src)
+    assert backup(src, repo, BackupOptions(current_time=session_time(0))).errors == []
+
+    def failing(source: int, target: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(repo_side, "_copy_in_kernel", failing)
+    (src / "big").write_bytes(_data(2 * MIB, 6))
+    os.utime(src / "big", (1_650_000_000, 1_650_000_000))
+    result = backup(src, repo, BackupOptions(current_time=session_time(1)))
+    assert len(result.errors) == 1 and "No space left" in result.errors[0]
+    assert (repo / "big").read_bytes() == _data(2 * MIB, 5)  # the old copy stays
+    assert differences(first, _restored(repo, session_time(1), tmp_path / "r")) == []
+    assert not [name for name in os.listdir(repo / "rdiff-backup-data") if ".tmp." in name]
