@@ -247,6 +247,7 @@ class IncrementWriter:
         progress: IncrementProgress | None = None,
     ) -> None:
         self.layout = layout
+        self._root = os.fsencode(layout.root)  # mirror_path's bytes, without pathlib per call
         self.time = time
         self.quoting = quoting
         self.options = options or IncrementOptions()
@@ -271,7 +272,8 @@ class IncrementWriter:
         """Whether a diff or snapshot of ``index`` is gzipped (§3.3)."""
         if plan not in ("diff", "snapshot") or not self.options.compression:
             return False
-        return self._regexp.match(os.fsencode(self.mirror_path(index))) is None
+        mirror = os.path.join(self._root, *self.quoting.quote_path(index)) if index else self._root
+        return self._regexp.match(mirror) is None
 
     def increment_name(
         self,

@@ -412,6 +412,7 @@ class RepositorySide:
         deltas: bool = False,
     ) -> None:
         self.layout = layout
+        self._root = os.fsencode(layout.root)
         self.deltas = deltas  # changed files as deltas against the old copy (remote channels)
         self.quoting = quoting
         self.old = old
@@ -476,7 +477,12 @@ class RepositorySide:
         return self.layout.root.joinpath(*parts)
 
     def _bpath(self, index: Index, record: Record | None = None) -> bytes:
-        return os.fsencode(self.mirror_path(index, record))
+        """:meth:`mirror_path` as bytes, joined without pathlib (a few µs less per file)."""
+        if record is not None and record.alternate_mirror_name is not None:
+            return os.fsencode(self.mirror_path(index, record))
+        if not index:
+            return self._root
+        return os.path.join(self._root, *self.quoting.quote_path(index))
 
     # ---- the main loop -------------------------------------------------------------------
 
@@ -1226,7 +1232,7 @@ class RepositorySide:
         assert entry is not None and (item.staged is not None or item.data is not None)
         old = item.old
         staged: Path | None = item.staged
-        target = self.mirror_path(item.index, record)
+        target = self._bpath(item.index, record)
         increments: list[WrittenIncrement] = list(marks)
         error: tuple[str, str] | None = None
         try:
