@@ -25,6 +25,7 @@ from tests.rdb_mirror.helpers import (
 )
 
 from rdb_format.exitcodes import ExitCode
+from rdb_format.increments import parse_increment_name
 from rdb_format.metadata import Record, path_key
 from rdb_format.metadata_diff import records_at
 from rdb_format.quoting import read_quoting
@@ -212,3 +213,19 @@ def test_both_tools_continue_each_other(first: str, rdiff_backup: str, tmp_path:
             f"rdb-restore, session {n}"
         )
     assert check(repo).problems == []
+    # rdb-increment remove drops the two oldest sessions, long names' increments included
+    remove = subprocess.run(
+        [INCREMENT, "remove", "--older-than", str(session_time(2)), "--force", str(repo)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert remove.returncode == 0, remove.stderr
+    verify = run_rdiff_backup(rdiff_backup, "verify", repo)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    for n in (2, 3):
+        theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"x{n}")
+        assert differences(scans[n], theirs) == [], f"rdiff-backup after remove, session {n}"
+    assert check(repo).problems == []
+    long_dir = repo / "rdiff-backup-data" / "long_filename_data"
+    quoting = read_quoting(repo / "rdiff-backup-data")
+    names = [parse_increment_name(quoting.unquote(n)) for n in os.listdir(os.fsencode(long_dir))]
+    assert [n.time for n in names if n is not None and n.time < session_time(2)] == []
