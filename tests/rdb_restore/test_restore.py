@@ -263,3 +263,34 @@ def test_missing_increment(mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path
     assert "missing or damaged" in str(caught.value)
     sentinel.assert_untouched()
     assert not (target / name).exists()
+
+
+def test_an_increments_directory_listed_by_two_threads_at_once(tmp_path: Path) -> None:
+    """Worker threads list an increments directory on first need; two at once must both see
+    every entry (two os.listdir of one fd would share its offset and split the entries)."""
+    import threading
+
+    from rdb_format.quoting import NO_QUOTING
+    from rdb_restore.repo import DirHandle
+
+    names = [f"f{n:05d}.2023-11-14T22:13:20Z.diff.gz" for n in range(3000)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    for _ in range(5):
+        handle = DirHandle(os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY), tmp_path)
+        seen: list[int] = []
+        start = threading.Barrier(2)
+
+        def count(
+            handle: DirHandle = handle, seen: list[int] = seen, start: threading.Barrier = start
+        ) -> None:
+            start.wait()
+            seen.append(len(handle.increments(NO_QUOTING)))
+
+        threads = [threading.Thread(target=count) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        handle.close()
+        assert seen == [3000, 3000]

@@ -84,13 +84,17 @@ def _pread(fd: int, size: int, offset: int, label: Path) -> bytes:
         raise CorruptRepository(f"read error: {error.strerror}", path=label) from None
 
 
-def _read_gzip(fd: int, label: Path) -> Iterator[bytes]:
-    """The uncompressed bytes of a gzip file, in pieces of at most CHUNK bytes.
+def _read_gzip(fd: int, label: Path, size: int | None = None) -> Iterator[bytes]:
+    """The uncompressed bytes of a gzip file (``size`` bytes long, if known from ``fstat``), in
+    pieces of at most CHUNK bytes.
 
     zlib does the header, data and trailer (CRC and length) in C: the ``gzip`` module parses
     the header in Python, byte by byte, which costs more than the data of a small delta.
     Several members are read one after another, zero padding between them is skipped (as
-    ``gzip`` does), and input that ends inside a member is an error.
+    ``gzip`` does), and input that ends inside a member is an error. With the size known,
+    each read asks for no more than what is left (``os.pread`` allocates what it is asked for:
+    256 KiB for a delta of a few hundred bytes is an ``mmap`` and page faults), and the end
+    costs no read.
     """
     decompressor = zlib.decompressobj(GZIP_WBITS)
     in_member = False
@@ -98,7 +102,10 @@ def _read_gzip(fd: int, label: Path) -> Iterator[bytes]:
     data = b""
     while True:
         if not data:
-            data = _pread(fd, GZIP_IN, offset, label)
+            if size is None:
+                data = _pread(fd, GZIP_IN, offset, label)
+            elif offset < size:
+                data = _pread(fd, min(GZIP_IN, size - offset), offset, label)
             offset += len(data)
             if not data:
                 if not in_member:
@@ -138,7 +145,7 @@ def _inflate(decompressor: zlib._Decompress, data: bytes, label: Path) -> bytes:
 def chunks(source: Source) -> Iterator[bytes | memoryview]:
     """The (uncompressed) bytes of ``source``; views are valid until the next one."""
     if source.compressed:
-        yield from _read_gzip(source.fd, source.label)
+        yield from _read_gzip(source.fd, source.label, source.size)
     else:
         yield from _read_plain(source.fd, source.label)
 

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -272,6 +273,9 @@ def read_state_quoting(data_dir: Path) -> Quoting:
 # ---- safe reading of mirror and increment files ---------------------------------------------
 
 
+_LISTING = threading.Lock()
+
+
 class DirHandle:
     """An open directory of the repository (mirror or increments), or None when absent."""
 
@@ -288,22 +292,32 @@ class DirHandle:
             self.fd = None
 
     def increments(self, quoting: Quoting) -> dict[bytes, list[IncrementFile]]:
-        """Increment files in this increments directory, by unquoted base name."""
-        if self._listing is None:
-            listing: dict[bytes, list[IncrementFile]] = {}
-            if self.fd is not None:
-                for raw in map(os.fsencode, os.listdir(self.fd)):
-                    try:
-                        name = parse_increment_name(quoting.unquote(raw, path=self.path))
-                    except CorruptRepository:
-                        continue
-                    if name is None or name.kind == "data":
-                        continue
-                    listing.setdefault(name.base, []).append(
-                        IncrementFile(name, self.path / os.fsdecode(raw))
-                    )
-            self._listing = listing
-        return self._listing
+        """Increment files in this increments directory, by unquoted base name (listed once;
+        worker threads may ask at the same time)."""
+        listing = self._listing
+        if listing is None:
+            # one at a time: two os.listdir of one fd share its directory offset (os.listdir
+            # dups the fd), and each would get only part of the entries
+            with _LISTING:
+                listing = self._listing
+                if listing is None:
+                    listing = self._listing = self._list(quoting)
+        return listing
+
+    def _list(self, quoting: Quoting) -> dict[bytes, list[IncrementFile]]:
+        listing: dict[bytes, list[IncrementFile]] = {}
+        if self.fd is not None:
+            for raw in map(os.fsencode, os.listdir(self.fd)):
+                try:
+                    name = parse_increment_name(quoting.unquote(raw, path=self.path))
+                except CorruptRepository:
+                    continue
+                if name is None or name.kind == "data":
+                    continue
+                listing.setdefault(name.base, []).append(
+                    IncrementFile(name, self.path / os.fsdecode(raw))
+                )
+        return listing
 
 
 def open_dir_at(parent: DirHandle | None, name: bytes) -> DirHandle:

@@ -84,14 +84,16 @@ class SourceTree:
     def descend(self, parent: Place, name: bytes) -> Place:
         """The place of sub-directory ``name`` of ``parent`` (handles with fd None if absent).
 
-        The increments directory is listed here, once, so that :meth:`sources` only reads the
-        listing (it runs in worker threads)."""
+        The increments directory is listed by the first :meth:`sources` that needs it (a
+        worker thread; two at once only list it twice), not here: the walk is one thread, and
+        ``os.listdir`` gives up the GIL at every entry, so in the walk a directory of 2,000
+        increments waited 2,000 times for a busy worker to hand the GIL back (py-spy: the
+        workers then waited for files ~18% of the oldest session of django)."""
         quoted = self.repo.quoting.quote(name)
         if self.from_mirror_only:
             increments = DirHandle(None, parent.increments.path)
         else:
             increments = open_dir_at(parent.increments, quoted)
-            increments.increments(self.repo.quoting)
         return Place(open_dir_at(parent.mirror, quoted), increments)
 
     def place_of(self, index: Index) -> Place:
