@@ -6,6 +6,7 @@ hard-coded from our own tool.
 
 from __future__ import annotations
 
+import gzip
 import io
 import itertools
 import subprocess
@@ -282,6 +283,56 @@ def test_parallel_delta_applies_with_rdiff(ref, files, data, count_parallel, old
         api.delta(io.BytesIO(sig), f, out, jobs=2)
     assert count_parallel["delta"] == 1, "the parallel path did not run"
     assert ref.patch(files[old], out.getvalue()) == data[new]
+
+
+def _write_through(dest: str, tmp_path, produce) -> bytes:
+    """What ``produce(out)`` wrote, for ``out`` a BytesIO, a GzipFile over a real file (whose
+    fileno() is the compressed file's) or a plain file that already holds a prefix."""
+    if dest == "bytesio":
+        out = io.BytesIO()
+        produce(out)
+        return out.getvalue()
+    target = tmp_path / dest
+    if dest == "gzip":
+        with gzip.open(target, "wb") as zipped:
+            produce(zipped)
+        return gzip.decompress(target.read_bytes())
+    with open(target, "wb") as plain:
+        plain.write(b"PREFIX")
+        produce(plain)
+        plain.write(b"SUFFIX")
+    got = target.read_bytes()
+    assert got[:6] == b"PREFIX" and got[-6:] == b"SUFFIX"
+    return got[6:-6]
+
+
+@pytest.mark.parametrize("dest", ["bytesio", "gzip", "plain-file"])
+def test_parallel_delta_into_any_writer(ref, files, data, count_parallel, tmp_path, dest):
+    """The spooled ranges reach the destination through its own write() unless it is a plain
+    file: a GzipFile's fileno() is the compressed file's, a kernel copy there would bypass
+    the compressor (the bytes would not decompress to the delta)."""
+    sig = ref.signature_file(files["big-9m"])
+
+    def produce(out):
+        with open(files["big-9m.mixed"], "rb") as new:
+            api.delta(io.BytesIO(sig), new, out, jobs=2)
+
+    written = _write_through(dest, tmp_path, produce)
+    assert count_parallel["delta"] == 1, "the parallel path did not run"
+    assert ref.patch(files["big-9m"], written) == data["big-9m.mixed"]
+
+
+@pytest.mark.parametrize("dest", ["bytesio", "gzip", "plain-file"])
+def test_parallel_signature_into_any_writer(ref, files, count_parallel, tmp_path, dest):
+    """Positional writes only into a plain file; a GzipFile gets the signature compressed."""
+
+    def produce(out):
+        with open(files["big-9m"], "rb") as basis:
+            api.signature(basis, out, jobs=2)
+
+    written = _write_through(dest, tmp_path, produce)
+    assert count_parallel["signature"] == 1, "the parallel path did not run"
+    assert written == ref.signature_file(files["big-9m"])
 
 
 # --- the command line ---------------------------------------------------------------------

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol, cast
+from typing import BinaryIO, Literal, Protocol
 
 from rdb_format.atomic import TEMP_PREFIX, fsync_dir
 from rdb_format.errors import RdbError, SourceError
@@ -664,14 +664,6 @@ def _copy(old: Path, out: BinaryIO) -> int:
     return total
 
 
-class _WriteOnly:
-    """A stream with nothing but ``write`` and ``flush`` (no ``fileno``)."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.write = out.write
-        self.flush = out.flush
-
-
 def _write_delta(
     old: Path, old_size: int, new: Path, new_size: int, out: BinaryIO, jobs: int | None
 ) -> int:
@@ -700,10 +692,7 @@ def _write_delta(
             # byte ranges of a large old file encoded by every CPU (rdiff's parallel delta:
             # a valid delta to the same old bytes, though not byte for byte librsync's)
             with _open(old) as src:
-                # through write() only: ``out`` may be a GzipFile, whose fileno() is the
-                # compressed file's (a kernel copy there would bypass the compression)
-                sink = cast(BinaryIO, _WriteOnly(out))
-                delta(loaded, src, sink, jobs=workers, new_name=os.fsdecode(old))
+                delta(loaded, src, out, jobs=workers, new_name=os.fsdecode(old))
             return old_size
         total = 0
         with _open(old) as src:

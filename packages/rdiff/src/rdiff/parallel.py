@@ -11,6 +11,7 @@ boundary become literals, so the bytes may differ from a single-threaded delta.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import tempfile
@@ -71,11 +72,32 @@ def _split(length: int, parts: int, align: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def _is_regular(f: BinaryIO) -> bool:
+def _direct_fd(out: BinaryIO) -> int | None:
+    """The descriptor that ``out.write`` itself writes to, flushed, or None.
+
+    Only a plain file object qualifies (``io.FileIO``, or a buffered reader/writer over one):
+    wrappers such as ``gzip.GzipFile`` also answer ``fileno()``, but with the descriptor under
+    their own encoding, so bytes written there directly would bypass it.
+    """
+    raw: object = out
+    if isinstance(raw, (io.BufferedWriter, io.BufferedRandom)):
+        raw = raw.raw
+    if type(raw) is not io.FileIO:
+        return None
     try:
-        return stat.S_ISREG(os.fstat(f.fileno()).st_mode)
-    except (AttributeError, OSError, ValueError):
-        return False
+        out.flush()
+        return out.fileno()
+    except (OSError, ValueError):
+        return None
+
+
+def _regular_fd(out: BinaryIO) -> int | None:
+    """:func:`_direct_fd` of ``out`` when it is a regular file (positional writes work)."""
+    fd = _direct_fd(out)
+    try:
+        return fd if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except OSError:
+        return None
 
 
 def signature(
@@ -95,10 +117,8 @@ def signature(
     length = max(0, size - base)
     ranges = _split(length, workers, params.block_len)
     what = f"basis {basis_name}"
-    out_fd: int | None = None
-    if _is_regular(out):
-        out.flush()
-        out_fd = out.fileno()
+    out_fd = _regular_fd(out)
+    if out_fd is not None:
         out_base = os.lseek(out_fd, 0, os.SEEK_CUR)
 
     def work(index: int, start: int, end: int, sink: Callable[[memoryview], object]) -> Stats:
@@ -168,15 +188,13 @@ def signature(
 
 
 def _append(spool: IO[bytes], out: BinaryIO, count: int) -> None:
-    """Copy the first ``count`` bytes of ``spool`` to ``out``, in the kernel when possible."""
+    """Copy the first ``count`` bytes of ``spool`` to ``out``: in the kernel when ``out`` is
+    a plain file (see :func:`_direct_fd`), else through ``out.write``."""
     spool.seek(0)
-    try:
-        out.flush()
-        out_fd, in_fd = out.fileno(), spool.fileno()
-    except (AttributeError, OSError, ValueError):
-        out_fd = in_fd = -1
+    out_fd = _direct_fd(out)
     offset = 0
-    if out_fd >= 0:
+    if out_fd is not None:
+        in_fd = spool.fileno()
         try:
             while offset < count:
                 sent = os.sendfile(out_fd, in_fd, offset, count - offset)
