@@ -165,3 +165,23 @@ def test_count_of_truncated_gzip_is_corrupt(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(OBSERVED * 1000)[:-20])
     with pytest.raises(CorruptRepository, match=r"error_log\.T\.data\.gz"):
         count_error_log(path)
+
+
+def test_on_damage_reports_and_reads_on(tmp_path: Path) -> None:
+    """on_damage (rdb-stats' reading): a malformed entry is reported and left out; a read
+    error ends the entries after those before it. Without it both raise."""
+    data = OBSERVED + b"garbled line\n" + b"ListError: 'x' y\n"
+    seen: list[str] = []
+    got = list(iter_error_log(io.BytesIO(data), name="error_log.T.data", on_damage=seen.append))
+    assert [e.kind for e in got] == ["UpdateError", "ListError"]
+    assert len(seen) == 1 and seen[0].startswith("error_log.T.data: entry 2: ")
+    with pytest.raises(CorruptRepository, match="entry 2"):
+        entries(data)
+    path = tmp_path / "error_log.T.data.gz"
+    path.write_bytes(gzip.compress(OBSERVED * 5000)[:-20])
+    seen.clear()
+    kept = list(iter_error_log(path, on_damage=seen.append))
+    assert 0 < len(kept) < 5000 and all(e == kept[0] for e in kept)
+    assert len(seen) == 1 and "truncated" in seen[0] and "error_log.T.data.gz" in seen[0]
+    with pytest.raises(CorruptRepository, match="truncated"):
+        list(iter_error_log(path))

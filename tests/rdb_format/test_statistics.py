@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from rdb_format.errors import CorruptRepository, HostilePath
 from rdb_format.statistics import (
+    SESSION_STATISTICS_FIELDS,
     FileStatisticsReader,
     FileStatRow,
     PartialSessionStatistics,
@@ -288,6 +289,22 @@ def test_truncation_is_signalled(tmp_path: Path) -> None:
     assert gz.truncated and gz.problem is not None and "truncated" in gz.problem
 
 
+@pytest.mark.parametrize(
+    "line", [b"../etc 1 1 1 1", b"/abs 1 1 1 1", b"a 2 1 1 1", b"a 1 x 1 1", b"a 1 1 1"]
+)
+def test_bad_rows_skipped_and_counted(line: bytes) -> None:
+    """skip_bad_rows (rdb-stats' reading): a malformed or hostile row is left out and
+    counted, the rows around it are read."""
+    after = b"after 1 5 NA 7\n"
+    reader = iter_file_statistics(
+        io.BytesIO(FILE_STATS_OBSERVED + line + b"\n" + after), skip_bad_rows=True
+    )
+    got = list(reader)
+    assert reader.bad_rows == 1 and reader.rows_read == 7
+    assert got[:6] == rows(FILE_STATS_OBSERVED)
+    assert got[6] == FileStatRow(b"after", True, 5, None, 7)
+
+
 def test_batches_are_the_rows(tmp_path: Path) -> None:
     many = b"".join(b"d/f\\\\%d x 1 %d NA %d\n" % (i, i, i) for i in range(50_000))
     data = FILE_STATS_OBSERVED + many
@@ -380,6 +397,25 @@ def test_tolerant_truncated_gzip(tmp_path: Path) -> None:
     partial = read_session_statistics(path, tolerant=True)
     assert partial.get("start_time") == 1795303293.0
     assert "truncated" in partial.problems[0]
+
+
+def test_tolerant_named_values_and_damage() -> None:
+    """named_values: the file's names in file order; damage: the problems of the lines that
+    are there (the missing fields are listed apart, in ``missing``)."""
+    lines = SESSION_OBSERVED.split("\n")
+    lines[6] = "MirrorFileSize 2x1067 (196 KB)"
+    del lines[17]  # Errors
+    partial = parse_session_statistics("\n".join(lines), tolerant=True)
+    named = partial.named_values
+    assert list(named) == [
+        n for n in SESSION_STATISTICS_FIELDS if n not in ("MirrorFileSize", "Errors")
+    ]
+    assert named["SourceFiles"] == 25 and named["ElapsedTime"] == 0.75
+    assert partial.missing == ("MirrorFileSize", "Errors")
+    assert len(partial.damage) == 1 and partial.damage[0].startswith("line 7: bad value")
+    assert partial.problems == (*partial.damage, "no MirrorFileSize line", "no Errors line")
+    whole = parse_session_statistics(SESSION_OBSERVED, tolerant=True)
+    assert whole.damage == () and len(whole.named_values) == len(SESSION_STATISTICS_FIELDS) == 18
 
 
 def test_tolerant_duplicate_keeps_the_first() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.rdb_stats.conftest import FILE_STATS, T1, T2, T3, Synthetic, session_text
+from tests.rdb_stats.conftest import FILE_STATS, T1, T2, T3, Synthetic, session_text, stamp
 
 from rdb_clikit.protocol import RecordingProgress
 from rdb_format.errors import RepositoryNotFound, TimeSpecError, UsageError
@@ -155,6 +155,39 @@ def test_truncated_gzip_file_statistics_warns(full_repo: Synthetic) -> None:
     report = collect(full_repo.root)
     assert report.exit_code == ExitCode.WARNINGS
     assert any("file_statistics" in w and "truncated" in w for w in report.warnings)
+
+
+def test_damaged_error_log_counts_what_reads_and_warns(full_repo: Synthetic) -> None:
+    """A garbled entry is one warning and is not counted; a gzip cut short counts the entries
+    before the cut, with one warning naming the file."""
+    log = full_repo.data_file("error_log", T2, gz=True)
+    log.write_bytes(
+        gzip.compress(b"UpdateError: 'x' changed\nnot an entry\nListError: 'y' denied\n")
+    )
+    log3 = full_repo.data_file("error_log", T3)
+    log3.unlink()
+    cut = full_repo.data_file("error_log", T3, gz=True)
+    cut.write_bytes(gzip.compress(b"ListError: 'z' Permission denied\n" * 3000)[:-20])
+    report = collect(full_repo.root)
+    assert report.exit_code == ExitCode.WARNINGS
+    assert report.sessions[1].error_types == {"UpdateError": 1, "ListError": 1}
+    assert 0 < report.sessions[2].logged_errors < 3000  # type: ignore[operator]
+    assert set(report.sessions[2].error_types) == {"ListError"}
+    assert len(report.warnings) == 2
+    assert report.warnings[0].endswith("entry 2: not '<Type>: '<path>' <message>': b'not an entry'")
+    assert cut.name in report.warnings[1] and "truncated" in report.warnings[1]
+
+
+def test_bad_file_statistics_rows_are_left_out_and_counted(full_repo: Synthetic) -> None:
+    """A malformed or hostile row (``..``) in file_statistics is one warning; the other rows
+    still make the top report."""
+    path = full_repo.data_file("file_statistics", T2, gz=True)
+    path.write_bytes(gzip.compress(FILE_STATS + b"../etc 1 5 5 NA\nc 7 1 1 1\nd 1 3 3 NA\n"))
+    report = collect(full_repo.root)
+    assert report.sessions[1].file_statistics_lines == 8
+    assert report.warnings == (f"session {stamp(T2)}: {path.name}: 2 lines do not parse",)
+    assert report.top is not None
+    assert [e.path for e in report.top["source_size"]][:2] == ["a/big", "b"]
 
 
 def test_null_separator(synthetic: Callable[..., Synthetic]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -116,30 +116,49 @@ def iter_error_log(
     name: str | None = None,
     null_separator: bool | None = None,
     known_paths: Container[str] | None = None,
+    on_damage: Callable[[str], object] | None = None,
 ) -> Iterator[ErrorEntry]:
     """Stream the entries of an error log (path or binary stream).
 
     The separator is ``\\0`` if ``null_separator`` (default: detected, NUL if the first
     chunk holds one). A final entry without its terminator (a crash) is still returned.
     ``known_paths`` (e.g. the session's paths as ``list files`` prints them) settles paths
-    that contain ``' `` (see :func:`parse_error_entry`).
+    that contain ``' `` (see :func:`parse_error_entry`). A malformed entry or a read error
+    (truncated gzip data) is CorruptRepository; with ``on_damage`` it is passed there as
+    one line instead: the malformed entry is left out, a read error ends the iteration.
     """
-    with opened_source(source, name) as (stream, label):
-        head = stream.read(1 << 16)
+
+    def damaged(problem: CorruptRepository) -> None:
+        if on_damage is None:
+            raise problem
+        on_damage(str(problem))
+
+    with opened_source(source, name, buffered=on_damage is None) as (stream, label):
+        try:
+            head = stream.read(1 << 16)
+        except STREAM_ERRORS as error:
+            damaged(stream_error(error, label))
+            return
         if null_separator is None:
             null_separator = b"\0" in head
         separator = b"\0" if null_separator else b"\n"
-        for number, (line, _complete) in enumerate(
-            iter_lines(stream, label, separator, initial=head), 1
-        ):
+        lines = enumerate(iter_lines(stream, label, separator, initial=head), 1)
+        while True:
+            try:
+                number, (line, _complete) = next(lines)
+            except StopIteration:
+                return
+            except CorruptRepository as error:  # a read error: the rest is lost
+                damaged(error)
+                return
             if not line.strip():
                 continue
             try:
-                yield parse_error_entry(line, known_paths=known_paths)
+                entry = parse_error_entry(line, known_paths=known_paths)
             except ValueError as error:
-                raise CorruptRepository(
-                    f"entry {number}: {error}: {line[:60]!r}", path=label
-                ) from None
+                damaged(CorruptRepository(f"entry {number}: {error}: {line[:60]!r}", path=label))
+                continue
+            yield entry
 
 
 def count_error_log(

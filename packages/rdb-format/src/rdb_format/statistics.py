@@ -34,6 +34,7 @@ from rdb_format.metadata import (
 
 __all__ = [
     "FILE_STATISTICS_HEADER",
+    "SESSION_STATISTICS_FIELDS",
     "FileStatRow",
     "FileStatisticsReader",
     "PartialSessionStatistics",
@@ -156,6 +157,9 @@ _SESSION_FIELDS: Final[tuple[tuple[str, str, str], ...]] = tuple(
 )
 _BY_NAME: Final = {name: (attr, kind) for name, attr, kind in _SESSION_FIELDS}
 
+#: The names of the session statistics as the file spells them (``SourceFiles``), in order.
+SESSION_STATISTICS_FIELDS: Final[tuple[str, ...]] = tuple(name for name, _, _ in _SESSION_FIELDS)
+
 
 def format_session_statistics(stats: SessionStatistics) -> str:
     """The text rdiff-backup writes (times in the local zone of the process, as it does)."""
@@ -195,6 +199,17 @@ class PartialSessionStatistics:
     def complete(self) -> bool:
         """Every field read and no problem: :meth:`to_statistics` is then exact."""
         return not self.problems and not self.missing
+
+    @property
+    def named_values(self) -> dict[str, int | float]:
+        """:attr:`values` keyed by the file's names (``SourceFiles``), in file order."""
+        return {name: self.values[attr] for name, attr, _ in _SESSION_FIELDS if attr in self.values}
+
+    @property
+    def damage(self) -> tuple[str, ...]:
+        """:attr:`problems` but the ``no <Field> line`` ones of :attr:`missing` (they come
+        last): what was wrong with the lines that are there, or with reading the file."""
+        return self.problems[: len(self.problems) - len(self.missing)]
 
     def get(self, attr: str) -> int | float | None:
         """One field by attribute name, or None if it was not read."""
@@ -484,7 +499,9 @@ class FileStatisticsReader(Iterator[FileStatRow]):
     Returned by :func:`iter_file_statistics`. With ``allow_truncated`` a file cut short (a
     crash, or truncated gzip data) ends the iteration early instead of raising; then
     :attr:`truncated` becomes True, :attr:`problem` says why, and ``on_truncated(problem)``
-    is called once, before the iteration stops. Iterate it once (rows or batches, not both).
+    is called once, before the iteration stops. With ``skip_bad_rows`` a malformed or hostile
+    row is left out and counted in :attr:`bad_rows` instead of raising. Iterate it once (rows
+    or batches, not both).
     """
 
     def __init__(
@@ -494,11 +511,15 @@ class FileStatisticsReader(Iterator[FileStatRow]):
         name: str | None = None,
         allow_truncated: bool = False,
         on_truncated: Callable[[str], object] | None = None,
+        skip_bad_rows: bool = False,
     ) -> None:
         self.source = source
         self.name = name
         self.allow_truncated = allow_truncated
         self.on_truncated = on_truncated
+        self.skip_bad_rows = skip_bad_rows
+        #: Rows left out as malformed or hostile (only with ``skip_bad_rows``).
+        self.bad_rows = 0
         #: True once the end of a truncated file was reached (only with ``allow_truncated``).
         self.truncated = False
         #: Why the file was cut (one line), when :attr:`truncated`.
@@ -562,7 +583,8 @@ class FileStatisticsReader(Iterator[FileStatRow]):
                 if lines:
                     batch = _fast_rows(lines, separator)
                     if batch is None:
-                        batch = _careful_rows(lines, number, label)
+                        batch = _careful_rows(lines, number, label, self.skip_bad_rows)
+                        self.bad_rows += len(lines) - len(batch)
                     number += len(lines)
                     self.rows_read += len(batch)
                     yield batch
@@ -579,18 +601,25 @@ class FileStatisticsReader(Iterator[FileStatRow]):
                 self._cut(f"{label}: {problem}")
 
 
-def _careful_rows(lines: list[bytes], before: int, label: str) -> list[FileStatRow]:
-    """Parse rows one by one, raising the precise error for the first bad one."""
+def _careful_rows(
+    lines: list[bytes], before: int, label: str, skip_bad: bool = False
+) -> list[FileStatRow]:
+    """Parse rows one by one, raising the precise error for the first bad one (or leaving
+    the bad ones out, with ``skip_bad``)."""
     rows = []
     for number, line in enumerate(lines, before + 1):
         try:
             row = parse_file_stat_row(line)
         except ValueError as error:
+            if skip_bad:
+                continue
             raise CorruptRepository(
                 f"line {number}: bad row {line[:60]!r}: {error}", path=label
             ) from None
         problem = check_path(row.path)
         if problem is not None:
+            if skip_bad:
+                continue
             raise HostilePath(f"line {number}: {problem}: {show_path(row.path)!r}", path=label)
         rows.append(row)
     return rows
@@ -602,6 +631,7 @@ def iter_file_statistics(
     name: str | None = None,
     allow_truncated: bool = False,
     on_truncated: Callable[[str], object] | None = None,
+    skip_bad_rows: bool = False,
 ) -> FileStatisticsReader:
     """Stream the rows of a ``file_statistics`` file (path or binary stream).
 
@@ -609,11 +639,16 @@ def iter_file_statistics(
     truncated: with ``allow_truncated`` the complete rows before the cut are returned and the
     iteration ends; the returned :class:`FileStatisticsReader` then has ``truncated`` set
     (and ``on_truncated(problem)`` is called). Otherwise that is CorruptRepository. Paths
-    with '..', NUL or a leading '/' raise HostilePath. ``.batches()`` gives lists of rows
-    (a million rows in about a second).
+    with '..', NUL or a leading '/' raise HostilePath; with ``skip_bad_rows`` such rows and
+    malformed ones are left out and counted in ``bad_rows``. ``.batches()`` gives lists of
+    rows (a million rows in about a second).
     """
     return FileStatisticsReader(
-        source, name=name, allow_truncated=allow_truncated, on_truncated=on_truncated
+        source,
+        name=name,
+        allow_truncated=allow_truncated,
+        on_truncated=on_truncated,
+        skip_bad_rows=skip_bad_rows,
     )
 
 

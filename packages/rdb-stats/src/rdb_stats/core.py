@@ -8,29 +8,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rdb_clikit.protocol import NullProgress, Progress
-from rdb_format.errors import UnfinishedSession, UsageError
+from rdb_format.error_log import iter_error_log
+from rdb_format.errors import CorruptRepository, UnfinishedSession, UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.layout import ERROR_LOG, FILE_STATISTICS, SESSION_STATISTICS, open_repository
 from rdb_format.repository import read_state
-from rdb_format.timestamps import format_timestring, resolve_time_spec
-from rdb_stats._statfiles import (
-    SESSION_FIELDS,
-    iter_batches,
-    iter_records,
+from rdb_format.statistics import (
+    SESSION_STATISTICS_FIELDS,
+    iter_file_statistics,
     read_session_statistics,
 )
+from rdb_format.timestamps import format_timestring, resolve_time_spec
 from rdb_stats.growth import DiskUsage, measure_increments, measure_mirror
 from rdb_stats.tops import METRICS, Metric, TopAccumulator, TopEntry
 
 #: Fields averaged and summed: the session_statistics fields but the start and end times
 #: (as ``rdiff-backup calculate``), plus LoggedErrors (see SessionReport.logged_errors).
 SUMMED_FIELDS: tuple[str, ...] = (
-    *(name for name in SESSION_FIELDS if name not in ("StartTime", "EndTime")),
+    *(name for name in SESSION_STATISTICS_FIELDS if name not in ("StartTime", "EndTime")),
     "LoggedErrors",
 )
 
@@ -121,21 +121,69 @@ def _cutoff(values: Mapping[str, int | float], ratio: float) -> tuple[float, flo
 
 
 def _count_errors(
-    path: Path, separator: bytes, warn: list[str], when: int
+    path: Path, null_separator: bool, session: str, warn: Callable[[str], None]
 ) -> tuple[int, dict[str, int]]:
+    """The entries of an error_log and their number per type; a malformed entry or a read
+    error (the entries before it are counted) is a warning."""
     types: dict[str, int] = {}
     count = 0
 
-    def report(problem: str) -> None:
-        warn.append(f"session {_label(when)}: {path.name}: {problem}")
+    def damaged(problem: str) -> None:
+        warn(f"{session}: {problem}")
 
-    for record in iter_records(path, separator, report):
-        if not record.strip():
-            continue
-        count += 1
-        kind = record.split(b":", 1)[0].decode("ascii", "replace") if b":" in record else "?"
-        types[kind] = types.get(kind, 0) + 1
+    try:
+        for entry in iter_error_log(
+            path, name=path.name, null_separator=null_separator, on_damage=damaged
+        ):
+            count += 1
+            types[entry.kind] = types.get(entry.kind, 0) + 1
+    except CorruptRepository as error:  # it cannot be opened
+        damaged(str(error))
     return count, types
+
+
+def _session_values(
+    path: Path, session: str, warn: Callable[[str], None]
+) -> tuple[dict[str, int | float], bool]:
+    """The values a session_statistics file holds (by its names) and whether it is complete;
+    what is wrong with it is one warning."""
+    try:
+        parsed = read_session_statistics(path, tolerant=True)
+    except CorruptRepository as error:  # it cannot be opened
+        warn(f"{session}: {error}")
+        return {}, False
+    problems = list(parsed.damage)
+    if parsed.missing:
+        problems.append(f"truncated: no {', '.join(parsed.missing)}")
+    if problems:
+        warn(f"{session}: {path.name}: {'; '.join(problems)}")
+    return parsed.named_values, parsed.complete
+
+
+def _add_file_statistics(
+    tops: TopAccumulator,
+    path: Path,
+    cutoff: tuple[float, float, float] | None,
+    session: str,
+    warn: Callable[[str], None],
+) -> int | None:
+    """Add a file_statistics file to the top report; returns its number of rows (bad ones
+    included). A file cut short counts up to the cut; its problems are warnings."""
+    reader = iter_file_statistics(
+        path,
+        name=path.name,
+        allow_truncated=True,
+        on_truncated=lambda problem: warn(f"{session}: {problem}"),
+        skip_bad_rows=True,
+    )
+    try:
+        tops.add_session(reader.batches(), cutoff)
+    except CorruptRepository as error:  # it cannot be opened
+        warn(f"{session}: {error}")
+        return None
+    if reader.bad_rows:
+        warn(f"{session}: {path.name}: {reader.bad_rows} lines do not parse")
+    return reader.rows_read + reader.bad_rows
 
 
 def collect(
@@ -210,7 +258,6 @@ def collect(
             running += usage.increments.get(when, [0, 0])[0]
             cumulative[when] = running
 
-    separator = b"\0" if options.null_separator else b"\n"
     tops = TopAccumulator(options.minimum_ratio) if options.file_statistics else None
     reports: list[SessionReport] = []
     progress.start("reading session statistics", len(chosen))
@@ -222,21 +269,15 @@ def collect(
         if stats_path is None:
             warn(f"session {label}: no {SESSION_STATISTICS} file")
         else:
-            try:
-                parsed = read_session_statistics(stats_path)
-            except OSError as error:
-                warn(f"session {label}: {stats_path.name}: cannot read: {error.strerror}")
-            else:
-                values = parsed.values
-                complete = parsed.complete
-                for problem in parsed.problems:
-                    warn(f"session {label}: {stats_path.name}: {problem}")
+            values, complete = _session_values(stats_path, f"session {label}", warn)
 
         log_entries: int | None = None
         log_types: dict[str, int] = {}
         log_path = files.get((ERROR_LOG.encode(), when))
         if log_path is not None:
-            log_entries, log_types = _count_errors(log_path, separator, warnings, when)
+            log_entries, log_types = _count_errors(
+                log_path, options.null_separator, f"session {label}", warn
+            )
 
         lines: int | None = None
         if tops is not None:
@@ -244,15 +285,9 @@ def collect(
             if fs_path is None:
                 warn(f"session {label}: no {FILE_STATISTICS} file (the top report leaves it out)")
             else:
-                problems: list[str] = []
-                lines, bad = tops.add_session(
-                    iter_batches(fs_path, separator, problems.append),
-                    _cutoff(values, options.minimum_ratio),
+                lines = _add_file_statistics(
+                    tops, fs_path, _cutoff(values, options.minimum_ratio), f"session {label}", warn
                 )
-                for problem in problems:
-                    warn(f"session {label}: {fs_path.name}: {problem}")
-                if bad:
-                    warn(f"session {label}: {fs_path.name}: {bad} lines do not parse")
 
         slot = usage.increments.get(when, [0, 0]) if usage is not None else None
         reports.append(

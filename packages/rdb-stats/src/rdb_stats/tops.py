@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from rdb_format.metadata import unquote_path
+from rdb_format.statistics import FileStatRow
 
 Metric = Literal["source_size", "increment_size", "changed_files"]
 METRICS: tuple[Metric, ...] = ("source_size", "increment_size", "changed_files")
@@ -45,10 +45,10 @@ class TopAccumulator:
 
     def add_session(
         self,
-        batches: Iterable[list[bytes]],
+        batches: Iterable[list[FileStatRow]],
         cutoff: tuple[float, float, float] | None,
-    ) -> tuple[int, int]:
-        """Add one session's file_statistics records; returns (records, bad records).
+    ) -> None:
+        """Add one session's file_statistics rows (paths checked and unquoted).
 
         ``cutoff`` is (changed files, source size, increment size) already multiplied by the
         ratio, from the session's session_statistics. None (no usable session_statistics):
@@ -62,36 +62,20 @@ class TopAccumulator:
         held: list[tuple[bytes, list[int]]] = []
         inf = float("inf")
         c0, c1, c2 = cutoff if cutoff is not None else (inf, inf, inf)
-        count = bad = 0
         for batch in batches:
-            count += len(batch)
-            for record in batch:
-                parts = record.rsplit(b" ", 4)
-                if len(parts) != 5:
-                    bad += 1
-                    continue
-                name, changed, source, _mirror, increment = parts
-                try:
-                    values = [
-                        int(changed),
-                        0 if source == b"NA" else int(source),
-                        0 if increment == b"NA" else int(increment),
-                    ]
-                except ValueError:
-                    bad += 1
-                    continue
+            for row in batch:
+                name = row.path
+                values = [
+                    int(row.changed),
+                    row.source_size or 0,
+                    row.increment_size or 0,
+                ]
                 if name == b".":
                     root = vals[0]
                     root[0] += values[0]
                     root[1] += values[1]
                     root[2] += values[2]
                     continue
-                if b"\\" in name:
-                    try:
-                        name = unquote_path(name)
-                    except ValueError:
-                        bad += 1
-                        continue
                 key = name + b"/"
                 while top and not key.startswith(top):
                     done = vals.pop()
@@ -123,7 +107,6 @@ class TopAccumulator:
         self._keep(held, cutoff)
         self.cutoff = [c + n for c, n in zip(self.cutoff, cutoff, strict=True)]
         self.sessions += 1
-        return count, bad
 
     def _add(self, key: bytes, values: list[int]) -> None:
         total = self.kept.get(key)
