@@ -4,6 +4,9 @@
 repository (each unlink, rename or file replacement counts one); ``RDB_INCREMENT_TEST_KILL_AT=
 <point>`` kills when the removal reaches a named point (see ``POINTS``). Both are read once, at
 import; unset (the normal case) they cost one comparison per change.
+
+:class:`KillSwitch` is the mechanism, also used by rdb-mirror's ``testhooks`` with its own
+variables and points.
 """
 
 from __future__ import annotations
@@ -20,27 +23,37 @@ POINTS = (
     "rediffed",  # metadata re-diffed, the journal not yet removed
 )
 
-_AFTER = int(os.environ.get("RDB_INCREMENT_TEST_KILL_AFTER", "0") or 0)
-_AT = os.environ.get("RDB_INCREMENT_TEST_KILL_AT", "")
-_count = 0
-_lock = threading.Lock()
+
+class KillSwitch:
+    """SIGKILLs this process after the N-th :meth:`step` (``<prefix>_KILL_AFTER=N``) or at
+    the :meth:`point` named by ``<prefix>_KILL_AT``; both read once, here."""
+
+    def __init__(self, prefix: str) -> None:
+        self._after = int(os.environ.get(f"{prefix}_KILL_AFTER", "0") or 0)
+        self._at = os.environ.get(f"{prefix}_KILL_AT", "")
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def step(self) -> None:
+        """One more counted step."""
+        if self._after:
+            with self._lock:
+                self._count += 1
+                if self._count >= self._after:
+                    _die()
+
+    def point(self, name: str) -> None:
+        """The run reached ``name``."""
+        if self._at and name == self._at:
+            _die()
 
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def changed() -> None:
-    """The removal made one more change to the repository."""
-    global _count
-    if _AFTER:
-        with _lock:
-            _count += 1
-            if _count >= _AFTER:
-                _die()
-
-
-def point(name: str) -> None:
-    """The removal reached ``name``."""
-    if _AT and name == _AT:
-        _die()
+_switch = KillSwitch("RDB_INCREMENT_TEST")
+#: The removal made one more change to the repository.
+changed = _switch.step
+#: The removal reached a named point (one of ``POINTS``).
+point = _switch.point
