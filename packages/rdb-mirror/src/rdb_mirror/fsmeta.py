@@ -2,13 +2,13 @@
 
 Shared by the source side (reading) and the repository side and regress (writing). ACLs use
 pylibacl (``posix1e``) when it is installed; extended attributes use the ``os`` xattr calls.
-What a file system supports is probed at run time (:func:`probe`).
+What a file system supports is probed at run time (:func:`probe`). Reading EAs and ACLs is
+:mod:`rdb_increment.fsextras` (rdb-restore's ``compare`` reads them the same way).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import grp
 import os
 import pwd
@@ -17,22 +17,17 @@ import threading
 from dataclasses import dataclass
 from typing import Any, cast
 
-from rdb_format.eas_acls import ACLEntry, is_trivial_acl, parse_acl_entry
+from rdb_format.eas_acls import ACLEntry
 from rdb_format.metadata import Record, file_type_of, safe_name
-
-posix1e: Any
-try:  # pragma: no cover - depends on the machine
-    import posix1e as _posix1e
-
-    posix1e = _posix1e
-except ImportError:  # pragma: no cover
-    posix1e = None
+from rdb_increment.fsextras import IS_ROOT as IS_ROOT
+from rdb_increment.fsextras import UNSUPPORTED as _UNSUPPORTED
+from rdb_increment.fsextras import EAs as EAs
+from rdb_increment.fsextras import acl_text, posix1e
+from rdb_increment.fsextras import read_acl as read_acl
+from rdb_increment.fsextras import read_eas as read_eas
+from rdb_increment.fsextras import read_eas_and_acl as read_eas_and_acl
 
 Index = tuple[bytes, ...]
-EAs = tuple[tuple[bytes, bytes], ...]
-
-IS_ROOT = os.geteuid() == 0
-_UNSUPPORTED = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 def render(index: Index) -> bytes:
@@ -170,37 +165,6 @@ def probe(directory: bytes | str) -> Capabilities:
 # extended attributes
 
 
-def _keep_ea(name: str) -> bool:
-    if name.startswith("system."):
-        return False  # ACLs (kept separately) and file-system internals
-    return IS_ROOT or name.startswith("user.")
-
-
-def read_eas(path: bytes, names: list[str] | None = None) -> EAs:
-    """The extended attributes of ``path`` (not following symlinks), sorted by name;
-    ``names`` is its ``listxattr`` when the caller has it already."""
-    if names is None:
-        try:
-            names = os.listxattr(path, follow_symlinks=False)
-        except OSError as error:
-            if error.errno in _UNSUPPORTED or error.errno == errno.EPERM:
-                return ()
-            raise
-    out: list[tuple[bytes, bytes]] = []
-    for name in names:
-        if not _keep_ea(name):
-            continue
-        try:
-            value = os.getxattr(path, name, follow_symlinks=False)
-        except OSError as error:
-            if error.errno in (errno.ENODATA, *_UNSUPPORTED):
-                continue
-            raise
-        out.append((os.fsencode(name), value))
-    out.sort()
-    return tuple(out)
-
-
 def apply_eas(path: bytes, wanted: EAs) -> None:
     """Make ``path``'s extended attributes exactly ``wanted`` (symlinks: user EAs impossible)."""
     current = dict(read_eas(path))
@@ -218,38 +182,6 @@ def apply_eas(path: bytes, wanted: EAs) -> None:
 # ACLs
 
 
-def _parse_text(raw: bytes | str, default: bool) -> list[ACLEntry]:
-    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-    entries: list[ACLEntry] = []
-    for line in text.splitlines():
-        line = line.partition("#")[0].strip()
-        if line:
-            entry = parse_acl_entry(line)
-            if default and not entry.default:
-                entry = ACLEntry(entry.tag, entry.qualifier, entry.perms, True)
-            entries.append(entry)
-    return entries
-
-
-def read_acl(path: bytes, is_dir: bool) -> tuple[ACLEntry, ...]:
-    """The non-trivial ACL of ``path`` (access entries, then default ones), else ``()``."""
-    if posix1e is None:
-        return ()
-    try:
-        if not posix1e.has_extended(path):
-            return ()
-        entries = _parse_text(posix1e.ACL(file=path).to_any_text(), False)
-        if is_dir:
-            entries += _parse_text(posix1e.ACL(filedef=path).to_any_text(), True)
-    except OSError as error:
-        if error.errno in _UNSUPPORTED:
-            return ()
-        raise
-    if is_trivial_acl(entries):
-        return ()
-    return tuple(entries)
-
-
 def has_default_acl(directory: bytes) -> bool:
     """Whether files created in ``directory`` inherit an ACL (it has a default ACL)."""
     try:
@@ -257,34 +189,6 @@ def has_default_acl(directory: bytes) -> bool:
     except OSError:
         return False  # ENODATA (none), or no ACL support at all
     return True
-
-
-_ACL_NAMES = ("system.posix_acl_access", "system.posix_acl_default")
-
-
-def read_eas_and_acl(
-    path: bytes, is_dir: bool, *, eas: bool, acls: bool
-) -> tuple[EAs | None, tuple[ACLEntry, ...] | None]:
-    """:func:`read_eas` and :func:`read_acl` (None for what is not asked) from one
-    ``listxattr``: a POSIX ACL is stored, and listed, as a ``system.posix_acl_*`` attribute,
-    so an entry whose list has none has the trivial ACL and needs no ACL call at all."""
-    if not (eas or acls):
-        return None, None
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as error:
-        if error.errno not in _UNSUPPORTED and error.errno != errno.EPERM:
-            raise
-        names = []
-    found_eas = read_eas(path, names) if eas and names else (() if eas else None)
-    acl: tuple[ACLEntry, ...] | None = None
-    if acls:
-        acl = read_acl(path, is_dir) if any(n in _ACL_NAMES for n in names) else ()
-    return found_eas, acl
-
-
-def _acl_text(entries: list[ACLEntry]) -> str:
-    return "\n".join(f"{e.tag}:{e.qualifier}:{e.perms}" for e in entries) + "\n"
 
 
 def apply_acl(path: bytes | int, entries: tuple[ACLEntry, ...], mode: int, is_dir: bool) -> None:
@@ -295,12 +199,12 @@ def apply_acl(path: bytes | int, entries: tuple[ACLEntry, ...], mode: int, is_di
     access = [e for e in entries if not e.default]
     default = [e for e in entries if e.default]
     if access:
-        posix1e.ACL(text=_acl_text(access)).applyto(path)
+        posix1e.ACL(text=acl_text(access)).applyto(path)
     elif posix1e.has_extended(path):
         posix1e.ACL(mode=stat.S_IMODE(mode) & 0o777).applyto(path)
     if is_dir:
         if default:
-            posix1e.ACL(text=_acl_text(default)).applyto(path, posix1e.ACL_TYPE_DEFAULT)
+            posix1e.ACL(text=acl_text(default)).applyto(path, posix1e.ACL_TYPE_DEFAULT)
         else:
             with contextlib.suppress(OSError):
                 posix1e.delete_default(path)

@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
+from rdb_increment.testhooks import KillSwitch
 
 POINTS = (
     "marker-written",  # incremental: the new current_mirror marker is on disk
@@ -20,25 +19,8 @@ POINTS = (
     "regress-walked",  # regress: the mirror is restored, the failed marker not yet removed
 )
 
-_AFTER = int(os.environ.get("RDB_MIRROR_TEST_KILL_AFTER", "0") or 0)
-_AT = os.environ.get("RDB_MIRROR_TEST_KILL_AT", "")
-_count = 0
-
-
-def _die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def file_done() -> None:
-    """One more entry processed."""
-    global _count
-    if _AFTER:
-        _count += 1
-        if _count >= _AFTER:
-            _die()
-
-
-def point(name: str) -> None:
-    """The session reached ``name``."""
-    if _AT and name == _AT:
-        _die()
+_switch = KillSwitch("RDB_MIRROR_TEST")
+#: One more entry processed.
+file_done = _switch.step
+#: The session reached a named point (one of ``POINTS``).
+point = _switch.point
