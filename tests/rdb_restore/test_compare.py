@@ -16,8 +16,8 @@ import pytest
 from tests.interop.conftest import run_rdiff_backup
 from tests.rdb_restore.helpers import run_restore
 
+from rdb_increment.fsextras import posix1e
 from rdb_mirror.session import BackupOptions, backup
-from rdb_restore.extras import posix1e
 from rdb_restore.query import compare
 from rdb_restore.repo import open_repo
 

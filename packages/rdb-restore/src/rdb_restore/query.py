@@ -17,9 +17,10 @@ from typing import Literal
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_format.errors import CorruptRepository, SourceError
 from rdb_format.metadata import Record, file_type_of, path_key
+from rdb_increment.fsextras import read_acl, read_eas
 from rdb_increment.listing import increment_sizes
 from rdb_restore.content import Digest, hash_source, produce
-from rdb_restore.extras import local_acl, local_eas, same_acl
+from rdb_restore.extras import same_acl
 from rdb_restore.repo import FILE_FLAGS, Entry, Index, Repo, show
 from rdb_restore.restore import default_workers
 from rdb_restore.sources import Place, Sources, SourceTree
@@ -350,13 +351,9 @@ def _meta_differences(
     if kind == "dev" and record.device_num is not None and device != record.device_num[1:]:
         what.append("device")
     eas_recorded, acls_recorded = extras
-    if eas_recorded and local_eas(source) != entry.eas:
+    if eas_recorded and read_eas(source) != entry.eas:
         what.append("extended attributes")
-    if (
-        acls_recorded
-        and kind != "sym"
-        and not same_acl(local_acl(source, kind == "dir"), entry.acl)
-    ):
+    if acls_recorded and kind != "sym" and not same_acl(read_acl(source, kind == "dir"), entry.acl):
         what.append("ACL")
     return what
 

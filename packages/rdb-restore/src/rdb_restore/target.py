@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.errors import SourceError
 from rdb_format.metadata import Record
-from rdb_restore.extras import posix1e
+from rdb_increment.fsextras import acl_text, posix1e
 from rdb_restore.repo import DIR_FLAGS, EAs, Entry
 from rdb_restore.staging import Staging, remove_leftovers, stage
 
@@ -96,10 +96,6 @@ def _cached_id(cache: dict[str, int | None], name: str, lookup: Callable[[str], 
 Warn = Callable[[str], None]
 
 
-def _acl_text(entries: list[ACLEntry]) -> str:
-    return "".join(f"{e.tag}:{e.qualifier}:{e.perms}\n" for e in entries)
-
-
 def apply_acl(
     fd: int | str, acl: tuple[ACLEntry, ...], is_dir: bool, label: str, warn: Warn
 ) -> None:
@@ -113,10 +109,10 @@ def apply_acl(
     default = [e for e in acl if e.default]
     try:
         if access:
-            posix1e.ACL(text=_acl_text(access)).applyto(fd)
+            posix1e.ACL(text=acl_text(access)).applyto(fd)
         if is_dir and default:
             where = f"/proc/self/fd/{fd}" if isinstance(fd, int) else fd
-            posix1e.ACL(text=_acl_text(default)).applyto(where, posix1e.ACL_TYPE_DEFAULT)
+            posix1e.ACL(text=acl_text(default)).applyto(where, posix1e.ACL_TYPE_DEFAULT)
     except (OSError, ValueError, TypeError) as error:
         warn(f"{label}: ACL not restored ({error})")
 
