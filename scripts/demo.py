@@ -2,8 +2,9 @@
 
 First, rdb-mirror backs up a copy of sample/tree twice (session times faked with
 --current-time), with an edited chapter, a new file and a deleted one in between; the demo
-lists the sessions, shows what changed, and restores the first session (with rdiff-backup
-2.2.7 when its venv is there) to prove it comes back bit for bit.
+lists the sessions (rdb-restore list), shows what changed (rdb-restore list changed), and
+restores the first session with rdb-restore, and with rdiff-backup 2.2.7 when it is installed
+($RDB_RDIFF_BACKUP, else .venv-rdiff-backup), to prove it comes back bit for bit.
 
 Then it packs sample/tree into a tar (the basis), makes a "next version" of it with an
 edited chapter and a new file, then runs the installed `rdiff` command: signature of the old,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -50,15 +52,25 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def backup_demo() -> bool:
-    """Two rdb-mirror sessions of the sample tree; list them, show what changed, restore."""
-    from rdb_format.layout import Layout
-    from rdb_format.metadata import path_key
-    from rdb_format.metadata_diff import records_at
-    from rdb_format.repository import read_state
-    from rdb_format.timestamps import format_timestring
+def rdiff_backup_tool() -> Path | None:
+    """rdiff-backup 2.2.7: $RDB_RDIFF_BACKUP (as the tests), else the nox venv's."""
+    path = Path(os.environ.get("RDB_RDIFF_BACKUP") or ROOT / ".venv-rdiff-backup/bin/rdiff-backup")
+    return path if path.exists() else None
 
-    mirror = BIN / "rdb-mirror"
+
+def same_tree(original: Path, restored: Path) -> bool:
+    """Every regular file of ``original`` is in ``restored`` with the same bytes."""
+    return all(
+        (restored / p.relative_to(original)).read_bytes() == p.read_bytes()
+        for p in original.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    )
+
+
+def backup_demo() -> bool:
+    """Two rdb-mirror sessions of the sample tree; list them, show what changed, restore the
+    first with rdb-restore (and with rdiff-backup 2.2.7 when it is installed)."""
+    mirror, restore = BIN / "rdb-mirror", BIN / "rdb-restore"
     first, second = 1_700_000_000, 1_700_086_400
     with tempfile.TemporaryDirectory(prefix="rdb-demo-backup-") as tmp:
         t = Path(tmp)
@@ -72,45 +84,32 @@ def backup_demo() -> bool:
         (src / "notes" / "todo.txt").write_bytes(b"water the plants\n")
         (src / "empty.txt").unlink()
         subprocess.run([mirror, "--current-time", str(second), src, repo], check=True)
-        state = read_state(Layout(repo))
-        print("  sessions:", ", ".join(format_timestring(s) for s in state.sessions))
+        print(f"$ rdb-restore list {repo.name}")
+        subprocess.run([restore, "list", repo], check=True)
+        print(f"$ rdb-restore list changed --since {first} {repo.name}")
+        subprocess.run([restore, "list", "changed", "--since", str(first), repo], check=True)
         data = repo / "rdiff-backup-data"
-        old = {path_key(r.path): r for r in records_at(data, first)}
-        new = {path_key(r.path): r for r in records_at(data, second)}
-        for index in sorted(set(old) | set(new)):
-            name = (b"/".join(index) or b".").decode("utf-8", "backslashreplace")
-            if index not in old:
-                print(f"  new      {name}")
-            elif index not in new:
-                print(f"  deleted  {name}")
-            elif old[index] != new[index] and new[index].type != "dir":
-                print(f"  changed  {name}")
         increments = sorted(
             p.relative_to(data).as_posix()
             for p in data.rglob("*")
             if p.is_file() and p.parts[len(data.parts)] == "increments"
         )
-        print(f"  increments kept for the first session: {', '.join(increments)}")
-        rdiff_backup = ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
-        restored = t / "restored"
-        if rdiff_backup.exists():
-            subprocess.run(
-                [rdiff_backup, "restore", "--at", str(first), repo, restored],
-                check=True,
-                capture_output=True,
-            )
-            tool = "rdiff-backup 2.2.7"
-        else:
-            restored = repo  # no restorer yet: compare the current mirror instead
-            tool = "the mirror (rdiff-backup not installed)"
-        expected = SAMPLE if restored != repo else src
-        same = all(
-            (restored / p.relative_to(expected)).read_bytes() == p.read_bytes()
-            for p in expected.rglob("*")
-            if p.is_file() and not p.is_symlink()
+        print(f"increments kept for the first session: {', '.join(increments)}")
+        ours = t / "restored-by-rdb-restore"
+        subprocess.run([restore, "--quiet", "--at", str(first), repo, ours], check=True)
+        ok = same_tree(SAMPLE, ours)
+        print(f"first session restored by rdb-restore: identical to the original: {ok}")
+        tool = rdiff_backup_tool()
+        if tool is None:
+            print("first session by rdiff-backup 2.2.7: not checked (not installed)")
+            return ok
+        theirs = t / "restored-by-rdiff-backup"
+        subprocess.run(
+            [tool, "restore", "--at", str(first), repo, theirs], check=True, capture_output=True
         )
-        print(f"  first session restored by {tool}: identical to the original: {same}")
-        return same
+        same = same_tree(SAMPLE, theirs)
+        print(f"first session restored by rdiff-backup 2.2.7: identical to the original: {same}")
+        return ok and same
 
 
 def main() -> int:
