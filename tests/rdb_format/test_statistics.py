@@ -313,6 +313,31 @@ def test_batches_are_the_rows(tmp_path: Path) -> None:
     flat = [row for batch in batches for row in batch]
     assert flat == [parse_file_stat_row(line) for line in data.split(b"\n")[2:-1]]
     assert flat[-1] == FileStatRow(b"d/f\\49999 x", True, 49999, None, 49999)
+    tuples = [row for batch in iter_file_statistics(io.BytesIO(data)).tuples() for row in batch]
+    assert [FileStatRow(*row) for row in tuples] == flat
+
+
+def test_tuples_of_a_cut_file_with_bad_rows(tmp_path: Path) -> None:
+    """tuples() (rdb-stats' way) reads tolerantly as rows do: bad rows left out, the rows
+    before a gzip cut kept (read1: nothing decompressed before the cut is lost)."""
+    many = b"".join(b"file%d 1 %d NA %d\n" % (i, i, i) for i in range(20_000))
+    data = FILE_STATS_OBSERVED + b"../up 1 1 1 1\n" + many
+    path = tmp_path / "file_statistics.T.data.gz"
+    compressed = gzip.compress(data)
+    path.write_bytes(compressed[: len(compressed) * 3 // 4])
+    reader = iter_file_statistics(path, allow_truncated=True, skip_bad_rows=True)
+    got = [row for batch in reader.tuples() for row in batch]
+    assert reader.truncated and reader.bad_rows == 1
+    whole = gzip.GzipFile(fileobj=io.BytesIO(path.read_bytes()))
+    readable = b""
+    try:
+        while piece := whole.read1(1 << 16):
+            readable += piece
+    except EOFError:
+        pass
+    complete_rows = readable.count(b"\n") - 2 - 1  # the header lines and the bad row
+    assert len(got) == complete_rows > 10_000
+    assert got[6] == (b"file0", True, 0, None, 0)
 
 
 @pytest.mark.parametrize(

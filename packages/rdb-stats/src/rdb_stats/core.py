@@ -177,7 +177,7 @@ def _add_file_statistics(
         skip_bad_rows=True,
     )
     try:
-        tops.add_session(reader.batches(), cutoff)
+        tops.add_session(reader.tuples(), cutoff)
     except CorruptRepository as error:  # it cannot be opened
         warn(f"{session}: {error}")
         return None

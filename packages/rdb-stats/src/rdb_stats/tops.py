@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from rdb_format.statistics import FileStatRow
+from rdb_format.statistics import RowTuple
 
 Metric = Literal["source_size", "increment_size", "changed_files"]
 METRICS: tuple[Metric, ...] = ("source_size", "increment_size", "changed_files")
@@ -45,10 +45,11 @@ class TopAccumulator:
 
     def add_session(
         self,
-        batches: Iterable[list[FileStatRow]],
+        batches: Iterable[list[RowTuple]],
         cutoff: tuple[float, float, float] | None,
     ) -> None:
-        """Add one session's file_statistics rows (paths checked and unquoted).
+        """Add one session's file_statistics rows (paths checked and unquoted: rdb_format's
+        ``FileStatisticsReader.tuples()``).
 
         ``cutoff`` is (changed files, source size, increment size) already multiplied by the
         ratio, from the session's session_statistics. None (no usable session_statistics):
@@ -63,13 +64,8 @@ class TopAccumulator:
         inf = float("inf")
         c0, c1, c2 = cutoff if cutoff is not None else (inf, inf, inf)
         for batch in batches:
-            for row in batch:
-                name = row.path
-                values = [
-                    int(row.changed),
-                    row.source_size or 0,
-                    row.increment_size or 0,
-                ]
+            for name, changed, source, _mirror, increment in batch:
+                values = [int(changed), source or 0, increment or 0]
                 if name == b".":
                     root = vals[0]
                     root[0] += values[0]
