@@ -9,6 +9,7 @@ and each tool continues the other's repository.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -135,6 +136,17 @@ def test_a_long_quoted_name_goes_to_long_filename_data(tmp_path: Path) -> None:
     )  # fmt: skip
     assert listing.returncode == 0, listing.stderr
     assert listing.stdout.count('"time"') >= 4
+    sizes = subprocess.run(
+        [INCREMENT, "list", "--size", "--json", str(repo), os.fsdecode(LONG)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert sizes.returncode == 0, sizes.stderr
+    rows = json.loads(sizes.stdout)["sessions"]
+    assert [row["time"] for row in rows] == [session_time(n) for n in range(4)]
+    assert rows[-1]["current_mirror"]
+    assert rows[-1]["size"] == len(b"long name, third version\n")  # long_filename_data/N
+    # T0: the diff, T1: the snapshot of the deleted file, T2: its .missing (0 bytes)
+    assert rows[0]["size"] > 0 and rows[1]["size"] > 0 and rows[2]["size"] == 0
 
 
 def test_regress_removes_a_long_name_the_failed_session_added(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ under the mirror path (``rdiff-backup-data`` excluded); cumulative sizes add up 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -94,6 +95,10 @@ def entry_type(path: Path) -> EntryType:
         mode = os.lstat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            return "missing"
+        raise
     if stat.S_ISDIR(mode):
         return "directory"
     if stat.S_ISREG(mode):
@@ -112,7 +117,12 @@ def _inc_type(inc: IncrementFile) -> EntryType:
     return entry_type(inc.path)  # a snapshot: what it is on disk (regular or special)
 
 
-def _mirror_path(layout: Layout, quoting: Quoting, index: tuple[bytes, ...]) -> Path:
+def _mirror_path(
+    layout: Layout, quoting: Quoting, index: tuple[bytes, ...], long_mirror: int | None = None
+) -> Path:
+    """Where ``index``'s mirror copy is (``long_filename_data/N`` for AlternateMirrorName N)."""
+    if long_mirror is not None:
+        return layout.long_filename_dir / str(long_mirror)
     return layout.root.joinpath(*(os.fsdecode(p) for p in quoting.quote_path(index)))
 
 
@@ -195,11 +205,7 @@ def list_increments(
         )
         for inc in sorted(incs, key=lambda inc: (inc.time, inc.path.name))
     )
-    mirror_path = (
-        _mirror_path(layout, quoting, index)
-        if long_mirror is None
-        else layout.long_filename_dir / str(long_mirror)
-    )
+    mirror_path = _mirror_path(layout, quoting, index, long_mirror)
     mirror = ListedIncrement(current, entry_type(mirror_path), mirror_path.name, None)
     return IncrementListing(index, listed, mirror)
 
@@ -208,8 +214,12 @@ def _walk_sizes(top: Path, *, skip_data_dir: bool) -> Iterator[tuple[Path, os.st
     """Every entry under ``top`` (itself included), lstat'ed, without following symlinks."""
     try:
         top_st = os.lstat(top)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:  # a long name's place: it lives elsewhere
+            return
+        raise
     yield top, top_st
     if not stat.S_ISDIR(top_st.st_mode):
         return
@@ -237,8 +247,11 @@ def increment_sizes(
     mirror last, as rdiff-backup's ``list increments --size``."""
     layout, quoting, current = _open(repo)
     index = parse_index(path)
+    numbers, long_mirror = _long_names(layout, quoting, index, current)
     by_time: dict[int, int] = {}
-    for inc in find_increments(layout, index, quoting=quoting):
+    for inc in find_increments(layout, index, quoting=quoting) + _long_increments(
+        layout, quoting, numbers
+    ):
         by_time[inc.time] = by_time.get(inc.time, 0) + _lsize(inc.path)
     tree = layout.increments_dir.joinpath(*(os.fsdecode(p) for p in quoting.quote_path(index)))
     for entry, st in _walk_sizes(tree, skip_data_dir=False):
@@ -250,7 +263,7 @@ def increment_sizes(
             continue
         if name is not None:
             by_time[name.time] = by_time.get(name.time, 0) + st.st_size
-    mirror_root = _mirror_path(layout, quoting, index)
+    mirror_root = _mirror_path(layout, quoting, index, long_mirror)
     mirror_total = sum(st.st_size for _, st in _walk_sizes(mirror_root, skip_data_dir=not index))
     sizes = [SessionSize(current, mirror_total, mirror_total, current=True)]
     cumulative = mirror_total
