@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from tests.interop import trees
-from tests.rdb_mirror.helpers import differences, session_time
+from tests.rdb_mirror.helpers import differences, run_mirror, session_time
 
 from rdb_format.metadata import path_key
 from rdb_format.metadata_diff import records_at
@@ -115,3 +115,40 @@ def test_a_failed_copy_keeps_the_old_version(
     assert (repo / "big").read_bytes() == _data(2 * MIB, 5)  # the old copy stays
     assert differences(first, _restored(repo, session_time(1), tmp_path / "r")) == []
     assert not [name for name in os.listdir(repo / "rdiff-backup-data") if ".tmp." in name]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"RDB_MIRROR_TEST_KILL_AFTER": "2"},
+        {"RDB_MIRROR_TEST_KILL_AFTER": "4"},
+        {"RDB_MIRROR_TEST_KILL_AT": "before-commit"},
+    ],
+    ids=["after-2", "after-4", "before-commit"],
+)
+def test_killed_while_large_files_are_copied(env: dict[str, str], tmp_path: Path) -> None:
+    """SIGKILL with kernel copies in flight: the next run regresses (no staged copy left),
+    the previous session restores exactly, and the next session completes."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "a").write_bytes(b"a\n")
+    (src / "big").write_bytes(_data(4 * MIB, 7))
+    (src / "c").write_bytes(b"c\n")
+    first = trees.scan(src)
+    assert run_mirror("--current-time", session_time(0), src, repo).returncode == 0
+    (src / "big").write_bytes(_data(4 * MIB, 8))
+    os.utime(src / "big", (1_650_000_000, 1_650_000_000))
+    (src / "big2").write_bytes(_data(3 * MIB, 9))
+    (src / "d").write_bytes(b"d\n")
+    second = trees.scan(src)
+    killed = run_mirror("--current-time", session_time(1), src, repo, env=env)
+    assert killed.returncode == -9, killed.stderr
+    regress = run_mirror("--regress", repo)
+    assert regress.returncode == 0, regress.stderr
+    data = repo / "rdiff-backup-data"
+    assert not [name for name in os.listdir(data) if name.startswith("rdiff-backup.tmp")]
+    assert differences(first, _restored(repo, session_time(0), tmp_path / "r0")) == []
+    assert run_mirror("--current-time", session_time(2), src, repo).returncode == 0
+    assert differences(second, _restored(repo, session_time(2), tmp_path / "r2")) == []
+    assert differences(first, _restored(repo, session_time(0), tmp_path / "r0b")) == []
+    assert check(repo).problems == []
