@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -44,6 +43,8 @@ def open_temp(directory: PathArg, mode: int = 0o600) -> tuple[int, Path]:
 
     O_EXCL|O_CLOEXEC; the caller closes the fd and renames, links or removes the file.
     """
+    import secrets  # here: its import (hmac, hashlib) is start-up cost for readers
+
     directory = Path(directory)
     for _ in range(100):
         candidate = directory / f"{TEMP_PREFIX}{secrets.randbelow(10**12)}"

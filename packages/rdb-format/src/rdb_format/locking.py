@@ -23,7 +23,6 @@ import fcntl
 import os
 import re
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +91,8 @@ def read_owner(path: Path) -> LockOwner | None:
 
 
 def _this_host() -> str:
+    import socket  # here: ~10 ms of start-up that only a writer needs
+
     return socket.gethostname()
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import operator
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -573,8 +574,10 @@ def iter_records(source: BinaryIO | PathArg, *, name: str | None = None) -> Iter
     truncated, garbled, out of range or out of order.
     """
     with opened_source(source, name) as (stream, label):
-        for raw in _parse(stream, label):
-            yield raw[1]
+        yield from map(_RECORD_OF, _parse(stream, label))
+
+
+_RECORD_OF: Final = operator.itemgetter(1)
 
 
 class RawRecord(NamedTuple):
@@ -639,6 +642,15 @@ _CANONICAL: Final = re.compile(
     rb"(  Uid " + _NUM + rb"\n  Uname ([^\n]+)\n  Gid " + _NUM + rb"\n  Gname ([^\n]+)\n"
     rb"  Permissions " + _NUM + rb"\n)"
     rb"(?:  Alternate(Mirror|Increment)Name " + _NUM + rb"\n)?"
+)
+# The two commonest shapes (a regular file without hard links, a directory) in one pattern
+# with five groups, the record end included (the next "File " or the end of the block): most
+# records are built from it with a few operations (_common); the rest go through _CANONICAL.
+_COMMON: Final = re.compile(
+    rb"File ([^\n\\]+)\n  Type (?:reg\n  Size " + _NUM + rb"\n(?:  SHA1Digest ([0-9a-f]{40})\n)?"
+    rb"|dir\n)  ModTime (0|-?[1-9][0-9]*)\n"
+    rb"(  Uid [^\n]+\n  Uname [^\n]+\n  Gid [^\n]+\n  Gname [^\n]+\n  Permissions [^\n]+\n)"
+    rb"(?=File |\Z)"
 )
 _tuple_new: Final = tuple.__new__
 # The owner lines (Uid to Permissions) seen so far, read once: (uid, uname, gid, gname, perms),
@@ -755,11 +767,32 @@ def _canonical(match: re.Match[bytes]) -> RawRecord | None:
     return _tuple_new(RawRecord, (key, record, match.group()))
 
 
+def _common(match: re.Match[bytes]) -> RawRecord | None:
+    """The record of a :data:`_COMMON` match; None if anything needs a closer look."""
+    path, size, sha1, mod_time, owner_text = match.groups()
+    owner = _OWNERS.get(owner_text)  # a new owner block: _canonical reads it once
+    if owner is None or len(mod_time) > 18 or b"\0" in path:
+        return None
+    key = () if path == b"." else tuple(path.split(b"/"))
+    if b"" in key or b"." in key or b".." in key:
+        return None
+    if size is None:  # a directory
+        fields: tuple[object, ...] = (path, "dir", None, None, None, None, None, None, None)
+    elif len(size) > 18:
+        return None
+    else:
+        digest = None if sha1 is None else sha1.decode("ascii")
+        fields = (path, "reg", int(size), None, None, None, None, None, digest)
+    record = _tuple_new(Record, (*fields, None, None, int(mod_time), *owner, None, None))
+    return _tuple_new(RawRecord, (key, record, match.group()))
+
+
 def _parse(stream: BinaryIO, label: str) -> Iterator[RawRecord]:
     last_key: tuple[bytes, ...] | None = None
     number = 0  # records so far
     first = True
     match_canonical = _CANONICAL.match
+    match_common = _COMMON.match
     for block in iter_blocks(stream, label, b"\nFile "):
         if first:
             first = False
@@ -778,15 +811,20 @@ def _parse(stream: BinaryIO, label: str) -> Iterator[RawRecord]:
         position = 0
         while position < end:
             number += 1
-            match = match_canonical(block, position)
             raw = None
+            match = match_common(block, position)  # the commonest shapes, whole records
             if match is not None:
+                raw = _common(match)
                 after = match.end()
-                if after == end or block.startswith(b"File ", after):
-                    try:
-                        raw = _canonical(match)
-                    except ValueError:  # a number out of range: the general parser says so
-                        raw = None
+            if raw is None:
+                match = match_canonical(block, position)
+                if match is not None:
+                    after = match.end()
+                    if after == end or block.startswith(b"File ", after):
+                        try:
+                            raw = _canonical(match)
+                        except ValueError:  # a number out of range: the general parser says so
+                            raw = None
             if raw is None:
                 after = block.find(b"\nFile ", position)
                 after = end if after < 0 else after + 1

@@ -15,19 +15,11 @@ subclasses carrying exit codes. Main entry points::
     remove_sessions(repo, RetentionPolicy(keep_daily=7, keep_weekly=5), RemoveOptions(force=True))
 """
 
-from rdb_increment.deltas import DeltaSummary, read_delta
-from rdb_increment.listing import (
-    IncrementListing,
-    ListedIncrement,
-    SessionSize,
-    byte_summary,
-    format_listing,
-    format_parsable,
-    format_sizes,
-    increment_sizes,
-    list_increments,
-    parse_index,
-)
+from typing import TYPE_CHECKING
+
+from rdb_format.lazy import lazy_exports
+
+# eager: 'rebuild' is also a submodule's name (see rdb_format.lazy); restore needs it anyway
 from rdb_increment.rebuild import (
     IncrementFile,
     RebuildPlan,
@@ -37,24 +29,39 @@ from rdb_increment.rebuild import (
     rebuild,
     rebuild_at,
 )
-from rdb_increment.remove import JOURNAL, RemoveOptions, RemoveResult, remove_sessions
-from rdb_increment.sessions import RemovalPlan, RetentionPolicy, Window, plan_removal
-from rdb_increment.tree import LongNameMirrors, PathIncrements, root_increments, walk_increments
-from rdb_increment.writer import (
-    DEFAULT_NO_COMPRESSION_REGEXP,
-    IncrementError,
-    IncrementExists,
-    IncrementJob,
-    IncrementOptions,
-    IncrementOutcome,
-    IncrementProgress,
-    IncrementWriter,
-    NullProgress,
-    Plan,
-    WrittenIncrement,
-    block_size_for,
-    choose_kind,
-)
+
+if TYPE_CHECKING:
+    from rdb_increment.deltas import DeltaSummary, read_delta
+    from rdb_increment.listing import (
+        IncrementListing,
+        ListedIncrement,
+        SessionSize,
+        byte_summary,
+        format_listing,
+        format_parsable,
+        format_sizes,
+        increment_sizes,
+        list_increments,
+        parse_index,
+    )
+    from rdb_increment.remove import JOURNAL, RemoveOptions, RemoveResult, remove_sessions
+    from rdb_increment.sessions import RemovalPlan, RetentionPolicy, Window, plan_removal
+    from rdb_increment.tree import LongNameMirrors, PathIncrements, root_increments, walk_increments
+    from rdb_increment.writer import (
+        DEFAULT_NO_COMPRESSION_REGEXP,
+        IncrementError,
+        IncrementExists,
+        IncrementJob,
+        IncrementOptions,
+        IncrementOutcome,
+        IncrementProgress,
+        IncrementWriter,
+        NullProgress,
+        Plan,
+        WrittenIncrement,
+        block_size_for,
+        choose_kind,
+    )
 
 __version__ = "0.1.0"
 __all__ = [
@@ -103,3 +110,58 @@ __all__ = [
     "root_increments",
     "walk_increments",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "rdb_increment.deltas": (
+            "DeltaSummary",
+            "read_delta",
+        ),
+        "rdb_increment.listing": (
+            "IncrementListing",
+            "ListedIncrement",
+            "SessionSize",
+            "byte_summary",
+            "format_listing",
+            "format_parsable",
+            "format_sizes",
+            "increment_sizes",
+            "list_increments",
+            "parse_index",
+        ),
+        "rdb_increment.remove": (
+            "JOURNAL",
+            "RemoveOptions",
+            "RemoveResult",
+            "remove_sessions",
+        ),
+        "rdb_increment.sessions": (
+            "RemovalPlan",
+            "RetentionPolicy",
+            "Window",
+            "plan_removal",
+        ),
+        "rdb_increment.tree": (
+            "LongNameMirrors",
+            "PathIncrements",
+            "root_increments",
+            "walk_increments",
+        ),
+        "rdb_increment.writer": (
+            "DEFAULT_NO_COMPRESSION_REGEXP",
+            "IncrementError",
+            "IncrementExists",
+            "IncrementJob",
+            "IncrementOptions",
+            "IncrementOutcome",
+            "IncrementProgress",
+            "IncrementWriter",
+            "NullProgress",
+            "Plan",
+            "WrittenIncrement",
+            "block_size_for",
+            "choose_kind",
+        ),
+    },
+)

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -36,14 +36,15 @@ from rdb_increment.listing import (
     list_increments,
     parse_index,
 )
-from rdb_increment.remove import RemoveOptions, RemoveResult, remove_sessions
-from rdb_increment.sessions import RetentionPolicy
 from rdb_increment.writer import (
     DEFAULT_NO_COMPRESSION_REGEXP,
     IncrementOptions,
     IncrementWriter,
     WrittenIncrement,
 )
+
+if TYPE_CHECKING:  # 'remove' is imported when it runs (it is the largest module here)
+    from rdb_increment.remove import RemoveResult
 
 app = make_app(name="rdb-increment")
 
@@ -413,6 +414,9 @@ def remove_cmd(
 
     Deletes the increments, metadata, statistics and error logs of the sessions that go.
     """
+    from rdb_increment.remove import RemoveOptions, remove_sessions
+    from rdb_increment.sessions import RetentionPolicy
+
     policy = RetentionPolicy(
         older_than=older_than,
         keep_last=keep,
