@@ -123,11 +123,17 @@ def test_a_failed_restore_leaves_neither_target_nor_staging(
     sentinel.assert_untouched()
 
 
-def test_target_filled_meanwhile_is_kept(
-    mirror_repo_master: MirrorRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("planted", ["directory", "symlink"])
+def test_target_appearing_meanwhile_is_kept(
+    mirror_repo_master: MirrorRepo,
+    sentinel: Sentinel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    planted: str,
 ) -> None:
-    """If TARGET gets content while the restore runs, the rename fails: TARGET is kept as it
-    is, the staging directory is removed, exit 15 names TARGET."""
+    """If TARGET appears while the restore runs (a directory with content, or a symlink to a
+    directory outside), the final rename fails without following anything: TARGET is kept as
+    it is, the staging directory is removed, exit 15 names TARGET."""
     from rdb_format.errors import SourceError
     from rdb_restore import writer as writer_module
 
@@ -137,9 +143,12 @@ def test_target_filled_meanwhile_is_kept(
     original = writer_module.TreeWriter.pop
 
     def pop_and_interfere(self: writer_module.TreeWriter, frame: writer_module.Frame) -> None:
-        if frame is self.top and not target.exists():
-            target.mkdir()
-            (target / "theirs").write_bytes(b"x")
+        if frame is self.top and not os.path.lexists(target):
+            if planted == "directory":
+                target.mkdir()
+                (target / "theirs").write_bytes(b"x")
+            else:
+                target.symlink_to(sentinel.path)
         original(self, frame)
 
     monkeypatch.setattr(writer_module.TreeWriter, "pop", pop_and_interfere)
@@ -147,8 +156,12 @@ def test_target_filled_meanwhile_is_kept(
         restore(str(mirror_repo_master.path), str(target))
     assert str(target) in str(raised.value)
     assert raised.value.exit_code == 15
-    assert os.listdir(target) == ["theirs"]
+    if planted == "directory":
+        assert os.listdir(target) == ["theirs"]
+    else:
+        assert os.readlink(target) == str(sentinel.path)
     assert partials(outputs) == []
+    sentinel.assert_untouched()
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o777])
