@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.rdb_mirror.helpers import run_mirror, session_time
+from tests.rdb_mirror.helpers import AS_A_USER, run_mirror, session_time
 
 from rdb_format.layout import Layout
 from rdb_format.locking import WriterLock
@@ -48,21 +48,12 @@ def test_source_is_a_file(tmp_path: Path) -> None:
     assert not (tmp_path / "repo").exists()
 
 
-#: As root, run without the capabilities that bypass permission checks (util-linux setpriv).
-_NO_OVERRIDE = "-dac_override,-dac_read_search"
-_AS_A_USER = (
-    ["setpriv", f"--inh-caps={_NO_OVERRIDE}", f"--bounding-set={_NO_OVERRIDE}"]
-    if os.geteuid() == 0
-    else []
-)
-
-
 def test_source_unreadable(tmp_path: Path) -> None:
     src = _tree(tmp_path)
     src.chmod(0)
     try:
         proc = subprocess.run(
-            [*_AS_A_USER, sys.executable, "-m", "rdb_mirror", str(src), str(tmp_path / "repo")],
+            [*AS_A_USER, sys.executable, "-m", "rdb_mirror", str(src), str(tmp_path / "repo")],
             capture_output=True,
             text=True,
             timeout=120,

@@ -11,6 +11,7 @@ says whose it was:
 
 The next restore into the same TARGET removes such leftovers whose process is gone (a real
 directory only: a symlink of that name is never followed, nor removed), and says so.
+An empty TARGET in a parent we may not write in is not staged (see :mod:`rdb_restore.target`).
 """
 
 from __future__ import annotations
@@ -115,8 +116,12 @@ def _make_writable(parent_fd: int, name: bytes) -> None:
 def remove_leftovers(parent_fd: int, final: bytes) -> list[bytes]:
     """Remove the staging directories of earlier restores into ``final`` whose process is
     gone; their names."""
-    removed = []
-    for raw in os.listdir(parent_fd):
+    removed: list[bytes] = []
+    try:
+        names = os.listdir(parent_fd)
+    except OSError:
+        return removed  # a parent we may not list (or opened O_PATH): none to be seen
+    for raw in names:
         name = os.fsencode(raw)
         pid = _owner_pid(name, final)
         if pid is None or pid == os.getpid() or _alive(pid):

@@ -292,11 +292,25 @@ class TargetDir:
     removed_leftovers: list[bytes] = field(default_factory=list)
 
 
-def _staged(target: str) -> TargetDir:
-    """A staging directory next to the new or empty TARGET (see :mod:`rdb_restore.staging`)."""
+#: a staging directory cannot be made next to TARGET (its parent is not ours to write in)
+_NO_STAGING = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _open_parent(parent: str) -> int:
+    """TARGET's parent directory; opened ``O_PATH`` when we may search and write it but not
+    list it (mode ``0311``): leftovers cannot be seen then, staging still works."""
+    try:
+        return os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except PermissionError:
+        return os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _staged(target: str, *, exists: bool) -> TargetDir | None:
+    """A staging directory next to the new or empty TARGET (see :mod:`rdb_restore.staging`).
+    None: TARGET ``exists`` (empty) but its parent is not writable, so it is filled in place."""
     parent = os.path.dirname(os.path.abspath(target))
     try:
-        parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        parent_fd = _open_parent(parent)
     except FileNotFoundError:
         raise SourceError("its parent directory does not exist", path=target) from None
     except OSError as error:
@@ -307,6 +321,13 @@ def _staged(target: str) -> TargetDir:
         final = os.fsencode(os.path.basename(os.path.abspath(target)))
         removed = remove_leftovers(parent_fd, final)
         staging = stage(target, parent_fd)
+    except OSError as error:
+        os.close(parent_fd)
+        if exists and error.errno in _NO_STAGING:
+            return None
+        raise SourceError(
+            f"cannot create it in its parent directory: {error.strerror}", path=target
+        ) from None
     except BaseException:
         os.close(parent_fd)
         raise
@@ -332,9 +353,13 @@ def prepare_target_dir(target: str, *, force: bool) -> TargetDir:
     try:
         st = os.lstat(target)
     except FileNotFoundError:
-        return _staged(target)
+        staged = _staged(target, exists=False)
+        assert staged is not None
+        return staged
     if stat.S_ISDIR(st.st_mode) and _replaceable(target, st):
-        return _staged(target)
+        staged = _staged(target, exists=True)
+        if staged is not None:
+            return staged
     if stat.S_ISLNK(st.st_mode):
         with contextlib.suppress(OSError):
             st = os.stat(target)
