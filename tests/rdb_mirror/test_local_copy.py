@@ -9,7 +9,9 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.interop import trees
@@ -17,7 +19,7 @@ from tests.rdb_mirror.helpers import differences, run_mirror, session_time
 
 from rdb_format.metadata import path_key
 from rdb_format.metadata_diff import records_at
-from rdb_mirror import BackupOptions, backup, repo_side
+from rdb_mirror import BackupOptions, backup, repo_side, source
 from rdb_mirror.check import check
 
 RESTORE = str(Path(sys.executable).parent / "rdb-restore")
@@ -115,6 +117,45 @@ def test_a_failed_copy_keeps_the_old_version(
     assert (repo / "big").read_bytes() == _data(2 * MIB, 5)  # the old copy stays
     assert differences(first, _restored(repo, session_time(1), tmp_path / "r")) == []
     assert not [name for name in os.listdir(repo / "rdiff-backup-data") if ".tmp." in name]
+
+
+def test_a_file_changed_after_it_was_hashed_while_it_is_copied_is_not_updated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source side has hashed the file and found it unchanged, but the kernel copy reads
+    it after a writer changed it: the SHA1 recorded would not be the mirror copy's. The file
+    is not updated (one error naming it), and what is recorded is what the mirror holds."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "big").write_bytes(_data(2 * MIB, 5))
+    first = trees.scan(src)
+    assert backup(src, repo, BackupOptions(current_time=session_time(0))).errors == []
+    (src / "big").write_bytes(_data(2 * MIB, 6))
+    os.utime(src / "big", (1_650_000_000, 1_650_000_000))
+
+    hashed = threading.Event()
+    real_end, real_copy = source._end, repo_side._copy_in_kernel
+
+    def end_then_signal(*args: Any) -> None:
+        real_end(*args)
+        hashed.set()
+
+    def copy_after_a_write(fd: int, target: int) -> int:
+        assert hashed.wait(60)  # ContentEnd sent: the SHA1 is that of _data(2 MiB, 6)
+        with open(src / "big", "r+b") as writer:
+            writer.write(b"written meanwhile")
+        return real_copy(fd, target)
+
+    monkeypatch.setattr(source, "_end", end_then_signal)
+    monkeypatch.setattr(repo_side, "_copy_in_kernel", copy_after_a_write)
+    result = backup(src, repo, BackupOptions(current_time=session_time(1)))
+    assert len(result.errors) == 1 and "changed while being read" in result.errors[0]
+    records = {path_key(r.path): r for r in records_at(repo / "rdiff-backup-data", session_time(1))}
+    mirrored = (repo / "big").read_bytes()
+    assert records[(b"big",)].sha1_digest == hashlib.sha1(mirrored).hexdigest()
+    assert mirrored == _data(2 * MIB, 5)  # the old copy stays
+    assert differences(first, _restored(repo, session_time(1), tmp_path / "r")) == []
+    assert check(repo).problems == []
 
 
 @pytest.mark.parametrize(

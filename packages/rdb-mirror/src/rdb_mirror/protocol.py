@@ -37,6 +37,7 @@ In process the channels are queues (:class:`QueueChannel`); over ssh they are an
 
 from __future__ import annotations
 
+import os
 import queue
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -81,6 +82,10 @@ Index = tuple[bytes, ...]
 
 #: (size, mtime_ns, ctime_ns, inode): what must not change while a file is read.
 StatKey = tuple[int, int, int, int]
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,9 @@ from rdb_mirror.protocol import (
     RepositoryMessage,
     Sender,
     SourceMessage,
+    StatKey,
     WalkDone,
+    stat_key,
 )
 from rdb_mirror.workers import Cancelled, Job, Workers
 
@@ -83,6 +85,7 @@ T = TypeVar("T")
 HELD_BYTES = 16 << 20
 HELD_FILE = 256 << 10
 _STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+CHANGED_WHILE_READ = "changed while being read; not updated"
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
 
 
@@ -107,17 +110,23 @@ def _copy_in_kernel(source: int, target: int) -> int:
 
 class _KernelCopy:
     """A large requested file copied into its staged file on the pool (:class:`LocalFile`):
-    the job owns both descriptors and closes them."""
+    the job owns both descriptors and closes them. The source side's SHA1 is of the bytes it
+    read; the copy may end later, so the file must still have ``expected`` (its stat key)
+    when the copy is done, else the copy may hold other bytes than those hashed."""
 
-    __slots__ = ("_fds", "job")
+    __slots__ = ("_expected", "_fds", "job")
 
-    def __init__(self, pool: Workers, source: int, target: int) -> None:
+    def __init__(self, pool: Workers, source: int, target: int, expected: StatKey) -> None:
         self._fds = [source, target]
+        self._expected = expected
         self.job = pool.submit(self._run)
 
     def _run(self) -> int:
         try:
-            return _copy_in_kernel(self._fds[0], self._fds[1])
+            copied = _copy_in_kernel(self._fds[0], self._fds[1])
+            if stat_key(os.fstat(self._fds[0])) != self._expected:
+                raise OSError(errno.ESTALE, CHANGED_WHILE_READ)
+            return copied
         finally:
             self._close()
 
@@ -683,7 +692,8 @@ class RepositorySide:
         except BaseException:
             os.close(message.fd)
             raise
-        item.copy = _KernelCopy(self._pool, message.fd, target)
+        assert item.entry is not None
+        item.copy = _KernelCopy(self._pool, message.fd, target, item.entry.stat_key)
 
     def _content_end(self, message: ContentEnd) -> None:
         item = self._answered(message.request, last=True)
@@ -752,7 +762,7 @@ class RepositorySide:
         if item.copy is not None:
             copy, item.copy = item.copy, None
             if copy.wait() != item.size:
-                raise OSError(errno.ESTALE, "changed while being read; not updated")
+                raise OSError(errno.ESTALE, CHANGED_WHILE_READ)
         if item.delta:
             assert item.staged is not None and item.sha1 is not None
             delta, target = item.staged, temp_path(self.layout.data_dir)

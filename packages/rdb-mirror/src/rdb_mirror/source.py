@@ -46,8 +46,8 @@ from rdb_mirror.protocol import (
     Sender,
     SignatureChunk,
     SourceMessage,
-    StatKey,
     WalkDone,
+    stat_key,
 )
 from rdb_mirror.workers import Workers
 from rdiff.errors import RdiffError
@@ -88,10 +88,6 @@ class SourceOptions:
     window: int = 4096  # entries the walk may run ahead of the repository side
     #: in process: hand a large file's descriptor over (LocalFile) instead of its chunks
     local_copy: bool = False
-
-
-def stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 class _Credits:
