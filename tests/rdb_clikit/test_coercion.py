@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Annotated
 
 import pytest
 import typer
+from tests.unprivileged import AS_A_USER
 
 from rdb_clikit.coercion import FastConversion, install
 from rdb_clikit.options import make_app
@@ -91,14 +91,38 @@ def test_every_parameter_gets_the_fast_converter_and_help_too() -> None:
     assert isinstance(help_option._runtime_param, FastConversion)  # type: ignore[union-attr]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_an_unreadable_path_is_left_to_typer(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_unreadable_path_is_left_to_typer(tmp_path: Path) -> None:
+    """Run without the permission-override capabilities (as root too: never skipped)."""
     secret = tmp_path / "secret"
     secret.mkdir(mode=0)
-    assert run(make([]), argv=["x", str(secret)]) == 2
-    assert "is not readable" in capsys.readouterr().err
+    code = (
+        "import sys\n"
+        "from tests.rdb_clikit.test_coercion import make\n"
+        "from rdb_clikit.run import run\n"
+        "sys.exit(run(make([]), argv=['x', sys.argv[1]]))\n"
+    )
+    proc = subprocess.run(
+        [*AS_A_USER, sys.executable, "-c", code, str(secret)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "is not readable" in proc.stderr
+
+
+def test_anything_else_typer_asks_of_its_converter_is_typers_own() -> None:
+    """A later typer may call another method of its converter (or pass its arguments
+    otherwise): it then gets its own converter's answer, not an AttributeError."""
+    command = typer.main.get_command(make([]))
+    install(command)
+    count = next(p for p in command.params if p.name == "count")
+    ctx = command.make_context("rdb-demo", ["x"])
+    assert count.get_runtime_param().coerce("6", count, ctx) == 6  # type: ignore[attr-defined]
+    assert count._runtime_param._coerce_value("7", param=count, ctx=ctx) == 7  # type: ignore[attr-defined]
+    assert not isinstance(count._runtime_param, FastConversion)  # type: ignore[attr-defined]
+    assert count.get_runtime_param().coerce("8", param=count, ctx=ctx) == 8  # type: ignore[attr-defined]
 
 
 def test_a_plain_run_does_not_import_pydantic() -> None:

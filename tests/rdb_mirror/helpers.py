@@ -14,15 +14,6 @@ from tests.interop import trees
 T0 = 1_700_000_000
 STEP = 3_600
 
-#: A command prefix: as root, run without the capabilities that bypass permission checks
-#: (util-linux setpriv), so that a mode denies access as it would to a user.
-_NO_OVERRIDE = "-dac_override,-dac_read_search"
-AS_A_USER = (
-    ["setpriv", f"--inh-caps={_NO_OVERRIDE}", f"--bounding-set={_NO_OVERRIDE}"]
-    if os.geteuid() == 0
-    else []
-)
-
 
 def session_time(n: int) -> int:
     return T0 + n * STEP

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.rdb_mirror.helpers import AS_A_USER, run_mirror, session_time
+from tests.rdb_mirror.helpers import run_mirror, session_time
+from tests.unprivileged import AS_A_USER
 
 from rdb_format.layout import Layout
 from rdb_format.locking import WriterLock

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from tests.interop import trees
-from tests.rdb_mirror.helpers import AS_A_USER, differences
+from tests.rdb_mirror.helpers import differences
 from tests.rdb_restore.conftest import MirrorRepo, Sentinel
 from tests.rdb_restore.helpers import metadata_snapshot, rewrite_gzip, run_restore
+from tests.unprivileged import AS_A_USER
 
 from rdb_mirror import session as mirror
 from rdb_restore import restore

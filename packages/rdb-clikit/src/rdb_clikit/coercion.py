@@ -11,8 +11,11 @@ listed here) goes to typer's own conversion, which builds its adapter as before:
 spellings and error messages stay typer's.
 
 This relies on typer's ``_TyperParameter`` keeping its lazily built converter in
-``_runtime_param`` (typer >= 0.26); with a typer that does not, nothing is installed and typer
-converts every value itself (correct, only slower).
+``_runtime_param`` (typer >= 0.26) and calling its ``coerce(value, param=..., ctx=...)``; with
+a typer that has no ``_runtime_param``, nothing is installed and typer converts every value
+itself (correct, only slower); one that asks its converter for anything else gets typer's own
+converter's answer (:meth:`FastConversion.__getattr__`). tests/rdb_clikit/test_coercion.py
+compares the values and messages with the installed typer's own.
 """
 
 from __future__ import annotations
@@ -104,23 +107,36 @@ def convert(annotation: Any, info: Any, value: object) -> Any:
 
 
 class FastConversion:
-    """Stands in for typer's converter of one parameter until a value needs typer's."""
+    """Stands in for typer's converter of one parameter until a value needs typer's.
+
+    Only ``coerce(value, ...)`` is answered here; anything else typer may ask of its converter
+    (another method, in a later typer) goes to typer's own, built then, as does every value
+    not converted here."""
 
     def __init__(self, parameter: Any) -> None:
         self._parameter = parameter
 
-    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
-        multiple = param.multiple or param.nargs == -1
+    def _typers(self) -> Any:
+        """Hand this parameter back to typer for good: it builds its own converter now."""
+        self._parameter._runtime_param = None
+        return self._parameter.get_runtime_param()
+
+    def coerce(self, value: Any, *args: Any, **kwargs: Any) -> Any:
+        parameter = self._parameter
+        multiple = parameter.multiple or parameter.nargs == -1
         if value is None:
             return () if multiple else None  # as typer's converter answers
         if not (multiple and isinstance(value, str)):
-            descriptor = param.type_descriptor
+            descriptor = parameter.type_descriptor
             result = convert(descriptor.annotation, descriptor.parameter_info, value)
             if result is not _UNSURE:
                 return result
-        # Hand this parameter back to typer for good: it builds its own converter now.
-        self._parameter._runtime_param = None
-        return self._parameter.get_runtime_param().coerce(value, param=param, ctx=ctx)
+        return self._typers().coerce(value, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_parameter":
+            raise AttributeError(name)
+        return getattr(self._typers(), name)
 
 
 def _install_one(parameter: Any) -> None:
