@@ -154,10 +154,11 @@ def run_startup(repeat: int, envs: dict[str, dict[str, str]], work: Path) -> lis
     runs: list[tuple[str, str, list[str], dict[str, str]]] = []  # (case, column, argv, env)
     for what, ours, theirs in cases:
         for column, env in envs.items():
+            argv = ours
             if ours[-1].endswith("mirror-repo"):  # one repository per column: a session a second
-                ours = [*ours[:-1], f"{ours[-1]}-{column}"]
-                subprocess.run(ours, env=env, check=True, capture_output=True)  # the first one
-            runs.append((what, column, ours, env))
+                argv = [*ours[:-1], f"{ours[-1]}-{column}"]
+                subprocess.run(argv, env=env, check=True, capture_output=True)  # the first one
+            runs.append((what, column, argv, env))
         if theirs is not None:
             if theirs[-1].endswith("rb-repo"):
                 subprocess.run(theirs, env=plain, check=True, capture_output=True)
@@ -171,7 +172,8 @@ def run_startup(repeat: int, envs: dict[str, dict[str, str]], work: Path) -> lis
         for what, column, argv, env in runs:
             wall, cpu, status = timed(argv, env)
             if status not in (0, 3):
-                raise SystemExit(f"{' '.join(argv)}: exit status {status}")
+                again = subprocess.run(argv, env=env, capture_output=True, text=True)
+                raise SystemExit(f"{' '.join(argv)}: exit status {status}\n{again.stderr}")
             results[what, column].walls.append(wall)
             results[what, column].cpus.append(cpu)
 
