@@ -363,7 +363,8 @@ class IncrementWriter:
         old_st = _stat(old)
         new_st = _stat(new)
         plan = choose_kind(old_st, new_st)
-        if (plan == "dir" or (new_st is not None and stat.S_ISDIR(new_st.st_mode))) and index:
+        is_dir = plan == "dir" or (new_st is not None and stat.S_ISDIR(new_st.st_mode))
+        if is_dir and index and long_name is None:  # a long name's are in long_filename_data
             self.ensure_increment_dir(index)
         if plan == "missing":
             return self._write_marker(index, "missing", None, long_name)

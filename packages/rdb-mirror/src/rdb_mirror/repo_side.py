@@ -448,6 +448,7 @@ class RepositorySide:
         self._groups: dict[tuple[int, int], _Group] = {}
         self._unlisted: list[Index] = []
         self._old_dirs: list[Index] = []  # directories at the previous session on the path
+        self._long_dirs: dict[Index, Record] = {}  # old directories with a long name (rare)
         self._marked: set[Index] = set()
         self._deferred: list[tuple[Index, Callable[[], None]]] = []
         self._dirs: dict[
@@ -931,8 +932,11 @@ class RepositorySide:
             else:
                 self._update(item)
         finally:
-            if item.old is not None and item.old.type == "dir":
+            old = item.old
+            if old is not None and old.type == "dir":
                 self._old_dirs.append(index)
+                if self._long(old) is not None:
+                    self._long_dirs[index] = old
 
     def _process_same(self, same: _Same) -> None:
         """:meth:`_process` for an entry unchanged on arrival (never a directory)."""
@@ -976,8 +980,9 @@ class RepositorySide:
             if directory in self._marked:
                 continue
             self._marked.add(directory)
-            path = self.mirror_path(directory)
-            written.append(self.writer.write(directory, path, path))
+            old = self._long_dirs.get(directory)
+            path = self.mirror_path(directory, old)
+            written.append(self.writer.write(directory, path, path, long_name=self._long(old)))
         return written
 
     def _mark_self_dir(self, item: _Item) -> list[WrittenIncrement]:
@@ -1013,15 +1018,25 @@ class RepositorySide:
             quoted = self.quoting.quote(item.index[-1])
             if self._name_max is None:
                 self._name_max = name_max(self.layout.increments_dir)
-            if len(quoted) > self._name_max and record.type != "dir":
-                # the quoted name does not fit in the mirror: its data (and increments) live
-                # under long_filename_data/N, as rdiff-backup stores them (format.md §1.6)
+            if len(quoted) > self._name_max or self._under_long_name(item.index):
+                # the quoted name does not fit in the mirror (or a directory above it does
+                # not): its data (and increments) live under long_filename_data/N, as
+                # rdiff-backup stores them (format.md §1.6; a long directory's entries get
+                # numbers of their own, side by side there)
                 number = allocate_long_name(self.layout.data_dir)
                 return record._replace(alternate_mirror_name=number)
             if len(quoted) + LONG_NAME_MARGIN > self._name_max:
                 number = allocate_long_name(self.layout.data_dir)
                 return record._replace(alternate_increment_name=number)
         return record
+
+    def _under_long_name(self, index: Index) -> bool:
+        """Whether a directory above ``index`` has a quoted name longer than the limit (a
+        quoted byte takes at most 4, so only names over a quarter of it are quoted to see)."""
+        limit = self._name_max
+        assert limit is not None
+        quote = self.quoting.quote
+        return any(len(part) * 4 > limit and len(quote(part)) > limit for part in index[:-1])
 
     def _update(self, item: _Item) -> None:
         entry = item.entry
@@ -1398,6 +1413,8 @@ class RepositorySide:
                 target.unlink()
             if not target.is_dir():
                 target.mkdir(mode=0o700)
+            if record.alternate_mirror_name is not None:
+                return None  # a long name's increments are in long_filename_data
             if self.writer is not None and item.index:
                 self.writer.ensure_increment_dir(item.index)
             elif item.index:

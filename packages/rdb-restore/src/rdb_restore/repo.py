@@ -328,7 +328,8 @@ def open_dir_at(parent: DirHandle | None, name: bytes) -> DirHandle:
     try:
         fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
     except OSError as error:
-        if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+        # ENAMETOOLONG: a long name's directory; its entries are in long_filename_data
+        if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
             return DirHandle(None, path)
         raise CorruptRepository(f"cannot open directory: {error.strerror}", path=path) from None
     return DirHandle(fd, path)
