@@ -123,3 +123,33 @@ def test_protocol_module_loads_neither_rich_nor_typer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["file a.txt vanished", "file [x] is [bold]truncated[/]", "bell\x07 back\x08 cr\r ff\x0c"],
+)
+def test_plain_warnings_read_as_the_rich_console_printed_them(
+    message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rdb_clikit.progress import PlainProgress
+
+    make_progress(stderr_console(), prog="rdb-x").warning(message)  # as when piped, before
+    by_rich = capsys.readouterr().err
+    plain = PlainProgress(prog="rdb-x")
+    plain.start("reading", 3)
+    plain.advance(2)
+    plain.warning(message)
+    plain.finish()
+    assert capsys.readouterr().err == by_rich
+
+
+def test_progress_for_picks_by_options_and_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from rdb_clikit.progress import PlainProgress, progress_for
+
+    assert isinstance(progress_for(prog="p", json_lines=True), JsonLinesProgress)
+    assert isinstance(progress_for(prog="p", quiet=True), NullProgress)
+    assert isinstance(progress_for(prog="p"), PlainProgress)  # capsys: stderr is no terminal
+    stream = io.StringIO()
+    progress_for(prog="p", json_lines=True, json_stream=stream).warning("w")
+    assert json.loads(stream.getvalue()) == {"event": "warning", "message": "w"}
