@@ -19,7 +19,7 @@ from tests.rdb_restore.helpers import metadata_snapshot, rewrite_gzip, run_resto
 from tests.unprivileged import AS_A_USER
 
 from rdb_mirror import session as mirror
-from rdb_restore import restore
+from rdb_restore import RestoreOptions, restore
 
 PARTIAL = ".rdb-restore-partial."
 
@@ -232,3 +232,48 @@ def test_empty_target_in_a_read_only_parent_is_filled_in_place(tmp_path: Path) -
     assert unlisted.returncode == 0, unlisted.stderr
     assert differences(trees.scan(src), trees.scan(parent / "new")) == []
     assert sorted(os.listdir(parent)) == ["new", "t"]
+
+
+def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the writer hands over its last batch (or waits for the pool): no worker
+    may still be writing when the descriptors of TARGET's directories are closed and the
+    staging directory removed (a closed descriptor's number is soon another file's)."""
+    from rdb_restore import writer as writer_module
+
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    for d in range(4):
+        (src / f"d{d}").mkdir(parents=True)
+        for f in range(40):
+            (src / f"d{d}" / f"f{f:02d}").write_bytes(b"%d %d\n" % (d, f))
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    lock = __import__("threading").Lock()
+    in_flight = [0]
+    real_write, real_exit = writer_module.TreeWriter._write, writer_module.TreeWriter.__exit__
+
+    def slow_write(self: writer_module.TreeWriter, parent: object, item: object) -> int:
+        with lock:
+            in_flight[0] += 1
+        try:
+            time.sleep(0.05)
+            return real_write(self, parent, item)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    def interrupted_exit(self: writer_module.TreeWriter, *args: object) -> None:
+        def flush() -> None:
+            raise KeyboardInterrupt
+
+        self.flush = flush  # type: ignore[method-assign]
+        real_exit(self, *args)
+
+    monkeypatch.setattr(writer_module.TreeWriter, "_write", slow_write)
+    monkeypatch.setattr(writer_module.TreeWriter, "__exit__", interrupted_exit)
+    with pytest.raises(KeyboardInterrupt):
+        restore(str(repo), str(outputs / "t"), options=RestoreOptions(workers=2))
+    assert in_flight[0] == 0
+    assert os.listdir(outputs) == []

@@ -207,14 +207,22 @@ class TreeWriter:
         return self
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
+        cancel = error is not None
+        interrupted: BaseException | None = None
         try:
             try:
                 if error is None:
-                    self.flush()
-                self.pool.shutdown(wait=True, cancel_futures=error is not None)
+                    try:
+                        self.flush()
+                    except BaseException:
+                        cancel = True
+                        raise
             finally:
+                interrupted = self._wait_for_workers(cancel=cancel)
                 for frame in list(self.frames):
                     self._close_frame(frame)
+            if interrupted is not None:
+                raise interrupted
             if error is None and self.fatal is not None:
                 raise self.fatal
             if error is None and self.staging is not None:
@@ -225,6 +233,17 @@ class TreeWriter:
             if self.staging is not None:  # a failure: no partial TARGET is left
                 self.staging.discard()
                 self.staging.close()
+
+    def _wait_for_workers(self, *, cancel: bool) -> BaseException | None:
+        """Wait until no worker runs (they use the frames' descriptors, closed next), even
+        through a Ctrl-C, which cancels the batches not started; that interrupt, if any."""
+        interrupted = None
+        while True:
+            try:
+                self.pool.shutdown(wait=True, cancel_futures=cancel)
+                return interrupted
+            except KeyboardInterrupt as error:
+                interrupted, cancel = error, True
 
     # ---- what the walk calls (one thread) ---------------------------------------------------
 
