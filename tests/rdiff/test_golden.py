@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import io
 import itertools
-import subprocess
 
 import pytest
 
@@ -388,14 +387,7 @@ def test_cli_patch_from_stdin_delta(ref, our_cli, files, data):
     assert got == ref.run("patch", files["text"], input=delta).stdout == data["text.repeat"]
 
 
-def _has_jobs_option(our_cli) -> bool:
-    proc = subprocess.run([str(our_cli.exe), "--help"], capture_output=True, timeout=60)
-    return b"--jobs" in proc.stdout or b"-j" in proc.stdout
-
-
 def test_cli_parallel_delta_applies_with_rdiff(ref, our_cli, files, data, tmp_path):
-    if not _has_jobs_option(our_cli):
-        pytest.skip("our CLI has no -j option")
     sig = tmp_path / "sig"
     ref.run("signature", files["big-9m"], sig)
     delta = our_cli.run("-j", "2", "delta", sig, files["big-9m.mixed"], "-").stdout
