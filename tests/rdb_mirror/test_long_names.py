@@ -173,6 +173,45 @@ def test_a_long_quoted_name_goes_to_long_filename_data(tmp_path: Path) -> None:
     assert rows[0]["size"] > 0 and rows[1]["size"] > 0 and rows[2]["size"] == 0
 
 
+@pytest.mark.interop
+@pytest.mark.parametrize("first", ["file", "dir"])
+def test_a_long_name_that_changes_type_keeps_every_session(
+    first: str, rdiff_backup: str, tmp_path: Path
+) -> None:
+    """A long-named file replaced by a directory of that name, and back: both live in
+    long_filename_data/N (the same N); the old one's data must go to its increment before
+    the new one takes the place, so every session restores (with rdiff-backup too)."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    long_path = src / os.fsdecode(LONG)
+
+    def make(kind: str) -> None:
+        if kind == "file":
+            long_path.write_bytes(b"the file's only copy\n")
+        else:
+            long_path.mkdir()
+            (long_path / "child").write_bytes(b"child\n")
+
+    make(first)
+    scans = [trees.scan(src)]
+    options = BackupOptions(current_time=session_time(0), chars_to_quote=b"A-Z")
+    assert backup(src, repo, options).errors == []
+    for n, kind in enumerate(["dir", "file"] if first == "file" else ["file", "dir"], 1):
+        if long_path.is_dir():
+            (long_path / "child").unlink()
+            long_path.rmdir()
+        else:
+            long_path.unlink()
+        make(kind)
+        scans.append(trees.scan(src))
+        assert backup(src, repo, BackupOptions(current_time=session_time(n))).errors == []
+        assert check(repo).problems == []
+    for n, scan in enumerate(scans):
+        assert differences(scan, _restore_ours(repo, session_time(n), tmp_path / f"r{n}")) == []
+        theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"t{n}")
+        assert differences(scan, theirs) == []
+
+
 def test_regress_removes_a_long_name_the_failed_session_added(tmp_path: Path) -> None:
     src, repo = tmp_path / "src", tmp_path / "repo"
     (src / "dir").mkdir(parents=True)
