@@ -76,3 +76,16 @@ def restore_with_rdiff_backup(exe: str, repo: Path, when: int, target: Path) -> 
     proc = run_rdiff_backup(exe, "restore", "--at", str(when), repo, target)
     assert proc.returncode == 0, proc.stderr
     return trees.scan(target)
+
+
+def restored(repo: Path, when: int, target: Path) -> trees.Snapshot:
+    """``rdb-restore restore --at WHEN`` into ``target`` and scan the result."""
+    exe = Path(sys.executable).parent / "rdb-restore"
+    proc = subprocess.run(
+        [str(exe), "restore", "--at", str(when), str(repo), str(target)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return trees.scan(target)

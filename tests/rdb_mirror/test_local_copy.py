@@ -7,37 +7,25 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.interop import trees
-from tests.rdb_mirror.helpers import differences, run_mirror, session_time
+from tests.rdb_mirror.helpers import differences, restored, run_mirror, session_time
 
 from rdb_format.metadata import path_key
 from rdb_format.metadata_diff import records_at
 from rdb_mirror import BackupOptions, backup, repo_side, source
 from rdb_mirror.check import check
 
-RESTORE = str(Path(sys.executable).parent / "rdb-restore")
 MIB = 1 << 20
 
 
 def _data(size: int, seed: int) -> bytes:
     block = hashlib.sha256(b"%d" % seed).digest() * 2048  # 64 KiB, not compressible by chunks
     return (block * (size // len(block) + 1))[:size]
-
-
-def _restored(repo: Path, when: int, target: Path) -> trees.Snapshot:
-    proc = subprocess.run(
-        [RESTORE, "restore", "--at", str(when), str(repo), str(target)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return trees.scan(target)
 
 
 def _counting_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -76,7 +64,7 @@ def test_large_files_are_copied_in_the_kernel(
     increments = os.listdir(repo / "rdiff-backup-data" / "increments")
     assert any(name.startswith("big.") and name.endswith(".diff.gz") for name in increments)
     for n, scan in enumerate(scans):
-        assert differences(scan, _restored(repo, session_time(n), tmp_path / f"r{n}")) == []
+        assert differences(scan, restored(repo, session_time(n), tmp_path / f"r{n}")) == []
     assert check(repo).problems == []
     assert not [name for name in os.listdir(repo / "rdiff-backup-data") if ".tmp." in name]
 
@@ -94,7 +82,7 @@ def test_without_copy_file_range_the_copy_goes_through_user_space(
     scan = trees.scan(src)
     assert backup(src, repo, BackupOptions(current_time=session_time(0))).errors == []
     assert (repo / "big").read_bytes() == (src / "big").read_bytes()
-    assert differences(scan, _restored(repo, session_time(0), tmp_path / "r")) == []
+    assert differences(scan, restored(repo, session_time(0), tmp_path / "r")) == []
 
 
 def test_a_failed_copy_keeps_the_old_version(
@@ -115,7 +103,7 @@ def test_a_failed_copy_keeps_the_old_version(
     result = backup(src, repo, BackupOptions(current_time=session_time(1)))
     assert len(result.errors) == 1 and "No space left" in result.errors[0]
     assert (repo / "big").read_bytes() == _data(2 * MIB, 5)  # the old copy stays
-    assert differences(first, _restored(repo, session_time(1), tmp_path / "r")) == []
+    assert differences(first, restored(repo, session_time(1), tmp_path / "r")) == []
     assert not [name for name in os.listdir(repo / "rdiff-backup-data") if ".tmp." in name]
 
 
@@ -154,7 +142,7 @@ def test_a_file_changed_after_it_was_hashed_while_it_is_copied_is_not_updated(
     mirrored = (repo / "big").read_bytes()
     assert records[(b"big",)].sha1_digest == hashlib.sha1(mirrored).hexdigest()
     assert mirrored == _data(2 * MIB, 5)  # the old copy stays
-    assert differences(first, _restored(repo, session_time(1), tmp_path / "r")) == []
+    assert differences(first, restored(repo, session_time(1), tmp_path / "r")) == []
     assert check(repo).problems == []
 
 
@@ -188,8 +176,8 @@ def test_killed_while_large_files_are_copied(env: dict[str, str], tmp_path: Path
     assert regress.returncode == 0, regress.stderr
     data = repo / "rdiff-backup-data"
     assert not [name for name in os.listdir(data) if name.startswith("rdiff-backup.tmp")]
-    assert differences(first, _restored(repo, session_time(0), tmp_path / "r0")) == []
+    assert differences(first, restored(repo, session_time(0), tmp_path / "r0")) == []
     assert run_mirror("--current-time", session_time(2), src, repo).returncode == 0
-    assert differences(second, _restored(repo, session_time(2), tmp_path / "r2")) == []
-    assert differences(first, _restored(repo, session_time(0), tmp_path / "r0b")) == []
+    assert differences(second, restored(repo, session_time(2), tmp_path / "r2")) == []
+    assert differences(first, restored(repo, session_time(0), tmp_path / "r0b")) == []
     assert check(repo).problems == []

@@ -21,6 +21,7 @@ from tests.interop import trees
 from tests.rdb_mirror.helpers import (
     differences,
     restore_with_rdiff_backup,
+    restored,
     run_mirror,
     run_rdiff_backup,
     session_time,
@@ -34,7 +35,6 @@ from rdb_format.quoting import read_quoting
 from rdb_mirror import BackupOptions, backup
 from rdb_mirror.check import check
 
-RESTORE = str(Path(sys.executable).parent / "rdb-restore")
 INCREMENT = str(Path(sys.executable).parent / "rdb-increment")
 
 #: 250 bytes, 60 of them quoted (``;076``): 430 bytes in the mirror
@@ -104,15 +104,6 @@ def _newest(repo: Path) -> int:
     return when
 
 
-def _restore_ours(repo: Path, when: int, target: Path) -> trees.Snapshot:
-    proc = subprocess.run(
-        [RESTORE, "restore", "--at", str(when), str(repo), str(target)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return trees.scan(target)
-
-
 def test_a_long_quoted_name_goes_to_long_filename_data(tmp_path: Path) -> None:
     src, repo = tmp_path / "src", tmp_path / "repo"
     _make_source(src)
@@ -139,9 +130,7 @@ def test_a_long_quoted_name_goes_to_long_filename_data(tmp_path: Path) -> None:
         scans.append(trees.scan(src))
         result = backup(src, repo, BackupOptions(current_time=session_time(n)))
         assert result.errors == []
-        assert (
-            differences(scans[-1], _restore_ours(repo, session_time(n), tmp_path / f"r{n}")) == []
-        )
+        assert differences(scans[-1], restored(repo, session_time(n), tmp_path / f"r{n}")) == []
         if n == 1:  # the reverse diff of the changed file lives beside its data
             names = os.listdir(data / "long_filename_data")
             assert any(
@@ -152,7 +141,7 @@ def test_a_long_quoted_name_goes_to_long_filename_data(tmp_path: Path) -> None:
             assert (LONG,) not in _current(repo)
     assert _current(repo)[(LONG,)].alternate_mirror_name not in (None, number)  # a new number
     for n, scan in enumerate(scans):
-        assert differences(scan, _restore_ours(repo, session_time(n), tmp_path / f"a{n}")) == []
+        assert differences(scan, restored(repo, session_time(n), tmp_path / f"a{n}")) == []
     assert check(repo).problems == []
     listing = subprocess.run(
         [INCREMENT, "list", "--json", str(repo), os.fsdecode(LONG)],
@@ -207,7 +196,7 @@ def test_a_long_name_that_changes_type_keeps_every_session(
         assert backup(src, repo, BackupOptions(current_time=session_time(n))).errors == []
         assert check(repo).problems == []
     for n, scan in enumerate(scans):
-        assert differences(scan, _restore_ours(repo, session_time(n), tmp_path / f"r{n}")) == []
+        assert differences(scan, restored(repo, session_time(n), tmp_path / f"r{n}")) == []
         theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"t{n}")
         assert differences(scan, theirs) == []
 
@@ -235,10 +224,10 @@ def test_regress_removes_a_long_name_the_failed_session_added(tmp_path: Path) ->
     assert [name for name in os.listdir(long_dir) if name.isdigit()] == []
     assert sorted(os.listdir(repo)) == [";080lain", "dir", "rdiff-backup-data"]
     assert os.listdir(repo / "dir") == []
-    assert differences(scan, _restore_ours(repo, session_time(0), tmp_path / "r0")) == []
+    assert differences(scan, restored(repo, session_time(0), tmp_path / "r0")) == []
     proc = run_mirror("--current-time", session_time(2), src, repo)
     assert proc.returncode == 0, proc.stderr
-    assert differences(trees.scan(src), _restore_ours(repo, session_time(2), tmp_path / "r")) == []
+    assert differences(trees.scan(src), restored(repo, session_time(2), tmp_path / "r")) == []
 
 
 def test_chars_to_quote_is_checked_before_anything_is_written(tmp_path: Path) -> None:
@@ -286,7 +275,7 @@ def test_both_tools_continue_each_other(first: str, rdiff_backup: str, tmp_path:
     for n, scan in enumerate(scans):
         theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"rb{n}")
         assert differences(scan, theirs) == [], f"rdiff-backup, session {n}"
-        assert differences(scan, _restore_ours(repo, session_time(n), tmp_path / f"o{n}")) == [], (
+        assert differences(scan, restored(repo, session_time(n), tmp_path / f"o{n}")) == [], (
             f"rdb-restore, session {n}"
         )
     assert check(repo).problems == []
@@ -335,7 +324,7 @@ def test_long_directories(first: str, rdiff_backup: str, tmp_path: Path) -> None
     for n, scan in enumerate(scans):
         theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"rb{n}")
         assert differences(scan, theirs) == [], f"rdiff-backup, session {n}"
-        assert differences(scan, _restore_ours(repo, session_time(n), tmp_path / f"o{n}")) == [], (
+        assert differences(scan, restored(repo, session_time(n), tmp_path / f"o{n}")) == [], (
             f"rdb-restore, session {n}"
         )
     assert check(repo).problems == []

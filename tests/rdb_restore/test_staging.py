@@ -179,6 +179,24 @@ def test_permissions_whatever_the_umask(
     assert differences(mirror_repo_master.scans[-1], trees.scan(tmp_path / "t")) == []
 
 
+def _restore_as_a_user(
+    repo: Path, target: Path, parent: Path, mode: int
+) -> subprocess.CompletedProcess[bytes]:
+    """``rdb-restore REPO TARGET`` without the permission overrides, ``parent`` given ``mode``
+    for the run."""
+    parent.chmod(mode)
+    try:
+        return subprocess.run(
+            [*AS_A_USER, sys.executable, "-m", "rdb_restore", "-q", str(repo), str(target)],
+            capture_output=True,
+            env={**os.environ, "TZ": "UTC"},
+            timeout=300,
+            check=False,
+        )
+    finally:
+        parent.chmod(0o755)
+
+
 def test_empty_target_in_a_read_only_parent_is_filled_in_place(tmp_path: Path) -> None:
     """An empty TARGET the user may write in, in a parent they may not (a mount point's
     directory under a root-owned /mnt): no staging directory can be made next to it, so the
@@ -191,44 +209,18 @@ def test_empty_target_in_a_read_only_parent_is_filled_in_place(tmp_path: Path) -
     parent = tmp_path / "locked"
     target = parent / "t"
     target.mkdir(parents=True)
-    parent.chmod(0o555)
-    try:
-        proc = subprocess.run(
-            [*AS_A_USER, sys.executable, "-m", "rdb_restore", "--quiet", str(repo), str(target)],
-            capture_output=True,
-            env={**os.environ, "TZ": "UTC"},
-            timeout=300,
-            check=False,
-        )
-        missing = subprocess.run(
-            [*AS_A_USER, sys.executable, "-m", "rdb_restore", str(repo), str(parent / "new")],
-            capture_output=True,
-            env={**os.environ, "TZ": "UTC"},
-            timeout=300,
-            check=False,
-        )
-    finally:
-        parent.chmod(0o755)
+    proc = _restore_as_a_user(repo, target, parent, 0o555)
     assert proc.returncode == 0, proc.stderr
     assert differences(trees.scan(src), trees.scan(target)) == []
     assert os.listdir(parent) == ["t"]
     # a new TARGET there cannot be made at all: one line naming it, exit 15, no traceback
+    missing = _restore_as_a_user(repo, parent / "new", parent, 0o555)
     assert missing.returncode == 15, missing.stderr
     lines = missing.stderr.decode().splitlines()
     assert len(lines) == 1 and str(parent / "new") in lines[0], lines
     assert "Permission denied" in lines[0]
     # a parent that may be written but not listed: staged all the same
-    parent.chmod(0o311)
-    try:
-        unlisted = subprocess.run(
-            [*AS_A_USER, sys.executable, "-m", "rdb_restore", "-q", str(repo), str(parent / "new")],
-            capture_output=True,
-            env={**os.environ, "TZ": "UTC"},
-            timeout=300,
-            check=False,
-        )
-    finally:
-        parent.chmod(0o755)
+    unlisted = _restore_as_a_user(repo, parent / "new", parent, 0o311)
     assert unlisted.returncode == 0, unlisted.stderr
     assert differences(trees.scan(src), trees.scan(parent / "new")) == []
     assert sorted(os.listdir(parent)) == ["new", "t"]
