@@ -226,6 +226,40 @@ def test_empty_target_in_a_read_only_parent_is_filled_in_place(tmp_path: Path) -
     assert sorted(os.listdir(parent)) == ["new", "t"]
 
 
+def test_a_leftover_that_cannot_be_removed_is_left_and_said(tmp_path: Path) -> None:
+    """Another user's leftover next to TARGET (a shared /tmp) that we may not remove is not in
+    our way (our staging directory has our pid): the restore goes on and says it is left."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "f").write_bytes(b"restored\n")
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    theirs = outputs / f"{PARTIAL}{2**22 + 12345}.t"  # no such process
+    theirs.mkdir()
+    (theirs / "file").write_bytes(b"another user's\n")
+    theirs.chmod(0o555)
+    os.chown(theirs, 12345, 12345)
+    no_override = "-dac_override,-dac_read_search,-fowner"
+    as_another_user = (
+        ["setpriv", f"--inh-caps={no_override}", f"--bounding-set={no_override}"]
+        if os.geteuid() == 0
+        else []
+    )
+    proc = subprocess.run(
+        [*as_another_user, sys.executable, "-m", "rdb_restore", str(repo), str(outputs / "t")],
+        capture_output=True,
+        env={**os.environ, "TZ": "UTC"},
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert differences(trees.scan(src), trees.scan(outputs / "t")) == []
+    assert (theirs / "file").read_bytes() == b"another user's\n"
+    assert f"{PARTIAL}{2**22 + 12345}.t" in proc.stderr.decode()
+    assert "cannot remove" in proc.stderr.decode()
+
+
 def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

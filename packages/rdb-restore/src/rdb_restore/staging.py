@@ -10,7 +10,8 @@ says whose it was:
     .rdb-restore-partial.<pid>.<TARGET's name>
 
 The next restore into the same TARGET removes such leftovers whose process is gone (a real
-directory only: a symlink of that name is never followed, nor removed), and says so.
+directory only: a symlink of that name is never followed, nor removed), and says so; one it
+may not remove (another user's) stays, and that is said too.
 An empty TARGET in a parent we may not write in is not staged (see :mod:`rdb_restore.target`).
 """
 
@@ -113,14 +114,15 @@ def _make_writable(parent_fd: int, name: bytes) -> None:
         os.close(fd)
 
 
-def remove_leftovers(parent_fd: int, final: bytes) -> list[bytes]:
+def remove_leftovers(parent_fd: int, final: bytes) -> list[tuple[bytes, str | None]]:
     """Remove the staging directories of earlier restores into ``final`` whose process is
-    gone; their names."""
-    removed: list[bytes] = []
+    gone: their names, each with None (removed) or why it could not be (another user's, in
+    a shared directory: left as it is, it is not in our way)."""
+    found: list[tuple[bytes, str | None]] = []
     try:
         names = os.listdir(parent_fd)
     except OSError:
-        return removed  # a parent we may not list (or opened O_PATH): none to be seen
+        return found  # a parent we may not list (or opened O_PATH): none to be seen
     for raw in names:
         name = os.fsencode(raw)
         pid = _owner_pid(name, final)
@@ -132,10 +134,15 @@ def remove_leftovers(parent_fd: int, final: bytes) -> list[bytes]:
             continue
         if not stat.S_ISDIR(st.st_mode):
             continue  # a symlink or a file of that name is not ours: left alone
-        with contextlib.suppress(FileNotFoundError):
+        try:
             _remove_tree(parent_fd, name)
-            removed.append(name)
-    return removed
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            found.append((name, error.strerror or str(error)))
+            continue
+        found.append((name, None))
+    return found
 
 
 def stage(target: str, parent_fd: int) -> Staging:

@@ -289,7 +289,8 @@ class TargetDir:
     fd: int
     existed: bool
     staging: Staging | None = None
-    removed_leftovers: list[bytes] = field(default_factory=list)
+    #: earlier restores' staging directories found: None (removed) or why they are left
+    leftovers: list[tuple[bytes, str | None]] = field(default_factory=list)
 
 
 #: a staging directory cannot be made next to TARGET (its parent is not ours to write in)
@@ -319,7 +320,7 @@ def _staged(target: str, *, exists: bool) -> TargetDir | None:
         ) from None
     try:
         final = os.fsencode(os.path.basename(os.path.abspath(target)))
-        removed = remove_leftovers(parent_fd, final)
+        leftovers = remove_leftovers(parent_fd, final)
         staging = stage(target, parent_fd)
     except OSError as error:
         os.close(parent_fd)
@@ -331,7 +332,7 @@ def _staged(target: str, *, exists: bool) -> TargetDir | None:
     except BaseException:
         os.close(parent_fd)
         raise
-    return TargetDir(staging.fd, False, staging, removed)
+    return TargetDir(staging.fd, False, staging, leftovers)
 
 
 def _replaceable(target: str, st: os.stat_result) -> bool:

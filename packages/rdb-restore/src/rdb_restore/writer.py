@@ -251,10 +251,12 @@ class TreeWriter:
         """TARGET itself, as the directory ``entry`` (made or, with --force, reused)."""
         opened = prepare_target_dir(target, force=self.force)
         self.staging = opened.staging
-        for name in opened.removed_leftovers:
-            self.progress.warning(
-                f"removed {os.fsdecode(name)!r}, left next to TARGET by an interrupted restore"
-            )
+        for name, kept in opened.leftovers:
+            left = f"{os.fsdecode(name)!r}, left next to TARGET by an interrupted restore"
+            if kept is None:
+                self.progress.warning(f"removed {left}")
+            else:
+                self.progress.warning(f"cannot remove {left} ({kept}); it stays as it is")
         staged = self.staging is not None
         frame = Frame(key, opened.fd, context, entry, None, opened.existed, staged)
         self.top = frame
