@@ -260,6 +260,29 @@ def test_a_leftover_that_cannot_be_removed_is_left_and_said(tmp_path: Path) -> N
     assert "cannot remove" in proc.stderr.decode()
 
 
+def test_an_empty_bind_mount_target_is_filled_in_place(
+    mirror_repo_master: MirrorRepo, tmp_path: Path
+) -> None:
+    """An empty TARGET that is a mount point of the same file system (a bind mount: same
+    st_dev as its parent) cannot be renamed over (EBUSY): it is filled in place, not staged
+    and then refused at the very end."""
+    outputs = tmp_path / "out"
+    source, target = outputs / "volume", outputs / "t"
+    source.mkdir(parents=True)
+    target.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(source), str(target)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot bind-mount here (needs root and CAP_SYS_ADMIN)")
+    try:
+        proc = run_restore(mirror_repo_master.path, target)
+        assert proc.returncode == 0, proc.stderr
+        assert differences(mirror_repo_master.scans[-1], trees.scan(target)) == []
+        assert partials(outputs) == []
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert os.listdir(source) != []  # written through the mount, into the volume
+
+
 def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

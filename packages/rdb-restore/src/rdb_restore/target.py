@@ -335,17 +335,39 @@ def _staged(target: str, *, exists: bool) -> TargetDir | None:
     return TargetDir(staging.fd, False, staging, leftovers)
 
 
+def _mount_id(path: str) -> int | None:
+    """The id of the mount ``path`` is on (Linux: /proc/self/fdinfo), None if unknown."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as info:
+            for line in info:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    finally:
+        os.close(fd)
+    return None
+
+
 def _replaceable(target: str, st: os.stat_result) -> bool:
     """Whether the existing directory TARGET can be replaced by a rename: empty, not a mount
-    point, not the current directory."""
+    point (another device, or a bind mount of the same one: another mount id), not the
+    current directory."""
+    parent_path = os.path.dirname(os.path.abspath(target))
     try:
-        parent = os.stat(os.path.dirname(os.path.abspath(target)))
+        parent = os.stat(parent_path)
         here = os.stat(".")
         empty = not os.listdir(target)
     except OSError:
         return False
     same = (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino)
-    return empty and parent.st_dev == st.st_dev and not same
+    if not empty or parent.st_dev != st.st_dev or same:
+        return False
+    return _mount_id(target) == _mount_id(parent_path)
 
 
 def prepare_target_dir(target: str, *, force: bool) -> TargetDir:
