@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.rdb_restore.helpers import increments, metadata_snapshot, rewrite_gzi
 
 from rdb_format.errors import CorruptRepository, SourceError, UnfinishedSession
 from rdb_format.increments import parse_increment_name
+from rdb_mirror import session as mirror
 from rdb_restore import RestoreOptions, restore
 
 
@@ -294,3 +296,30 @@ def test_an_increments_directory_listed_by_two_threads_at_once(tmp_path: Path) -
             thread.join()
         handle.close()
         assert seen == [3000, 3000]
+
+
+@pytest.mark.parametrize("what", ["tree", "file"])
+def test_an_empty_target_is_refused_and_the_current_directory_kept(
+    what: str, tmp_path: Path
+) -> None:
+    """TARGET '' (an unset shell variable) is not the current directory: with --force a
+    single file used to replace the current directory, and everything in it was deleted."""
+    src, repo, cwd = tmp_path / "src", tmp_path / "repo", tmp_path / "cwd"
+    src.mkdir()
+    (src / "f").write_bytes(b"restored\n")
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+    cwd.mkdir()
+    (cwd / "precious").write_bytes(b"keep me\n")
+    location = repo / "f" if what == "file" else repo
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdb_restore", "--force", str(location), ""],
+        capture_output=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and "TARGET" in lines[0] and "empty" in lines[0], lines
+    assert (cwd / "precious").read_bytes() == b"keep me\n"
+    assert sorted(os.listdir(tmp_path)) == ["cwd", "repo", "src"]

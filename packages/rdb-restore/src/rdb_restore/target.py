@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rdb_format.eas_acls import ACLEntry
-from rdb_format.errors import SourceError
+from rdb_format.errors import SourceError, UsageError
 from rdb_format.metadata import Record
 from rdb_increment.fsextras import acl_text, posix1e
 from rdb_restore.repo import DIR_FLAGS, EAs, Entry
@@ -335,6 +335,13 @@ def _staged(target: str, *, exists: bool) -> TargetDir | None:
     return TargetDir(staging.fd, False, staging, leftovers)
 
 
+def refuse_empty(target: str) -> None:
+    """An empty TARGET (an unset shell variable) would name the current directory through
+    ``abspath``: with --force a single file used to replace it, contents and all."""
+    if not target:
+        raise UsageError("TARGET is an empty string; give a path, or '-' for stdout")
+
+
 def _mount_id(path: str) -> int | None:
     """The id of the mount ``path`` is on (Linux: /proc/self/fdinfo), None if unknown."""
     try:
@@ -373,6 +380,7 @@ def _replaceable(target: str, st: os.stat_result) -> bool:
 def prepare_target_dir(target: str, *, force: bool) -> TargetDir:
     """Open the directory TARGET for a tree restore; refuse a non-empty one unless ``force``.
     A TARGET that does not exist, or is an empty directory (not a symlink), is staged."""
+    refuse_empty(target)
     try:
         st = os.lstat(target)
     except FileNotFoundError:
@@ -410,6 +418,7 @@ def prepare_target_dir(target: str, *, force: bool) -> TargetDir:
 
 def prepare_target_file(target: str, *, force: bool) -> tuple[int, bytes]:
     """The parent directory fd and the name of a single restored file TARGET."""
+    refuse_empty(target)
     absolute = os.path.abspath(target)
     parent, name = os.path.split(absolute)
     if not name:
