@@ -49,21 +49,36 @@ def test_source_is_a_file(tmp_path: Path) -> None:
     assert not (tmp_path / "repo").exists()
 
 
+def _mirror_as_a_user(src: Path, repo: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AS_A_USER, sys.executable, "-m", "rdb_mirror", str(src), str(repo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_source_unreadable(tmp_path: Path) -> None:
     src = _tree(tmp_path)
     src.chmod(0)
     try:
-        proc = subprocess.run(
-            [*AS_A_USER, sys.executable, "-m", "rdb_mirror", str(src), str(tmp_path / "repo")],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        proc = _mirror_as_a_user(src, tmp_path / "repo")
     finally:
         src.chmod(0o755)
     _one_line_error(proc, 15, "cannot be read")
     assert not (tmp_path / "repo").exists()
+
+
+def test_destination_that_cannot_be_created(tmp_path: Path) -> None:
+    """A parent the user may not write in: one line naming the destination, exit 15 (it was
+    an internal error with a traceback)."""
+    src = _tree(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    proc = _mirror_as_a_user(src, locked / "repo")
+    _one_line_error(proc, 15, str(locked / "repo"), "cannot create", "Permission denied")
+    assert os.listdir(locked) == []
 
 
 def test_destination_inside_source(tmp_path: Path) -> None:

@@ -404,8 +404,13 @@ def backup(
     layout = Layout(dest)
     new_repository = not is_repo
     if new_repository:
-        dest.mkdir(mode=0o700, exist_ok=True)
-        layout.data_dir.mkdir(mode=0o700, exist_ok=True)
+        try:
+            dest.mkdir(mode=0o700, exist_ok=True)
+            layout.data_dir.mkdir(mode=0o700, exist_ok=True)
+        except OSError as error:
+            raise SourceError(
+                f"cannot create the repository: {error.strerror}", path=dest
+            ) from None
     try:
         with WriterLock(layout, command="rdb-mirror", force=opts.force):
             return _locked(endpoint, layout, opts, report, new_repository)
