@@ -323,3 +323,30 @@ def test_an_empty_target_is_refused_and_the_current_directory_kept(
     assert len(lines) == 1 and "TARGET" in lines[0] and "empty" in lines[0], lines
     assert (cwd / "precious").read_bytes() == b"keep me\n"
     assert sorted(os.listdir(tmp_path)) == ["cwd", "repo", "src"]
+
+
+@pytest.mark.parametrize(
+    ("location", "target", "says"),
+    [
+        ("", "", "is inside the repository"),
+        ("", "d", "is inside the repository"),
+        ("f", "new-file", "is inside the repository"),
+        ("", "..", "contains the repository"),
+    ],
+    ids=["repo-itself", "in-the-mirror", "a-file-into-it", "its-parent"],
+)
+def test_a_target_in_or_around_the_repository_is_refused(
+    location: str, target: str, says: str, tmp_path: Path
+) -> None:
+    """--force into the repository (or a directory holding it) removed rdiff-backup-data as
+    'not in the backup': every session was lost. Now: one line, exit 15, nothing touched."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    (src / "d").mkdir(parents=True)
+    (src / "f").write_bytes(b"restored\n")
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+    before = trees.scan(tmp_path)
+    proc = run_restore("--force", repo / location, os.path.join(repo, target))
+    assert proc.returncode == 15, proc.stderr
+    lines = proc.stderr.decode().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines
+    assert differences(before, trees.scan(tmp_path)) == []

@@ -22,6 +22,7 @@ from rdb_format.timestamps import format_timestring
 from rdb_restore.content import Digest, fd_writer, produce, rebuild_into
 from rdb_restore.repo import Entry, Index, Repo, open_repo, parse_increment_path, show
 from rdb_restore.sources import Place, SourceTree
+from rdb_restore.target import refuse_empty, refuse_repository
 from rdb_restore.writer import (
     RestoreOptions,
     TreeWriter,
@@ -218,6 +219,8 @@ class _Restorer:
             if self.target == "-":
                 self._to_stdout(tree, first)
                 return self.result
+            refuse_empty(self.target)
+            refuse_repository(self.target, os.fsdecode(os.fspath(self.repo.layout.root)))
             writer = TreeWriter(
                 fill=partial(_fill_from, tree),
                 close_context=_close_place,

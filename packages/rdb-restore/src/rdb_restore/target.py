@@ -342,6 +342,25 @@ def refuse_empty(target: str) -> None:
         raise UsageError("TARGET is an empty string; give a path, or '-' for stdout")
 
 
+def refuse_repository(target: str, repo_root: str) -> None:
+    """TARGET must not be in the repository restored from (writing there damages its mirror
+    and history), nor contain it (--force removes what is not in the backup, or replaces
+    TARGET: the repository would go with it)."""
+    real_target = os.path.realpath(target)
+    real_repo = os.path.realpath(repo_root)
+    common = os.path.commonpath([real_target, real_repo])
+    if common == real_repo:
+        raise SourceError(
+            f"is inside the repository restored from ({real_repo}); restore somewhere else",
+            path=target,
+        )
+    if common == real_target:
+        raise SourceError(
+            f"contains the repository restored from ({real_repo}); restore somewhere else",
+            path=target,
+        )
+
+
 def _mount_id(path: str) -> int | None:
     """The id of the mount ``path`` is on (Linux: /proc/self/fdinfo), None if unknown."""
     try:
