@@ -27,6 +27,7 @@ PACKAGES: dict[str, list[str]] = {
 # itself): installed in its isolated session too, so no test of it is skipped there.
 TEST_ONLY: dict[str, list[str]] = {
     "rdb-increment": ["rdb-remote", "rdb-mirror", "rdb-restore"],
+    "rdb-mirror": ["rdb-restore"],
     "rdb-restore": ["rdb-mirror"],
     "rdb-remote": ["rdb-increment", "rdb-clikit", "rdiff", "rdb-mirror"],
 }
