@@ -104,6 +104,18 @@ def _newest(repo: Path) -> int:
     return when
 
 
+def _every_session_restores_with_both(
+    scans: list[trees.Snapshot], repo: Path, rdiff_backup: str, tmp_path: Path
+) -> None:
+    """Each session of ``repo`` restores as ``scans`` says, by rdiff-backup and rdb-restore."""
+    for n, scan in enumerate(scans):
+        theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"rb{n}")
+        assert differences(scan, theirs) == [], f"rdiff-backup, session {n}"
+        assert differences(scan, restored(repo, session_time(n), tmp_path / f"o{n}")) == [], (
+            f"rdb-restore, session {n}"
+        )
+
+
 def test_a_long_quoted_name_goes_to_long_filename_data(tmp_path: Path) -> None:
     src, repo = tmp_path / "src", tmp_path / "repo"
     _make_source(src)
@@ -195,10 +207,7 @@ def test_a_long_name_that_changes_type_keeps_every_session(
         scans.append(trees.scan(src))
         assert backup(src, repo, BackupOptions(current_time=session_time(n))).errors == []
         assert check(repo).problems == []
-    for n, scan in enumerate(scans):
-        assert differences(scan, restored(repo, session_time(n), tmp_path / f"r{n}")) == []
-        theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"t{n}")
-        assert differences(scan, theirs) == []
+    _every_session_restores_with_both(scans, repo, rdiff_backup, tmp_path)
 
 
 def test_regress_removes_a_long_name_the_failed_session_added(tmp_path: Path) -> None:
@@ -272,12 +281,7 @@ def test_both_tools_continue_each_other(first: str, rdiff_backup: str, tmp_path:
             assert _current(repo)[(LONG,)].alternate_mirror_name is not None
     verify = run_rdiff_backup(rdiff_backup, "verify", repo)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    for n, scan in enumerate(scans):
-        theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"rb{n}")
-        assert differences(scan, theirs) == [], f"rdiff-backup, session {n}"
-        assert differences(scan, restored(repo, session_time(n), tmp_path / f"o{n}")) == [], (
-            f"rdb-restore, session {n}"
-        )
+    _every_session_restores_with_both(scans, repo, rdiff_backup, tmp_path)
     assert check(repo).problems == []
     # rdb-increment remove drops the two oldest sessions, long names' increments included
     remove = subprocess.run(
@@ -321,10 +325,5 @@ def test_long_directories(first: str, rdiff_backup: str, tmp_path: Path) -> None
         assert proc.returncode == 0, proc.stderr
     verify = run_rdiff_backup(rdiff_backup, "verify", "--at", str(session_time(0)), repo)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    for n, scan in enumerate(scans):
-        theirs = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"rb{n}")
-        assert differences(scan, theirs) == [], f"rdiff-backup, session {n}"
-        assert differences(scan, restored(repo, session_time(n), tmp_path / f"o{n}")) == [], (
-            f"rdb-restore, session {n}"
-        )
+    _every_session_restores_with_both(scans, repo, rdiff_backup, tmp_path)
     assert check(repo).problems == []
