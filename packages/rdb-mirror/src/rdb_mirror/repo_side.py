@@ -1136,7 +1136,11 @@ class RepositorySide:
                     group.mirror = self.mirror_path(item.index, record)
                 return
             marks = self._mark(item.index)
-            job = self._pool.submit(self._write_regular, item, record, eas, acl, marks)
+            # a small file held in memory is written here: handing it to the pool costs more
+            # than writing it (two thread wake-ups, each a cross-CPU one with two CPUs)
+            small = item.data is not None and (old is None or (old.size or 0) <= HELD_FILE)
+            run = self._pool.run_here if small else self._pool.submit
+            job = run(self._write_regular, item, record, eas, acl, marks)
             self._outputs.append(job)
             self._touch(item.index)
             if group is not None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,10 +92,10 @@ from rdb_mirror.datafiles import (
 )
 from rdb_mirror.fsmeta import Capabilities, probe
 from rdb_mirror.fsnames import choose_quoting, probe_names, source_case_sensitive
-from rdb_mirror.protocol import QueueChannel, RepositoryMessage, SourceMessage
 from rdb_mirror.regress import RegressResult, regress_locked
 from rdb_mirror.repo_side import Counters, OldState, RepositorySide
-from rdb_mirror.source import IncludeAll, Selection, SourceOptions, run_source
+from rdb_mirror.source import IncludeAll, Selection, SourceOptions
+from rdb_mirror.stepped_source import SteppedSource
 
 __all__ = ["BackupOptions", "BackupResult", "LocalSource", "SourceEndpoint", "backup"]
 
@@ -148,13 +147,9 @@ class SourceEndpoint(Protocol):
         ...
 
 
-#: Messages in flight from the local source side: the memory bound of a large file's chunks
-#: (1 MiB each) when the repository side writes slower than the source reads.
-QUEUED_MESSAGES = 16
-
-
 class LocalSource:
-    """The source half on a thread of this process, talking through in-process queues."""
+    """The source half in this process, stepped on the repository side's thread
+    (:mod:`rdb_mirror.stepped_source`)."""
 
     remote = False
 
@@ -167,9 +162,6 @@ class LocalSource:
         return probe(os.fsencode(self.root))
 
     def run(self, repo: RepositorySide, caps: Capabilities, workers: int) -> None:
-        to_repo: QueueChannel[SourceMessage] = QueueChannel(maxsize=QUEUED_MESSAGES)
-        to_source: QueueChannel[RepositoryMessage] = QueueChannel()
-        failure: list[BaseException] = []
         options = SourceOptions(
             root=os.fsencode(self.root),
             selection=self.selection or IncludeAll(),
@@ -178,19 +170,13 @@ class LocalSource:
             window=repo.window,
             local_copy=True,
         )
-
-        def source() -> None:
-            try:
-                run_source(options, to_source, to_repo)
-            except BaseException as error:
-                failure.append(error)
-
-        thread = threading.Thread(target=source, name="rdb-source", daemon=True)
-        thread.start()
-        repo.run(to_repo, to_source)
-        thread.join()
-        if failure:
-            raise failure[0]
+        source = SteppedSource(options)
+        try:
+            repo.run(source, source)
+        finally:
+            source.close()
+        if source.failure is not None:
+            raise source.failure
 
 
 @dataclass

@@ -13,7 +13,7 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,7 +52,18 @@ from rdb_mirror.protocol import (
 from rdb_mirror.workers import Workers
 from rdiff.errors import RdiffError
 
-__all__ = ["IncludeAll", "Selection", "SourceOptions", "run_source", "stat_key"]
+__all__ = [
+    "CHUNK",
+    "Batcher",
+    "IncludeAll",
+    "RequestHandler",
+    "Selection",
+    "SourceOptions",
+    "run_source",
+    "stat_key",
+    "walk",
+    "walk_failure",
+]
 
 CHUNK = 1 << 20
 _DATA_DIR = DATA_DIR.encode()
@@ -124,7 +135,7 @@ class _Credits:
             self._cond.notify_all()
 
 
-class _Batcher:
+class Batcher:
     """Collects the walk's messages and sends them as :class:`Batch` es (in order)."""
 
     def __init__(self, out: Sender[SourceMessage], size: int = 128) -> None:
@@ -147,7 +158,7 @@ def _path(root: bytes, index: Index) -> bytes:
     return os.path.join(root, *index) if index else root
 
 
-def _walk(options: SourceOptions, out: _Batcher) -> Iterator[Entry]:
+def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
     """Entries in metadata order; problems are sent to ``out`` directly."""
     root = options.root
     names = Names()
@@ -382,6 +393,69 @@ def _why(error: OSError) -> str:
     return f"cannot read: {error.strerror or error}"
 
 
+class RequestHandler:
+    """What the source side does with each of the repository side's messages: credits for
+    the walk, signatures kept for their delta request, and content and delta requests served
+    on ``pool``, whose jobs answer through ``out`` (or, given ``small_out``, a file smaller
+    than one chunk is read at once by the caller of ``handle``, answered through it)."""
+
+    def __init__(
+        self,
+        options: SourceOptions,
+        pool: Workers,
+        give_credit: Callable[[int], None],
+        out: Sender[SourceMessage],
+        *,
+        small_out: Sender[SourceMessage] | None = None,
+    ) -> None:
+        self._options = options
+        self._pool = pool
+        self._give_credit = give_credit
+        self._out = out
+        self._small_out = small_out
+        self._signatures: dict[int, list[bytes]] = {}
+        self._signature_bytes: dict[int, int] = {}
+
+    def handle(self, message: RepositoryMessage) -> bool:
+        """Act on ``message``; False once it is :class:`Finish`."""
+        if isinstance(message, Finish):
+            return False
+        if isinstance(message, Credit):
+            self._give_credit(message.entries)
+        elif isinstance(message, SignatureChunk):
+            number = message.request
+            self._signatures.setdefault(number, []).append(message.data)
+            held = self._signature_bytes
+            held[number] = held.get(number, 0) + len(message.data)
+            if held[number] > SIGNATURE_MAX:
+                raise ProtocolError(f"a signature of more than {SIGNATURE_MAX} bytes")
+            if sum(held.values()) > SIGNATURES_HELD:
+                raise ProtocolError(
+                    f"more than {SIGNATURES_HELD} bytes of signatures without requests"
+                )
+        elif isinstance(message, DeltaRequest):
+            self._signature_bytes.pop(message.request, None)
+            chunks = self._signatures.pop(message.request, [])
+            self._pool.submit(_serve_delta, self._options, message, chunks, self._out)
+        else:
+            self._signatures.pop(message.request, None)  # a delta that fell back to content
+            self._signature_bytes.pop(message.request, None)
+            if self._small_out is not None and message.stat_key[0] < CHUNK:
+                _serve(self._options, message, self._small_out)
+            else:
+                self._pool.submit(_serve, self._options, message, self._out)
+        return True
+
+
+def walk_failure(problem: BaseException) -> str:
+    """How :class:`WalkDone` tells the repository side why the walk stopped."""
+    if not isinstance(problem, OSError):
+        return str(problem)
+    if problem.filename is not None:
+        return f"{os.fsdecode(problem.filename)}: {problem.strerror or problem}"
+    return _why(problem)
+
+
 def run_source(
     options: SourceOptions, inbox: Receiver[RepositoryMessage], out: Sender[SourceMessage]
 ) -> None:
@@ -389,36 +463,12 @@ def run_source(
     credits = _Credits(options.window)
     pool = Workers(options.workers, "rdb-source")
     failure: list[BaseException] = []
-
-    signatures: dict[int, list[bytes]] = {}
-    signature_bytes: dict[int, int] = {}
+    handler = RequestHandler(options, pool, credits.give, out)
 
     def requests() -> None:
         try:
-            while True:
-                message = inbox.receive()
-                if isinstance(message, Finish):
-                    return
-                if isinstance(message, Credit):
-                    credits.give(message.entries)
-                elif isinstance(message, SignatureChunk):
-                    number = message.request
-                    signatures.setdefault(number, []).append(message.data)
-                    signature_bytes[number] = signature_bytes.get(number, 0) + len(message.data)
-                    if signature_bytes[number] > SIGNATURE_MAX:
-                        raise ProtocolError(f"a signature of more than {SIGNATURE_MAX} bytes")
-                    if sum(signature_bytes.values()) > SIGNATURES_HELD:
-                        raise ProtocolError(
-                            f"more than {SIGNATURES_HELD} bytes of signatures without requests"
-                        )
-                elif isinstance(message, DeltaRequest):
-                    signature_bytes.pop(message.request, None)
-                    chunks = signatures.pop(message.request, [])
-                    pool.submit(_serve_delta, options, message, chunks, out)
-                else:
-                    signatures.pop(message.request, None)  # a delta that fell back to content
-                    signature_bytes.pop(message.request, None)
-                    pool.submit(_serve, options, message, out)
+            while handler.handle(inbox.receive()):
+                pass
         except BaseException as error:
             failure.append(error)
         finally:
@@ -427,9 +477,9 @@ def run_source(
     server = threading.Thread(target=requests, name="rdb-source-requests", daemon=True)
     server.start()
     count = 0
-    batcher = _Batcher(out)
+    batcher = Batcher(out)
     try:
-        for entry in _walk(options, batcher):
+        for entry in walk(options, batcher):
             if not credits.try_take():
                 batcher.flush()  # the repository side must see them before it grants more
                 if not credits.take():
@@ -440,13 +490,7 @@ def run_source(
         failure.append(error)
     finally:
         batcher.flush()
-        reason = None
-        if failure:
-            problem = failure[0]
-            reason = str(problem) if not isinstance(problem, OSError) else _why(problem)
-            if isinstance(problem, OSError) and problem.filename is not None:
-                reason = f"{os.fsdecode(problem.filename)}: {problem.strerror or problem}"
-        out.send(WalkDone(count, reason))
+        out.send(WalkDone(count, walk_failure(failure[0]) if failure else None))
     server.join()
     pool.shutdown()
     if failure:
