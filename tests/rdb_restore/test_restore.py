@@ -28,6 +28,26 @@ def test_every_session_restores_exactly(mirror_repo_master: MirrorRepo, tmp_path
         assert differences(mirror_repo_master.scans[n], trees.scan(target)) == [], f"session {n}"
 
 
+@pytest.mark.parametrize("inline_bytes", [0, 1 << 30])
+def test_every_session_restores_exactly_on_the_pool_or_in_the_walk(
+    mirror_repo_master: MirrorRepo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    inline_bytes: int,
+) -> None:
+    """Batches of small files are written on the walk's thread, larger ones by the pool:
+    every session comes out the same when all go one way or the other (hard links whose
+    first path is in another batch included)."""
+    from rdb_restore import writer
+
+    monkeypatch.setattr(writer, "INLINE_BYTES", inline_bytes)
+    monkeypatch.setattr(writer, "BATCH_FILES", 3)  # many batches, links across them
+    for n, when in enumerate(mirror_repo_master.times):
+        target = tmp_path / f"at{n}"
+        restore(str(mirror_repo_master.path), str(target), at=str(when))
+        assert differences(mirror_repo_master.scans[n], trees.scan(target)) == [], f"session {n}"
+
+
 @pytest.mark.parametrize("limit", [0, 300])
 def test_every_session_restores_exactly_when_streamed(
     mirror_repo_master: MirrorRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int

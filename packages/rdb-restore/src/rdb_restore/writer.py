@@ -47,6 +47,10 @@ from rdb_restore.target import (
 # A batch ends at this many files or this many recorded bytes, whichever comes first.
 BATCH_FILES = 128
 BATCH_BYTES = 8 << 20
+# A batch of fewer recorded bytes is written on the caller's thread: handing it to a worker
+# costs more than it gains (with two CPUs, each of the worker's system calls hands the GIL
+# across CPUs; docs/benchmarks.md, "One thread for the many-file work").
+INLINE_BYTES = 2 << 20
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Writes a regular file's bytes into the open descriptor (worker thread); returns the size and
@@ -344,7 +348,8 @@ class TreeWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the collected batch to the pool (blocks while enough batches are in flight)."""
+        """Write the collected batch: small ones here, the rest on the pool (blocks while
+        enough batches are in flight)."""
         batch = self.batch
         if batch is None:
             return
@@ -352,6 +357,11 @@ class TreeWriter:
         self.slots.acquire()
         with self.lock:
             batch.parent.pending += 1
+        if batch.size < INLINE_BYTES and not isinstance(batch.items[-1].payload, Streamed):
+            self._run(batch)  # releases the slot and the groups, whatever happens
+            if self.fatal is not None:  # e.g. Ctrl-C: stop the walk now
+                raise self.fatal
+            return
         try:
             self.pool.submit(self._run, batch)
         except BaseException:
