@@ -18,7 +18,7 @@ from tests.rdb_restore.helpers import run_restore
 
 from rdb_increment.fsextras import posix1e
 from rdb_mirror.session import BackupOptions, backup
-from rdb_restore.query import compare
+from rdb_restore.query import Method, compare
 from rdb_restore.repo import open_repo
 
 T0 = 1_700_000_000
@@ -208,6 +208,27 @@ def test_older_session_and_sub_path(case: Case) -> None:
     inside = {p.removeprefix("dir/"): v for p, v in case.expected.items() if p.startswith("dir/")}
     assert lines_of(sub.stdout) == inside
     assert sub.returncode == (1 if inside else 0)
+
+
+@pytest.mark.parametrize("inline_file", [0, 1 << 30])
+@pytest.mark.parametrize("method", ["hash", "full"])
+def test_files_checked_on_the_pool_or_in_the_walk(
+    case: Case, monkeypatch: pytest.MonkeyPatch, inline_file: int, method: Method
+) -> None:
+    """Small files are checked on the walk's thread, large ones on the pool: the verdicts
+    are the same when all go one way or the other, for compare and for verify."""
+    from rdb_restore import query
+
+    monkeypatch.setattr(query, "INLINE_FILE", inline_file)
+    (case.repo / "same").write_bytes(b"SAME content\n")  # a damaged mirror copy
+    with open_repo(case.repo) as repo:
+        result = compare(case.src, repo, T0, method=method)
+        verified = query.verify(repo, T0)
+    expected = with_data(case.expected)
+    if method == "full":
+        expected["same"] = ("changed", "data")
+    assert {d.path: (d.kind, d.what) for d in result.differences} == expected
+    assert [line.split(":")[0] for line in verified.bad] == ["same"]
 
 
 def test_library_result(case: Case) -> None:

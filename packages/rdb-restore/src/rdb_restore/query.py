@@ -1,6 +1,7 @@
 """The read-only questions: sessions, files at a time, what changed, compare, verify.
 
-Nothing here writes. Files are rebuilt in a thread pool for ``verify`` and ``compare --full``;
+Nothing here writes. Files of 1 MiB or more are rebuilt in a thread pool for ``verify`` and
+``compare --full`` (smaller ones on the calling thread);
 the metadata is streamed, so memory stays flat in the number of files.
 """
 
@@ -147,13 +148,24 @@ def walk_places(tree: SourceTree, entries: Iterable[Entry]) -> Iterator[tuple[En
             place.close()
 
 
+#: A file smaller than this is checked on the walk's thread: handing it to the pool costs more
+#: (with two threads busy, each short system call hands the GIL to the other, and with two
+#: CPUs each hand-off is a cross-CPU wake-up; docs/benchmarks.md).
+INLINE_FILE = 1 << 20
+
+
+def _small(*sizes: int | None) -> bool:
+    return all((size or 0) < INLINE_FILE for size in sizes)
+
+
 def _pool_map(
     jobs: Iterator[tuple[Entry, Sources]],
     work: Callable[[Entry, Sources], None],
     workers: int | None,
     on_error: Callable[[Entry, CorruptRepository], None],
 ) -> None:
-    """Run ``work`` over the jobs in a thread pool (a bounded number in flight)."""
+    """Run ``work`` over the jobs: small files here, the others in a thread pool (a bounded
+    number in flight)."""
     count = workers or default_workers()
     slots = threading.BoundedSemaphore(count * 8)
     fatal: list[BaseException] = []
@@ -175,7 +187,10 @@ def _pool_map(
                 sources.close()
                 break
             slots.acquire()
-            pool.submit(run, entry, sources)
+            if _small(entry.record.size):
+                run(entry, sources)
+            else:
+                pool.submit(run, entry, sources)
     if fatal:
         raise fatal[0]
 
@@ -380,8 +395,8 @@ def compare(
 ) -> CompareResult:
     """Compare the tree ``source`` with the backup of the repository's sub-path at ``when``:
     metadata always; with ``hash`` the SHA1 of each source file against the recorded one;
-    with ``full`` each file's bytes against the file rebuilt from the repository (in a
-    thread pool)."""
+    with ``full`` each file's bytes against the file rebuilt from the repository (large files
+    in a thread pool)."""
     progress = progress or NullProgress()
     root = os.fsencode(source)
     result = CompareResult(when)
@@ -408,11 +423,16 @@ def compare(
         return want
 
     def job(
-        index: Index, path: bytes, what: list[str], want: str | None, sources: Sources | None
+        index: Index,
+        path: bytes,
+        size: int,
+        what: list[str],
+        want: str | None,
+        sources: Sources | None,
     ) -> None:
         try:
             if sources is None:
-                if want is not None and _hash_file(path) != want:
+                if want is not None and _hash_file(path, size) != want:
                     what.append("data")
             elif not _same_content(path, sources):
                 what.append("data")
@@ -461,7 +481,10 @@ def compare(
                     what.append(f"cannot rebuild: {content}")
                 else:
                     slots.acquire()
-                    pool.submit(job, index, path, what, *content)
+                    if _small(entry.record.size, st.st_size):
+                        job(index, path, st.st_size, what, *content)
+                    else:
+                        pool.submit(job, index, path, st.st_size, what, *content)
                     what = []
             if what:
                 add(Difference("changed", show(index), ", ".join(what)))
@@ -503,15 +526,19 @@ def _open_source(path: bytes) -> int:
     return fd
 
 
-def _hash_file(path: bytes) -> str:
+def _hash_file(path: bytes, size: int) -> str:
+    """The SHA1 of the file at ``path``, read in one call if it still has ``size`` bytes (a
+    1 MiB read of a small file costs a 1 MiB allocation, an mmap and its page faults)."""
     fd = _open_source(path)
     try:
         digest = Digest()
+        chunk = min(size + 1, 1 << 20)
         while True:
-            data = os.read(fd, 1 << 20)
+            data = os.read(fd, chunk)
             if not data:
                 return digest.hexdigest()
             digest(data)
+            chunk = 1 << 20
     finally:
         os.close(fd)
 
