@@ -33,7 +33,10 @@ once; the server half is not in the client's CPU time), and the bytes that cross
 interface (both directions, as bench_remote counts them).
 
 The flatness check backs up generated trees of 20,000 and ``--flat-files`` tiny files with
-rdb-mirror (200 per directory) and compares rdb-restore's peak RSS restoring each.
+rdb-mirror (200 per directory) and compares rdb-restore's peak RSS restoring each. The
+repositories are kept in ``--work`` between runs; a generated tree is an output like the
+others, removed only when the run ends (deleting it right before the timed restore made the
+20,000-file restore take 2.8 s instead of ~0.8 s).
 """
 
 from __future__ import annotations
@@ -240,15 +243,19 @@ def make_tiny_tree(root: Path, files: int, per_dir: int = 200) -> None:
 
 
 def flatness(work: Path, outputs: Outputs, sizes: Sequence[int]) -> list[tuple[int, Measure]]:
+    """rdb-restore of a repository of ``size`` tiny files, for each size (made once, kept in
+    ``work``). The generated source is one of the outputs: removed when the run ends, not
+    before the timed restore (see "nothing is deleted until the end")."""
     rows = []
     for size in sizes:
         base = work / f"flat-{size}"
         repo = base / "repo"
         if not (base / ".done").exists():
             shutil.rmtree(base, ignore_errors=True)
-            make_tiny_tree(base / "src", size)
-            run([PYTHON, "-m", "rdb_mirror", "--quiet", str(base / "src"), str(repo)])
-            shutil.rmtree(base / "src")
+            base.mkdir(parents=True)
+            source = outputs.fresh(f"flat-{size}-source")
+            make_tiny_tree(source, size)
+            run([PYTHON, "-m", "rdb_mirror", "--quiet", str(source), str(repo)])
             (base / ".done").touch()
         out = outputs.fresh(f"flat-{size}")
         rows.append((size, run([PYTHON, "-m", "rdb_restore", "--quiet", str(repo), str(out)])))
