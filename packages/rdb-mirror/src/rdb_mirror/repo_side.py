@@ -73,6 +73,7 @@ from rdb_mirror.protocol import (
     WalkDone,
     stat_key,
 )
+from rdb_mirror.stage_batch import NewFile, write_new_files
 from rdb_mirror.workers import Cancelled, Job, Workers
 
 __all__ = ["Counters", "OldState", "RepositorySide"]
@@ -84,6 +85,8 @@ T = TypeVar("T")
 #: this many bytes in all; beyond it they are staged at once, as large files are.
 HELD_BYTES = 16 << 20
 HELD_FILE = 256 << 10
+#: New files of a first backup written by one pool job (rdb_mirror.stage_batch).
+STAGE_BATCH = 64
 _STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CHANGED_WHILE_READ = "changed while being read; not updated"
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
@@ -285,6 +288,52 @@ class _Emit:
     error: tuple[str, str] | None = None  # (error_log type, message)
 
 
+class _StageBatch:
+    """New files held in memory, written together by one pool job (``job``, None until the
+    batch is handed over)."""
+
+    __slots__ = ("files", "job")
+
+    def __init__(self) -> None:
+        self.files: list[_Staged] = []
+        self.job: Job[None] | None = None
+
+
+class _Staged:
+    """An output slot for one file of a :class:`_StageBatch`: its :class:`_Emit` once the
+    batch is written (``done`` and ``result`` as a :class:`Job`'s)."""
+
+    __slots__ = ("acl", "batch", "eas", "emit", "item", "marks", "record")
+
+    def __init__(
+        self,
+        batch: _StageBatch,
+        item: _Item,
+        record: Record,
+        eas: EAs,
+        acl: tuple[ACLEntry, ...],
+        marks: list[WrittenIncrement],
+    ) -> None:
+        self.batch = batch
+        self.item = item
+        self.record = record
+        self.eas = eas
+        self.acl = acl
+        self.marks = marks
+        self.emit: _Emit | None = None
+
+    def done(self) -> bool:
+        job = self.batch.job
+        return job is not None and job.done()
+
+    def result(self) -> _Emit:
+        job = self.batch.job
+        assert job is not None, "a batch is handed over before its results are awaited"
+        job.result()
+        assert self.emit is not None
+        return self.emit
+
+
 def _increment_jobs(new: Record, old: Record | None) -> int | None:
     """Threads for one increment's signature and delta: every CPU (None) for a large file,
     one for the many small ones (which run side by side on the pool)."""
@@ -442,7 +491,8 @@ class RepositorySide:
         self._pending: deque[_Item | _Same] = deque()
         self._requests: dict[int, _Item] = {}
         self._next_request = 0
-        self._outputs: deque[_Emit | Job[_Emit] | _Same] = deque()
+        self._outputs: deque[_Emit | Job[_Emit] | _Same | _Staged] = deque()
+        self._stage_batch: _StageBatch | None = None
         self._olds: deque[RawRecord | None] = deque()  # each output's previous record
         self._pool = Workers(workers, "rdb-mirror")
         self._groups: dict[tuple[int, int], _Group] = {}
@@ -823,9 +873,11 @@ class RepositorySide:
                 self._olds.popleft()
                 self._write_same(head)
                 continue
-            if isinstance(head, Job):
+            if isinstance(head, Job | _Staged):
                 if not block and not head.done() and len(self._outputs) <= 4 * self.window:
                     return
+                if type(head) is _Staged and head.batch.job is None:
+                    self._hand_over_batch()
                 emit = head.result()
             else:
                 assert isinstance(head, _Emit)
@@ -1136,6 +1188,10 @@ class RepositorySide:
                     group.mirror = self.mirror_path(item.index, record)
                 return
             marks = self._mark(item.index)
+            if group is None and self._batchable(item, record, eas, acl):
+                self._outputs.append(self._stage_later(item, record, eas, acl, marks))
+                self._touch(item.index)
+                return
             # a small file held in memory is written here: handing it to the pool costs more
             # than writing it (two thread wake-ups, each a cross-CPU one with two CPUs)
             small = item.data is not None and (old is None or (old.size or 0) <= HELD_FILE)
@@ -1247,6 +1303,79 @@ class RepositorySide:
             long_name=self._long(old) if old is not None else self._long(record),
             jobs=jobs,
         )
+
+    def _batchable(self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]) -> bool:
+        """Whether ``item`` can be written by :mod:`rdb_mirror.stage_batch`: a new file held
+        in memory in a first session (no increment to write first), with no EAs or ACL to
+        set and plain permissions (the general path handles the rest)."""
+        entry = item.entry
+        return (
+            self.writer is None
+            and item.old is None
+            and item.data is not None
+            and entry is not None
+            and not eas
+            and not acl
+            and record.permissions is not None
+            and not (self.caps.acls and entry.acl is not None and self._inherits_acl())
+        )
+
+    def _stage_later(
+        self,
+        item: _Item,
+        record: Record,
+        eas: EAs,
+        acl: tuple[ACLEntry, ...],
+        marks: list[WrittenIncrement],
+    ) -> _Staged:
+        batch = self._stage_batch
+        if batch is None:
+            batch = self._stage_batch = _StageBatch()
+        slot = _Staged(batch, item, record, eas, acl, marks)
+        batch.files.append(slot)
+        if len(batch.files) >= STAGE_BATCH:
+            self._hand_over_batch()
+        return slot
+
+    def _hand_over_batch(self) -> None:
+        batch, self._stage_batch = self._stage_batch, None
+        if batch is not None:
+            batch.job = self._pool.submit(self._write_batch, batch)
+
+    def _write_batch(self, batch: _StageBatch) -> None:
+        """Pool job: the batch's files in one C call; a file that failed goes the general
+        way (:meth:`_write_regular`), which fails the same way and says so as usual."""
+        ownership = self.caps.ownership
+        files = []
+        for slot in batch.files:
+            item, record = slot.item, slot.record
+            entry = item.entry
+            assert entry is not None and item.data is not None and record.permissions is not None
+            owner = None
+            if ownership and record.uid is not None and record.gid is not None:
+                owner = (record.uid, record.gid)
+            files.append(
+                NewFile(
+                    os.fsencode(temp_path(self.layout.data_dir)),
+                    self._bpath(item.index, record),
+                    item.data,
+                    record.permissions,
+                    owner,
+                    entry.atime_ns,
+                    entry.mtime_ns,
+                )
+            )
+        for slot, error in zip(batch.files, write_new_files(files), strict=True):
+            item = slot.item
+            if error is None:
+                data = item.data
+                assert data is not None
+                item.data = None
+                with self._held_lock:
+                    self._held -= len(data)
+                slot.emit = _updated(item, slot.record, slot.eas, slot.acl, list(slot.marks))
+            else:
+                slot.emit = self._write_regular(item, slot.record, slot.eas, slot.acl, slot.marks)
 
     def _write_regular(
         self,

@@ -1,0 +1,5 @@
+"""Only here because cffi's build hook needs setup(); all metadata is in pyproject.toml."""
+
+from setuptools import setup
+
+setup(cffi_modules=["src/_rdb_mirror_cffi/build.py:ffibuilder"])

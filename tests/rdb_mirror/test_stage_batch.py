@@ -1,0 +1,107 @@
+"""New small files of a first backup are written in batches by one C call each
+(rdb_mirror.stage_batch): bytes, mode, owner and times as asked, failures reported per file
+with nothing left behind, and a backup whose batch fails for a file still gets it right."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from tests.interop import trees
+from tests.rdb_mirror.helpers import differences, session_time
+
+from rdb_mirror import BackupOptions, backup, repo_side
+from rdb_mirror.stage_batch import NewFile, write_new_files
+
+IS_ROOT = os.geteuid() == 0
+
+
+def _new(directory: Path, name: str, data: bytes, **changes: object) -> NewFile:
+    fields: dict[str, object] = {
+        "path": os.fsencode(directory / f".staged-{name}"),
+        "target": os.fsencode(directory / name),
+        "data": data,
+        "mode": 0o640,
+        "owner": None,
+        "atime_ns": 1_500_000_000_123_456_789,
+        "mtime_ns": 1_600_000_000_987_654_321,
+    }
+    fields.update(changes)
+    return NewFile(**fields)  # type: ignore[arg-type]
+
+
+def test_files_get_their_bytes_mode_and_times(tmp_path: Path) -> None:
+    files = [
+        _new(tmp_path, "empty", b""),
+        _new(tmp_path, "text", b"hello\n", mode=0o4755),
+        _new(tmp_path, "big", os.urandom(300_000), mode=0o600),
+        _new(tmp_path, "old", b"before 1970", atime_ns=-1_500_000_001, mtime_ns=-1),
+    ]
+    assert write_new_files(files) == [None] * 4
+    for file in files:
+        target = Path(os.fsdecode(file.target))
+        st = target.lstat()
+        assert target.read_bytes() == file.data
+        assert stat.S_IMODE(st.st_mode) == file.mode
+        assert (st.st_atime_ns, st.st_mtime_ns) == (file.atime_ns, file.mtime_ns)
+        assert not Path(os.fsdecode(file.path)).exists()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="giving files away needs root")
+def test_owner_is_set_and_setuid_kept(tmp_path: Path) -> None:
+    file = _new(tmp_path, "owned", b"x", owner=(1234, 5678), mode=0o6755)
+    assert write_new_files([file]) == [None]
+    st = (tmp_path / "owned").lstat()
+    assert (st.st_uid, st.st_gid) == (1234, 5678)
+    assert stat.S_IMODE(st.st_mode) == 0o6755  # chmod after chown: setuid survives
+
+
+def test_a_failure_is_reported_for_that_file_only_and_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "exists").write_bytes(b"")
+    files = [
+        _new(tmp_path, "fine", b"1"),
+        _new(tmp_path, "no-dir", b"2", target=os.fsencode(tmp_path / "missing" / "f")),
+        _new(tmp_path, "taken", b"3", path=os.fsencode(tmp_path / "exists")),
+        _new(tmp_path, "fine2", b"4"),
+    ]
+    results = write_new_files(files)
+    assert results[0] is None and results[3] is None
+    rename_error, create_error = results[1], results[2]
+    assert isinstance(rename_error, FileNotFoundError)
+    assert "cannot rename" in str(rename_error)
+    assert isinstance(create_error, FileExistsError)
+    assert "cannot create" in str(create_error)
+    # the failed rename's staged file is gone, the pre-existing file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists", "fine", "fine2"]
+    assert (tmp_path / "exists").read_bytes() == b""
+
+
+def test_a_backup_falls_back_for_files_the_batch_could_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every third file of each batch "fails" in C: the general path writes it instead, and
+    the mirror and the session's files are as if nothing had happened."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    trees.build_tree(src, seed=11)
+    for n in range(200):
+        (src / f"small-{n:03}").write_bytes(os.urandom(n * 7))
+    real = write_new_files
+    failed: list[bytes] = []
+
+    def every_third_fails(files: list[NewFile]) -> list[OSError | None]:
+        results: list[OSError | None] = []
+        for n, file in enumerate(files):
+            if n % 3 == 1:
+                failed.append(file.target)
+                results.append(OSError(5, "cannot write: Input/output error"))
+            else:
+                results.extend(real([file]))
+        return results
+
+    monkeypatch.setattr(repo_side, "write_new_files", every_third_fails)
+    result = backup(src, repo, BackupOptions(current_time=session_time(0)))
+    assert len(failed) > 60
+    assert result.errors == []
+    assert differences(trees.scan(src), trees.scan(repo)) == []
