@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import run_child
+
 SMALL_FILES = 200
 
 
@@ -101,13 +103,8 @@ def _reference_script(pairs: list[tuple[Path, Path]], out_dir: Path) -> str:
 
 def _run(argv: list[str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of a child process (the largest of its children)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{argv[0]} failed")
-    return wall, usage.ru_maxrss
+    child = run_child(argv, stdout=None)
+    return child.wall, child.rss_kib
 
 
 class _Hasher(io.RawIOBase):

@@ -17,9 +17,9 @@ leak into it; the snapshot is byte-compiled, as an installed package is.
 For each corpus and tool: an **initial** backup of A into an empty destination, an
 **incremental** backup of B into it, then a **no-change** backup of B again. rdb-mirror and
 rdiff-backup get ``--current-time`` one hour apart per session; rsync is ``rsync -aH --delete
-SRC/ DEST/``. Every command is its own child process (``os.posix_spawn``): wall time around it,
-peak RSS from ``os.wait4``'s rusage (Linux reports the maximum over the child and the
-descendants it waited for, so rsync's forked receiver counts). Output goes to /dev/null. The
+SRC/ DEST/``. Every command is its own child process (benchmarks/measure.py): wall time around
+it, peak RSS from ``os.wait4``'s rusage (Linux reports the maximum over the child and the
+descendants it waited for, so rsync's forked receiver counts). Output is discarded. The
 page cache is warm (every source is read once before the timings).
 
 **Nothing is deleted until the run ends** (every tool and corpus gets its own destination):
@@ -41,15 +41,14 @@ import os
 import platform
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from measure import Measure, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -57,14 +56,6 @@ RDIFF_BACKUP = ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
 T0 = 1_700_000_000
 PHASES = ("initial", "incremental", "no-change")
 TOOLS = ("rdb-mirror", "rdiff-backup", "rsync")
-
-
-@dataclass(frozen=True)
-class Measure:
-    wall: float
-    rss_mib: float
-    status: int
-    cpu: float = 0.0  # user + system seconds of the child and its waited-for descendants
 
 
 def snapshot(dest: Path, ref: str = "HEAD") -> str:
@@ -91,27 +82,9 @@ ENV: dict[str, str] = dict(os.environ)
 
 
 def run(argv: Sequence[str]) -> Measure:
-    """One child process: wall time and peak RSS (ru_maxrss, KiB on Linux)."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        actions = [
-            (os.POSIX_SPAWN_DUP2, devnull, 0),
-            (os.POSIX_SPAWN_DUP2, devnull, 1),
-            (os.POSIX_SPAWN_DUP2, devnull, 2),
-        ]
-        started = time.perf_counter()
-        pid = os.posix_spawn(argv[0], list(argv), ENV, file_actions=actions)
-        try:
-            _, status, usage = os.wait4(pid, 0)
-        except BaseException:  # interrupted: do not leave the measured command running
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise
-        wall = time.perf_counter() - started
-    finally:
-        os.close(devnull)
-    cpu = usage.ru_utime + usage.ru_stime
-    return Measure(wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), cpu)
+    """One child process (in ``ENV``, output discarded): wall time, CPU and peak RSS; its exit
+    status is the caller's to judge (rsync's 24, rdb-mirror's 3 are not failures)."""
+    return run_child(argv, env=ENV, check=False)
 
 
 def command(tool: str, src: Path, dest: Path, session: int, binaries: dict[str, str]) -> list[str]:

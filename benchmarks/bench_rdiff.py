@@ -71,6 +71,9 @@ from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # when loaded by path (pytest)
+from measure import run_child  # noqa: E402
+
 MIB = 1024 * 1024
 RDIFF = "/usr/bin/rdiff"
 TIME = "/usr/bin/time"
@@ -185,21 +188,11 @@ def run_once(argv: Sequence[str], *, rss: bool = True, env: dict[str, str] | Non
     /usr/bin/time is small, so its child's figure is the command's own. ``rss=False`` skips
     it (start-up timing, where its extra fork + exec of ~1 ms would blur the ratio).
     """
-    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile(suffix=".time") as tf:
+    with tempfile.NamedTemporaryFile(suffix=".time") as tf:
         cmd = [TIME, "-q", "-f", "%M", "-o", tf.name, *argv] if rss else list(argv)
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
-        )
-        _, status, ru = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            msg = err.read().decode(errors="replace").strip()
-            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {msg}")
+        child = run_child(cmd, env=env)
         words = Path(tf.name).read_text().split() if rss else []
-    return Run(wall, ru.ru_utime, ru.ru_stime, int(words[-1]) / 1024 if words else 0.0)
+    return Run(child.wall, child.user, child.system, int(words[-1]) / 1024 if words else 0.0)
 
 
 def cpu_busy() -> tuple[float, float]:

@@ -31,8 +31,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from measure import Measure, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 RDIFF_BACKUP = os.environ.get("RDB_RDIFF_BACKUP") or str(
@@ -42,42 +43,16 @@ T0 = 1_700_000_000
 HOUR = 3_600
 
 
-@dataclass(frozen=True)
-class Run:
-    wall: float
-    cpu: float
-    rss_mib: int
+def run(argv: Sequence[str]) -> Measure:
+    """Run a command to completion (in UTC); its wall and CPU seconds and peak RSS."""
+    return run_child(argv, env={**os.environ, "TZ": "UTC"})
 
 
-def run(argv: Sequence[str]) -> Run:
-    """Run a command to completion; its wall and CPU seconds and peak RSS (wait4)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        list(argv),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "TZ": "UTC"},
-    )
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    except BaseException:
-        proc.kill()
-        raise
-    elapsed = time.perf_counter() - start
-    err = proc.stderr.read() if proc.stderr else b""
-    if proc.stderr:
-        proc.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {code}: {err.decode(errors='replace')}")
-    return Run(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024)
-
-
-def _wall(result: Run) -> float:
+def _wall(result: Measure) -> float:
     return result.wall
 
 
-def _median(runs: list[Run]) -> Run:
+def _median(runs: list[Measure]) -> Measure:
     return sorted(runs, key=_wall)[(len(runs) - 1) // 2]
 
 
@@ -171,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     loads = [os.getloadavg()[0]]
     remove = [sys.executable, "-m", "rdb_increment", "remove", "--force", "--quiet"]
     theirs_remove = [RDIFF_BACKUP, "--force", "remove", "increments", "--older-than"]
-    ours: list[Run] = []
-    theirs: list[Run] = []
+    ours: list[Measure] = []
+    theirs: list[Measure] = []
     same = True
     for _ in range(repeat):  # interleaved, so that both see the same machine
         target = copy(master, args.work / "ours")
@@ -196,13 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         print(
             f"| remove the {sessions - 1} oldest sessions ({label} of {repeat}) | "
-            f"{mine.wall:.2f} s / {mine.cpu:.2f} s ({mine.rss_mib} MiB) | "
-            f"{them.wall:.2f} s / {them.cpu:.2f} s ({them.rss_mib} MiB) | "
+            f"{mine.wall:.2f} s / {mine.cpu:.2f} s ({mine.rss_kib // 1024} MiB) | "
+            f"{them.wall:.2f} s / {them.cpu:.2f} s ({them.rss_kib // 1024} MiB) | "
             f"{them.wall / mine.wall:.1f}× |"
         )
     print(
-        f"| thin to --keep-daily 2 | {thin.wall:.2f} s / {thin.cpu:.2f} s ({thin.rss_mib} MiB) "
-        "| (cannot) | |"
+        f"| thin to --keep-daily 2 | {thin.wall:.2f} s / {thin.cpu:.2f} s "
+        f"({thin.rss_kib // 1024} MiB) | (cannot) | |"
     )
     print(f"rdb-increment runs (wall s): {', '.join(f'{r.wall:.2f}' for r in ours)}")
     print(f"rdiff-backup runs (wall s): {', '.join(f'{r.wall:.2f}' for r in theirs)}")

@@ -48,12 +48,12 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from bench_mirror import machine, snapshot  # the same machine line; HEAD's packages
+from measure import Measure, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -65,37 +65,19 @@ PAIRS = {"small": ("small-a", "small-b"), "django": ("django-a", "django-b")}
 SESSIONS = (("newest", T0 + 3600), ("oldest", T0))
 
 
-@dataclass(frozen=True)
-class Measure:
-    wall: float
-    cpu: float
-    rss_mib: int
-
-
 #: The environment of every measured command (PYTHONPATH: the snapshot of HEAD, if taken).
 ENV: dict[str, str] = {**os.environ, "TZ": "UTC"}
 
 
 def run(argv: Sequence[str], *, cwd: Path | None = None) -> Measure:
-    """Run one command as a child: wall time, CPU (user + system) and peak RSS from wait4."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    err = proc.stderr.read() if proc.stderr else b""
-    if proc.stderr:
-        proc.stderr.close()
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {code}: {err.decode(errors='replace')}")
-    return Measure(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024)
+    """Run one command as a child (in ``ENV``): wall time, CPU and peak RSS."""
+    return run_child(argv, env=ENV, cwd=cwd)
 
 
 def best(measures: Sequence[Measure]) -> Measure:
+    """The fastest run, with the largest peak RSS of them all."""
     fastest = min(measures, key=lambda m: m.wall)
-    return Measure(fastest.wall, fastest.cpu, max(m.rss_mib for m in measures))
+    return replace(fastest, rss_kib=max(m.rss_kib for m in measures))
 
 
 class Outputs:
@@ -333,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 files = files_in(args.corpus / PAIRS[name][1])
                 print(
                     f"| {name} ({files} files) | {session} | {mine.wall:.2f} ({mine.cpu:.2f}, "
-                    f"{mine.rss_mib}) | {theirs.wall:.2f} ({theirs.cpu:.2f}, {theirs.rss_mib}) | "
+                    f"{mine.rss_kib // 1024}) | {theirs.wall:.2f} ({theirs.cpu:.2f}, "
+                    f"{theirs.rss_kib // 1024}) | "
                     f"{cp.wall:.2f} ({cp.cpu:.2f}) | {theirs.wall / mine.wall:.1f}× | "
                     f"{mine.wall / cp.wall:.2f}× |",
                     flush=True,
@@ -342,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_flat:
             print("\n| files | rdb-restore s (cpu s) | peak RSS MiB |\n|---:|---:|---:|")
             for size, m in flatness(args.work, outputs, (20_000, args.flat_files)):
-                print(f"| {size:,} | {m.wall:.2f} ({m.cpu:.2f}) | {m.rss_mib} |", flush=True)
+                print(
+                    f"| {size:,} | {m.wall:.2f} ({m.cpu:.2f}) | {m.rss_kib // 1024} |", flush=True
+                )
             loads.append(os.getloadavg()[0])
     finally:
         outputs.remove()

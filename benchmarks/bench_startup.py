@@ -44,6 +44,7 @@ from pathlib import Path
 from types import ModuleType
 
 from bench_mirror import machine, snapshot  # the same machine line; HEAD's packages
+from measure import run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -71,22 +72,6 @@ class Timing:
     @property
     def cpu(self) -> float:
         return statistics.median(self.cpus)
-
-
-def timed(argv: Sequence[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall time, CPU time (user + system of the child) and exit status of one run."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            argv, stdin=devnull, stdout=devnull, stderr=devnull, env=env, close_fds=True
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-    finally:
-        os.close(devnull)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_utime + usage.ru_stime, process.returncode
 
 
 def tiny_repository(work: Path) -> tuple[Path, Path]:
@@ -166,16 +151,16 @@ def run_startup(repeat: int, envs: dict[str, dict[str, str]], work: Path) -> lis
     bare = Timing([], [])
     results: dict[tuple[str, str], Timing] = {(w, c): Timing([], []) for w, c, _, _ in runs}
     for _ in range(repeat):
-        wall, cpu, _status = timed([PYTHON, "-c", "pass"], plain)
-        bare.walls.append(wall)
-        bare.cpus.append(cpu)
+        child = run_child([PYTHON, "-c", "pass"], env=plain, check=False)
+        bare.walls.append(child.wall)
+        bare.cpus.append(child.cpu)
         for what, column, argv, env in runs:
-            wall, cpu, status = timed(argv, env)
-            if status not in (0, 3):
+            child = run_child(argv, env=env, check=False)
+            if child.status not in (0, 3):
                 again = subprocess.run(argv, env=env, capture_output=True, text=True)
-                raise SystemExit(f"{' '.join(argv)}: exit status {status}\n{again.stderr}")
-            results[what, column].walls.append(wall)
-            results[what, column].cpus.append(cpu)
+                raise SystemExit(f"{' '.join(argv)}: exit status {child.status}\n{again.stderr}")
+            results[what, column].walls.append(child.wall)
+            results[what, column].cpus.append(child.cpu)
 
     def cell(timing: Timing | None) -> str:
         if timing is None:

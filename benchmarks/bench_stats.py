@@ -18,15 +18,15 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from measure import run_child
 
 START = 1_700_000_000
 STEP = 86_400
@@ -117,14 +117,9 @@ def measure(repo: Path, runs: int) -> tuple[float, float, dict[str, object]]:
     document: dict[str, object] = {}
     for _ in range(runs):
         with tempfile.TemporaryFile() as out:
-            start = time.perf_counter()
-            proc = subprocess.Popen([*rdb_stats(), "--json", str(repo)], stdout=out)
-            _, status, usage = os.wait4(proc.pid, 0)
-            walls.append(time.perf_counter() - start)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            if proc.returncode != 0:
-                raise SystemExit(f"rdb-stats exited {proc.returncode}")
-            peaks.append(usage.ru_maxrss / 1024)  # KiB -> MiB
+            child = run_child([*rdb_stats(), "--json", str(repo)], stdout=out)
+            walls.append(child.wall)
+            peaks.append(child.rss_mib)
             out.seek(0)
             document = json.loads(out.read())
     return statistics.median(walls), max(peaks), document
