@@ -40,11 +40,11 @@ def limit_heap_growth() -> None:
     the threshold at 128 KiB so big buffers are mapped and returned on free. Process-wide;
     the command calls it, a library caller may. No effect off glibc."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the process's own symbols, libc's among them (ctypes.util.find_library would run
+        # ldconfig in a subprocess: 7 ms of every run)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
     m_mmap_threshold = -3
