@@ -136,3 +136,26 @@ def test_a_request_from_another_thread_wakes_a_waiting_receive(tmp_path: Path) -
     finally:
         sender.join()
         source.close()
+
+
+def test_closing_after_a_failure_does_not_wait_for_answers_nobody_takes(tmp_path: Path) -> None:
+    """The repository side failed with many large files asked for: the pool's answers fill
+    the inbox's budget and wait for room. Closing drops them (closing their descriptors)
+    instead of waiting forever."""
+    count = 3 * stepped_source.POOLED_MESSAGES
+    for i in range(count):
+        (tmp_path / f"big{i:02}").write_bytes(b"\0" * ((1 << 20) + i))
+    source = SteppedSource(_options(tmp_path, window=0))
+    for i in range(count):
+        source.send(_request(tmp_path, i, f"big{i:02}"))
+    assert isinstance(source.receive(), LocalFile | ContentEnd)  # the pool answers
+    deadline = time.monotonic() + 30
+    while source._pooled.tokens.qsize() and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the pool's answers have used the whole budget
+    assert source._pooled.tokens.qsize() == 0
+    fds_before = len(os.listdir("/proc/self/fd"))
+    closer = threading.Thread(target=lambda: source.close(failed=True))
+    closer.start()
+    closer.join(timeout=30)
+    assert not closer.is_alive(), "close() waits for answers that nobody will receive"
+    assert len(os.listdir("/proc/self/fd")) <= fds_before

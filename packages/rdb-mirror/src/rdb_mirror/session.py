@@ -173,8 +173,10 @@ class LocalSource:
         source = SteppedSource(options)
         try:
             repo.run(source, source)
-        finally:
-            source.close()
+        except BaseException:
+            source.close(failed=True)
+            raise
+        source.close()
         if source.failure is not None:
             raise source.failure
 

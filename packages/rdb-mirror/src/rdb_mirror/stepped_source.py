@@ -16,13 +16,14 @@ runs on one thread and the pool only does the work that releases the GIL for lon
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections import deque
 from collections.abc import Iterator
 
-from rdb_mirror.protocol import Entry, RepositoryMessage, SourceMessage, WalkDone
-from rdb_mirror.source import Batcher, RequestHandler, SourceOptions, walk, walk_failure
+from rdb_mirror.protocol import Entry, LocalFile, RepositoryMessage, SourceMessage, WalkDone
+from rdb_mirror.source import CHUNK, Batcher, RequestHandler, SourceOptions, walk, walk_failure
 from rdb_mirror.workers import Workers
 
 __all__ = ["SteppedSource"]
@@ -124,9 +125,34 @@ class SteppedSource:
             if type(message) is not _Wake:
                 return message  # type: ignore[return-value]
 
-    def close(self) -> None:
-        """Wait for the pool's jobs (after the repository side is done or failed)."""
-        self.pool.shutdown(cancel=self.failure is not None)
+    def close(self, *, failed: bool = False) -> None:
+        """Wait for the pool's jobs, after the repository side is done or ``failed`` (then
+        the jobs not started are dropped). Answers nobody will receive are discarded
+        meanwhile: a job waiting for room in the inbox must not wait forever."""
+        if failed or self.failure is not None:
+            self.pool.cancel()
+        stopped = threading.Event()
+
+        def stop() -> None:
+            self.pool.shutdown()
+            stopped.set()
+
+        threading.Thread(target=stop, name="rdb-source-stop", daemon=True).start()
+        while not stopped.wait(0.02):
+            self._discard_inbox()
+        self._discard_inbox()
+
+    def _discard_inbox(self) -> None:
+        while True:
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if type(message) is _Pooled:
+                self._pooled.tokens.put(None)
+                message = message.message
+            if isinstance(message, LocalFile):
+                os.close(message.fd)
 
     # ---- one step of the source half ----------------------------------------------------
 
@@ -158,12 +184,13 @@ class SteppedSource:
         handle = self._handler.handle
         while waiting and here.sent_bytes - before < STEP_BYTES:
             message = waiting.popleft()
-            size = getattr(message, "stat_key", (0,))[0]
+            size = getattr(message, "stat_key", (CHUNK,))[0]
             if not handle(message):
                 self.finished = True
                 waiting.clear()
                 return
-            here.sent_bytes += size
+            if size < CHUNK:  # read here (larger files are the pool's, bounded by tokens)
+                here.sent_bytes += size
 
     def _walk_some(self) -> None:
         entries = self._entries
