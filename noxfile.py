@@ -78,15 +78,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over every package's source."""
-    session.install("mypy", "typer", "rich", "cffi", "pytest", "hypothesis")
+    """mypy --strict over every package's source, the tests and the benchmark scripts."""
+    session.install("mypy", "typer", "rich", "cffi", *TEST_TOOLS)
     _all_packages(session)
     srcs = [
         str(p.parent)
         for p in sorted((ROOT / "packages").glob("*/src/*/__init__.py"))
         if p.parent.name != "_rdiff_cffi"
     ]
-    session.run("mypy", *srcs)
+    session.run("mypy", *srcs, str(ROOT / "tests"), str(ROOT / "benchmarks"))
 
 
 @nox.session

@@ -70,10 +70,21 @@ class SshServer:
         command = [str(VENV_BIN / program), *(args or ("--server",))]
         return shlex.join(self.ssh_argv()) + " %s " + shlex.join(command)
 
-    def run(self, command: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    def run(
+        self,
+        command: str,
+        *,
+        input: bytes | None = None,
+        capture_output: bool = False,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
         """Run a shell ``command`` on the server (as ssh would)."""
-        return subprocess.run(  # type: ignore[call-overload]
-            [*self.ssh_argv(), self.host, command], check=False, **kwargs
+        return subprocess.run(
+            [*self.ssh_argv(), self.host, command],
+            input=input,
+            capture_output=capture_output,
+            timeout=timeout,
+            check=False,
         )
 
 

@@ -718,10 +718,10 @@ def mutate_tree(root: Path | str, seed: int) -> list[str]:
             os.unlink(p)
             log.append(f"unlinked hard link {render(victim)!r}")
         else:
-            data, st = _read(p), os.lstat(p)
+            content, st = _read(p), os.lstat(p)
             os.unlink(p)
             with open(p, "wb") as f:
-                f.write(data)
+                f.write(content)
             if m.caps.ownership:
                 os.chown(p, st.st_uid, st.st_gid)
             os.chmod(p, stat.S_IMODE(st.st_mode))

@@ -136,7 +136,12 @@ def test_sync_batch_syncs_each_path_once(tmp_path: Path, monkeypatch: pytest.Mon
 
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+
+    def counted_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted_fsync)
     sub = tmp_path / "sub"
     sub.mkdir()
     batch = SyncBatch()

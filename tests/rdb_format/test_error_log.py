@@ -27,8 +27,8 @@ OBSERVED = (
 )
 
 
-def entries(data: bytes, **kw: bool) -> list[ErrorEntry]:
-    return list(iter_error_log(io.BytesIO(data), name="error_log.T.data", **kw))
+def entries(data: bytes) -> list[ErrorEntry]:
+    return list(iter_error_log(io.BytesIO(data), name="error_log.T.data"))
 
 
 def test_observed_entry() -> None:
@@ -89,7 +89,7 @@ def test_writer_without_compression(tmp_path: Path) -> None:
     assert log.path.read_bytes() == OBSERVED
 
 
-text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0\n"))
+text = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\0\n"))
 
 
 @settings(max_examples=200)

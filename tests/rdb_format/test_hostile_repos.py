@@ -83,7 +83,7 @@ def refusal(kind: type[Exception], action: Callable[[], object]) -> CorruptRepos
         action()
     error = caught.value
     assert type(error) is kind, f"{type(error).__name__}: {error}"
-    assert error.exit_code == ExitCode.CORRUPT == 13
+    assert error.exit_code == ExitCode.CORRUPT and int(ExitCode.CORRUPT) == 13
     message = str(error)
     assert "\n" not in message and message.strip() == message
     return error

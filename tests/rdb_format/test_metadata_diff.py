@@ -257,7 +257,6 @@ def test_find_session_file_from_state_entries_lists_nothing(
 ) -> None:
     """With the state's entries, 3,000 lookups neither list the directory nor rebuild the
     index (each is a dict lookup; the speed itself is for benchmarks, not tests)."""
-    from rdb_format import metadata_diff
     from rdb_format.layout import Layout
     from rdb_format.metadata_diff import SessionFileIndex, find_session_file
     from rdb_format.repository import read_state
@@ -277,7 +276,7 @@ def test_find_session_file_from_state_entries_lists_nothing(
         raise AssertionError("the directory was listed")
 
     monkeypatch.setattr(SessionFileIndex, "__init__", counting_init)
-    monkeypatch.setattr(metadata_diff.os, "listdir", no_listing)
+    monkeypatch.setattr("rdb_format.metadata_diff.os.listdir", no_listing)
     for t in times:
         for base in ("extended_attributes", "access_control_lists", "session_statistics"):
             found = find_session_file(data_dir, base, t, entries=state.entries)

@@ -165,8 +165,10 @@ def test_format_seconds(seconds: float, text: str) -> None:
 # -- file_statistics -------------------------------------------------------------------------
 
 
-def rows(data: bytes, **kw: bool) -> list[FileStatRow]:
-    return list(iter_file_statistics(io.BytesIO(data), name="file_statistics.T.data", **kw))
+def rows(data: bytes, *, allow_truncated: bool = False) -> list[FileStatRow]:
+    stream = io.BytesIO(data)
+    name = "file_statistics.T.data"
+    return list(iter_file_statistics(stream, name=name, allow_truncated=allow_truncated))
 
 
 def test_observed_file_statistics() -> None:
@@ -274,7 +276,8 @@ def test_truncation_is_signalled(tmp_path: Path) -> None:
         on_truncated=seen.append,
     )
     assert isinstance(reader, FileStatisticsReader)
-    assert not reader.truncated
+    truncated_before = reader.truncated  # (a name: mypy would keep the attribute narrowed)
+    assert not truncated_before
     assert len(list(reader)) == 5
     assert reader.truncated and reader.rows_read == 5
     assert seen == [reader.problem]

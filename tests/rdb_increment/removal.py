@@ -45,11 +45,13 @@ def utc_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def mirror_module() -> ModuleType:
-    return pytest.importorskip("rdb_mirror.session")
+    module: ModuleType = pytest.importorskip("rdb_mirror.session")
+    return module
 
 
 def restore_module() -> ModuleType:
-    return pytest.importorskip("rdb_restore.restore")
+    module: ModuleType = pytest.importorskip("rdb_restore.restore")
+    return module
 
 
 @dataclasses.dataclass
@@ -117,7 +119,9 @@ def session_records(repo: Path, when: int) -> list[Record]:
     return list(records_at(layout.data_dir, when, quoting=read_state(layout).quoting))
 
 
-def assert_sessions_restore(history: History, times: list[int] | tuple[int, ...], work: Path):
+def assert_sessions_restore(
+    history: History, times: list[int] | tuple[int, ...], work: Path
+) -> None:
     """Every session in ``times`` restores (rdb-restore) to exactly what it backed up, and
     its metadata is record for record what it was before any removal."""
     restore = restore_module()

@@ -21,12 +21,12 @@ from tests.rdb_increment.removal import (
     assert_sessions_restore,
     assert_tidy,
     build_history,
-    differences,
     repository_files,
     run_increment,
 )
 from tests.rdb_increment.removal import utc_zone as utc_zone  # the fixture
 from tests.rdb_increment.test_thin import assert_like_direct, random_session_times
+from tests.rdb_mirror.helpers import differences
 
 from rdb_format.layout import Layout
 from rdb_format.repository import read_state

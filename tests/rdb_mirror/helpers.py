@@ -20,9 +20,10 @@ def session_time(n: int) -> int:
 
 
 def run_mirror(
-    *args: str | os.PathLike[str], env: dict[str, str] | None = None, timeout: float = 120
+    *args: str | int | os.PathLike[str], env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m rdb_mirror ARGS`` in a subprocess (text output)."""
+    """``python -m rdb_mirror ARGS`` (each str()ed: paths, session times) in a subprocess (text
+    output)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "rdb_mirror", *map(str, args)],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 from rdb_format.errors import RdbError
-from rdb_format.metadata import Record
+from rdb_format.metadata import FileType, Record
 from rdb_mirror.protocol import (
     CODEC,
     Batch,
@@ -37,7 +37,7 @@ from rdb_remote import Connection, serve_stdio
 from rdiff.api import iter_delta, load_signature
 
 
-def entry(index: tuple[bytes, ...], path: bytes | None = None, kind: str = "dir") -> Entry:
+def entry(index: tuple[bytes, ...], path: bytes | None = None, kind: FileType = "dir") -> Entry:
     name = path if path is not None else (b"/".join(index) if index else b".")
     record = Record(
         name, kind, size=0 if kind == "reg" else None, mod_time=0, permissions=0o755, uid=0, gid=0

@@ -191,13 +191,13 @@ def test_durability_before_the_commit(tmp_path: Path, monkeypatch: pytest.Monkey
     commit; one that changed nothing fsyncs exactly the files it wrote (and their directory)."""
     import os
 
-    from rdb_format import atomic
+    from rdb_format.atomic import sync_filesystems
     from rdb_mirror import session
 
     src, repo = tmp_path / "src", tmp_path / "repo"
     trees.build_tree(src, seed=43)
     events: list[str] = []
-    real_sync = session.sync_filesystems
+    real_sync = sync_filesystems  # the function rdb_mirror.session calls
     real_fsync = os.fsync
 
     def syncing(*paths: Path) -> str:
@@ -210,7 +210,7 @@ def test_durability_before_the_commit(tmp_path: Path, monkeypatch: pytest.Monkey
         real_fsync(fd)
 
     monkeypatch.setattr(session, "sync_filesystems", syncing)
-    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr("rdb_format.atomic.os.fsync", fsync)
     backup(src, repo, BackupOptions(current_time=session_time(0)))
     data = repo / "rdiff-backup-data"
     assert [e for e in events if e.startswith("syncfs")] == [f"syncfs 0 markers {repo} {data}"]

@@ -69,9 +69,8 @@ def _mutate(src: Path, n: int) -> None:
     tight one changed, one below the long directory deleted); 3: it is back, the long
     directory gone."""
     long_file = src / os.fsdecode(LONG)
-    long_dir = src / os.fsdecode(LONG_DIR)
-    if not long_dir.exists():
-        long_dir = None
+    long_dir_path = src / os.fsdecode(LONG_DIR)
+    long_dir = long_dir_path if long_dir_path.exists() else None
     if n == 1:
         long_file.write_bytes(b"long name, second version\n" * 300 + b"more\n")
         os.utime(long_file, (1_600_000_100, 1_600_000_100))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.interop import trees
@@ -59,7 +60,7 @@ def _locations(src: Path, dest: Path, remote: str) -> tuple[str | Path, str | Pa
     )
 
 
-def _backup(schema: str, src: Path, dest: Path, n: int, *, remote: str) -> dict:
+def _backup(schema: str, src: Path, dest: Path, n: int, *, remote: str) -> dict[str, Any]:
     """One session; ``remote`` is "dest" or "src": which side is on the other host."""
     source, target = _locations(src, dest, remote)
     run = mirror_json(

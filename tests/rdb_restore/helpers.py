@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def run_restore(
-    *args: str | os.PathLike[str], input_: bytes | None = None, timeout: float = 300
+    *args: str | int | os.PathLike[str], input_: bytes | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[bytes]:
     """``python -m rdb_restore ARGS`` in a subprocess (bytes output)."""
     return subprocess.run(

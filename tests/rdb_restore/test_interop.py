@@ -87,8 +87,8 @@ def test_sub_paths_and_increment_files_as_rdiff_backup(
         proc = run_restore(diff, tmp_path / "inc")
         assert proc.returncode == 0, proc.stderr
         run_rdiff_backup(repo.exe, ["restore", str(diff), str(tmp_path / "rb")])
-        mine, theirs = trees.stat_entry(tmp_path / "inc"), trees.stat_entry(tmp_path / "rb")
-        assert dataclasses.replace(mine, inode=theirs.inode) == theirs
+        ours_inc, theirs_inc = trees.stat_entry(tmp_path / "inc"), trees.stat_entry(tmp_path / "rb")
+        assert dataclasses.replace(ours_inc, inode=theirs_inc.inode) == theirs_inc
 
 
 def test_verify_agrees_with_rdiff_backup(repo: Repo) -> None:

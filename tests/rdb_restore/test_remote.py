@@ -58,7 +58,7 @@ def schema(request: pytest.FixtureRequest) -> str:
     return subprocess_schema()
 
 
-def rdb_restore(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[bytes]:
+def rdb_restore(*args: str | int | os.PathLike[str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [RESTORE, *map(str, args)],
         capture_output=True,

@@ -147,8 +147,8 @@ def full_repo(tmp_path: Path) -> Synthetic:
     repo.write(repo.root / "file1", b"x" * 100)
     repo.write(repo.root / "sub" / "file2", b"y" * 50)
     os.symlink("file1", repo.root / "link")
-    inc = repo.data / "increments"
-    repo.write(inc / f"file1.{stamp(T1)}.diff.gz", b"d" * 10)
-    repo.write(inc / "sub" / f"file2.{stamp(T1)}.snapshot.gz", b"s" * 20)
-    repo.write(inc / f"file1.{stamp(T2)}.diff.gz", b"e" * 5)
+    increments = repo.data / "increments"
+    repo.write(increments / f"file1.{stamp(T1)}.diff.gz", b"d" * 10)
+    repo.write(increments / "sub" / f"file2.{stamp(T1)}.snapshot.gz", b"s" * 20)
+    repo.write(increments / f"file1.{stamp(T2)}.diff.gz", b"e" * 5)
     return repo

@@ -46,14 +46,14 @@ def repo(request: pytest.FixtureRequest, repos: dict[str, Repo]) -> Repo:
     return repos[request.param]
 
 
-def options_for(repo: Repo) -> dict[str, bool]:
-    return {"null_separator": "--null-separator" in repo.variant.global_opts}
+def null_separated(repo: Repo) -> bool:
+    return "--null-separator" in repo.variant.global_opts
 
 
 def test_averages_agree_with_rdiff_backup_calculate(repo: Repo) -> None:
     from rdb_stats.core import StatsOptions
 
-    report = collect(repo.path, StatsOptions(**options_for(repo)))
+    report = collect(repo.path, StatsOptions(null_separator=null_separated(repo)))
     assert report.warnings == ()
     files = sorted(str(p) for p in (repo.path / "rdiff-backup-data").glob("session_statistics.*"))
     assert len(files) == len(repo.sessions)
@@ -75,7 +75,7 @@ def test_averages_agree_with_rdiff_backup_calculate(repo: Repo) -> None:
 def test_sessions_match_the_trees_that_were_backed_up(repo: Repo) -> None:
     from rdb_stats.core import StatsOptions
 
-    report = collect(repo.path, StatsOptions(**options_for(repo)))
+    report = collect(repo.path, StatsOptions(null_separator=null_separated(repo)))
     assert [s.time for s in report.sessions] == repo.times
     for session, backed_up in zip(report.sessions, repo.sessions, strict=True):
         regular = [e.size or 0 for e in backed_up.source.values() if e.type == "reg"]
@@ -97,7 +97,7 @@ def test_sessions_match_the_trees_that_were_backed_up(repo: Repo) -> None:
 def test_increment_sizes_agree_with_list_increments_size(repo: Repo) -> None:
     from rdb_stats.core import StatsOptions
 
-    report = collect(repo.path, StatsOptions(**options_for(repo)))
+    report = collect(repo.path, StatsOptions(null_separator=null_separated(repo)))
     out = repo.run("--parsable-output", "list", "increments", "--size").stdout.decode()
     listed = {
         int(m.group(2)): int(m.group(1)) for m in re.finditer(r"- size: (\d+)\n\s+time: (\d+)", out)

@@ -16,13 +16,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "make_rdiff_inputs.py"
 OUR_CLI = Path(sys.executable).parent / "rdiff"
+T = TypeVar("T")
 HANG_TIMEOUT = 20.0  # seconds; a librsync job on these inputs takes milliseconds
 
 
@@ -47,7 +48,8 @@ def make_inputs() -> Any:
 @pytest.fixture(scope="session")
 def data() -> dict[str, bytes]:
     """name -> bytes of every generated input (seeded, identical across runs)."""
-    return gen.make_inputs(gen.DEFAULT_SEED, big=True)
+    inputs: dict[str, bytes] = gen.make_inputs(gen.DEFAULT_SEED, big=True)  # loaded by path
+    return inputs
 
 
 @pytest.fixture(scope="session")
@@ -215,31 +217,38 @@ def parse_delta() -> Callable[[bytes], list[tuple[Any, ...]]]:
     return parse_delta_bytes
 
 
-def run_with_timeout(fn: Callable[[], Any], timeout: float = HANG_TIMEOUT) -> Any:
+def run_with_timeout(fn: Callable[[], T], timeout: float = HANG_TIMEOUT) -> T:
     """Run ``fn`` in a thread; fail the test (rather than hang the run) if it does not finish.
 
     Returns ``fn``'s result, or re-raises its exception.
     """
-    box: dict[str, Any] = {}
+    results: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            box["result"] = fn()
+            results.append(fn())
         except BaseException as error:
-            box["error"] = error
+            errors.append(error)
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
         pytest.fail(f"hung: no result after {timeout} s")
-    if "error" in box:
-        raise box.pop("error")
-    return box.pop("result", None)
+    if errors:
+        raise errors.pop()
+    return results.pop()
+
+
+class NoHang(Protocol):
+    """The ``no_hang`` fixture: run_with_timeout."""
+
+    def __call__(self, fn: Callable[[], T], timeout: float = HANG_TIMEOUT) -> T: ...
 
 
 @pytest.fixture(scope="session")
-def no_hang() -> Callable[..., Any]:
+def no_hang() -> NoHang:
     return run_with_timeout
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import pytest
 
 import rdiff
 from rdiff import api
 from rdiff.errors import CorruptInput, ExitStatus, WrongBasis
+
+if TYPE_CHECKING:
+    from tests.rdiff.conftest import Reference
 
 
 class ReadOnly:
@@ -22,12 +28,19 @@ class ReadOnly:
         return self._inner.read(min(n, 777) if n > 0 else n)  # short reads, too
 
 
-def test_public_names_reexported():
+def read_only(content: bytes) -> BinaryIO:
+    """A ReadOnly typed as the API's parameter: the API must make do with its read() alone."""
+    return cast(BinaryIO, ReadOnly(content))
+
+
+def test_public_names_reexported() -> None:
     for name in ("signature", "delta", "patch", "load_signature", "check_signature"):
         assert getattr(rdiff, name) is getattr(api, name)
 
 
-def test_bytesio_everywhere_equals_rdiff_pipe(ref, data, files):
+def test_bytesio_everywhere_equals_rdiff_pipe(
+    ref: Reference, data: dict[str, bytes], files: dict[str, Path]
+) -> None:
     basis, new = data["text"], data["text.mixed"]
     sig = io.BytesIO()
     api.signature(io.BytesIO(basis), sig)
@@ -40,21 +53,23 @@ def test_bytesio_everywhere_equals_rdiff_pipe(ref, data, files):
     assert out.getvalue() == new
 
 
-def test_read_only_objects(ref, data):
+def test_read_only_objects(ref: Reference, data: dict[str, bytes]) -> None:
     basis, new = data["zero-runs"], data["zero-runs.move"]
     sig = io.BytesIO()
-    api.signature(ReadOnly(basis), sig)
+    api.signature(read_only(basis), sig)
     assert sig.getvalue() == ref.signature_pipe(basis)
     delta = io.BytesIO()
-    api.delta(ReadOnly(sig.getvalue()), ReadOnly(new), delta)
+    api.delta(read_only(sig.getvalue()), read_only(new), delta)
     out = io.BytesIO()
-    api.patch(io.BytesIO(basis), ReadOnly(delta.getvalue()), out)
+    api.patch(io.BytesIO(basis), read_only(delta.getvalue()), out)
     assert out.getvalue() == new
 
 
 @pytest.mark.parametrize("strong", [0, -1, 8])
 @pytest.mark.parametrize("name", ["empty", "one", "text", "big-3m"])
-def test_signature_params_match_rdiff_headers(ref, data, files, name, strong):
+def test_signature_params_match_rdiff_headers(
+    ref: Reference, data: dict[str, bytes], files: dict[str, Path], name: str, strong: int
+) -> None:
     """Resolved parameters equal the header rdiff writes, for a known and an unknown size."""
     for size, header in (
         (len(data[name]), ref.signature_file(files[name], f"-S{strong}")[:12]),
@@ -68,7 +83,9 @@ def test_signature_params_match_rdiff_headers(ref, data, files, name, strong):
     ("name", "jobs"),
     [("text", 1), ("empty", 1), ("one", 1), ("big-9m", 1), ("big-9m", 2)],
 )
-def test_signature_stats(data, files, name, jobs):
+def test_signature_stats(
+    data: dict[str, bytes], files: dict[str, Path], name: str, jobs: int
+) -> None:
     out = io.BytesIO()
     with open(files[name], "rb") as f:
         stats = api.signature(f, out, jobs=jobs)
@@ -81,14 +98,14 @@ def test_signature_stats(data, files, name, jobs):
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_signature_stats_out_bytes(files, jobs):
+def test_signature_stats_out_bytes(files: dict[str, Path], jobs: int) -> None:
     out = io.BytesIO()
     with open(files["big-9m"], "rb") as f:
         stats = api.signature(f, out, jobs=jobs)
     assert stats.out_bytes == len(out.getvalue())
 
 
-def counts(commands) -> dict[str, int]:
+def counts(commands: list[tuple[Any, ...]]) -> dict[str, int]:
     """Statistics a delta implies, computed from its decoded commands."""
 
     def width(n: int) -> int:
@@ -121,7 +138,14 @@ def rdiff_stats(stderr: bytes, op: str) -> dict[str, int]:
     ("old", "new"),
     [("text", "text.mixed"), ("empty", "text"), ("random", "random"), ("zeros", "zero-runs")],
 )
-def test_delta_and_patch_stats(ref, files, data, parse_delta, old, new):
+def test_delta_and_patch_stats(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    parse_delta: Callable[[bytes], list[tuple[Any, ...]]],
+    old: str,
+    new: str,
+) -> None:
     sig = ref.signature_file(files[old])
     out = io.BytesIO()
     with open(files[new], "rb") as f:
@@ -147,7 +171,12 @@ def test_delta_and_patch_stats(ref, files, data, parse_delta, old, new):
     assert (pstats.in_bytes, pstats.out_bytes) == (len(delta), len(data[new]))
 
 
-def test_parallel_delta_stats_consistent(ref, files, data, parse_delta):
+def test_parallel_delta_stats_consistent(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    parse_delta: Callable[[bytes], list[tuple[Any, ...]]],
+) -> None:
     sig = ref.signature_file(files["big-9m"])
     out = io.BytesIO()
     with open(files["big-9m.mixed"], "rb") as f:
@@ -157,7 +186,7 @@ def test_parallel_delta_stats_consistent(ref, files, data, parse_delta):
     assert stats.in_bytes == len(data["big-9m.mixed"])
 
 
-def test_parallel_delta_stats_out_bytes(ref, files):
+def test_parallel_delta_stats_out_bytes(ref: Reference, files: dict[str, Path]) -> None:
     sig = ref.signature_file(files["big-9m"])
     out = io.BytesIO()
     with open(files["big-9m.mixed"], "rb") as f:
@@ -169,18 +198,20 @@ def test_parallel_delta_stats_out_bytes(ref, files):
 
 
 @pytest.fixture(scope="module")
-def text_sig(ref, files):
+def text_sig(ref: Reference, files: dict[str, Path]) -> bytes:
     return ref.signature_file(files["text"], "-b", "1000", "-S", "-1")
 
 
-def test_check_signature_accepts(text_sig, data, files):
+def test_check_signature_accepts(
+    text_sig: bytes, data: dict[str, bytes], files: dict[str, Path]
+) -> None:
     api.check_signature(io.BytesIO(data["text"]), io.BytesIO(text_sig))
     with open(files["text"], "rb") as f:
         api.check_signature(f, io.BytesIO(text_sig), basis_name="t", sig_name="s")
 
 
 @pytest.mark.parametrize("change", ["flip-first", "flip-last", "shorter", "longer", "empty"])
-def test_check_signature_refuses(text_sig, data, change):
+def test_check_signature_refuses(text_sig: bytes, data: dict[str, bytes], change: str) -> None:
     basis = bytearray(data["text"])
     if change == "flip-first":
         basis[0] ^= 1
@@ -198,7 +229,9 @@ def test_check_signature_refuses(text_sig, data, change):
     assert info.value.exit_status == ExitStatus.ENVIRONMENT
 
 
-def test_check_signature_other_params(ref, files, data):
+def test_check_signature_other_params(
+    ref: Reference, files: dict[str, Path], data: dict[str, bytes]
+) -> None:
     """A signature made with other parameters still checks (they come from its header)."""
     sig = ref.signature_file(files["zero-runs"], "-H", "md4", "-R", "rollsum", "-b", "333")
     api.check_signature(io.BytesIO(data["zero-runs"]), io.BytesIO(sig))
@@ -207,19 +240,19 @@ def test_check_signature_other_params(ref, files, data):
 
 
 @pytest.mark.parametrize("cut", [0, 5, 11])
-def test_check_signature_corrupt_header(text_sig, data, cut):
+def test_check_signature_corrupt_header(text_sig: bytes, data: dict[str, bytes], cut: int) -> None:
     with pytest.raises(CorruptInput) as info:
         api.check_signature(io.BytesIO(data["text"]), io.BytesIO(text_sig[:cut]))
     assert info.value.exit_status == 2
 
 
-def test_check_signature_not_a_signature(text_sig, data):
+def test_check_signature_not_a_signature(text_sig: bytes, data: dict[str, bytes]) -> None:
     delta_like = b"rs\x026" + text_sig[4:]
     with pytest.raises(CorruptInput):
         api.check_signature(io.BytesIO(data["text"]), io.BytesIO(delta_like))
 
 
-def test_check_signature_truncated_records(text_sig, data):
+def test_check_signature_truncated_records(text_sig: bytes, data: dict[str, bytes]) -> None:
     """A signature missing its last record no longer describes the whole basis."""
     record = 4 + int.from_bytes(text_sig[8:12], "big")
     with pytest.raises((WrongBasis, CorruptInput)):
@@ -228,7 +261,9 @@ def test_check_signature_truncated_records(text_sig, data):
         api.check_signature(io.BytesIO(data["text"]), io.BytesIO(text_sig[:-1]))
 
 
-def test_patch_output_bytesio_and_file(tmp_path, data, ref, files):
+def test_patch_output_bytesio_and_file(
+    tmp_path: Path, data: dict[str, bytes], ref: Reference, files: dict[str, Path]
+) -> None:
     sig = ref.signature_file(files["size-16385"])
     delta = ref.delta(sig, files["size-16384"])
     target = tmp_path / "out"
@@ -237,7 +272,9 @@ def test_patch_output_bytesio_and_file(tmp_path, data, ref, files):
     assert target.read_bytes() == data["size-16384"]
 
 
-def test_parallel_delta_threads_get_their_own_signature(files, tmp_path):
+def test_parallel_delta_threads_get_their_own_signature(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
     """keep_raw keeps the signature's bytes; copies are independent loads of the same thing."""
     sig_bytes = io.BytesIO()
     with open(files["big-9m"], "rb") as basis:

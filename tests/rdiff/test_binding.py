@@ -10,13 +10,19 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import pytest
 from rdiff._librsync import ffi, lib
 
 from rdiff import _binding, api
 from rdiff.errors import RdiffIOError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+    from tests.rdiff.conftest import NoHang, Reference
 
 HEADER = Path("/usr/include/librsync.h")
 
@@ -100,7 +106,8 @@ class Boom(Exception):
 
 
 class RaisingBasis(io.RawIOBase):
-    """A seekable basis without fileno whose reads fail after ``good`` successful ones."""
+    """A seekable basis without fileno whose reads fail after ``good`` successful ones.
+    (Raw streams are binary files; typeshed's BinaryIO is nominal, hence the casts below.)"""
 
     def __init__(self, content: bytes, good: int = 0) -> None:
         self._inner = io.BytesIO(content)
@@ -115,7 +122,7 @@ class RaisingBasis(io.RawIOBase):
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._inner.seek(offset, whence)
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         if self.good <= 0:
             raise Boom("basis read failed")
         self.good -= 1
@@ -123,33 +130,41 @@ class RaisingBasis(io.RawIOBase):
 
 
 @pytest.fixture(scope="module")
-def pair(ref, data, files):
+def pair(ref: Reference, data: dict[str, bytes], files: dict[str, Path]) -> tuple[bytes, bytes]:
     sig = ref.signature_file(files["text"], "-b", "256")
     return data["text"], ref.delta(sig, files["text.move"])
 
 
 @pytest.mark.parametrize("good", [0, 1, 5])
-def test_copy_callback_exception_propagates(no_hang, pair, good) -> None:
+def test_copy_callback_exception_propagates(
+    no_hang: NoHang, pair: tuple[bytes, bytes], good: int
+) -> None:
     basis, delta = pair
     out = io.BytesIO()
     with pytest.raises(Boom, match="basis read failed"):
-        no_hang(lambda: api.patch(RaisingBasis(basis, good), io.BytesIO(delta), out))
+        no_hang(
+            lambda: api.patch(cast(BinaryIO, RaisingBasis(basis, good)), io.BytesIO(delta), out)
+        )
 
 
-def test_copy_callback_exception_propagates_iter_patch(no_hang, pair) -> None:
+def test_copy_callback_exception_propagates_iter_patch(
+    no_hang: NoHang, pair: tuple[bytes, bytes]
+) -> None:
     basis, delta = pair
     with pytest.raises(Boom):
-        no_hang(lambda: b"".join(api.iter_patch(RaisingBasis(basis, 2), [delta])))
+        no_hang(lambda: b"".join(api.iter_patch(cast(BinaryIO, RaisingBasis(basis, 2)), [delta])))
 
 
-def raising_chunks(content: bytes, after: int):
+def raising_chunks(content: bytes, after: int) -> Iterator[bytes]:
     for i in range(0, len(content), 100):
         if i >= after:
             raise Boom("source failed")
         yield content[i : i + 100]
 
 
-def test_iterator_exception_propagates(no_hang, data, pair) -> None:
+def test_iterator_exception_propagates(
+    no_hang: NoHang, data: dict[str, bytes], pair: tuple[bytes, bytes]
+) -> None:
     content = data["text"]
     _, delta = pair
     params = api.signature_params(None)
@@ -177,21 +192,21 @@ class RaisingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         self.calls += 1
         if self.calls > 2:
             raise Boom("new file read failed")
         return self._inner.readinto(buffer)
 
 
-def test_file_read_exception_propagates(no_hang, data) -> None:
+def test_file_read_exception_propagates(no_hang: NoHang, data: dict[str, bytes]) -> None:
     sig = io.BytesIO()
     api.signature(io.BytesIO(data["text"]), sig)
     with pytest.raises(Boom):
         no_hang(
             lambda: api.delta(
                 io.BytesIO(sig.getvalue()),
-                RaisingReader(data["text.move"]),
+                cast(BinaryIO, RaisingReader(data["text.move"])),
                 io.BytesIO(),
                 in_size=100,
             )
@@ -201,7 +216,7 @@ def test_file_read_exception_propagates(no_hang, data) -> None:
 # --- threads ------------------------------------------------------------------------------
 
 
-def test_concurrent_signatures_are_correct(data) -> None:
+def test_concurrent_signatures_are_correct(data: dict[str, bytes]) -> None:
     """Fact check of GIL release: two threads hash a large buffer at once. Asserts only the
     results (equal to the sequential ones) and that both ran at the same time, and records the
     CPU time each thread used; no wall-clock ratio is asserted."""
@@ -234,7 +249,7 @@ def test_concurrent_signatures_are_correct(data) -> None:
 # --- patch needs a seekable basis ---------------------------------------------------------
 
 
-def test_non_seekable_basis_names_it(pair) -> None:
+def test_non_seekable_basis_names_it(pair: tuple[bytes, bytes]) -> None:
     _, delta = pair
     rfd, wfd = os.pipe()
     try:
@@ -247,7 +262,7 @@ def test_non_seekable_basis_names_it(pair) -> None:
     assert info.value.exit_status == 1
 
 
-def test_non_seekable_basis_iter_patch(pair) -> None:
+def test_non_seekable_basis_iter_patch(pair: tuple[bytes, bytes]) -> None:
     class Stream(io.RawIOBase):
         def readable(self) -> bool:
             return True
@@ -256,7 +271,7 @@ def test_non_seekable_basis_iter_patch(pair) -> None:
             return False
 
     with pytest.raises(RdiffIOError, match="pipe-basis"):
-        b"".join(api.iter_patch(Stream(), [pair[1]], basis_name="pipe-basis"))
+        b"".join(api.iter_patch(cast(BinaryIO, Stream()), [pair[1]], basis_name="pipe-basis"))
 
 
 # --- the cyclic GC and exported buffers ---------------------------------------------------

@@ -557,6 +557,7 @@ def test_open_order_input_before_output(work: Path) -> None:
 
 
 def test_write_error_dev_full(work: Path) -> None:
+    assert RDIFF is not None, f"rdiff console script not found in {BIN}"
     result = run("-f", "signature", "old", "/dev/full", cwd=work)
     assert result.returncode == 1
     assert result.stderr.count(b"\n") == 1

@@ -9,18 +9,33 @@ from __future__ import annotations
 
 import io
 import random
+import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import pytest
 
 from rdiff import api
 from rdiff.errors import CorruptInput, ExitStatus
 
+if TYPE_CHECKING:
+    from tests.rdiff.conftest import NoHang, OurCli, Reference
+
 DELTA_MAGIC = b"rs\x026"
 
 
+class Small(TypedDict):
+    """The ``small`` fixture: its directory (files basis and new) and their bytes."""
+
+    dir: Path
+    basis: bytes
+    new: bytes
+    sig: bytes
+    delta: bytes
+
+
 @pytest.fixture(scope="module")
-def small(ref, tmp_path_factory):
+def small(ref: Reference, tmp_path_factory: pytest.TempPathFactory) -> Small:
     """A 1000-byte basis, an edited new file, rdiff's signature (-b 256 -S 8) and delta."""
     rng = random.Random(7)
     basis = rng.randbytes(1000)
@@ -33,14 +48,15 @@ def small(ref, tmp_path_factory):
     return {"dir": d, "basis": basis, "new": new, "sig": sig, "delta": delta}
 
 
-def check_error(error: BaseException) -> None:
+def check_error(error: BaseException) -> CorruptInput:
     assert isinstance(error, CorruptInput), f"{type(error).__name__}: {error}"
     assert error.exit_status == ExitStatus.CORRUPT == 2
     message = str(error)
     assert message and "\n" not in message
+    return error
 
 
-def our_delta(no_hang, sig: bytes, new: Path) -> bytes | CorruptInput:
+def our_delta(no_hang: NoHang, sig: bytes, new: Path) -> bytes | CorruptInput:
     def run() -> bytes:
         out = io.BytesIO()
         with open(new, "rb") as f:
@@ -50,11 +66,10 @@ def our_delta(no_hang, sig: bytes, new: Path) -> bytes | CorruptInput:
     try:
         return no_hang(run)
     except Exception as error:
-        check_error(error)
-        return error
+        return check_error(error)
 
 
-def our_patch(no_hang, basis: Path, delta: bytes) -> bytes | CorruptInput:
+def our_patch(no_hang: NoHang, basis: Path, delta: bytes) -> bytes | CorruptInput:
     def run() -> bytes:
         out = io.BytesIO()
         with open(basis, "rb") as f:
@@ -64,11 +79,10 @@ def our_patch(no_hang, basis: Path, delta: bytes) -> bytes | CorruptInput:
     try:
         return no_hang(run)
     except Exception as error:
-        check_error(error)
-        return error
+        return check_error(error)
 
 
-def ref_delta(ref, sig: bytes, new: Path):
+def ref_delta(ref: Reference, sig: bytes, new: Path) -> subprocess.CompletedProcess[bytes]:
     sig_path = ref.tmp(sig, "sig")
     try:
         return ref.run("delta", sig_path, new, "-", check=False)
@@ -76,11 +90,11 @@ def ref_delta(ref, sig: bytes, new: Path):
         sig_path.unlink()
 
 
-def ref_patch(ref, basis: Path, delta: bytes):
+def ref_patch(ref: Reference, basis: Path, delta: bytes) -> subprocess.CompletedProcess[bytes]:
     return ref.run("patch", basis, "-", "-", input=delta, check=False)
 
 
-def agree(ours, proc, what: str) -> None:
+def agree(ours: bytes | CorruptInput, proc: subprocess.CompletedProcess[bytes], what: str) -> None:
     """Same verdict as rdiff; same bytes when both succeed. rdiff crashes are not verdicts."""
     if proc.returncode < 0:  # e.g. rdiff aborts allocating a huge block buffer
         return
@@ -91,13 +105,17 @@ def agree(ours, proc, what: str) -> None:
         assert isinstance(ours, Exception), f"{what}: rdiff refuses ({proc.stderr!r}), we accept"
 
 
-def compare_sig(ref, no_hang, small, sig: bytes, what: str):
+def compare_sig(
+    ref: Reference, no_hang: NoHang, small: Small, sig: bytes, what: str
+) -> bytes | CorruptInput:
     ours = our_delta(no_hang, sig, small["dir"] / "new")
     agree(ours, ref_delta(ref, sig, small["dir"] / "new"), what)
     return ours
 
 
-def compare_delta(ref, no_hang, small, delta: bytes, what: str):
+def compare_delta(
+    ref: Reference, no_hang: NoHang, small: Small, delta: bytes, what: str
+) -> bytes | CorruptInput:
     ours = our_patch(no_hang, small["dir"] / "basis", delta)
     agree(ours, ref_patch(ref, small["dir"] / "basis", delta), what)
     return ours
@@ -106,7 +124,7 @@ def compare_delta(ref, no_hang, small, delta: bytes, what: str):
 # --- truncation ---------------------------------------------------------------------------
 
 
-def test_truncated_signature_every_prefix(ref, no_hang, small):
+def test_truncated_signature_every_prefix(ref: Reference, no_hang: NoHang, small: Small) -> None:
     sig = small["sig"]
     record = 4 + 8
     for n in range(len(sig)):
@@ -117,7 +135,9 @@ def test_truncated_signature_every_prefix(ref, no_hang, small):
             assert not isinstance(ours, Exception), n
 
 
-def test_truncated_big_signature(ref, no_hang, small, files):
+def test_truncated_big_signature(
+    ref: Reference, no_hang: NoHang, small: Small, files: dict[str, Path]
+) -> None:
     sig = ref.signature_file(files["text"])  # 391 records of 36 bytes
     record = 36
     cuts = [0, 4, 11, 12, 13, 16, 17, 12 + record, 12 + record + 20, len(sig) // 2]
@@ -127,7 +147,7 @@ def test_truncated_big_signature(ref, no_hang, small, files):
         agree(ours, ref_delta(ref, sig[:n], files["text.mixed"]), f"prefix {n}")
 
 
-def test_truncated_delta_every_prefix(ref, no_hang, small):
+def test_truncated_delta_every_prefix(ref: Reference, no_hang: NoHang, small: Small) -> None:
     delta = small["delta"]
     assert delta[-1] == 0  # END
     for n in range(len(delta)):
@@ -137,7 +157,9 @@ def test_truncated_delta_every_prefix(ref, no_hang, small):
     assert compare_delta(ref, no_hang, small, delta, "whole") == small["new"]
 
 
-def test_truncated_big_delta(ref, no_hang, files, data):
+def test_truncated_big_delta(
+    ref: Reference, no_hang: NoHang, files: dict[str, Path], data: dict[str, bytes]
+) -> None:
     sig = ref.signature_file(files["random"], "-b", "1000")
     delta = ref.delta(sig, files["random.mixed"])
     assert len(delta) > 2000
@@ -157,11 +179,11 @@ def flip(blob: bytes, bit: int) -> bytes:
     return bytes(out)
 
 
-def test_bitflipped_signature(ref, no_hang, small):
+def test_bitflipped_signature(ref: Reference, no_hang: NoHang, small: Small) -> None:
     """Every bit of a small signature: header flips give bad magic / bogus lengths, others a
     different but valid signature (compare the resulting delta with rdiff's)."""
     sig = small["sig"]
-    outcomes = set()
+    outcomes: set[bool] = set()
     for bit in range(len(sig) * 8):
         ours = compare_sig(ref, no_hang, small, flip(sig, bit), f"bit {bit}")
         outcomes.add(isinstance(ours, Exception))
@@ -192,7 +214,7 @@ def command_bytes(delta: bytes) -> list[int]:
             pos += w
 
 
-def test_bitflipped_delta(ref, no_hang, small):
+def test_bitflipped_delta(ref: Reference, no_hang: NoHang, small: Small) -> None:
     """Every bit of every command byte and a sample of literal bits."""
     delta = small["delta"]
     commands = command_bytes(delta)
@@ -200,7 +222,7 @@ def test_bitflipped_delta(ref, no_hang, small):
     literal = [i for i in range(len(delta)) if i not in set(commands)]
     rng = random.Random(3)
     bits += [8 * i + rng.randrange(8) for i in rng.sample(literal, min(40, len(literal)))]
-    outcomes = set()
+    outcomes: set[bool] = set()
     for bit in bits:
         ours = compare_delta(ref, no_hang, small, flip(delta, bit), f"bit {bit}")
         outcomes.add(isinstance(ours, Exception))
@@ -211,7 +233,7 @@ def test_bitflipped_delta(ref, no_hang, small):
 
 
 @pytest.mark.parametrize("length", [0, 1, 3, 12, 100, 5000])
-def test_random_bytes(ref, no_hang, small, length):
+def test_random_bytes(ref: Reference, no_hang: NoHang, small: Small, length: int) -> None:
     blob = random.Random(length).randbytes(length)
     assert isinstance(compare_sig(ref, no_hang, small, blob, "as signature"), CorruptInput)
     assert isinstance(compare_delta(ref, no_hang, small, blob, "as delta"), CorruptInput)
@@ -219,25 +241,25 @@ def test_random_bytes(ref, no_hang, small, length):
     compare_delta(ref, no_hang, small, DELTA_MAGIC + blob, "as delta commands")
 
 
-def test_delta_given_as_signature(ref, no_hang, small):
+def test_delta_given_as_signature(ref: Reference, no_hang: NoHang, small: Small) -> None:
     ours = compare_sig(ref, no_hang, small, small["delta"], "delta as signature")
     assert isinstance(ours, CorruptInput)
 
 
-def test_signature_given_as_delta(ref, no_hang, small):
+def test_signature_given_as_delta(ref: Reference, no_hang: NoHang, small: Small) -> None:
     ours = compare_delta(ref, no_hang, small, small["sig"], "signature as delta")
     assert isinstance(ours, CorruptInput)
 
 
 @pytest.mark.parametrize("op", [0x41, 0x42, 0x43, 0x44])
-def test_zero_length_literal(ref, no_hang, small, op):
+def test_zero_length_literal(ref: Reference, no_hang: NoHang, small: Small, op: int) -> None:
     width = (1, 2, 4, 8)[op - 0x41]
     delta = DELTA_MAGIC + bytes([op]) + bytes(width) + b"\x00"
     assert isinstance(compare_delta(ref, no_hang, small, delta, "LITERAL 0"), CorruptInput)
 
 
 @pytest.mark.parametrize("op", range(0x45, 0x55))
-def test_zero_length_copy(ref, no_hang, small, op):
+def test_zero_length_copy(ref: Reference, no_hang: NoHang, small: Small, op: int) -> None:
     i = op - 0x45
     widths = (1, 2, 4, 8)
     delta = DELTA_MAGIC + bytes([op]) + bytes(widths[i // 4] + widths[i % 4]) + b"\x00"
@@ -259,13 +281,17 @@ def copy_cmd(offset: int, length: int) -> bytes:
         (0, 2**62),  # absurd length: fails at EOF rather than allocating
     ],
 )
-def test_copy_past_basis_end(ref, no_hang, small, offset, length):
+def test_copy_past_basis_end(
+    ref: Reference, no_hang: NoHang, small: Small, offset: int, length: int
+) -> None:
     delta = DELTA_MAGIC + copy_cmd(offset, length) + b"\x00"
     assert isinstance(compare_delta(ref, no_hang, small, delta, "COPY past EOF"), CorruptInput)
 
 
 @pytest.mark.parametrize("offset", [2**63, 2**64 - 1, 2**63 + 5], ids=["2^63", "2^64-1", "2^63+5"])
-def test_copy_offset_negative_as_rs_long(ref, no_hang, small, offset):
+def test_copy_offset_negative_as_rs_long(
+    ref: Reference, no_hang: NoHang, small: Small, offset: int
+) -> None:
     """An offset that is negative as librsync's signed rs_long_t cannot be inside any basis:
     corrupt input (status 2), like any other COPY past the end; rdiff fails too."""
     delta = DELTA_MAGIC + copy_cmd(offset, 10) + b"\x00"
@@ -273,7 +299,7 @@ def test_copy_offset_negative_as_rs_long(ref, no_hang, small, offset):
     assert isinstance(ours, CorruptInput)
 
 
-def test_reserved_opcodes(ref, no_hang, small):
+def test_reserved_opcodes(ref: Reference, no_hang: NoHang, small: Small) -> None:
     for op in range(0x55, 0x100):
         for delta in (
             DELTA_MAGIC + bytes([op]) + bytes(20),  # first command
@@ -283,13 +309,15 @@ def test_reserved_opcodes(ref, no_hang, small):
             assert isinstance(ours, CorruptInput), hex(op)
 
 
-def test_trailing_bytes_after_end_are_ignored(ref, no_hang, small):
+def test_trailing_bytes_after_end_are_ignored(
+    ref: Reference, no_hang: NoHang, small: Small
+) -> None:
     """The format ends at END; rdiff ignores what follows and so must we."""
     ours = compare_delta(ref, no_hang, small, small["delta"] + b"\xff garbage", "trailing")
     assert ours == small["new"]
 
 
-def test_iter_patch_truncated(no_hang, small):
+def test_iter_patch_truncated(no_hang: NoHang, small: Small) -> None:
     def run() -> bytes:
         cut = small["delta"][:-1]  # no END
         chunks = (cut[i : i + 5] for i in range(0, len(cut), 5))
@@ -300,7 +328,7 @@ def test_iter_patch_truncated(no_hang, small):
     check_error(info.value)
 
 
-def test_load_signature_chunks_truncated(no_hang, small):
+def test_load_signature_chunks_truncated(no_hang: NoHang, small: Small) -> None:
     sig = small["sig"][:-3]
     with pytest.raises(CorruptInput) as info:
         no_hang(lambda: api.load_signature(sig[i : i + 1] for i in range(len(sig))))
@@ -310,7 +338,7 @@ def test_load_signature_chunks_truncated(no_hang, small):
 # --- the command line ---------------------------------------------------------------------
 
 
-def cli_blob(small, what: str) -> bytes:
+def cli_blob(small: Small, what: str) -> bytes:
     return {
         "truncated signature": small["sig"][:20],
         "delta as signature": small["delta"],
@@ -338,9 +366,12 @@ def cli_blob(small, what: str) -> bytes:
         ("patch", "empty delta"),
     ],
 )
-def test_cli_corrupt_exit_2(ref, our_cli, small, tmp_path, action, what):
+def test_cli_corrupt_exit_2(
+    ref: Reference, our_cli: OurCli, small: Small, tmp_path: Path, action: str, what: str
+) -> None:
     path = tmp_path / "input"
     path.write_bytes(cli_blob(small, what))
+    args: list[str | Path]
     if action == "delta":
         args = ["delta", path, small["dir"] / "new", "-"]
     else:

@@ -9,15 +9,25 @@ from __future__ import annotations
 import gzip
 import io
 import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypedDict, cast
 
 import pytest
 
 from rdiff import api, parallel
 
+if TYPE_CHECKING:
+    from tests.rdiff.conftest import OurCli, Reference
+
+    from rdiff.params import HashName, RollsumName
+
 pytestmark = pytest.mark.golden
 
-HASHES = ("md4", "blake2")
-ROLLSUMS = ("rollsum", "rabinkarp")
+HASHES: tuple[HashName, ...] = ("md4", "blake2")
+ROLLSUMS: tuple[RollsumName, ...] = ("rollsum", "rabinkarp")
+HASH_NAMES: dict[str, HashName] = {name: name for name in HASHES}
+ROLLSUM_NAMES: dict[str, RollsumName] = {name: name for name in ROLLSUMS}
 # 0 = max, -1 = recommended minimum, 8 = explicit, 4 = below the minimum (only a warning)
 SUM_SIZES = (0, -1, 8, 4)
 BLOCK_SIZES = (0, 256, 1000, 2048, 4096)
@@ -28,15 +38,34 @@ def sig_opts(hash_name: str, rollsum: str, strong: int, block: int) -> list[str]
     return ["-H", hash_name, "-R", rollsum, f"-S{strong}", "-b", str(block)]
 
 
-def sig_kwargs(hash_name: str, rollsum: str, strong: int, block: int) -> dict[str, object]:
+class SigOptions(TypedDict, total=False):
+    """The signature parameters of api.signature, as keyword arguments."""
+
+    hash_name: HashName
+    rollsum: RollsumName
+    strong_len: int
+    block_len: int
+
+
+def sig_kwargs(hash_name: HashName, rollsum: RollsumName, strong: int, block: int) -> SigOptions:
     return {"hash_name": hash_name, "rollsum": rollsum, "strong_len": strong, "block_len": block}
 
 
-def opts_to_kwargs(opts: list[str]) -> dict[str, object]:
+def opts_to_kwargs(opts: list[str]) -> SigOptions:
     """rdiff's signature options as keyword arguments of api.signature."""
-    keys = {"-b": "block_len", "-S": "strong_len", "-H": "hash_name", "-R": "rollsum"}
-    pairs = zip(opts[::2], opts[1::2], strict=True)
-    return {keys[k]: (int(v) if k in ("-b", "-S") else v) for k, v in pairs}
+    kwargs: SigOptions = {}
+    for flag, value in zip(opts[::2], opts[1::2], strict=True):
+        if flag == "-b":
+            kwargs["block_len"] = int(value)
+        elif flag == "-S":
+            kwargs["strong_len"] = int(value)
+        elif flag == "-H":
+            kwargs["hash_name"] = HASH_NAMES[value]
+        elif flag == "-R":
+            kwargs["rollsum"] = ROLLSUM_NAMES[value]
+        else:
+            raise ValueError(f"not a signature option: {flag}")
+    return kwargs
 
 
 # --- signatures ---------------------------------------------------------------------------
@@ -46,7 +75,16 @@ def opts_to_kwargs(opts: list[str]) -> dict[str, object]:
     ("hash_name", "rollsum", "strong", "block"),
     list(itertools.product(HASHES, ROLLSUMS, SUM_SIZES, BLOCK_SIZES)),
 )
-def test_signature_matrix(ref, files, data, api_sig, hash_name, rollsum, strong, block):
+def test_signature_matrix(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    api_sig: Callable[..., bytes],
+    hash_name: HashName,
+    rollsum: RollsumName,
+    strong: int,
+    block: int,
+) -> None:
     """Regular file (size picks the defaults) and pipe (2048 / 12) both equal rdiff's bytes."""
     opts = sig_opts(hash_name, rollsum, strong, block)
     kwargs = sig_kwargs(hash_name, rollsum, strong, block)
@@ -57,7 +95,9 @@ def test_signature_matrix(ref, files, data, api_sig, hash_name, rollsum, strong,
         assert api_sig(data[name], **kwargs) == expected_pipe, f"{name} as a pipe"
 
 
-def test_regular_file_and_pipe_defaults_differ(ref, files, data, api_sig):
+def test_regular_file_and_pipe_defaults_differ(
+    ref: Reference, files: dict[str, Path], data: dict[str, bytes], api_sig: Callable[..., bytes]
+) -> None:
     """The premise of the matrix: for a 100 kB input the two default headers differ."""
     as_file = ref.signature_file(files["text"])
     as_pipe = ref.signature_pipe(data["text"])
@@ -67,7 +107,7 @@ def test_regular_file_and_pipe_defaults_differ(ref, files, data, api_sig):
     assert api_sig(data["text"]) == as_pipe
 
 
-def test_signature_from_real_pipe(ref, data):
+def test_signature_from_real_pipe(ref: Reference, data: dict[str, bytes]) -> None:
     """A real OS pipe (fileno present, not a regular file) counts as unknown size."""
     import os
     import threading
@@ -89,23 +129,29 @@ def test_signature_from_real_pipe(ref, data):
 
 
 @pytest.mark.parametrize("opts", [[], ["-b", "4096", "-S", "-1"], ["-H", "md4", "-R", "rollsum"]])
-def test_signature_big_file(ref, files, data, api_sig, opts):
+def test_signature_big_file(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    api_sig: Callable[..., bytes],
+    opts: list[str],
+) -> None:
     kwargs = opts_to_kwargs(opts)
     assert api_sig(files["big-3m"], jobs=1, **kwargs) == ref.signature_file(files["big-3m"], *opts)
     assert api_sig(data["big-3m"], **kwargs) == ref.signature_pipe(data["big-3m"], *opts)
 
 
 @pytest.fixture
-def count_parallel(monkeypatch):
+def count_parallel(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Counts calls of the parallel signature / delta paths (proof that they really ran)."""
     calls = {"signature": 0, "delta": 0}
     real_sig, real_delta = parallel.signature, parallel.delta
 
-    def sig(*args, **kwargs):
+    def sig(*args: Any, **kwargs: Any) -> Any:
         calls["signature"] += 1
         return real_sig(*args, **kwargs)
 
-    def dlt(*args, **kwargs):
+    def dlt(*args: Any, **kwargs: Any) -> Any:
         calls["delta"] += 1
         return real_delta(*args, **kwargs)
 
@@ -120,7 +166,14 @@ def count_parallel(monkeypatch):
     ids=["default", "b1000-md4-rollsum", "b4096-min"],
 )
 @pytest.mark.parametrize("to_file", [False, True], ids=["out-stream", "out-file"])
-def test_parallel_signature(ref, files, count_parallel, tmp_path, opts, to_file):
+def test_parallel_signature(
+    ref: Reference,
+    files: dict[str, Path],
+    count_parallel: dict[str, int],
+    tmp_path: Path,
+    opts: list[str],
+    to_file: bool,
+) -> None:
     name = "big-9m"
     assert files[name].stat().st_size >= parallel.MIN_SPLIT
     kwargs = opts_to_kwargs(opts)
@@ -128,10 +181,10 @@ def test_parallel_signature(ref, files, count_parallel, tmp_path, opts, to_file)
     with open(files[name], "rb") as basis:
         if to_file:
             target = tmp_path / "sig"
-            with open(target, "wb") as out:
-                out.write(b"PREFIX")  # the signature must land after what is already there
-                api.signature(basis, out, jobs=2, **kwargs)
-                out.write(b"SUFFIX")
+            with open(target, "wb") as plain:
+                plain.write(b"PREFIX")  # the signature must land after what is already there
+                api.signature(basis, plain, jobs=2, **kwargs)
+                plain.write(b"SUFFIX")
             got = target.read_bytes()
             assert got[:6] == b"PREFIX" and got[-6:] == b"SUFFIX"
             got = got[6:-6]
@@ -168,7 +221,16 @@ DELTA_SIG_OPTS = {
 
 @pytest.mark.parametrize("sig_id", list(DELTA_SIG_OPTS))
 @pytest.mark.parametrize(("old", "new"), DELTA_PAIRS, ids=[f"{a}->{b}" for a, b in DELTA_PAIRS])
-def test_delta_equals_rdiff(ref, files, data, api_delta, api_patch, sig_id, old, new):
+def test_delta_equals_rdiff(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    api_delta: Callable[..., bytes],
+    api_patch: Callable[..., bytes],
+    sig_id: str,
+    old: str,
+    new: str,
+) -> None:
     sig = ref.signature_file(files[old], *DELTA_SIG_OPTS[sig_id])
     expected = ref.delta(sig, files[new])
     assert api_delta(sig, files[new]) == expected
@@ -178,7 +240,9 @@ def test_delta_equals_rdiff(ref, files, data, api_delta, api_patch, sig_id, old,
 
 
 @pytest.mark.parametrize("io_size", [1, 7, 100, 10000, 200000])
-def test_delta_io_sizes_nonempty_signature(ref, files, api_delta, io_size):
+def test_delta_io_sizes_nonempty_signature(
+    ref: Reference, files: dict[str, Path], api_delta: Callable[..., bytes], io_size: int
+) -> None:
     """Against a non-empty signature -I / -O do not change the bytes; compare anyway."""
     sig = ref.signature_file(files["zero-runs"], "-b", "1000")
     new = files["zero-runs.mixed"]
@@ -187,7 +251,14 @@ def test_delta_io_sizes_nonempty_signature(ref, files, api_delta, io_size):
 
 
 @pytest.mark.parametrize("sig_id", ["default", "b4096-md4"])
-def test_delta_big(ref, files, data, api_delta, api_patch, sig_id):
+def test_delta_big(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    api_delta: Callable[..., bytes],
+    api_patch: Callable[..., bytes],
+    sig_id: str,
+) -> None:
     opts = {"default": [], "b4096-md4": ["-b", "4096", "-H", "md4"]}[sig_id]
     sig = ref.signature_file(files["big-3m"], *opts)
     new = files["big-3m.mixed"]
@@ -209,7 +280,15 @@ EMPTY_SIGS = {
 
 @pytest.mark.parametrize("sig_id", list(EMPTY_SIGS))
 @pytest.mark.parametrize("io_size", SLACK_IO, ids=[f"I{n}" if n else "I-default" for n in SLACK_IO])
-def test_slack_delta(ref, files, data, api_delta, parse_delta, sig_id, io_size):
+def test_slack_delta(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    api_delta: Callable[..., bytes],
+    parse_delta: Callable[[bytes], list[tuple[Any, ...]]],
+    sig_id: str,
+    io_size: int | None,
+) -> None:
     how, opts = EMPTY_SIGS[sig_id]
     sig = (
         ref.signature_file(files["empty"], *opts)
@@ -233,7 +312,9 @@ def test_slack_delta(ref, files, data, api_delta, parse_delta, sig_id, io_size):
 
 
 @pytest.mark.parametrize("out_size", [1, 13, 100000])
-def test_slack_delta_output_size(ref, files, api_delta, out_size):
+def test_slack_delta_output_size(
+    ref: Reference, files: dict[str, Path], api_delta: Callable[..., bytes], out_size: int
+) -> None:
     sig = ref.signature_file(files["empty"])
     new = files["size-10241"]
     expected = ref.delta(sig, new, "-O", str(out_size))
@@ -244,7 +325,13 @@ def test_slack_delta_output_size(ref, files, api_delta, out_size):
 
 
 @pytest.mark.parametrize(("in_size", "out_size"), [(0, 0), (1, 1), (7, 3), (100, 10000)])
-def test_patch_equals_rdiff(ref, files, api_patch, in_size, out_size):
+def test_patch_equals_rdiff(
+    ref: Reference,
+    files: dict[str, Path],
+    api_patch: Callable[..., bytes],
+    in_size: int,
+    out_size: int,
+) -> None:
     sig = ref.signature_file(files["text"], "-b", "256")
     delta = ref.delta(sig, files["text.mixed"])
     io_opts = ["-I", str(in_size), "-O", str(out_size)] if in_size else []
@@ -261,7 +348,16 @@ def test_patch_equals_rdiff(ref, files, api_patch, in_size, out_size):
         ("big-3m", "big-3m.repeat"),
     ],
 )
-def test_cross_application(ref, files, data, api_sig, api_delta, api_patch, old, new):
+def test_cross_application(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    api_sig: Callable[..., bytes],
+    api_delta: Callable[..., bytes],
+    api_patch: Callable[..., bytes],
+    old: str,
+    new: str,
+) -> None:
     """Our patch applies rdiff's deltas; rdiff's patch applies ours (built on our signature)."""
     their_delta = ref.delta(ref.signature_file(files[old]), files[new])
     assert api_patch(files[old], their_delta) == data[new]
@@ -274,7 +370,14 @@ def test_cross_application(ref, files, data, api_sig, api_delta, api_patch, old,
 @pytest.mark.parametrize(
     ("old", "new"), [("big-9m", "big-9m.mixed"), ("empty", "big-9m"), ("big-9m", "big-9m")]
 )
-def test_parallel_delta_applies_with_rdiff(ref, files, data, count_parallel, old, new):
+def test_parallel_delta_applies_with_rdiff(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    count_parallel: dict[str, int],
+    old: str,
+    new: str,
+) -> None:
     """-j 2 deltas may differ in bytes but rdiff's patch must rebuild the new file from them."""
     sig = ref.signature_file(files[old])
     out = io.BytesIO()
@@ -284,7 +387,7 @@ def test_parallel_delta_applies_with_rdiff(ref, files, data, count_parallel, old
     assert ref.patch(files[old], out.getvalue()) == data[new]
 
 
-def _write_through(dest: str, tmp_path, produce) -> bytes:
+def _write_through(dest: str, tmp_path: Path, produce: Callable[[BinaryIO], None]) -> bytes:
     """What ``produce(out)`` wrote, for ``out`` a BytesIO, a GzipFile over a real file (whose
     fileno() is the compressed file's) or a plain file that already holds a prefix."""
     if dest == "bytesio":
@@ -294,7 +397,7 @@ def _write_through(dest: str, tmp_path, produce) -> bytes:
     target = tmp_path / dest
     if dest == "gzip":
         with gzip.open(target, "wb") as zipped:
-            produce(zipped)
+            produce(cast(BinaryIO, zipped))  # a GzipFile is a binary file; typeshed's is nominal
         return gzip.decompress(target.read_bytes())
     with open(target, "wb") as plain:
         plain.write(b"PREFIX")
@@ -306,13 +409,20 @@ def _write_through(dest: str, tmp_path, produce) -> bytes:
 
 
 @pytest.mark.parametrize("dest", ["bytesio", "gzip", "plain-file"])
-def test_parallel_delta_into_any_writer(ref, files, data, count_parallel, tmp_path, dest):
+def test_parallel_delta_into_any_writer(
+    ref: Reference,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    count_parallel: dict[str, int],
+    tmp_path: Path,
+    dest: str,
+) -> None:
     """The spooled ranges reach the destination through its own write() unless it is a plain
     file: a GzipFile's fileno() is the compressed file's, a kernel copy there would bypass
     the compressor (the bytes would not decompress to the delta)."""
     sig = ref.signature_file(files["big-9m"])
 
-    def produce(out):
+    def produce(out: BinaryIO) -> None:
         with open(files["big-9m.mixed"], "rb") as new:
             api.delta(io.BytesIO(sig), new, out, jobs=2)
 
@@ -322,10 +432,16 @@ def test_parallel_delta_into_any_writer(ref, files, data, count_parallel, tmp_pa
 
 
 @pytest.mark.parametrize("dest", ["bytesio", "gzip", "plain-file"])
-def test_parallel_signature_into_any_writer(ref, files, count_parallel, tmp_path, dest):
+def test_parallel_signature_into_any_writer(
+    ref: Reference,
+    files: dict[str, Path],
+    count_parallel: dict[str, int],
+    tmp_path: Path,
+    dest: str,
+) -> None:
     """Positional writes only into a plain file; a GzipFile gets the signature compressed."""
 
-    def produce(out):
+    def produce(out: BinaryIO) -> None:
         with open(files["big-9m"], "rb") as basis:
             api.signature(basis, out, jobs=2)
 
@@ -341,7 +457,14 @@ CLI_SIG_OPTS = [[], ["-b", "1000", "-S", "-1"], ["-H", "md4", "-R", "rollsum", "
 
 @pytest.mark.parametrize("opts", CLI_SIG_OPTS, ids=["default", "b1000-min", "md4-rollsum-S8"])
 @pytest.mark.parametrize("name", ["empty", "size-2049", "text", "big-3m"])
-def test_cli_signature_stdin(ref, our_cli, files, data, opts, name):
+def test_cli_signature_stdin(
+    ref: Reference,
+    our_cli: OurCli,
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    opts: list[str],
+    name: str,
+) -> None:
     """stdin from a pipe (unknown size) and from a redirect (regular file): each equals rdiff."""
     want_pipe = ref.run(*opts, "signature", input=data[name]).stdout
     want_redirect = ref.run(*opts, "signature", stdin=files[name]).stdout
@@ -351,7 +474,9 @@ def test_cli_signature_stdin(ref, our_cli, files, data, opts, name):
         assert want_pipe != want_redirect or name == "size-2049"
 
 
-def test_cli_signature_delta_patch_files(ref, our_cli, files, data, tmp_path):
+def test_cli_signature_delta_patch_files(
+    ref: Reference, our_cli: OurCli, files: dict[str, Path], data: dict[str, bytes], tmp_path: Path
+) -> None:
     """Operands as files, through our CLI end to end, equal to rdiff's files."""
     old, new = files["zero-runs"], files["zero-runs.mixed"]
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
@@ -367,7 +492,9 @@ def test_cli_signature_delta_patch_files(ref, our_cli, files, data, tmp_path):
 
 
 @pytest.mark.parametrize("io_size", [1, 7, 10000, None])
-def test_cli_slack_delta(ref, our_cli, files, tmp_path, io_size):
+def test_cli_slack_delta(
+    ref: Reference, our_cli: OurCli, files: dict[str, Path], tmp_path: Path, io_size: int | None
+) -> None:
     sig = tmp_path / "empty.sig"
     ref.run("signature", files["empty"], sig)
     io_opts = ["-I", str(io_size)] if io_size else []
@@ -380,14 +507,18 @@ def test_cli_slack_delta(ref, our_cli, files, tmp_path, io_size):
     assert got_stdin.stdout == want_stdin
 
 
-def test_cli_patch_from_stdin_delta(ref, our_cli, files, data):
+def test_cli_patch_from_stdin_delta(
+    ref: Reference, our_cli: OurCli, files: dict[str, Path], data: dict[str, bytes]
+) -> None:
     sig = ref.signature_file(files["text"])
     delta = ref.delta(sig, files["text.repeat"])
     got = our_cli.run("patch", files["text"], input=delta).stdout
     assert got == ref.run("patch", files["text"], input=delta).stdout == data["text.repeat"]
 
 
-def test_cli_parallel_delta_applies_with_rdiff(ref, our_cli, files, data, tmp_path):
+def test_cli_parallel_delta_applies_with_rdiff(
+    ref: Reference, our_cli: OurCli, files: dict[str, Path], data: dict[str, bytes], tmp_path: Path
+) -> None:
     sig = tmp_path / "sig"
     ref.run("signature", files["big-9m"], sig)
     delta = our_cli.run("-j", "2", "delta", sig, files["big-9m.mixed"], "-").stdout

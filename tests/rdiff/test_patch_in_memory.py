@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from rdiff import api
 from rdiff.errors import CorruptInput, RdiffIOError
+
+if TYPE_CHECKING:
+    from tests.rdiff.conftest import Reference
 
 PAIRS = [
     ("text", "text.mixed"),
@@ -22,12 +26,14 @@ PAIRS = [
 ]
 
 
-def _delta(ref, files, old: str, new: str) -> bytes:
+def _delta(ref: Reference, files: dict[str, Path], old: str, new: str) -> bytes:
     return bytes(ref.delta(ref.signature_file(files[old]), files[new]))
 
 
 @pytest.mark.parametrize(("old", "new"), PAIRS)
-def test_round_trips_from_a_descriptor_and_from_bytes(ref, files, data, old, new) -> None:
+def test_round_trips_from_a_descriptor_and_from_bytes(
+    ref: Reference, files: dict[str, Path], data: dict[str, bytes], old: str, new: str
+) -> None:
     """rdiff's delta applied to the basis as an fd and as bytes, with and without the size
     known in advance (the buffer then grows): exactly the new file, fd position untouched."""
     delta = _delta(ref, files, old, new)
@@ -47,14 +53,18 @@ def test_round_trips_from_a_descriptor_and_from_bytes(ref, files, data, old, new
     assert again is not None and bytes(again) == data[old]
 
 
-def test_output_over_the_limit_is_none(ref, files, data) -> None:
+def test_output_over_the_limit_is_none(
+    ref: Reference, files: dict[str, Path], data: dict[str, bytes]
+) -> None:
     delta = _delta(ref, files, "text", "text.insert")
     assert api.patch_in_memory(data["text"], delta, limit=len(data["text.insert"]) - 1) is None
     out = api.patch_in_memory(data["text"], delta, limit=len(data["text.insert"]))
     assert out is not None and bytes(out) == data["text.insert"]
 
 
-def test_basis_shorter_than_a_copy(ref, files, data, tmp_path: Path) -> None:
+def test_basis_shorter_than_a_copy(
+    ref: Reference, files: dict[str, Path], data: dict[str, bytes], tmp_path: Path
+) -> None:
     delta = _delta(ref, files, "text", "text.move")
     short = data["text"][: len(data["text"]) // 2]
     with pytest.raises(CorruptInput, match="copies past the end of its basis"):
@@ -78,7 +88,9 @@ def test_basis_shorter_than_a_copy(ref, files, data, tmp_path: Path) -> None:
         ("empty", "unexpected end of input"),
     ],
 )
-def test_corrupt_delta_is_a_clean_error(ref, files, data, how: str, message: str) -> None:
+def test_corrupt_delta_is_a_clean_error(
+    ref: Reference, files: dict[str, Path], data: dict[str, bytes], how: str, message: str
+) -> None:
     delta = _delta(ref, files, "text", "text.mixed")
     bad = {
         "truncated": delta[: len(delta) // 2],
@@ -92,7 +104,9 @@ def test_corrupt_delta_is_a_clean_error(ref, files, data, how: str, message: str
     assert message in str(raised.value).lower()
 
 
-def test_unreadable_basis_descriptor(ref, files, tmp_path: Path) -> None:
+def test_unreadable_basis_descriptor(
+    ref: Reference, files: dict[str, Path], tmp_path: Path
+) -> None:
     delta = _delta(ref, files, "text", "text.mixed")
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)  # pread on a directory: EISDIR
     try:

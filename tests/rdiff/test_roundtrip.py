@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import itertools
 import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,15 +15,40 @@ from hypothesis import strategies as st
 
 from rdiff import api, parallel
 
+if TYPE_CHECKING:
+    from tests.rdiff.conftest import Reference
+
+    from rdiff.params import HashName, RollsumName
+
 IO_SIZES = (1, 2, 3, 7, 100, 10000, 200000)
-COMBOS = list(itertools.product(("md4", "blake2"), ("rollsum", "rabinkarp")))
+HASHES: tuple[HashName, ...] = ("md4", "blake2")
+ROLLSUMS: tuple[RollsumName, ...] = ("rollsum", "rabinkarp")
+COMBOS = list(itertools.product(HASHES, ROLLSUMS))
 
 
 def roundtrip(
-    basis: bytes, new: bytes, *, in_size: int, out_size: int, **sig_kwargs: object
+    basis: bytes,
+    new: bytes,
+    *,
+    in_size: int,
+    out_size: int,
+    hash_name: HashName = "blake2",
+    rollsum: RollsumName = "rabinkarp",
+    strong_len: int = 0,
+    block_len: int = 0,
 ) -> bytes:
+    """signature, delta and patch with these parameters (api.signature's defaults)."""
     sig = io.BytesIO()
-    api.signature(io.BytesIO(basis), sig, in_size=in_size, out_size=out_size, **sig_kwargs)
+    api.signature(
+        io.BytesIO(basis),
+        sig,
+        in_size=in_size,
+        out_size=out_size,
+        hash_name=hash_name,
+        rollsum=rollsum,
+        strong_len=strong_len,
+        block_len=block_len,
+    )
     delta = io.BytesIO()
     api.delta(
         io.BytesIO(sig.getvalue()), io.BytesIO(new), delta, in_size=in_size, out_size=out_size
@@ -39,7 +66,13 @@ def roundtrip(
 
 @pytest.mark.parametrize(("hash_name", "rollsum"), COMBOS)
 @pytest.mark.parametrize("io_size", IO_SIZES)
-def test_roundtrip_io_sizes(data, make_inputs, io_size, hash_name, rollsum):
+def test_roundtrip_io_sizes(
+    data: dict[str, bytes],
+    make_inputs: Any,
+    io_size: int,
+    hash_name: HashName,
+    rollsum: RollsumName,
+) -> None:
     # byte-sized buffers mean one librsync call per byte: keep those inputs small
     if io_size < 100:
         basis = data["text"][:6000]
@@ -76,7 +109,7 @@ def test_roundtrip_io_sizes(data, make_inputs, io_size, hash_name, rollsum):
         ("big-3m", "big-3m.insert"),
     ],
 )
-def test_roundtrip_pairs(data, old, new):
+def test_roundtrip_pairs(data: dict[str, bytes], old: str, new: str) -> None:
     assert roundtrip(data[old], data[new], in_size=0, out_size=0) == data[new]
 
 
@@ -108,7 +141,9 @@ CHUNKINGS = {
 
 
 @pytest.mark.parametrize("chunking", list(CHUNKINGS))
-def test_iterators_odd_chunkings(ref, files, data, chunking):
+def test_iterators_odd_chunkings(
+    ref: Reference, files: dict[str, Path], data: dict[str, bytes], chunking: str
+) -> None:
     name_old, name_new = ("size-10241", "size-10239") if chunking == "1" else ("text", "text.move")
     basis, new = data[name_old], data[name_new]
     sizes = CHUNKINGS[chunking]
@@ -122,7 +157,7 @@ def test_iterators_odd_chunkings(ref, files, data, chunking):
     assert out == new
 
 
-def test_iter_outputs_are_independent_bytes(data):
+def test_iter_outputs_are_independent_bytes(data: dict[str, bytes]) -> None:
     """Yielded pieces stay valid after the generator moves on (they are not reused views)."""
     params = api.signature_params(None, block_len=256)
     pieces = list(api.iter_signature([data["random"]], params))
@@ -166,7 +201,9 @@ def edits(draw: st.DrawFn) -> bytes:
     combo=st.sampled_from(COMBOS),
     strong=st.sampled_from([0, -1, 8]),
 )
-def test_generated_edits(ref, new, block, combo, strong):
+def test_generated_edits(
+    ref: Reference, new: bytes, block: int, combo: tuple[HashName, RollsumName], strong: int
+) -> None:
     hash_name, rollsum = combo
     sig = io.BytesIO()
     api.signature(
@@ -197,10 +234,21 @@ def test_generated_edits(ref, new, block, combo, strong):
     ("old", "new"),
     [("big-9m", "big-9m.mixed"), ("empty", "big-9m"), ("big-9m", "big-9m"), ("text", "big-9m")],
 )
-def test_parallel_delta_roundtrip(files, data, old, new, monkeypatch):
-    calls = []
+def test_parallel_delta_roundtrip(
+    files: dict[str, Path],
+    data: dict[str, bytes],
+    old: str,
+    new: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
     real = parallel.delta
-    monkeypatch.setattr(parallel, "delta", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parallel, "delta", counted)
     sig = io.BytesIO()
     with open(files[old], "rb") as f:
         api.signature(f, sig, jobs=2)
