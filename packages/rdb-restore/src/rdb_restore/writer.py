@@ -279,10 +279,11 @@ class TreeWriter:
 
     def directory(self, parent: Frame, name: bytes, entry: Entry, context: object) -> Frame:
         """Make sub-directory ``name`` now; its attributes come when :meth:`pop` and its
-        pending files are done."""
-        self.flush()
-        self._note(parent, name)
+        pending files are done (``context`` is closed if this fails: a batch written by
+        :meth:`flush` here may raise the walk's first fatal error)."""
         try:
+            self.flush()
+            self._note(parent, name)
             fd, existed = make_dir(parent.fd, name, force=self.force)
         except BaseException:
             self.close_context(context)

@@ -1,0 +1,56 @@
+"""A batch of small files is written on the walk's thread (rdb_restore.writer.INLINE_BYTES),
+so a write error or a Ctrl-C there comes out of ``flush`` in the middle of the walk: the
+restore stops with that error, leaves no TARGET, and keeps no descriptor open."""
+
+from __future__ import annotations
+
+import errno
+import gc
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import rdb_mirror as mirror
+from rdb_restore import writer as writer_module
+from rdb_restore.restore import restore
+from rdb_restore.writer import RestoreOptions
+
+
+def _no_space() -> BaseException:
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("failure", [_no_space, KeyboardInterrupt], ids=["ENOSPC", "Ctrl-C"])
+def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Callable[[], BaseException]
+) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    for d in range(6):
+        (src / f"d{d}" / "sub").mkdir(parents=True)
+        for f in range(10):
+            (src / f"d{d}" / f"f{f:02d}").write_bytes(b"%d %d\n" % (d, f))
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+    real_write = writer_module.TreeWriter._write
+    written = [0]
+
+    def fifteenth_fails(self: writer_module.TreeWriter, parent: object, item: object) -> int:
+        written[0] += 1
+        if written[0] == 15:  # in d1, whose batch is written when d1/sub is made
+            raise failure()
+        return real_write(self, parent, item)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer_module.TreeWriter, "_write", fifteenth_fails)
+    out = tmp_path / "out"
+    out.mkdir()
+    gc.collect()
+    open_before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError if failure is _no_space else KeyboardInterrupt) as raised:
+        restore(str(repo), str(out / "target"), options=RestoreOptions(workers=2))
+    if isinstance(raised.value, OSError):
+        assert raised.value.errno == errno.ENOSPC
+    del raised
+    gc.collect()  # the traceback's frames hold the metadata reader until collected
+    assert sorted(os.listdir("/proc/self/fd")) == open_before
+    assert os.listdir(out) == []
