@@ -171,16 +171,17 @@ def test_unreadable_file_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     from rdb_clikit.run import run
     from rdb_mirror import source
     from rdb_mirror.cli import app
+    from rdb_mirror.protocol import ContentRequest, RepositoryMessage
 
     src = _tree(tmp_path)
-    real = source._serve
+    real = source.RequestHandler.handle
 
-    def serve(options: source.SourceOptions, request: object, out: object) -> None:
-        if request.index == (b"a.txt",):  # type: ignore[attr-defined]
+    def handle(self: source.RequestHandler, message: RepositoryMessage) -> bool:
+        if isinstance(message, ContentRequest) and message.index == (b"a.txt",):
             os.unlink(src / "a.txt")  # listed and stat'ed, gone before it is read
-        real(options, request, out)  # type: ignore[arg-type]
+        return real(self, message)
 
-    monkeypatch.setattr(source, "_serve", serve)
+    monkeypatch.setattr(source.RequestHandler, "handle", handle)
     argv = ["--current-time", str(session_time(0)), str(src), str(tmp_path / "repo")]
     status = run(app, prog="rdb-mirror", argv=argv)
     assert status == 3

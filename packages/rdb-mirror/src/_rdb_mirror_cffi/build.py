@@ -1,19 +1,27 @@
-"""Build-time only: compiles rdb_mirror._stagefiles (cffi API mode), plain C with no library.
+"""Build-time only: compiles rdb_mirror._batchio (cffi API mode): small files read and
+written many at a time, each batch in one C call, against OpenSSL's libcrypto for the SHA1.
 
-It writes a batch of small new files with their attributes in one call. cffi releases the GIL
-around the call, so a pool thread creates files while the session's thread goes on with
-Python; done one system call at a time from Python, each call would hand the GIL between the
-two threads (with two CPUs a cross-CPU wake-up each time, which cost more than the work).
+cffi releases the GIL around the call, so a pool thread reads or creates files while the
+session's thread goes on with Python. Done from Python one system call at a time, each call
+would hand the GIL between the two threads (with two CPUs a cross-CPU wake-up each time,
+which cost more than the work); see rdb_mirror/batch_io.py.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cffi import FFI
 
-STRUCT = """
+MISSING = (
+    "rdb-mirror: OpenSSL's development files (openssl/evp.h) not found. Install them "
+    "(Debian/Ubuntu: 'apt-get install libssl-dev'; Fedora: 'dnf install openssl-devel')."
+)
+
+STRUCTS = """
 struct rdb_stage {
     const char *path;       /* the staged file to create (must not exist) */
-    const char *target;     /* renamed to this when all is set; NULL: left staged */
+    const char *target;     /* renamed to this when all is set */
     const char *data;
     size_t size;
     unsigned int mode;      /* permission bits, set with fchmod after fchown */
@@ -25,8 +33,25 @@ struct rdb_stage {
     int error;              /* out: 0, or the errno of the step that failed */
     int step;               /* out: 1 create, 2 write, 3 chmod, 4 times, 5 close, 6 rename */
 };
+
+struct rdb_read {
+    const char *path;
+    char *buffer;           /* room for size + 1 bytes (one more: a file that grew) */
+    long long size;         /* the stat key the walk saw: size, mtime, ctime, inode */
+    long long mtime_ns;
+    long long ctime_ns;
+    unsigned long long ino;
+    int noatime;            /* open with O_NOATIME (retried without it on EPERM) */
+    unsigned char sha1[20]; /* out: the SHA1 of the size bytes read */
+    int status;             /* out: 0 read whole and unchanged; else see batch_io.py */
+    int error;              /* out: the errno, for status 1 (open) and 3 (read) */
+};
 """
-CDEF = STRUCT + "void rdb_stage_files(struct rdb_stage *files, size_t count);\n"
+CDEF = (
+    STRUCTS
+    + "void rdb_stage_files(struct rdb_stage *files, size_t count);\n"
+    + "void rdb_read_files(struct rdb_read *files, size_t count);\n"
+)
 
 SOURCE = (
     r"""
@@ -35,8 +60,9 @@ SOURCE = (
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 """
-    + STRUCT
+    + STRUCTS
     + r"""
 static struct timespec rdb_timespec(long long ns)
 {
@@ -89,7 +115,7 @@ static int rdb_stage_one(struct rdb_stage *f)
         f->step = 5;
         goto failed_closed;
     }
-    if (f->target != NULL && rename(f->path, f->target) != 0) {
+    if (rename(f->path, f->target) != 0) {
         f->step = 6;
         goto failed_closed;
     }
@@ -112,12 +138,83 @@ void rdb_stage_files(struct rdb_stage *files, size_t count)
         files[i].error = rdb_stage_one(&files[i]);
     }
 }
+
+static int rdb_same_key(const struct stat *st, const struct rdb_read *f)
+{
+    long long mtime = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    long long ctime = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+    return S_ISREG(st->st_mode) && (long long)st->st_size == f->size && mtime == f->mtime_ns
+           && ctime == f->ctime_ns && (unsigned long long)st->st_ino == f->ino;
+}
+
+/* status: 0 ok, 1 open failed, 2 not the file the walk saw, 3 read failed,
+   4 not size bytes (it grew or shrank), 5 changed while read, 6 SHA1 failed */
+static int rdb_read_one(struct rdb_read *f)
+{
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+    int fd = open(f->path, flags | (f->noatime ? O_NOATIME : 0));
+    if (fd < 0 && errno == EPERM && f->noatime)
+        fd = open(f->path, flags);
+    if (fd < 0) {
+        f->error = errno;
+        return 1;
+    }
+    struct stat st;
+    int status = 0;
+    if (fstat(fd, &st) != 0 || !rdb_same_key(&st, f)) {
+        status = 2;
+        goto done;
+    }
+    size_t room = (size_t)f->size + 1, got = 0;
+    while (got < room) {
+        ssize_t n = read(fd, f->buffer + got, room - got);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            f->error = errno;
+            status = 3;
+            goto done;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got != (size_t)f->size) {
+        status = 4;
+        goto done;
+    }
+    if (fstat(fd, &st) != 0 || !rdb_same_key(&st, f)) {
+        status = 5;
+        goto done;
+    }
+    if (EVP_Digest(f->buffer, got, f->sha1, NULL, EVP_sha1(), NULL) != 1)
+        status = 6;
+done:
+    close(fd);
+    return status;
+}
+
+void rdb_read_files(struct rdb_read *files, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        files[i].error = 0;
+        files[i].status = rdb_read_one(&files[i]);
+    }
+}
 """
 )
 
+
+def _check_openssl() -> None:
+    places = ("/usr/include", "/usr/local/include")
+    if not any(Path(d, "openssl", "evp.h").exists() for d in places):
+        raise SystemExit(MISSING)
+
+
+_check_openssl()
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
-ffibuilder.set_source("rdb_mirror._stagefiles", SOURCE, py_limited_api=True)
+ffibuilder.set_source("rdb_mirror._batchio", SOURCE, libraries=["crypto"], py_limited_api=True)
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

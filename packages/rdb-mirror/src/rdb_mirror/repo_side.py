@@ -41,6 +41,7 @@ from rdb_format.metadata import RawRecord, Record, path_key
 from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, allocate_long_name, name_max
 from rdb_increment.writer import PARALLEL_DELTA, IncrementWriter, WrittenIncrement
 from rdb_mirror import testhooks
+from rdb_mirror.batch_io import NewFile, write_new_files
 from rdb_mirror.datafiles import AclFile, EaFile, ErrorLog, FileStatistics, MetadataFile, temp_path
 from rdb_mirror.deltas import DELTA_MIN, patch_into, send_signature
 from rdb_mirror.fsmeta import (
@@ -73,7 +74,6 @@ from rdb_mirror.protocol import (
     WalkDone,
     stat_key,
 )
-from rdb_mirror.stage_batch import NewFile, write_new_files
 from rdb_mirror.workers import Cancelled, Job, Workers
 
 __all__ = ["Counters", "OldState", "RepositorySide"]
@@ -85,7 +85,7 @@ T = TypeVar("T")
 #: this many bytes in all; beyond it they are staged at once, as large files are.
 HELD_BYTES = 16 << 20
 HELD_FILE = 256 << 10
-#: New files of a first backup written by one pool job (rdb_mirror.stage_batch).
+#: New files of a first backup written by one pool job (rdb_mirror.batch_io).
 STAGE_BATCH = 64
 _STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CHANGED_WHILE_READ = "changed while being read; not updated"
@@ -499,6 +499,7 @@ class RepositorySide:
         self._unlisted: list[Index] = []
         self._old_dirs: list[Index] = []  # directories at the previous session on the path
         self._long_dirs: dict[Index, Record] = {}  # old directories with a long name (rare)
+        self._long_parent: tuple[Index | None, bool] = (None, False)  # _under_long_name's last
         self._marked: set[Index] = set()
         self._deferred: list[tuple[Index, Callable[[], None]]] = []
         self._dirs: dict[
@@ -1085,10 +1086,15 @@ class RepositorySide:
     def _under_long_name(self, index: Index) -> bool:
         """Whether a directory above ``index`` has a quoted name longer than the limit (a
         quoted byte takes at most 4, so only names over a quarter of it are quoted to see)."""
+        parent = index[:-1]
+        if parent == self._long_parent[0]:  # siblings come together: one answer per directory
+            return self._long_parent[1]
         limit = self._name_max
         assert limit is not None
         quote = self.quoting.quote
-        return any(len(part) * 4 > limit and len(quote(part)) > limit for part in index[:-1])
+        answer = any(len(part) * 4 > limit and len(quote(part)) > limit for part in parent)
+        self._long_parent = (parent, answer)
+        return answer
 
     def _update(self, item: _Item) -> None:
         entry = item.entry
@@ -1305,7 +1311,7 @@ class RepositorySide:
         )
 
     def _batchable(self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]) -> bool:
-        """Whether ``item`` can be written by :mod:`rdb_mirror.stage_batch`: a new file held
+        """Whether ``item`` can be written by :mod:`rdb_mirror.batch_io`: a new file held
         in memory in a first session (no increment to write first), with no EAs or ACL to
         set and plain permissions (the general path handles the rest)."""
         entry = item.entry

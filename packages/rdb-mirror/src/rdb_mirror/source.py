@@ -60,6 +60,8 @@ __all__ = [
     "Selection",
     "SourceOptions",
     "run_source",
+    "serve",
+    "source_path",
     "stat_key",
     "walk",
     "walk_failure",
@@ -154,7 +156,7 @@ class Batcher:
             self._out.send(buffer[0] if len(buffer) == 1 else Batch(tuple(buffer)))
 
 
-def _path(root: bytes, index: Index) -> bytes:
+def source_path(root: bytes, index: Index) -> bytes:
     return os.path.join(root, *index) if index else root
 
 
@@ -260,7 +262,7 @@ def _open_checked(
 ) -> tuple[int, os.stat_result] | None:
     """The requested file, opened, if it still has the request's stat key (else the request
     is failed here and None returned)."""
-    path = _path(options.root, request.index)
+    path = source_path(options.root, request.index)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _O_NOATIME)
     except OSError as error:
@@ -286,7 +288,7 @@ def _open_checked(
     return fd, before
 
 
-def _serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMessage]) -> None:
+def serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMessage]) -> None:
     """Read one requested file, sending chunks then its SHA1 (or a failure)."""
     opened = _open_checked(options, request, out)
     if opened is None:
@@ -396,8 +398,8 @@ def _why(error: OSError) -> str:
 class RequestHandler:
     """What the source side does with each of the repository side's messages: credits for
     the walk, signatures kept for their delta request, and content and delta requests served
-    on ``pool``, whose jobs answer through ``out`` (or, given ``small_out``, a file smaller
-    than one chunk is read at once by the caller of ``handle``, answered through it)."""
+    on ``pool``, whose jobs answer through ``out`` (or, given ``serve_small``, a request for
+    a file smaller than one chunk is handed to it)."""
 
     def __init__(
         self,
@@ -406,13 +408,13 @@ class RequestHandler:
         give_credit: Callable[[int], None],
         out: Sender[SourceMessage],
         *,
-        small_out: Sender[SourceMessage] | None = None,
+        serve_small: Callable[[ContentRequest], None] | None = None,
     ) -> None:
         self._options = options
         self._pool = pool
         self._give_credit = give_credit
         self._out = out
-        self._small_out = small_out
+        self._serve_small = serve_small
         self._signatures: dict[int, list[bytes]] = {}
         self._signature_bytes: dict[int, int] = {}
 
@@ -440,10 +442,10 @@ class RequestHandler:
         else:
             self._signatures.pop(message.request, None)  # a delta that fell back to content
             self._signature_bytes.pop(message.request, None)
-            if self._small_out is not None and message.stat_key[0] < CHUNK:
-                _serve(self._options, message, self._small_out)
+            if self._serve_small is not None and message.stat_key[0] < CHUNK:
+                self._serve_small(message)
             else:
-                self._pool.submit(_serve, self._options, message, self._out)
+                self._pool.submit(serve, self._options, message, self._out)
         return True
 
 

@@ -7,11 +7,12 @@ hand-off is a cross-CPU wake-up (measured in docs/benchmarks.md: a 20,000-file b
 more time waking threads than running Python, and ran 2.5x faster pinned to one CPU).
 
 So the repository side's inbox is a :class:`SteppedSource`: when it has no message ready,
-``receive`` runs the source half one step on the calling thread (answer the requests sent
-since the last step, or walk the next batch of entries), and only blocks when the answers it
-waits for are being made on the pool: a large file (hashed on the pool while the kernel
-copies it), or a delta. Small files are read where they are asked for, so the many-file case
-runs on one thread and the pool only does the work that releases the GIL for long.
+``receive`` runs the source half one step on the calling thread (hand the requests sent since
+the last step to the pool, or walk the next batch of entries), and only blocks when the
+answers it waits for are still being made on the pool. Small files are read there in batches,
+each by one C call that also hashes them (:mod:`rdb_mirror.batch_io`), and answered together;
+a large file is hashed there while the kernel copies it; deltas are made there. The walk and
+the requests stay on one thread, and the pool only does work that releases the GIL for long.
 """
 
 from __future__ import annotations
@@ -22,20 +23,40 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 
-from rdb_mirror.protocol import Entry, LocalFile, RepositoryMessage, SourceMessage, WalkDone
-from rdb_mirror.source import CHUNK, Batcher, RequestHandler, SourceOptions, walk, walk_failure
+from rdb_mirror.batch_io import read_small_files
+from rdb_mirror.fsmeta import IS_ROOT
+from rdb_mirror.protocol import (
+    Content,
+    ContentRequest,
+    Entry,
+    LocalFile,
+    RepositoryMessage,
+    SourceMessage,
+    WalkDone,
+)
+from rdb_mirror.source import (
+    Batcher,
+    RequestHandler,
+    SourceOptions,
+    serve,
+    source_path,
+    walk,
+    walk_failure,
+)
 from rdb_mirror.workers import Workers
 
 __all__ = ["SteppedSource"]
 
 #: Entries walked in one step (one :class:`~rdb_mirror.protocol.Batch`).
 WALK_STEP = 128
-#: Bytes of small-file content one step may read before the repository side takes them: the
-#: bound on what waits in the inbox (requests beyond it wait for the next step).
-STEP_BYTES = 8 << 20
-#: Messages the pool's jobs (large files, deltas) may have waiting in the inbox: their memory
-#: bound when the repository side writes slower than they read (1 MiB chunks).
+#: Small files (under one chunk) read by one pool job, at most this many and this many bytes.
+READ_BATCH_FILES = 64
+READ_BATCH_BYTES = 2 << 20
+#: Messages the pool's jobs may have waiting in the inbox: their memory bound when the
+#: repository side writes slower than they read (1 MiB chunks)...
 POOLED_MESSAGES = 16
+#: ... and batches of small files' answers (each up to READ_BATCH_BYTES plus one file).
+POOLED_BATCHES = 4
 
 
 class _Pooled:
@@ -47,33 +68,50 @@ class _Pooled:
         self.message = message
 
 
+class _PooledMany:
+    """A batch's answers from a pool job, under one token."""
+
+    __slots__ = ("messages",)
+
+    def __init__(self, messages: list[SourceMessage]) -> None:
+        self.messages = messages
+
+
 class _Wake:
     """Put in the inbox when another thread sends the source half a message."""
 
 
 _WAKE = _Wake()
+_InboxItem = SourceMessage | _Pooled | _PooledMany | _Wake
 
 
 class _InboxSender:
     """The source half's sender for answers made on the calling thread (never blocks)."""
 
-    def __init__(self, inbox: queue.SimpleQueue[SourceMessage | _Pooled | _Wake]) -> None:
+    def __init__(self, inbox: queue.SimpleQueue[_InboxItem]) -> None:
         self.send = inbox.put
-        self.sent_bytes = 0
 
 
 class _PoolSender:
     """The source half's sender for the pool's jobs (blocks when the budget is used)."""
 
-    def __init__(self, inbox: queue.SimpleQueue[SourceMessage | _Pooled | _Wake]) -> None:
+    def __init__(self, inbox: queue.SimpleQueue[_InboxItem]) -> None:
         self._inbox = inbox
         self.tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(POOLED_MESSAGES):
             self.tokens.put(None)
+        self.batch_tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(POOLED_BATCHES):
+            self.batch_tokens.put(None)
 
     def send(self, message: SourceMessage) -> None:
         self.tokens.get()
         self._inbox.put(_Pooled(message))
+
+    def send_many(self, messages: list[SourceMessage]) -> None:
+        if messages:
+            self.batch_tokens.get()
+            self._inbox.put(_PooledMany(messages))
 
 
 class SteppedSource:
@@ -85,15 +123,19 @@ class SteppedSource:
 
     def __init__(self, options: SourceOptions) -> None:
         self._owner = threading.get_ident()
-        self._inbox: queue.SimpleQueue[SourceMessage | _Pooled | _Wake] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_InboxItem] = queue.SimpleQueue()
         self._requests: queue.SimpleQueue[RepositoryMessage] = queue.SimpleQueue()
         self._waiting: deque[RepositoryMessage] = deque()
         self._here = _InboxSender(self._inbox)
         self._pooled = _PoolSender(self._inbox)
         self.pool = Workers(options.workers, "rdb-source")
+        self._options = options
         self._handler = RequestHandler(
-            options, self.pool, self._give_credit, self._pooled, small_out=self._here
+            options, self.pool, self._give_credit, self._pooled, serve_small=self._read_later
         )
+        self._to_read: list[ContentRequest] = []
+        self._to_read_bytes = 0
+        self._ready: deque[SourceMessage] = deque()
         self._credits = options.window
         self._batcher = Batcher(self._here)
         self._entries: Iterator[Entry] | None = walk(options, self._batcher)
@@ -111,6 +153,9 @@ class SteppedSource:
     # ---- the repository side's inbox ----------------------------------------------------
 
     def receive(self) -> SourceMessage:
+        ready = self._ready
+        if ready:
+            return ready.popleft()
         inbox = self._inbox
         while True:
             try:
@@ -119,6 +164,10 @@ class SteppedSource:
                 if self._step():
                     continue
                 message = inbox.get()
+            if type(message) is _PooledMany:
+                self._pooled.batch_tokens.put(None)
+                ready.extend(message.messages)
+                return ready.popleft()
             if type(message) is _Pooled:
                 self._pooled.tokens.put(None)
                 return message.message
@@ -148,6 +197,9 @@ class SteppedSource:
                 message = self._inbox.get_nowait()
             except queue.Empty:
                 return
+            if type(message) is _PooledMany:
+                self._pooled.batch_tokens.put(None)
+                continue  # small files' contents: nothing to close
             if type(message) is _Pooled:
                 self._pooled.tokens.put(None)
                 message = message.message
@@ -178,19 +230,44 @@ class SteppedSource:
         return False
 
     def _answer(self, waiting: deque[RepositoryMessage]) -> None:
-        """Handle waiting requests until a step's worth of content has been read."""
-        here = self._here
-        before = here.sent_bytes
+        """Hand every waiting request to the pool (small files in batches)."""
         handle = self._handler.handle
-        while waiting and here.sent_bytes - before < STEP_BYTES:
-            message = waiting.popleft()
-            size = getattr(message, "stat_key", (CHUNK,))[0]
-            if not handle(message):
+        while waiting:
+            if not handle(waiting.popleft()):
                 self.finished = True
                 waiting.clear()
-                return
-            if size < CHUNK:  # read here (larger files are the pool's, bounded by tokens)
-                here.sent_bytes += size
+                break
+        self._hand_over_reads()
+
+    def _read_later(self, request: ContentRequest) -> None:
+        self._to_read.append(request)
+        self._to_read_bytes += request.stat_key[0]
+        if len(self._to_read) >= READ_BATCH_FILES or self._to_read_bytes >= READ_BATCH_BYTES:
+            self._hand_over_reads()
+
+    def _hand_over_reads(self) -> None:
+        if self._to_read:
+            batch, self._to_read, self._to_read_bytes = self._to_read, [], 0
+            self.pool.submit(self._read_batch, batch)
+
+    def _read_batch(self, requests: list[ContentRequest]) -> None:
+        """Pool job: the batch's files in one C call, answered under one token; a file it
+        could not read whole and unchanged goes the general way, which says why."""
+        root = self._options.root
+        paths = [source_path(root, request.index) for request in requests]
+        keys = [request.stat_key for request in requests]
+        answers: list[SourceMessage] = []
+        for request, read in zip(
+            requests, read_small_files(paths, keys, noatime=IS_ROOT), strict=True
+        ):
+            if read.data is not None:
+                assert read.sha1 is not None
+                answers.append(Content(request.request, read.data, read.sha1))
+            else:  # (a message per chunk, under its own token: it may have grown large)
+                self._pooled.send_many(answers)
+                answers = []
+                serve(self._options, request, self._pooled)
+        self._pooled.send_many(answers)
 
     def _walk_some(self) -> None:
         entries = self._entries

@@ -1,9 +1,11 @@
-"""New small files of a first backup are written in batches by one C call each
-(rdb_mirror.stage_batch): bytes, mode, owner and times as asked, failures reported per file
-with nothing left behind, and a backup whose batch fails for a file still gets it right."""
+"""Small files read and written in batches by one C call each (rdb_mirror.batch_io): bytes,
+SHA1, mode, owner and times as asked; a file not as the walk saw it is not read; failures
+reported per file with nothing left behind; a backup whose batch fails for a file still gets
+it right."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -13,7 +15,7 @@ from tests.interop import trees
 from tests.rdb_mirror.helpers import differences, session_time
 
 from rdb_mirror import BackupOptions, backup, repo_side
-from rdb_mirror.stage_batch import NewFile, write_new_files
+from rdb_mirror.batch_io import NewFile, read_small_files, write_new_files
 
 IS_ROOT = os.geteuid() == 0
 
@@ -105,3 +107,48 @@ def test_a_backup_falls_back_for_files_the_batch_could_not_write(
     assert len(failed) > 60
     assert result.errors == []
     assert differences(trees.scan(src), trees.scan(repo)) == []
+
+
+def _key(path: Path) -> tuple[int, int, int, int]:
+    st = path.lstat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def test_small_files_are_read_with_their_sha1(tmp_path: Path) -> None:
+    contents = [b"", b"x", os.urandom(5000), os.urandom(300_000)]
+    paths = []
+    for n, data in enumerate(contents):
+        path = tmp_path / f"f{n}"
+        path.write_bytes(data)
+        paths.append(path)
+    reads = read_small_files(
+        [os.fsencode(p) for p in paths], [_key(p) for p in paths], noatime=IS_ROOT
+    )
+    assert [r.data for r in reads] == contents
+    assert [r.sha1 for r in reads] == [hashlib.sha1(data).hexdigest() for data in contents]
+
+
+def test_a_file_not_as_the_walk_saw_it_is_not_read(tmp_path: Path) -> None:
+    """Each of these must go the general way (which says why): changed since it was listed
+    (size, mtime, inode), grown by the time it is read, vanished, a symlink, a directory."""
+    names = ["same", "longer", "touched", "replaced", "grown", "gone", "link", "dir"]
+    for name in names[:6]:
+        (tmp_path / name).write_bytes(b"12345")
+    (tmp_path / "target").write_bytes(b"12345")
+    (tmp_path / "link").symlink_to("target")
+    (tmp_path / "dir").mkdir()
+    keys = {name: _key(tmp_path / name) for name in names}
+    keys["link"] = _key(tmp_path / "target")  # as if the walk had seen a file there
+    (tmp_path / "longer").write_bytes(b"123456")
+    os.utime(tmp_path / "touched", ns=(0, 1))
+    (tmp_path / "replaced").unlink()
+    (tmp_path / "replaced").write_bytes(b"54321")
+    keys["grown"] = (4, *keys["grown"][1:])  # the walk saw 4 bytes; there are 5 now
+    (tmp_path / "gone").unlink()
+    reads = read_small_files(
+        [os.fsencode(tmp_path / name) for name in names],
+        [keys[name] for name in names],
+        noatime=False,
+    )
+    got = {name: read.data for name, read in zip(names, reads, strict=True)}
+    assert got == {"same": b"12345"} | dict.fromkeys(names[1:])

@@ -1,0 +1,126 @@
+"""Small files read and written many at a time, each batch in one C call with the GIL released.
+
+A first backup of many small files is mostly system calls: on the source side open, fstat,
+read, fstat, close (and a SHA1); on the repository side create the staged file, write it, give
+it its owner, mode and times, close it, rename it into the mirror. Made from Python one call
+at a time on a pool thread, every call would hand CPython's GIL between that thread and the
+session's (with two CPUs a cross-CPU wake-up each time: slower than doing it all on one
+thread). Here a pool job does a whole batch in C (``rdb_mirror._batchio``, built with the
+package against OpenSSL's libcrypto for the SHA1), so the second CPU reads and creates files
+while the session's thread goes on in Python.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rdb_mirror._batchio import ffi, lib
+
+__all__ = ["NewFile", "SmallRead", "read_small_files", "write_new_files"]
+
+_STEPS = ("", "create", "write", "set the mode of", "set the times of", "close", "rename")
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """One file to create at ``path`` (which must not exist) and then rename to ``target``."""
+
+    path: bytes
+    target: bytes
+    data: bytes
+    mode: int
+    owner: tuple[int, int] | None  # (uid, gid), or None to leave the owner alone
+    atime_ns: int
+    mtime_ns: int
+
+
+def write_new_files(files: Sequence[NewFile]) -> list[OSError | None]:
+    """Write every file: create, fill, ``fchown`` (failures ignored, as without privileges),
+    ``fchmod``, ``futimens``, close, rename. Per file, None or the error of the step that
+    failed; a failed file's ``path`` is removed again and its ``target`` is untouched."""
+    count = len(files)
+    if count == 0:
+        return []
+    batch = ffi.new("struct rdb_stage[]", count)
+    keep: list[object] = []  # the buffers the C structs point into
+    for n, file in enumerate(files):
+        c = batch[n]
+        path = ffi.new("char[]", file.path)
+        target = ffi.new("char[]", file.target)
+        data = ffi.from_buffer(file.data)
+        keep += (path, target, data)
+        c.path = path
+        c.target = target
+        c.data = data
+        c.size = len(file.data)
+        c.mode = file.mode
+        if file.owner is not None:
+            c.set_owner = 1
+            c.uid, c.gid = file.owner
+        c.atime_ns = file.atime_ns
+        c.mtime_ns = file.mtime_ns
+    lib.rdb_stage_files(batch, count)
+    results: list[OSError | None] = []
+    for n, file in enumerate(files):
+        c = batch[n]
+        if c.error == 0:
+            results.append(None)
+            continue
+        step = _STEPS[c.step] if 0 < c.step < len(_STEPS) else "write"
+        name = file.target if c.step == 6 else file.path
+        error = OSError(c.error, f"cannot {step}: {os.strerror(c.error)}", os.fsdecode(name))
+        results.append(error)
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class SmallRead:
+    """What :func:`read_small_files` made of one file: its bytes and SHA1 (hex), or None
+    when it could not be read whole and unchanged (the caller then reads it the general way,
+    which says why)."""
+
+    data: bytes | None
+    sha1: str | None
+
+
+def read_small_files(
+    paths: Sequence[bytes], keys: Sequence[tuple[int, int, int, int]], *, noatime: bool
+) -> list[SmallRead]:
+    """Read each file at ``paths[n]`` if it still has the stat key ``keys[n]`` (size,
+    mtime_ns, ctime_ns, inode) before and after the read and exactly its size in bytes,
+    with its SHA1; no symlink is followed."""
+    count = len(paths)
+    if count == 0:
+        return []
+    total = sum(key[0] + 1 for key in keys)
+    buffer = bytearray(total)
+    base = ffi.from_buffer(buffer)
+    batch = ffi.new("struct rdb_read[]", count)
+    keep: list[object] = [base]
+    offset = 0
+    offsets = []
+    for n, (path, key) in enumerate(zip(paths, keys, strict=True)):
+        c = batch[n]
+        name = ffi.new("char[]", path)
+        keep.append(name)
+        c.path = name
+        c.buffer = base + offset
+        c.size, c.mtime_ns, c.ctime_ns, c.ino = key
+        c.noatime = 1 if noatime else 0
+        offsets.append(offset)
+        offset += key[0] + 1
+    lib.rdb_read_files(batch, count)
+    view = memoryview(buffer)
+    results = []
+    for n, key in enumerate(keys):
+        c = batch[n]
+        if c.status != 0:
+            results.append(SmallRead(None, None))
+            continue
+        start = offsets[n]
+        results.append(
+            SmallRead(bytes(view[start : start + key[0]]), bytes(ffi.buffer(c.sha1)).hex())
+        )
+    return results
