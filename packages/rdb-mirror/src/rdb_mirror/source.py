@@ -19,7 +19,7 @@ from typing import Protocol
 
 from rdb_format.errors import ProtocolError
 from rdb_format.layout import DATA_DIR
-from rdb_mirror.deltas import SIGNATURE_MAX, SIGNATURES_HELD, send_delta
+from rdb_mirror.deltas import MISMATCH, SIGNATURE_MAX, SIGNATURES_HELD, send_delta
 from rdb_mirror.fsmeta import (
     IS_ROOT,
     Capabilities,
@@ -297,20 +297,16 @@ def serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMes
     try:
         expected = before.st_size
         if expected < CHUNK:
-            # a small file: one read (a short read of a regular file is its end), one message
+            # a small file: one read (a short read of a regular file is its end), one message.
+            # Another size than listed fails as _end would, without reading the rest: a file
+            # that grew may be of any size, and still growing faster than it is read
             data = os.read(fd, expected + 1)
-            if len(data) == expected:
-                after = os.fstat(fd)
-                if stat_key(after) != request.stat_key:
-                    out.send(
-                        ContentFailed(request.request, "changed while being read; not updated")
-                    )
-                    return
-                out.send(Content(request.request, data, hashlib.sha1(data).hexdigest()))
+            if len(data) != expected or stat_key(os.fstat(fd)) != request.stat_key:
+                out.send(ContentFailed(request.request, MISMATCH))
                 return
-            # it changed size meanwhile: the general loop (re-read from the start) decides
-            os.lseek(fd, 0, os.SEEK_SET)
-        elif options.local_copy:
+            out.send(Content(request.request, data, hashlib.sha1(data).hexdigest()))
+            return
+        if options.local_copy:
             _hand_over(request, fd, before, out)
             return
         digest = hashlib.sha1()
@@ -360,7 +356,7 @@ def _end(
     """ContentEnd if the file did not change while it was read, else ContentFailed."""
     after = os.fstat(fd)
     if stat_key(after) != request.stat_key or size != before.st_size:
-        out.send(ContentFailed(request.request, "changed while being read; not updated"))
+        out.send(ContentFailed(request.request, MISMATCH))
         return
     out.send(ContentEnd(request.request, size, sha1))
 
