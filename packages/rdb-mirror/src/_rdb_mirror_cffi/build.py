@@ -151,7 +151,9 @@ static int rdb_same_key(const struct stat *st, const struct rdb_read *f)
    4 not size bytes (it grew or shrank), 5 changed while read, 6 SHA1 failed */
 static int rdb_read_one(struct rdb_read *f)
 {
-    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+    /* O_NONBLOCK: a FIFO put at the path since the walk would wait for a writer (maybe
+       forever); it is no regular file, so status 2, and nothing is read without it */
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
     int fd = open(f->path, flags | (f->noatime ? O_NOATIME : 0));
     if (fd < 0 && errno == EPERM && f->noatime)
         fd = open(f->path, flags);
@@ -161,7 +163,7 @@ static int rdb_read_one(struct rdb_read *f)
     }
     struct stat st;
     int status = 0;
-    if (fstat(fd, &st) != 0 || !rdb_same_key(&st, f)) {
+    if (fstat(fd, &st) != 0 || !rdb_same_key(&st, f) || fcntl(fd, F_SETFL, O_RDONLY) != 0) {
         status = 2;
         goto done;
     }

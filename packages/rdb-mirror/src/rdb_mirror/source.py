@@ -263,12 +263,15 @@ def _open_checked(
     """The requested file, opened, if it still has the request's stat key (else the request
     is failed here and None returned)."""
     path = source_path(options.root, request.index)
+    # O_NONBLOCK: a FIFO put at the path since the walk would wait for a writer (maybe
+    # forever); it fails the check below, and a regular file is read without the flag
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | _O_NOATIME)
+        fd = os.open(path, flags | _O_NOATIME)
     except OSError as error:
         if error.errno == errno.EPERM and _O_NOATIME:
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(path, flags)
             except OSError as again:
                 out.send(ContentFailed(request.request, _why(again)))
                 return None
@@ -277,15 +280,16 @@ def _open_checked(
             return None
     try:
         before = os.fstat(fd)
+        if stat.S_ISREG(before.st_mode) and stat_key(before) == request.stat_key:
+            os.set_blocking(fd, True)
+            return fd, before
     except OSError as error:
         os.close(fd)
         out.send(ContentFailed(request.request, _why(error)))
         return None
-    if not stat.S_ISREG(before.st_mode) or stat_key(before) != request.stat_key:
-        os.close(fd)
-        out.send(ContentFailed(request.request, "changed since it was listed; not updated"))
-        return None
-    return fd, before
+    os.close(fd)
+    out.send(ContentFailed(request.request, "changed since it was listed; not updated"))
+    return None
 
 
 def serve(options: SourceOptions, request: ContentRequest, out: Sender[SourceMessage]) -> None:
