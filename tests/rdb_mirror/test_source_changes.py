@@ -15,7 +15,14 @@ import pytest
 from rdb_mirror import source
 from rdb_mirror.batch_io import SmallRead, read_small_files
 from rdb_mirror.fsmeta import probe
-from rdb_mirror.protocol import ContentFailed, ContentRequest, SourceMessage, StatKey, stat_key
+from rdb_mirror.protocol import (
+    Content,
+    ContentFailed,
+    ContentRequest,
+    SourceMessage,
+    StatKey,
+    stat_key,
+)
 from rdb_mirror.source import IncludeAll, SourceOptions
 
 
@@ -105,3 +112,21 @@ def test_the_general_reader_does_not_wait_on_a_fifo(tmp_path: Path) -> None:
 
     assert _within(10, fifo, serve), "serve waits for a writer of the FIFO"
     assert sent == [ContentFailed(5, "changed since it was listed; not updated")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="O_NOATIME needs the file's owner or root")
+def test_reading_as_root_leaves_the_access_time_alone(tmp_path: Path) -> None:
+    """As root, both readers open with O_NOATIME, and clearing O_NONBLOCK keeps it: a backup
+    does not change the source's access times (relatime would: this one is years old)."""
+    old_atime = 1_000_000_000_000_000_000
+    for name in ("batched", "general"):
+        path = tmp_path / name
+        path.write_bytes(b"data\n")
+        os.utime(path, ns=(old_atime, 1_600_000_000_000_000_000))
+    batched = tmp_path / "batched"
+    (read,) = read_small_files([os.fsencode(batched)], [stat_key(os.lstat(batched))], noatime=True)
+    assert read.data == b"data\n"
+    request = ContentRequest(1, (b"general",), stat_key(os.lstat(tmp_path / "general")))
+    assert [type(m) for m in _served(tmp_path, request, local_copy=True)] == [Content]
+    assert os.lstat(batched).st_atime_ns == old_atime
+    assert os.lstat(tmp_path / "general").st_atime_ns == old_atime

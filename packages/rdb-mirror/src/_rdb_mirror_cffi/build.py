@@ -163,7 +163,9 @@ static int rdb_read_one(struct rdb_read *f)
     }
     struct stat st;
     int status = 0;
-    if (fstat(fd, &st) != 0 || !rdb_same_key(&st, f) || fcntl(fd, F_SETFL, O_RDONLY) != 0) {
+    int now;  /* the flags to clear O_NONBLOCK from (and keep O_NOATIME) */
+    if (fstat(fd, &st) != 0 || !rdb_same_key(&st, f) || (now = fcntl(fd, F_GETFL)) == -1
+        || fcntl(fd, F_SETFL, now & ~O_NONBLOCK) != 0) {
         status = 2;
         goto done;
     }
