@@ -7,7 +7,8 @@ order), wrong-record-path (an entry whose record names another path), unknown-re
 answer to a request never made), wrong-kind (a repository message sent by a source),
 incomplete (a record without the fields its type needs), bad-kind (an error_log type that
 is not one), wrong-sha1 (file ``f``, 64 KiB, changed: a valid delta against the repository's
-signature, announced with a SHA1 that is not the new content's).
+signature, announced with a SHA1 that is not the new content's), huge-time (a new file whose
+full-precision mtime does not fit in 64 bits).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def entry(index: tuple[bytes, ...], path: bytes | None = None, kind: FileType = 
     return Entry(index, record, (0, 0, 0, 1), 0, 0)
 
 
+def _with_mtime_ns(entry: Entry, mtime_ns: int) -> Entry:
+    return Entry(entry.index, entry.record, entry.stat_key, mtime_ns, entry.atime_ns)
+
+
 def main() -> int:
     mode = sys.argv[1]
     connection, _ = serve_stdio(HELLO, CODEC)
@@ -60,6 +65,7 @@ def main() -> int:
         "wrong-kind": ContentRequest(0, (b"a",), (0, 0, 0, 0)),
         "incomplete": Batch((Entry((), Record(b".", "dir"), (0, 0, 0, 1), 0, 0),)),
         "bad-kind": Batch((root, Problem((b"a",), "Evil: '/etc' forged\nUpdateError", "x"))),
+        "huge-time": Batch((root, _with_mtime_ns(entry((b"a",), kind="reg"), 1 << 70))),
     }
     if mode == "wrong-sha1":
         return _wrong_sha1(connection, root)

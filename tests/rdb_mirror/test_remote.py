@@ -226,6 +226,7 @@ def test_incompatible_or_garbled_peers_are_one_line(
         "wrong-kind",
         "incomplete",
         "bad-kind",
+        "huge-time",
     ],
 )
 def test_a_hostile_source_cannot_write_outside_the_repository(mode: str, tmp_path: Path) -> None:

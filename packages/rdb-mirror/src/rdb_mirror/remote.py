@@ -114,6 +114,13 @@ def _check_index(index: Index, peer: str) -> None:
             raise ProtocolError(f"unsafe path {render(index)!r} from the peer", path=peer)
 
 
+_TIME_NS_MIN, _TIME_NS_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _times(entry: Entry) -> tuple[int, ...]:
+    return (entry.mtime_ns, entry.atime_ns, entry.stat_key[1], entry.stat_key[2])
+
+
 class _FromSource:
     """What a repository side receives from a remote source, checked."""
 
@@ -147,6 +154,8 @@ class _FromSource:
             try:  # every field its type needs, in range (what the metadata writer will need)
                 if record.type == "None":
                     raise ValueError("a record of type None")
+                if not all(_TIME_NS_MIN <= t <= _TIME_NS_MAX for t in _times(message)):
+                    raise ValueError("a time that does not fit in 64 bits of nanoseconds")
                 format_record(record)
             except ValueError as error:
                 raise ProtocolError(f"bad entry {render(index)!r}: {error}", path=peer) from None
