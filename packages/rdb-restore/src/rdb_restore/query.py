@@ -535,9 +535,9 @@ def _hash_file(path: bytes, size: int) -> str:
         chunk = min(size + 1, 1 << 20)
         while True:
             data = os.read(fd, chunk)
-            if not data:
-                return digest.hexdigest()
             digest(data)
+            if len(data) < chunk:  # a short read of a regular file is its end (no EOF read)
+                return digest.hexdigest()
             chunk = 1 << 20
     finally:
         os.close(fd)
