@@ -1,4 +1,4 @@
-"""The small-job thread pool and the in-process channel of a backup's two halves."""
+"""The small-job thread pool."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from rdb_mirror.protocol import QueueChannel
 from rdb_mirror.workers import Cancelled, Workers
 
 
@@ -53,20 +52,19 @@ def test_cancel_fails_the_jobs_not_started() -> None:
             job.result()
 
 
-def test_a_bounded_channel_blocks_the_sender_when_full() -> None:
-    channel: QueueChannel[int] = QueueChannel(maxsize=2)
-    channel.send(1)
-    channel.send(2)
-    sent = threading.Event()
+def test_work_run_here_is_a_finished_job_and_ctrl_c_stops_at_once() -> None:
+    """A job run on the calling thread keeps its result or error for later, like a pool's;
+    but a Ctrl-C raised in it stops the caller now instead of waiting in the job."""
+    pool = Workers(1, "test")
+    done = pool.run_here(pow, 3, 2)
+    failed = pool.run_here(int, "not a number")
+    assert done.done() and done.result() == 9
+    with pytest.raises(ValueError, match="invalid literal"):
+        failed.result()
 
-    def send_third() -> None:
-        channel.send(3)
-        sent.set()
+    def interrupted() -> None:
+        raise KeyboardInterrupt
 
-    sender = threading.Thread(target=send_third)
-    sender.start()
-    assert not sent.wait(0.1)  # full: the third send waits
-    assert channel.receive() == 1
-    assert sent.wait(5)
-    assert [channel.receive(), channel.receive()] == [2, 3]
-    sender.join()
+    with pytest.raises(KeyboardInterrupt):
+        pool.run_here(interrupted)
+    pool.shutdown()

@@ -29,7 +29,8 @@ repository side reports :class:`ProgressEvent` s and ends with :class:`Done` (or
 
 Nothing waits for a reply per file: requests are sent as entries arrive, the source side
 answers them on a worker pool while its walk goes on, and answers carry the request number.
-In process the channels are queues (:class:`QueueChannel`); over ssh they are an
+In process both ends are a :class:`rdb_mirror.stepped_source.SteppedSource`, which runs the
+source half on the repository side's thread; over ssh they are an
 :class:`rdb_remote.Connection` carrying these dataclasses in :data:`CODEC`'s encoding
 (docs/protocol.md: all fields are bytes, ints, strings and tuples of them, plus
 :class:`rdb_format.metadata.Record`; no pickle).
@@ -38,9 +39,8 @@ In process the channels are queues (:class:`QueueChannel`); over ssh they are an
 from __future__ import annotations
 
 import os
-import queue
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.metadata import Record
@@ -51,7 +51,6 @@ __all__ = [
     "CODEC",
     "Batch",
     "Begin",
-    "Channel",
     "Chunk",
     "Content",
     "ContentEnd",
@@ -67,7 +66,6 @@ __all__ = [
     "LocalFile",
     "Problem",
     "ProgressEvent",
-    "QueueChannel",
     "Ready",
     "RepositoryMessage",
     "RepositoryStart",
@@ -348,7 +346,6 @@ CODEC = Codec(
     ]
 )
 
-T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
 T_co = TypeVar("T_co", covariant=True)
 
@@ -359,34 +356,3 @@ class Sender(Protocol[T_contra]):
 
 class Receiver(Protocol[T_co]):
     def receive(self) -> T_co: ...
-
-
-class Channel(Sender[T], Receiver[T], Protocol[T]):
-    """One direction of the conversation: ``send`` (may block when full) and ``receive``."""
-
-
-class QueueChannel(Generic[T]):
-    """The in-process channel: a thread-safe queue, bounded (``maxsize`` > 0) to keep memory
-    flat. Both ends use only C-level ``SimpleQueue`` operations (a ``queue.Queue`` costs
-    several Python-level lock and condition calls per message): a bounded channel takes a
-    token from a second queue of ``maxsize`` tokens before each send, and gives it back on
-    each receive."""
-
-    def __init__(self, maxsize: int = 0) -> None:
-        self._queue: queue.SimpleQueue[T] = queue.SimpleQueue()
-        self._tokens: queue.SimpleQueue[None] | None = None
-        if maxsize > 0:
-            self._tokens = queue.SimpleQueue()
-            for _ in range(maxsize):
-                self._tokens.put(None)
-
-    def send(self, message: T) -> None:
-        if self._tokens is not None:
-            self._tokens.get()
-        self._queue.put(message)
-
-    def receive(self) -> T:
-        message = self._queue.get()
-        if self._tokens is not None:
-            self._tokens.put(None)
-        return message

@@ -80,9 +80,12 @@ class Workers:
 
     def run_here(self, function: Callable[..., T], *args: object) -> Job[T]:
         """Run the call now on this thread, as a finished job: for work smaller than the
-        hand-off to another thread (with two CPUs, a cross-CPU wake-up each way)."""
+        hand-off to another thread (with two CPUs, a cross-CPU wake-up each way). Errors wait
+        in the job as a pool's do, except a Ctrl-C (or exit), which stops the caller now."""
         job: Job[T] = Job(function, args)
         job._run(False)
+        if isinstance(job._error, KeyboardInterrupt | SystemExit):
+            raise job._error
         return job
 
     def cancel(self) -> None:
