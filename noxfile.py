@@ -16,20 +16,35 @@ nox.options.sessions = ["lint", "types", "tests", "isolated", "interop"]
 PACKAGES: dict[str, list[str]] = {
     "rdiff": [],
     "rdb-format": [],
+    "rdb-fastio": [],
     "rdb-increment": ["rdiff", "rdb-format", "rdb-clikit"],
     "rdb-clikit": ["rdb-format"],
-    "rdb-mirror": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit", "rdb-remote"],
+    "rdb-mirror": [
+        "rdiff",
+        "rdb-fastio",
+        "rdb-format",
+        "rdb-increment",
+        "rdb-clikit",
+        "rdb-remote",
+    ],
     "rdb-stats": ["rdb-format", "rdb-clikit"],
-    "rdb-restore": ["rdiff", "rdb-format", "rdb-increment", "rdb-clikit", "rdb-remote"],
+    "rdb-restore": [
+        "rdiff",
+        "rdb-fastio",
+        "rdb-format",
+        "rdb-increment",
+        "rdb-clikit",
+        "rdb-remote",
+    ],
     "rdb-remote": ["rdb-format"],
 }
 # Siblings a package's tests use to make or check repositories (never imported by the package
 # itself): installed in its isolated session too, so no test of it is skipped there.
 TEST_ONLY: dict[str, list[str]] = {
-    "rdb-increment": ["rdb-remote", "rdb-mirror", "rdb-restore"],
+    "rdb-increment": ["rdb-remote", "rdb-fastio", "rdb-mirror", "rdb-restore"],
     "rdb-mirror": ["rdb-restore"],
     "rdb-restore": ["rdb-mirror"],
-    "rdb-remote": ["rdb-increment", "rdb-clikit", "rdiff", "rdb-mirror"],
+    "rdb-remote": ["rdb-increment", "rdb-clikit", "rdiff", "rdb-fastio", "rdb-mirror"],
 }
 TEST_TOOLS = ["pytest", "hypothesis", "pytest-benchmark"]
 RDIFF_BACKUP_VERSION = "2.2.7"

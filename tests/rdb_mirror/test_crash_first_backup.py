@@ -1,5 +1,5 @@
 """SIGKILL a first backup while its new small files are written in batches by one C call each
-(rdb_mirror.batch_io, on the pool): no file is in the mirror half-made, and the next run,
+(rdb_fastio, on the pool): no file is in the mirror half-made, and the next run,
 rdb-mirror's or rdiff-backup 2.2.7's, starts over and backs everything up right."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The source side's readers when a file changes between the walk and its read: the batched
-one in C (rdb_mirror.batch_io) and the general one (rdb_mirror.source.serve) answer at once
+one in C (rdb_fastio) and the general one (rdb_mirror.source.serve) answer at once
 that it changed, without waiting on a FIFO put at its path or reading on a file that grows."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from rdb_fastio import SmallRead, read_small_files
 from rdb_mirror import source
-from rdb_mirror.batch_io import SmallRead, read_small_files
 from rdb_mirror.fsmeta import probe
 from rdb_mirror.protocol import (
     Content,

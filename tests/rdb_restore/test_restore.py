@@ -203,6 +203,43 @@ def test_symlink_planted_in_the_mirror(
             assert path.read_bytes() != b"do not touch\n"
 
 
+@pytest.mark.parametrize("damage", ["truncated", "altered", "fifo"])
+def test_a_damaged_mirror_copy_is_named_and_the_rest_restored(
+    mirror_repo: MirrorRepo, tmp_path: Path, damage: str
+) -> None:
+    """The copy path (rdb_fastio.copy_files) checks what it copied as the rebuild path does:
+    the bad file gets one line naming it and why, and is not left in TARGET; every other
+    file is restored."""
+    scan = mirror_repo.scans[-1]
+    index = next(
+        i
+        for i, e in scan.items()
+        if len(i) == 2 and e.type == "reg" and e.nlink == 1 and e.size and _plain(i)
+    )
+    victim = mirror_repo.path.joinpath(*map(os.fsdecode, index))
+    data = victim.read_bytes()
+    if damage == "truncated":
+        victim.write_bytes(data[:-1])
+        why = f"restored {len(data) - 1} bytes but the metadata records {len(data)}"
+    elif damage == "altered":
+        victim.write_bytes(bytes([data[0] ^ 1]) + data[1:])
+        why = "restored content has SHA1"
+    else:
+        victim.unlink()
+        os.mkfifo(victim)
+        why = "mirror copy is not a regular file"
+    target = tmp_path / "t"
+    proc = run_restore(mirror_repo.path, target, timeout=60)
+    assert proc.returncode == 13, proc.stderr
+    lines = proc.stderr.decode().splitlines()
+    assert f"{os.fsdecode(victim)}: {why}" in lines[0]  # the warning as it happens
+    assert f"{os.fsdecode(victim)}: {why}" in lines[-1]  # and the summary's
+    restored = target.joinpath(*map(os.fsdecode, index))
+    assert not restored.exists()
+    expected = {i: e for i, e in scan.items() if i != index}
+    assert differences(expected, trees.scan(target)) == []
+
+
 def test_directory_symlink_planted_in_the_mirror(
     mirror_repo: MirrorRepo, sentinel: Sentinel, tmp_path: Path
 ) -> None:

@@ -4,12 +4,15 @@ and renamed at the end: no partial TARGET after a failure or a kill, leftovers c
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from tests.interop import trees
@@ -18,8 +21,11 @@ from tests.rdb_restore.conftest import MirrorRepo, Sentinel
 from tests.rdb_restore.helpers import metadata_snapshot, rewrite_gzip, run_restore
 from tests.unprivileged import AS_A_USER
 
+from rdb_fastio import Copied, FileCopy, copy_files
 from rdb_mirror import session as mirror
 from rdb_restore import RestoreOptions, restore
+
+T = TypeVar("T")
 
 PARTIAL = ".rdb-restore-partial."
 
@@ -283,12 +289,14 @@ def test_an_empty_bind_mount_target_is_filled_in_place(
     assert os.listdir(source) != []  # written through the mount, into the volume
 
 
+@pytest.mark.parametrize("way", ["copied", "rebuilt"])
 def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_workers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     """Ctrl-C while the writer hands over its last batch (or waits for the pool): no worker
     may still be writing when the descriptors of TARGET's directories are closed and the
-    staging directory removed (a closed descriptor's number is soon another file's)."""
+    staging directory removed (a closed descriptor's number is soon another file's). Files
+    copied as they are (rdb_fastio.copy_files) and files rebuilt (TreeWriter._write) alike."""
     from rdb_restore import writer as writer_module
 
     src, repo = tmp_path / "src", tmp_path / "repo"
@@ -301,17 +309,26 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
     outputs.mkdir()
     lock = __import__("threading").Lock()
     in_flight = [0]
+    seen = [0]
     real_write, real_exit = writer_module.TreeWriter._write, writer_module.TreeWriter.__exit__
+    real_copy = copy_files
 
-    def slow_write(self: writer_module.TreeWriter, parent: object, item: object) -> int:
+    def slowly(work: Callable[[], T]) -> T:
         with lock:
             in_flight[0] += 1
+            seen[0] += 1
         try:
             time.sleep(0.05)
-            return real_write(self, parent, item)  # type: ignore[arg-type]
+            return work()
         finally:
             with lock:
                 in_flight[0] -= 1
+
+    def slow_write(self: writer_module.TreeWriter, parent: object, item: object) -> int:
+        return slowly(lambda: real_write(self, parent, item))  # type: ignore[arg-type]
+
+    def slow_copy(src_dir: int, dst_dir: int, copies: Sequence[FileCopy]) -> list[Copied]:
+        return slowly(lambda: real_copy(src_dir, dst_dir, copies))
 
     def interrupted_exit(self: writer_module.TreeWriter, *args: object) -> None:
         def flush() -> None:
@@ -320,9 +337,15 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
         self.flush = flush  # type: ignore[method-assign]
         real_exit(self, *args)
 
+    if way == "rebuilt":
+        monkeypatch.setattr(
+            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
+        )
     monkeypatch.setattr(writer_module.TreeWriter, "_write", slow_write)
+    monkeypatch.setattr(writer_module, "copy_files", slow_copy)
     monkeypatch.setattr(writer_module.TreeWriter, "__exit__", interrupted_exit)
     with pytest.raises(KeyboardInterrupt):
         restore(str(repo), str(outputs / "t"), options=RestoreOptions(workers=2))
+    assert seen[0] > 0  # the way under test was taken
     assert in_flight[0] == 0
     assert os.listdir(outputs) == []

@@ -1,18 +1,21 @@
 """A batch of small files is written on the walk's thread (rdb_restore.writer.INLINE_BYTES),
 so a write error or a Ctrl-C there comes out of ``flush`` in the middle of the walk: the
-restore stops with that error, leaves no TARGET, and keeps no descriptor open."""
+restore stops with that error, leaves no TARGET, and keeps no descriptor open. Files copied
+as they are (rdb_fastio.copy_files) and files rebuilt (TreeWriter._write) alike."""
 
 from __future__ import annotations
 
 import errno
 import gc
+import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 import rdb_mirror as mirror
+from rdb_fastio import Copied, CopyStatus, FileCopy, copy_files
 from rdb_restore import writer as writer_module
 from rdb_restore.restore import restore
 from rdb_restore.writer import RestoreOptions
@@ -22,9 +25,13 @@ def _no_space() -> BaseException:
     return OSError(errno.ENOSPC, "No space left on device")
 
 
+@pytest.mark.parametrize("way", ["copied", "rebuilt"])
 @pytest.mark.parametrize("failure", [_no_space, KeyboardInterrupt], ids=["ENOSPC", "Ctrl-C"])
 def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Callable[[], BaseException]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Callable[[], BaseException],
+    way: str,
 ) -> None:
     src, repo = tmp_path / "src", tmp_path / "repo"
     for d in range(6):
@@ -41,7 +48,28 @@ def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
             raise failure()
         return real_write(self, parent, item)  # type: ignore[arg-type]
 
+    real_copy = copy_files
+
+    def copy_fifteenth_fails(
+        src_dir: int, dst_dir: int, copies: Sequence[FileCopy]
+    ) -> list[Copied]:
+        results = []
+        for copy in copies:
+            written[0] += 1
+            if written[0] != 15:
+                results.extend(real_copy(src_dir, dst_dir, [copy]))
+            elif failure is _no_space:
+                results.append(Copied(CopyStatus.WRITE, errno.ENOSPC, 0, ""))
+            else:
+                raise failure()
+        return results
+
+    if way == "rebuilt":
+        monkeypatch.setattr(
+            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
+        )
     monkeypatch.setattr(writer_module.TreeWriter, "_write", fifteenth_fails)
+    monkeypatch.setattr(writer_module, "copy_files", copy_fifteenth_fails)
     out = tmp_path / "out"
     out.mkdir()
     gc.collect()

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import BinaryIO, Generic, TypeVar
 
 from rdb_clikit.protocol import Progress
+from rdb_fastio import NewFile, write_new_files
 from rdb_format.eas_acls import ACLEntry, ACLRecord, EARecord
 from rdb_format.errors import ProtocolError, RdbError
 from rdb_format.layout import Layout
@@ -41,7 +42,6 @@ from rdb_format.metadata import RawRecord, Record, path_key
 from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, allocate_long_name, name_max
 from rdb_increment.writer import PARALLEL_DELTA, IncrementWriter, WrittenIncrement
 from rdb_mirror import testhooks
-from rdb_mirror.batch_io import NewFile, write_new_files
 from rdb_mirror.datafiles import AclFile, EaFile, ErrorLog, FileStatistics, MetadataFile, temp_path
 from rdb_mirror.deltas import DELTA_MIN, patch_into, send_signature
 from rdb_mirror.fsmeta import (
@@ -85,7 +85,7 @@ T = TypeVar("T")
 #: this many bytes in all; beyond it they are staged at once, as large files are.
 HELD_BYTES = 16 << 20
 HELD_FILE = 256 << 10
-#: New files of a first backup written by one pool job (rdb_mirror.batch_io).
+#: New files of a first backup written by one pool job (rdb_fastio).
 STAGE_BATCH = 64
 _STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CHANGED_WHILE_READ = "changed while being read; not updated"
@@ -1311,7 +1311,7 @@ class RepositorySide:
         )
 
     def _batchable(self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]) -> bool:
-        """Whether ``item`` can be written by :mod:`rdb_mirror.batch_io`: a new file held
+        """Whether ``item`` can be written by :mod:`rdb_fastio`: a new file held
         in memory in a first session (no increment to write first), with no EAs or ACL to
         set and plain permissions (the general path handles the rest)."""
         entry = item.entry

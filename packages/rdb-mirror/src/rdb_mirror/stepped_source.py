@@ -10,7 +10,7 @@ So the repository side's inbox is a :class:`SteppedSource`: when it has no messa
 ``receive`` runs the source half one step on the calling thread (hand the requests sent since
 the last step to the pool, or walk the next batch of entries), and only blocks when the
 answers it waits for are still being made on the pool. Small files are read there in batches,
-each by one C call that also hashes them (:mod:`rdb_mirror.batch_io`), and answered together;
+each by one C call that also hashes them (:mod:`rdb_fastio`), and answered together;
 a large file is hashed there while the kernel copies it; deltas are made there. The walk and
 the requests stay on one thread, and the pool only does work that releases the GIL for long.
 """
@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 
-from rdb_mirror.batch_io import read_small_files
+from rdb_fastio import read_small_files
 from rdb_mirror.fsmeta import IS_ROOT
 from rdb_mirror.protocol import (
     Content,

@@ -356,25 +356,30 @@ def open_file_at(directory: DirHandle, name: bytes, *, what: str) -> tuple[int, 
         fd = os.open(name, FILE_FLAGS, dir_fd=directory.fd)
     except OSError as error:
         path = directory.path / os.fsdecode(name)
-        if error.errno == errno.ELOOP:
-            raise CorruptRepository(
-                f"{what} is a symbolic link; refusing to follow it", path=path
-            ) from None
-        if error.errno == errno.ENOENT:
-            raise CorruptRepository(f"{what} is missing", path=path) from None
-        raise CorruptRepository(f"cannot open {what}: {error.strerror}", path=path) from None
+        raise cannot_open(what, path, error.errno or errno.EIO) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise CorruptRepository(
-                f"{what} is not a regular file", path=directory.path / os.fsdecode(name)
-            )
+            raise not_regular(what, directory.path / os.fsdecode(name))
         # O_NONBLOCK (which kept a planted FIFO from blocking the open) is left on: Linux
         # ignores it for reads of regular files, so no second system call to clear it.
     except BaseException:
         os.close(fd)
         raise
     return fd, st.st_size
+
+
+def cannot_open(what: str, path: Path, code: int) -> CorruptRepository:
+    """The error for a repository file that failed to open with errno ``code``."""
+    if code == errno.ELOOP:
+        return CorruptRepository(f"{what} is a symbolic link; refusing to follow it", path=path)
+    if code == errno.ENOENT:
+        return CorruptRepository(f"{what} is missing", path=path)
+    return CorruptRepository(f"cannot open {what}: {os.strerror(code)}", path=path)
+
+
+def not_regular(what: str, path: Path) -> CorruptRepository:
+    return CorruptRepository(f"{what} is not a regular file", path=path)
 
 
 def close_quietly(fd: int | None) -> None:

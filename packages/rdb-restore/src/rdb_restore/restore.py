@@ -24,6 +24,7 @@ from rdb_restore.repo import Entry, Index, Repo, open_repo, parse_increment_path
 from rdb_restore.sources import Place, SourceTree
 from rdb_restore.target import refuse_empty, refuse_repository
 from rdb_restore.writer import (
+    PlainCopy,
     RestoreOptions,
     TreeWriter,
     WriteCounts,
@@ -76,6 +77,10 @@ def _fill_from(
         return rebuild_into(sources.base, sources.diffs, out, label, entry.record.size)
     finally:
         sources.close()
+
+
+def _plain_copy(tree: SourceTree, entry: Entry, context: object) -> PlainCopy | None:
+    return tree.plain_copy(cast(Place, context), entry.index, entry.record)
 
 
 def _close_place(context: object) -> None:
@@ -223,6 +228,7 @@ class _Restorer:
             refuse_repository(self.target, os.fsdecode(os.fspath(self.repo.layout.root)))
             writer = TreeWriter(
                 fill=partial(_fill_from, tree),
+                find_copy=partial(_plain_copy, tree),
                 close_context=_close_place,
                 label=self._label,
                 progress=self.progress,

@@ -27,6 +27,7 @@ from rdb_restore.repo import (
     open_root,
     show,
 )
+from rdb_restore.writer import PlainCopy
 
 
 @dataclass
@@ -146,6 +147,24 @@ class SourceTree:
                 close_quietly(diff.fd)
             raise
         return Sources(base, tuple(diffs))
+
+    def plain_copy(self, parent: Place, index: Index, record: Record) -> PlainCopy | None:
+        """Where regular file ``record``'s bytes at ``when`` are as they are (its mirror copy,
+        no increment applying to it), or None: :meth:`sources` then says how to rebuild it."""
+        if (
+            record.alternate_mirror_name is not None
+            or record.alternate_increment_name is not None
+            or parent.mirror.fd is None
+        ):
+            return None
+        name = index[-1]
+        if not self.from_mirror_only:
+            plan = plan_rebuild(
+                parent.increments.increments(self.repo.quoting).get(name, ()), self.when
+            )
+            if plan.base is not None or plan.diffs_newest_first:
+                return None
+        return PlainCopy(parent.mirror.fd, self.repo.quoting.quote(name), parent.mirror.path)
 
     def _open_mirror(self, parent: Place, index: Index, record: Record) -> Source:
         quoting = self.repo.quoting

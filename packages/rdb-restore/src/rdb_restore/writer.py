@@ -11,20 +11,30 @@ size and SHA1 and given its attributes: in a staging directory (a new or empty T
 :mod:`rdb_restore.staging`) under its own name, elsewhere under a temporary name then renamed
 into place. The target-side safety (no symlink followed, nothing outside TARGET) is
 :mod:`rdb_restore.target`.
+
+A file whose bytes are a repository file as they are (a :class:`PlainCopy`: the mirror copy,
+in a newest-session restore nearly every file) is copied by :func:`rdb_fastio.copy_files`,
+many per C call with the GIL released, when it goes into a staging directory and has no EAs
+or ACL; batches of many such files then go to the pool even when small, so the copying runs
+on the second CPU while the walk goes on in Python.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
+from rdb_fastio import Copied, CopyStatus, FileCopy, copy_files
 from rdb_format.errors import CorruptRepository
 from rdb_format.progress import Progress
-from rdb_restore.repo import DIR_FLAGS, Entry, Index, close_quietly
+from rdb_restore.repo import DIR_FLAGS, Entry, Index, cannot_open, close_quietly, not_regular
 from rdb_restore.staging import Staging
 from rdb_restore.target import (
     IS_ROOT,
@@ -51,6 +61,9 @@ BATCH_BYTES = 8 << 20
 # costs more than it gains (with two CPUs, each of the worker's system calls hands the GIL
 # across CPUs; docs/benchmarks.md, "One thread for the many-file work").
 INLINE_BYTES = 2 << 20
+# A batch with at least this many files for copy_files goes to the pool whatever its size: the
+# pool job holds the GIL only to set up and check the C call.
+POOL_COPIES = 16
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Writes a regular file's bytes into the open descriptor (worker thread); returns the size and
@@ -60,6 +73,20 @@ CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEX
 Fill = Callable[[Entry, object, object, int, str], tuple[int, str]]
 # Releases a directory's source context once nothing in it is pending.
 CloseContext = Callable[[object], None]
+
+
+class PlainCopy(NamedTuple):
+    """A repository file holding a regular file's bytes as they are: the open directory, the
+    name in it, and the directory's path (for messages)."""
+
+    dir_fd: int
+    name: bytes
+    where: Path
+
+
+# Where an entry's bytes are as they are (its parent directory's source context given), or
+# None when they must be produced by the Fill (walk thread).
+FindCopy = Callable[[Entry, object], PlainCopy | None]
 
 
 def default_workers() -> int:
@@ -137,7 +164,7 @@ class _Group:
 
 
 class _Item:
-    __slots__ = ("entry", "first_of", "group", "name", "payload")
+    __slots__ = ("copy", "entry", "first_of", "group", "name", "payload")
 
     def __init__(
         self,
@@ -146,21 +173,24 @@ class _Item:
         payload: object,
         group: _Group | None,
         first_of: _Group | None,
+        copy: PlainCopy | None,
     ) -> None:
         self.name = name
         self.entry = entry
         self.payload = payload
         self.group = group  # a later member of this group: linked, not written
         self.first_of = first_of  # the first member of this group: others wait for it
+        self.copy = copy  # copied by copy_files from here
 
 
 class _Batch:
-    __slots__ = ("items", "parent", "size")
+    __slots__ = ("copies", "items", "parent", "size")
 
     def __init__(self, parent: Frame) -> None:
         self.parent = parent
         self.items: list[_Item] = []
         self.size = 0
+        self.copies = 0
 
 
 @dataclass
@@ -182,12 +212,14 @@ class TreeWriter:
         self,
         *,
         fill: Fill,
+        find_copy: FindCopy | None = None,
         close_context: CloseContext,
         label: Callable[[Index], str],
         progress: Progress,
         options: RestoreOptions,
     ) -> None:
         self.fill = fill
+        self.find_copy = find_copy
         self.close_context = close_context
         self.label = label
         self.progress = progress
@@ -333,14 +365,26 @@ class TreeWriter:
             if group is None:
                 first_of = _Group(entry.index[len(self.link_base) :])
                 self.groups[gkey] = first_of
+        copy = None
+        if (
+            self.find_copy is not None
+            and parent.direct
+            and group is None
+            and not entry.eas
+            and not entry.acl
+            and not isinstance(payload, Streamed)
+        ):
+            copy = self.find_copy(entry, parent.context)
         batch = self.batch
         if batch is not None and batch.parent is not parent:
             self.flush()
             batch = None
         if batch is None:
             batch = self.batch = _Batch(parent)
-        batch.items.append(_Item(name, entry, payload, group, first_of))
+        batch.items.append(_Item(name, entry, payload, group, first_of, copy))
         batch.size += record.size or 0
+        if copy is not None:
+            batch.copies += 1
         if (
             len(batch.items) >= BATCH_FILES
             or batch.size >= BATCH_BYTES
@@ -358,7 +402,11 @@ class TreeWriter:
         self.slots.acquire()
         with self.lock:
             batch.parent.pending += 1
-        if batch.size < INLINE_BYTES and not isinstance(batch.items[-1].payload, Streamed):
+        if (
+            batch.size < INLINE_BYTES
+            and batch.copies < POOL_COPIES
+            and not isinstance(batch.items[-1].payload, Streamed)
+        ):
             self._run(batch)  # releases the slot and the groups, whatever happens
             if self.fatal is not None:  # e.g. Ctrl-C: stop the walk now
                 raise self.fatal
@@ -398,10 +446,22 @@ class TreeWriter:
     def _run(self, batch: _Batch) -> None:
         files = nbytes = 0
         parent = batch.parent
+        copies: list[_Item] = []  # consecutive items for one copy_files call, from copies_from
+        copies_from = -1
         try:
             for item in batch.items:
                 if self.fatal is not None:
                     break
+                if item.copy is not None:
+                    if copies and copies_from != item.copy.dir_fd:
+                        done, size = self._copy(parent, copies)
+                        files, nbytes, copies = files + done, nbytes + size, []
+                    copies.append(item)
+                    copies_from = item.copy.dir_fd
+                    continue
+                if copies:
+                    done, size = self._copy(parent, copies)
+                    files, nbytes, copies = files + done, nbytes + size, []
                 try:
                     if item.group is not None:
                         self._link(parent, item)
@@ -415,6 +475,9 @@ class TreeWriter:
                 finally:
                     if item.first_of is not None:
                         item.first_of.done.set()
+            if copies and self.fatal is None:
+                done, size = self._copy(parent, copies)
+                files, nbytes = files + done, nbytes + size
         except BaseException as error:
             with self.lock:
                 if self.fatal is None:
@@ -454,6 +517,76 @@ class TreeWriter:
                 os.unlink(temp, dir_fd=parent.fd)
             raise
         return size
+
+    def _copy(self, parent: Frame, items: list[_Item]) -> tuple[int, int]:
+        """Copy ``items`` (all from one directory) in one C call; the files and bytes done.
+        A file the repository cannot give is reported bad; an error writing TARGET is raised
+        once the others are accounted for."""
+        first = items[0].copy
+        assert first is not None
+        jobs = [self._copy_job(parent, item) for item in items]
+        results = copy_files(first.dir_fd, parent.fd, jobs)
+        files = nbytes = 0
+        failure: OSError | None = None
+        for item, result in zip(items, results, strict=True):
+            if result.status == CopyStatus.DONE:
+                files += 1
+                nbytes += result.size
+                if item.first_of is not None:
+                    item.first_of.ok = True
+                    item.first_of.done.set()
+                continue
+            if item.first_of is not None:
+                item.first_of.done.set()
+            try:
+                self._copy_failed(item, result)
+            except CorruptRepository as error:
+                self.bad(str(error))
+            except OSError as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return files, nbytes
+
+    def _copy_job(self, parent: Frame, item: _Item) -> FileCopy:
+        record = item.entry.record
+        assert item.copy is not None
+        mode = creation_mode(record.permissions, self.umask)
+        owner = None
+        if IS_ROOT:
+            ids = self.owners.ids(record)
+            owner = None if ids == parent.new_owner else ids
+        mtime = None if record.mod_time is None else record.mod_time * 1_000_000_000
+        return FileCopy(
+            item.copy.name,
+            item.name,
+            0o600 if mode is None else mode,
+            record.size,
+            None if record.sha1_digest is None else bytes.fromhex(record.sha1_digest),
+            owner,
+            record.permissions if mode is None else None,
+            None if mtime is None else (mtime, mtime),
+        )
+
+    def _copy_failed(self, item: _Item, result: Copied) -> None:
+        """Raise what the general way would have for the step of ``result`` that failed."""
+        copy = item.copy
+        assert copy is not None
+        source = copy.where / os.fsdecode(copy.name)
+        status, code = result.status, result.error
+        if status == CopyStatus.SOURCE_OPEN:
+            raise cannot_open("mirror copy", source, code)
+        if status == CopyStatus.SOURCE_NOT_REGULAR:
+            raise not_regular("mirror copy", source)
+        if status == CopyStatus.READ:
+            raise CorruptRepository(f"read error: {os.strerror(code)}", path=source)
+        if status in (CopyStatus.SIZE, CopyStatus.SHA1):
+            check_content(result.size, result.sha1, item.entry, self.label)
+        name = os.fsdecode(item.name)
+        if status == CopyStatus.WRITE:
+            raise OSError(code, f"cannot write {name}: {os.strerror(code)}")
+        code = code or errno.EIO
+        raise OSError(code, os.strerror(code), name)
 
     def _attributes(
         self,

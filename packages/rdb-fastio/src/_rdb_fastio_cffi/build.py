@@ -1,10 +1,10 @@
-"""Build-time only: compiles rdb_mirror._batchio (cffi API mode): small files read and
-written many at a time, each batch in one C call, against OpenSSL's libcrypto for the SHA1.
+"""Build-time only: compiles rdb_fastio._batchio (cffi API mode): small files read, written
+and copied many at a time, each batch in one C call, against OpenSSL's libcrypto for the SHA1.
 
-cffi releases the GIL around the call, so a pool thread reads or creates files while the
-session's thread goes on with Python. Done from Python one system call at a time, each call
-would hand the GIL between the two threads (with two CPUs a cross-CPU wake-up each time,
-which cost more than the work); see rdb_mirror/batch_io.py.
+cffi releases the GIL around the call, so a pool thread reads, creates or copies files while
+the caller's thread goes on with Python. Done from Python one system call at a time, each
+call would hand the GIL between the two threads (with two CPUs a cross-CPU wake-up each time,
+which cost more than the work); see rdb_fastio/batch_io.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from cffi import FFI
 
 MISSING = (
-    "rdb-mirror: OpenSSL's development files (openssl/evp.h) not found. Install them "
+    "rdb-fastio: OpenSSL's development files (openssl/evp.h) not found. Install them "
     "(Debian/Ubuntu: 'apt-get install libssl-dev'; Fedora: 'dnf install openssl-devel')."
 )
 
@@ -46,17 +46,41 @@ struct rdb_read {
     int status;             /* out: 0 read whole and unchanged; else see batch_io.py */
     int error;              /* out: the errno, for status 1 (open) and 3 (read) */
 };
+
+struct rdb_copy {
+    const char *source;     /* the file to copy, in src_dir (no symlink followed) */
+    const char *name;       /* the file to create, in dst_dir (must not exist) */
+    unsigned int create_mode;
+    long long size;         /* the size the copy must have, or -1 for any */
+    int check_sha1;         /* 1: the copy must have the SHA1 sha1_want */
+    unsigned char sha1_want[20];
+    int set_owner;          /* fchown to uid/gid */
+    unsigned int uid;
+    unsigned int gid;
+    int set_mode;           /* fchmod to mode, after fchown (which may clear set-ID bits) */
+    unsigned int mode;
+    int set_times;          /* futimens to atime_ns and mtime_ns */
+    long long atime_ns;
+    long long mtime_ns;
+    long long copied;       /* out: the bytes read and written */
+    unsigned char sha1[20]; /* out: their SHA1 */
+    int status;             /* out: 0 done; else see batch_io.py (the file is not left) */
+    int error;              /* out: the errno of the step that failed, if any */
+};
 """
 CDEF = (
     STRUCTS
     + "void rdb_stage_files(struct rdb_stage *files, size_t count);\n"
     + "void rdb_read_files(struct rdb_read *files, size_t count);\n"
+    + "void rdb_copy_files(int src_dir, int dst_dir, struct rdb_copy *files, size_t count);\n"
 )
 
 SOURCE = (
     r"""
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,6 +100,22 @@ static struct timespec rdb_timespec(long long ns)
     return t;
 }
 
+/* Write all n bytes at p (short writes and EINTR retried); 0, or the errno. */
+static int rdb_write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 /* The staged file is removed again on any failure: nothing half-made is left behind. */
 static int rdb_stage_one(struct rdb_stage *f)
 {
@@ -85,18 +125,9 @@ static int rdb_stage_one(struct rdb_stage *f)
         f->step = 1;
         return errno;
     }
-    const char *p = f->data;
-    size_t left = f->size;
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            f->step = 2;
-            goto failed_open;
-        }
-        p += n;
-        left -= (size_t)n;
+    if ((errno = rdb_write_all(fd, f->data, f->size)) != 0) {
+        f->step = 2;
+        goto failed_open;
     }
     if (f->set_owner)
         (void)fchown(fd, f->uid, f->gid);
@@ -205,6 +236,123 @@ void rdb_read_files(struct rdb_read *files, size_t count)
         files[i].status = rdb_read_one(&files[i]);
     }
 }
+
+#define RDB_COPY_ROOM (256 * 1024)
+
+/* status: 0 done, 1 source open failed, 2 source not a regular file, 3 read failed,
+   4 create failed, 5 write failed, 6 not the size asked, 7 not the SHA1 asked,
+   8 fchown failed, 9 fchmod failed, 10 futimens failed, 11 close failed, 12 SHA1 failed */
+static int rdb_copy_one(int src_dir, int dst_dir, struct rdb_copy *f, EVP_MD_CTX *ctx,
+                        char *buffer)
+{
+    /* O_NONBLOCK: a FIFO planted at the source's name must not block the open */
+    int in = openat(src_dir, f->source, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (in < 0) {
+        f->error = errno;
+        return 1;
+    }
+    struct stat st;
+    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(in);
+        return 2;
+    }
+    int out = openat(dst_dir, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     f->create_mode);
+    if (out < 0) {
+        f->error = errno;
+        close(in);
+        return 4;
+    }
+    int status = 0;
+    unsigned int length = 0;
+    if (EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1) {
+        status = 12;
+        goto failed;
+    }
+    for (;;) {
+        ssize_t n = read(in, buffer, RDB_COPY_ROOM);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            f->error = errno;
+            status = 3;
+            goto failed;
+        }
+        if (n == 0)
+            break;
+        if (EVP_DigestUpdate(ctx, buffer, (size_t)n) != 1) {
+            status = 12;
+            goto failed;
+        }
+        f->copied += n;
+        if ((f->error = rdb_write_all(out, buffer, (size_t)n)) != 0) {
+            status = 5;
+            goto failed;
+        }
+    }
+    if (EVP_DigestFinal_ex(ctx, f->sha1, &length) != 1) {
+        status = 12;
+        goto failed;
+    }
+    if (f->size >= 0 && f->copied != f->size) {
+        status = 6;
+        goto failed;
+    }
+    if (f->check_sha1 && memcmp(f->sha1, f->sha1_want, 20) != 0) {
+        status = 7;
+        goto failed;
+    }
+    if (f->set_owner && fchown(out, f->uid, f->gid) != 0) {
+        f->error = errno;
+        status = 8;
+        goto failed;
+    }
+    if (f->set_mode && fchmod(out, f->mode) != 0) {
+        f->error = errno;
+        status = 9;
+        goto failed;
+    }
+    if (f->set_times) {
+        struct timespec times[2];
+        times[0] = rdb_timespec(f->atime_ns);
+        times[1] = rdb_timespec(f->mtime_ns);
+        if (futimens(out, times) != 0) {
+            f->error = errno;
+            status = 10;
+            goto failed;
+        }
+    }
+    close(in);
+    if (close(out) != 0) {
+        f->error = errno;
+        unlinkat(dst_dir, f->name, 0);
+        return 11;
+    }
+    return 0;
+failed:
+    close(in);
+    close(out);
+    unlinkat(dst_dir, f->name, 0);
+    return status;
+}
+
+void rdb_copy_files(int src_dir, int dst_dir, struct rdb_copy *files, size_t count)
+{
+    char *buffer = malloc(RDB_COPY_ROOM);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    for (size_t i = 0; i < count; i++) {
+        files[i].error = 0;
+        files[i].copied = 0;
+        if (buffer == NULL || ctx == NULL) {
+            files[i].error = ENOMEM;
+            files[i].status = 12;
+            continue;
+        }
+        files[i].status = rdb_copy_one(src_dir, dst_dir, &files[i], ctx, buffer);
+    }
+    EVP_MD_CTX_free(ctx);
+    free(buffer);
+}
 """
 )
 
@@ -218,7 +366,7 @@ def _check_openssl() -> None:
 _check_openssl()
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
-ffibuilder.set_source("rdb_mirror._batchio", SOURCE, libraries=["crypto"], py_limited_api=True)
+ffibuilder.set_source("rdb_fastio._batchio", SOURCE, libraries=["crypto"], py_limited_api=True)
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -1,24 +1,25 @@
-"""Small files read and written many at a time, each batch in one C call with the GIL released.
+"""Small files read, written and copied many at a time, each batch in one C call with the GIL
+released.
 
 A first backup of many small files is mostly system calls: on the source side open, fstat,
 read, fstat, close (and a SHA1); on the repository side create the staged file, write it, give
-it its owner, mode and times, close it, rename it into the mirror. Made from Python one call
-at a time on a pool thread, every call would hand CPython's GIL between that thread and the
-session's (with two CPUs a cross-CPU wake-up each time: slower than doing it all on one
-thread). Here a pool job does a whole batch in C (``rdb_mirror._batchio``, built with the
-package against OpenSSL's libcrypto for the SHA1), so the second CPU reads and creates files
-while the session's thread goes on in Python.
+it its owner, mode and times, close it, rename it into the mirror. A restore copies each file
+from the mirror the same way. Made from Python one call at a time on a pool thread, every call
+would hand CPython's GIL between that thread and the caller's (with two CPUs a cross-CPU
+wake-up each time: slower than doing it all on one thread). Here a pool job does a whole batch
+in C (``rdb_fastio._batchio``, built with the package against OpenSSL's libcrypto for the
+SHA1), so the second CPU reads, creates and copies files while the caller's thread goes on in
+Python.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rdb_mirror._batchio import ffi, lib
-
-__all__ = ["NewFile", "SmallRead", "read_small_files", "write_new_files"]
+from rdb_fastio._batchio import ffi, lib
 
 _STEPS = ("", "create", "write", "set the mode of", "set the times of", "close", "rename")
 
@@ -124,3 +125,84 @@ def read_small_files(
             SmallRead(bytes(view[start : start + key[0]]), bytes(ffi.buffer(c.sha1)).hex())
         )
     return results
+
+
+class CopyStatus(enum.IntEnum):
+    """How :func:`copy_files` ended for one file (anything but DONE leaves no file behind)."""
+
+    DONE = 0
+    SOURCE_OPEN = 1  # the source could not be opened (errno: ELOOP for a symlink)
+    SOURCE_NOT_REGULAR = 2
+    READ = 3
+    CREATE = 4
+    WRITE = 5
+    SIZE = 6  # not the size asked for
+    SHA1 = 7  # not the SHA1 asked for
+    OWNER = 8
+    MODE = 9
+    TIMES = 10
+    CLOSE = 11
+    DIGEST = 12  # libcrypto failed (or no memory)
+
+
+@dataclass(frozen=True, slots=True)
+class FileCopy:
+    """One file to copy from ``source`` (in the source directory) to ``name`` (in the target
+    directory, where it must not exist yet) and check; times are nanoseconds."""
+
+    source: bytes
+    name: bytes
+    create_mode: int
+    size: int | None = None  # the copy must have this many bytes
+    sha1: bytes | None = None  # the copy must have this SHA1 (20 bytes)
+    owner: tuple[int, int] | None = None  # (uid, gid) to give it
+    mode: int | None = None  # permissions to set after the owner (set-ID bits survive)
+    times_ns: tuple[int, int] | None = None  # (atime, mtime)
+
+
+@dataclass(frozen=True, slots=True)
+class Copied:
+    """What :func:`copy_files` did with one file: the status, the errno of the step that
+    failed (0 if none), and the size and SHA1 (hex) of the bytes it read."""
+
+    status: CopyStatus
+    error: int
+    size: int
+    sha1: str
+
+
+def copy_files(src_dir: int, dst_dir: int, copies: Sequence[FileCopy]) -> list[Copied]:
+    """Copy each file, no symlink followed on either side: open the source (a regular file),
+    create the target with ``create_mode``, copy while hashing, check the size and SHA1, set
+    the owner, mode and times, close. A file that fails at any step is removed again."""
+    count = len(copies)
+    if count == 0:
+        return []
+    batch = ffi.new("struct rdb_copy[]", count)
+    keep: list[object] = []  # the names the C structs point into
+    for n, copy in enumerate(copies):
+        c = batch[n]
+        source = ffi.new("char[]", copy.source)
+        name = ffi.new("char[]", copy.name)
+        keep += (source, name)
+        c.source = source
+        c.name = name
+        c.create_mode = copy.create_mode
+        c.size = -1 if copy.size is None else copy.size
+        if copy.sha1 is not None:
+            c.check_sha1 = 1
+            c.sha1_want = copy.sha1
+        if copy.owner is not None:
+            c.set_owner = 1
+            c.uid, c.gid = copy.owner
+        if copy.mode is not None:
+            c.set_mode = 1
+            c.mode = copy.mode
+        if copy.times_ns is not None:
+            c.set_times = 1
+            c.atime_ns, c.mtime_ns = copy.times_ns
+    lib.rdb_copy_files(src_dir, dst_dir, batch, count)
+    return [
+        Copied(CopyStatus(c.status), c.error, c.copied, bytes(ffi.buffer(c.sha1)).hex())
+        for c in (batch[n] for n in range(count))
+    ]

@@ -2,4 +2,4 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["src/_rdb_mirror_cffi/build.py:ffibuilder"])
+setup(cffi_modules=["src/_rdb_fastio_cffi/build.py:ffibuilder"])

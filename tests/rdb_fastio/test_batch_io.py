@@ -1,7 +1,6 @@
-"""Small files read and written in batches by one C call each (rdb_mirror.batch_io): bytes,
+"""Small files read and written in batches by one C call each (rdb_fastio): bytes,
 SHA1, mode, owner and times as asked; a file not as the walk saw it is not read; failures
-reported per file with nothing left behind; a backup whose batch fails for a file still gets
-it right."""
+reported per file with nothing left behind."""
 
 from __future__ import annotations
 
@@ -11,11 +10,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from tests.interop import trees
-from tests.rdb_mirror.helpers import differences, session_time
 
-from rdb_mirror import BackupOptions, backup, repo_side
-from rdb_mirror.batch_io import NewFile, read_small_files, write_new_files
+from rdb_fastio import NewFile, read_small_files, write_new_files
 
 IS_ROOT = os.geteuid() == 0
 
@@ -78,35 +74,6 @@ def test_a_failure_is_reported_for_that_file_only_and_leaves_nothing(tmp_path: P
     # the failed rename's staged file is gone, the pre-existing file is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists", "fine", "fine2"]
     assert (tmp_path / "exists").read_bytes() == b""
-
-
-def test_a_backup_falls_back_for_files_the_batch_could_not_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every third file of each batch "fails" in C: the general path writes it instead, and
-    the mirror and the session's files are as if nothing had happened."""
-    src, repo = tmp_path / "src", tmp_path / "repo"
-    trees.build_tree(src, seed=11)
-    for n in range(200):
-        (src / f"small-{n:03}").write_bytes(os.urandom(n * 7))
-    real = write_new_files
-    failed: list[bytes] = []
-
-    def every_third_fails(files: list[NewFile]) -> list[OSError | None]:
-        results: list[OSError | None] = []
-        for n, file in enumerate(files):
-            if n % 3 == 1:
-                failed.append(file.target)
-                results.append(OSError(5, "cannot write: Input/output error"))
-            else:
-                results.extend(real([file]))
-        return results
-
-    monkeypatch.setattr(repo_side, "write_new_files", every_third_fails)
-    result = backup(src, repo, BackupOptions(current_time=session_time(0)))
-    assert len(failed) > 60
-    assert result.errors == []
-    assert differences(trees.scan(src), trees.scan(repo)) == []
 
 
 def _key(path: Path) -> tuple[int, int, int, int]:
