@@ -146,7 +146,7 @@ def test_nothing_to_copy() -> None:
 def test_the_source_keeps_its_access_time(dirs: tuple[Path, Path, int, int]) -> None:
     """A restore reads the repository without touching its inodes (O_NOATIME): with
     relatime, reading a file whose atime is over a day old would otherwise update it."""
-    src, dst, src_fd, dst_fd = dirs
+    src, _, src_fd, dst_fd = dirs
     (src / "f").write_bytes(b"old backup")
     os.utime(src / "f", ns=(1_000_000_000, 2_000_000_000))
     assert copy_files(src_fd, dst_fd, [FileCopy(b"f", b"f", 0o600)])[0].status == CopyStatus.DONE

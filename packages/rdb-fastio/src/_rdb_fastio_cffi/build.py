@@ -67,20 +67,41 @@ struct rdb_copy {
     int status;             /* out: 0 done; else see batch_io.py (the file is not left) */
     int error;              /* out: the errno of the step that failed, if any */
 };
+
+struct rdb_entry {
+    const char *name;       /* into the scan's own buffer */
+    unsigned long long ino, dev, nlink, rdev;
+    unsigned int mode, uid, gid;
+    long long size, blksize, blocks;
+    long long atime_ns, mtime_ns, ctime_ns;
+    int error;              /* the errno of its lstat, or 0 */
+    long long xattr_bytes;  /* llistxattr's size: 0 none, -1 not asked or failed */
+};
+
+struct rdb_scan {
+    struct rdb_entry *entries;  /* out: count entries, in directory order */
+    size_t count;
+    char *names;
+    int error;              /* out: the errno of opening or reading the directory, or 0 */
+};
 """
 CDEF = (
     STRUCTS
     + "void rdb_stage_files(struct rdb_stage *files, size_t count);\n"
     + "void rdb_read_files(struct rdb_read *files, size_t count);\n"
     + "void rdb_copy_files(int src_dir, int dst_dir, struct rdb_copy *files, size_t count);\n"
+    + "void rdb_scan_dir(const char *path, int xattrs, struct rdb_scan *out);\n"
+    + "void rdb_scan_free(struct rdb_scan *scan);\n"
 )
 
 SOURCE = (
     r"""
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -356,6 +377,118 @@ void rdb_copy_files(int src_dir, int dst_dir, struct rdb_copy *files, size_t cou
     }
     EVP_MD_CTX_free(ctx);
     free(buffer);
+}
+
+void rdb_scan_free(struct rdb_scan *scan)
+{
+    free(scan->entries);
+    free(scan->names);
+    scan->entries = NULL;
+    scan->names = NULL;
+    scan->count = 0;
+}
+
+static long long rdb_ns(struct timespec t)
+{
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* One directory's names (no "." or "..") and each one's lstat, and with xattrs the size of
+   its extended attribute list (symlinks not asked: their attributes are not kept). */
+void rdb_scan_dir(const char *path, int xattrs, struct rdb_scan *out)
+{
+    out->entries = NULL;
+    out->names = NULL;
+    out->count = 0;
+    out->error = 0;
+    DIR *dir = opendir(path);
+    if (dir == NULL) {
+        out->error = errno;
+        return;
+    }
+    size_t used = 0, room = 4096, count = 0;
+    char *names = malloc(room);
+    if (names == NULL)
+        goto no_memory;
+    for (;;) {
+        errno = 0;
+        struct dirent *d = readdir(dir);
+        if (d == NULL) {
+            if (errno != 0) {
+                out->error = errno;
+                goto failed;
+            }
+            break;
+        }
+        const char *n = d->d_name;
+        if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)))
+            continue;
+        size_t length = strlen(n) + 1;
+        if (used + length > room) {
+            while (used + length > room)
+                room *= 2;
+            char *grown = realloc(names, room);
+            if (grown == NULL)
+                goto no_memory;
+            names = grown;
+        }
+        memcpy(names + used, n, length);
+        used += length;
+        count++;
+    }
+    struct rdb_entry *entries = calloc(count ? count : 1, sizeof *entries);
+    if (entries == NULL)
+        goto no_memory;
+    size_t base = strlen(path);
+    char *full = malloc(base + 2 + 256);  /* path/name for llistxattr (no *at form) */
+    if (full == NULL) {
+        free(entries);
+        goto no_memory;
+    }
+    memcpy(full, path, base);
+    full[base] = '/';
+    int fd = dirfd(dir);
+    const char *n = names;
+    for (size_t i = 0; i < count; i++, n += strlen(n) + 1) {
+        struct rdb_entry *e = &entries[i];
+        struct stat st;
+        e->name = n;
+        e->xattr_bytes = -1;
+        if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            e->error = errno;
+            continue;
+        }
+        e->ino = st.st_ino;
+        e->dev = st.st_dev;
+        e->nlink = st.st_nlink;
+        e->rdev = st.st_rdev;
+        e->mode = st.st_mode;
+        e->uid = st.st_uid;
+        e->gid = st.st_gid;
+        e->size = st.st_size;
+        e->blksize = st.st_blksize;
+        e->blocks = st.st_blocks;
+        e->atime_ns = rdb_ns(st.st_atim);
+        e->mtime_ns = rdb_ns(st.st_mtim);
+        e->ctime_ns = rdb_ns(st.st_ctim);
+        if (xattrs && !S_ISLNK(st.st_mode)) {
+            strcpy(full + base + 1, n);
+            ssize_t size = llistxattr(full, NULL, 0);
+            e->xattr_bytes = size < 0 ? -1 : size;
+        }
+    }
+    free(full);
+    closedir(dir);
+    /* the names buffer never moves again: the entries point into it */
+    out->entries = entries;
+    out->names = names;
+    out->count = count;
+    return;
+no_memory:
+    out->error = ENOMEM;
+failed:
+    free(names);
+    closedir(dir);
 }
 """
 )

@@ -11,14 +11,17 @@ from rdb_fastio.batch_io import (
     read_small_files,
     write_new_files,
 )
+from rdb_fastio.scan import ScanEntry, scan_directory
 
 __all__ = [
     "Copied",
     "CopyStatus",
     "FileCopy",
     "NewFile",
+    "ScanEntry",
     "SmallRead",
     "copy_files",
     "read_small_files",
+    "scan_directory",
     "write_new_files",
 ]

@@ -1,0 +1,70 @@
+"""A directory's entries with their ``lstat`` in one C call, with the GIL released.
+
+``os.listdir`` gives up CPython's GIL around every ``readdir`` and ``os.lstat`` around every
+call, so a walk running beside a busy pool thread waited for the GIL once per name and once
+per file (with two CPUs, a cross-CPU wake-up each time: a 20,000-file backup spent a fifth of
+its walk in ``os.listdir``). :func:`scan_directory` reads the names, stats them and, if
+asked, sizes each one's extended attribute list, all in C.
+"""
+
+from __future__ import annotations
+
+import os
+from operator import itemgetter
+
+from rdb_fastio._batchio import ffi, lib
+
+#: One entry of a directory: its name; its lstat (None if that failed); the errno of the
+#: failure (0 if none); the size of its extended attribute list (0: it has none; -1: not
+#: asked, a symlink, or not known: read it the general way).
+ScanEntry = tuple[bytes, os.stat_result | None, int, int]
+
+_BY_NAME = itemgetter(0)
+
+
+def scan_directory(path: bytes, *, xattrs: bool) -> list[ScanEntry]:
+    """The entries of directory ``path``, sorted by name (``.`` and ``..`` left out).
+    Raises OSError if the directory cannot be opened or read."""
+    scan = ffi.new("struct rdb_scan *")
+    lib.rdb_scan_dir(path, 1 if xattrs else 0, scan)
+    if scan.error:
+        raise OSError(scan.error, os.strerror(scan.error), os.fsdecode(path))
+    try:
+        entries: list[ScanEntry] = []
+        stat_result = os.stat_result
+        string = ffi.string
+        for n in range(scan.count):
+            e = scan.entries[n]
+            name = string(e.name)
+            if e.error:
+                entries.append((name, None, e.error, -1))
+                continue
+            atime, mtime, ctime = e.atime_ns, e.mtime_ns, e.ctime_ns
+            st = stat_result(
+                (
+                    e.mode,
+                    e.ino,
+                    e.dev,
+                    e.nlink,
+                    e.uid,
+                    e.gid,
+                    e.size,
+                    atime // 1_000_000_000,
+                    mtime // 1_000_000_000,
+                    ctime // 1_000_000_000,
+                    atime / 1e9,
+                    mtime / 1e9,
+                    ctime / 1e9,
+                    atime,
+                    mtime,
+                    ctime,
+                    e.blksize,
+                    e.blocks,
+                    e.rdev,
+                )
+            )
+            entries.append((name, st, 0, e.xattr_bytes))
+    finally:
+        lib.rdb_scan_free(scan)
+    entries.sort(key=_BY_NAME)
+    return entries
