@@ -151,3 +151,15 @@ def test_the_source_keeps_its_access_time(dirs: tuple[Path, Path, int, int]) -> 
     os.utime(src / "f", ns=(1_000_000_000, 2_000_000_000))
     assert copy_files(src_fd, dst_fd, [FileCopy(b"f", b"f", 0o600)])[0].status == CopyStatus.DONE
     assert (src / "f").stat().st_atime_ns == 1_000_000_000
+
+
+def test_times_past_64_bits_of_nanoseconds_are_set(dirs: tuple[Path, Path, int, int]) -> None:
+    """2300-01-01 (after 2262-04-11 nanoseconds since 1970 no longer fit in 64 bits): a
+    restore gives such a file its recorded time, as os.utime does on the general way."""
+    src, dst, src_fd, dst_fd = dirs
+    (src / "far").write_bytes(b"future")
+    far = 10_413_792_000 * 1_000_000_000
+    job = FileCopy(b"far", b"far", 0o600, times_ns=(far + 1, far))
+    assert copy_files(src_fd, dst_fd, [job])[0].status == CopyStatus.DONE
+    st = (dst / "far").lstat()
+    assert (st.st_atime_ns, st.st_mtime_ns) == (far + 1, far)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import subprocess
@@ -166,6 +167,29 @@ def test_restore_from_an_increment_file(mirror_repo_master: MirrorRepo, tmp_path
     with_at = run_restore("--at", "now", diff, tmp_path / "x")
     assert with_at.returncode == 2
     assert b"do not give --at" in with_at.stderr
+
+
+def test_a_file_dated_after_2262_is_restored_with_its_time(tmp_path: Path) -> None:
+    """A ModTime past 64 bits of nanoseconds since 1970 (2300-01-01: ext4, XFS and btrfs keep
+    such times) is given to the restored file, as os.utime does on the general way (the C
+    copy ended the restore with an OverflowError traceback)."""
+    src, repo, target = tmp_path / "src", tmp_path / "repo", tmp_path / "t"
+    src.mkdir()
+    (src / "far.txt").write_bytes(b"future\n")
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+    snapshot = metadata_snapshot(repo)
+    far = 10_413_792_000
+    text, count = re.subn(
+        rb"(File far\.txt\n(?:  .*\n)*?  ModTime )-?\d+",
+        rb"\g<1>%d" % far,
+        gzip.decompress(snapshot.read_bytes()),
+    )
+    assert count == 1
+    rewrite_gzip(snapshot, text)
+    proc = run_restore(repo, target)
+    assert proc.returncode == 0, proc.stderr
+    assert (target / "far.txt").read_bytes() == b"future\n"
+    assert (target / "far.txt").lstat().st_mtime_ns == far * 1_000_000_000
 
 
 # ---- hostile repositories -------------------------------------------------------------------

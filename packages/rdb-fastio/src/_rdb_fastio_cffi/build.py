@@ -19,6 +19,13 @@ MISSING = (
 )
 
 STRUCTS = """
+/* A time as the kernel keeps it: nanoseconds since 1970 overflow 64 bits after 2262-04-11,
+   and ext4, XFS and btrfs keep later times (so does a repository's ModTime, in seconds) */
+struct rdb_time {
+    long long sec;
+    long nsec;              /* 0 to 999999999 */
+};
+
 struct rdb_stage {
     const char *path;       /* the staged file to create (must not exist) */
     const char *target;     /* renamed to this when all is set */
@@ -28,8 +35,8 @@ struct rdb_stage {
     int set_owner;          /* fchown to uid/gid (failures ignored, as os.fchown's were) */
     unsigned int uid;
     unsigned int gid;
-    long long atime_ns;
-    long long mtime_ns;
+    struct rdb_time atime;
+    struct rdb_time mtime;
     int error;              /* out: 0, or the errno of the step that failed */
     int step;               /* out: 1 create, 2 write, 3 chmod, 4 times, 5 close, 6 rename */
 };
@@ -38,8 +45,8 @@ struct rdb_read {
     const char *path;
     char *buffer;           /* room for size + 1 bytes (one more: a file that grew) */
     long long size;         /* the stat key the walk saw: size, mtime, ctime, inode */
-    long long mtime_ns;
-    long long ctime_ns;
+    struct rdb_time mtime;
+    struct rdb_time ctime;
     unsigned long long ino;
     int noatime;            /* open with O_NOATIME (retried without it on EPERM) */
     unsigned char sha1[20]; /* out: the SHA1 of the size bytes read */
@@ -59,9 +66,9 @@ struct rdb_copy {
     unsigned int gid;
     int set_mode;           /* fchmod to mode, after fchown (which may clear set-ID bits) */
     unsigned int mode;
-    int set_times;          /* futimens to atime_ns and mtime_ns */
-    long long atime_ns;
-    long long mtime_ns;
+    int set_times;          /* futimens to atime and mtime */
+    struct rdb_time atime;
+    struct rdb_time mtime;
     long long copied;       /* out: the bytes read and written */
     unsigned char sha1[20]; /* out: their SHA1 */
     int status;             /* out: 0 done; else see batch_io.py (the file is not left) */
@@ -109,15 +116,11 @@ SOURCE = (
 """
     + STRUCTS
     + r"""
-static struct timespec rdb_timespec(long long ns)
+static struct timespec rdb_timespec(struct rdb_time time)
 {
     struct timespec t;
-    t.tv_sec = (time_t)(ns / 1000000000LL);
-    t.tv_nsec = (long)(ns % 1000000000LL);
-    if (t.tv_nsec < 0) {  /* before 1970: C division truncates toward zero */
-        t.tv_nsec += 1000000000L;
-        t.tv_sec -= 1;
-    }
+    t.tv_sec = (time_t)time.sec;
+    t.tv_nsec = time.nsec;
     return t;
 }
 
@@ -157,8 +160,8 @@ static int rdb_stage_one(struct rdb_stage *f)
         goto failed_open;
     }
     struct timespec times[2];
-    times[0] = rdb_timespec(f->atime_ns);
-    times[1] = rdb_timespec(f->mtime_ns);
+    times[0] = rdb_timespec(f->atime);
+    times[1] = rdb_timespec(f->mtime);
     if (futimens(fd, times) != 0) {
         f->step = 4;
         goto failed_open;
@@ -191,12 +194,16 @@ void rdb_stage_files(struct rdb_stage *files, size_t count)
     }
 }
 
+static int rdb_same_time(const struct timespec *t, struct rdb_time time)
+{
+    return (long long)t->tv_sec == time.sec && t->tv_nsec == time.nsec;
+}
+
 static int rdb_same_key(const struct stat *st, const struct rdb_read *f)
 {
-    long long mtime = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
-    long long ctime = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
-    return S_ISREG(st->st_mode) && (long long)st->st_size == f->size && mtime == f->mtime_ns
-           && ctime == f->ctime_ns && (unsigned long long)st->st_ino == f->ino;
+    return S_ISREG(st->st_mode) && (long long)st->st_size == f->size
+           && rdb_same_time(&st->st_mtim, f->mtime) && rdb_same_time(&st->st_ctim, f->ctime)
+           && (unsigned long long)st->st_ino == f->ino;
 }
 
 /* status: 0 ok, 1 open failed, 2 not the file the walk saw, 3 read failed,
@@ -339,8 +346,8 @@ static int rdb_copy_one(int src_dir, int dst_dir, struct rdb_copy *f, EVP_MD_CTX
     }
     if (f->set_times) {
         struct timespec times[2];
-        times[0] = rdb_timespec(f->atime_ns);
-        times[1] = rdb_timespec(f->mtime_ns);
+        times[0] = rdb_timespec(f->atime);
+        times[1] = rdb_timespec(f->mtime);
         if (futimens(out, times) != 0) {
             f->error = errno;
             status = 10;

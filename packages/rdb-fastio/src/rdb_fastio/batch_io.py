@@ -24,6 +24,12 @@ from rdb_fastio._batchio import ffi, lib
 _STEPS = ("", "create", "write", "set the mode of", "set the times of", "close", "rename")
 
 
+def _time(ns: int) -> tuple[int, int]:
+    """A time in nanoseconds as a ``struct rdb_time`` (seconds, nanoseconds 0 to 999999999):
+    64 bits of nanoseconds since 1970 end in 2262, a file system's times do not."""
+    return divmod(ns, 1_000_000_000)
+
+
 @dataclass(frozen=True, slots=True)
 class NewFile:
     """One file to create at ``path`` (which must not exist) and then rename to ``target``."""
@@ -60,8 +66,8 @@ def write_new_files(files: Sequence[NewFile]) -> list[OSError | None]:
         if file.owner is not None:
             c.set_owner = 1
             c.uid, c.gid = file.owner
-        c.atime_ns = file.atime_ns
-        c.mtime_ns = file.mtime_ns
+        c.atime = _time(file.atime_ns)
+        c.mtime = _time(file.mtime_ns)
     lib.rdb_stage_files(batch, count)
     results: list[OSError | None] = []
     for n, file in enumerate(files):
@@ -108,7 +114,8 @@ def read_small_files(
         keep.append(name)
         c.path = name
         c.buffer = base + offset
-        c.size, c.mtime_ns, c.ctime_ns, c.ino = key
+        c.size, mtime_ns, ctime_ns, c.ino = key
+        c.mtime, c.ctime = _time(mtime_ns), _time(ctime_ns)
         c.noatime = 1 if noatime else 0
         offsets.append(offset)
         offset += key[0] + 1
@@ -200,7 +207,7 @@ def copy_files(src_dir: int, dst_dir: int, copies: Sequence[FileCopy]) -> list[C
             c.mode = copy.mode
         if copy.times_ns is not None:
             c.set_times = 1
-            c.atime_ns, c.mtime_ns = copy.times_ns
+            c.atime, c.mtime = map(_time, copy.times_ns)
     lib.rdb_copy_files(src_dir, dst_dir, batch, count)
     return [
         Copied(CopyStatus(c.status), c.error, c.copied, bytes(ffi.buffer(c.sha1)).hex())
