@@ -309,14 +309,14 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
     outputs.mkdir()
     lock = __import__("threading").Lock()
     in_flight = [0]
-    seen = [0]
+    seen = {"copied": 0, "rebuilt": 0}  # the calls each way got
     real_write, real_exit = writer_module.TreeWriter._write, writer_module.TreeWriter.__exit__
     real_copy = copy_files
 
-    def slowly(work: Callable[[], T]) -> T:
+    def slowly(taken: str, work: Callable[[], T]) -> T:
         with lock:
             in_flight[0] += 1
-            seen[0] += 1
+            seen[taken] += 1
         try:
             time.sleep(0.05)
             return work()
@@ -325,10 +325,10 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
                 in_flight[0] -= 1
 
     def slow_write(self: writer_module.TreeWriter, parent: object, item: object) -> int:
-        return slowly(lambda: real_write(self, parent, item))  # type: ignore[arg-type]
+        return slowly("rebuilt", lambda: real_write(self, parent, item))  # type: ignore[arg-type]
 
     def slow_copy(src_dir: int, dst_dir: int, copies: Sequence[FileCopy]) -> list[Copied]:
-        return slowly(lambda: real_copy(src_dir, dst_dir, copies))
+        return slowly("copied", lambda: real_copy(src_dir, dst_dir, copies))
 
     def interrupted_exit(self: writer_module.TreeWriter, *args: object) -> None:
         def flush() -> None:
@@ -346,6 +346,7 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
     monkeypatch.setattr(writer_module.TreeWriter, "__exit__", interrupted_exit)
     with pytest.raises(KeyboardInterrupt):
         restore(str(repo), str(outputs / "t"), options=RestoreOptions(workers=2))
-    assert seen[0] > 0  # the way under test was taken
+    other = "rebuilt" if way == "copied" else "copied"
+    assert seen[way] > 0 and seen[other] == 0  # the way under test, and only it, was taken
     assert in_flight[0] == 0
     assert os.listdir(outputs) == []

@@ -41,6 +41,7 @@ def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
     mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
     real_write = writer_module.TreeWriter._write
     written = [0]
+    copied = [0]  # the files that went to copy_files
 
     def fifteenth_fails(self: writer_module.TreeWriter, parent: object, item: object) -> int:
         written[0] += 1
@@ -56,6 +57,7 @@ def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
         results = []
         for copy in copies:
             written[0] += 1
+            copied[0] += 1
             if written[0] != 15:
                 results.extend(real_copy(src_dir, dst_dir, [copy]))
             elif failure is _no_space:
@@ -78,6 +80,7 @@ def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
         restore(str(repo), str(out / "target"), options=RestoreOptions(workers=2))
     if isinstance(raised.value, OSError):
         assert raised.value.errno == errno.ENOSPC
+    assert copied[0] == (written[0] if way == "copied" else 0)  # the way under test was taken
     del raised
     gc.collect()  # the traceback's frames hold the metadata reader until collected
     assert sorted(os.listdir("/proc/self/fd")) == open_before
