@@ -81,6 +81,8 @@ struct rdb_entry {
     unsigned int mode, uid, gid;
     long long size, blksize, blocks;
     long long atime_ns, mtime_ns, ctime_ns;
+    int wide;               /* 1: a time past 64 bits of nanoseconds: see atime, mtime, ctime */
+    struct rdb_time atime, mtime, ctime;
     int error;              /* the errno of its lstat, or 0 */
     long long xattr_bytes;  /* llistxattr's size: 0 none, -1 not asked or failed */
 };
@@ -395,9 +397,15 @@ void rdb_scan_free(struct rdb_scan *scan)
     scan->count = 0;
 }
 
-static long long rdb_ns(struct timespec t)
+/* The time t in *time, and in nanoseconds since 1970 in *ns: 1, or 0 when those do not fit
+   in 64 bits (after 2262-04-11) */
+static int rdb_ns(struct timespec t, struct rdb_time *time, long long *ns)
 {
-    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+    long long whole;
+    time->sec = (long long)t.tv_sec;
+    time->nsec = t.tv_nsec;
+    return !__builtin_mul_overflow(time->sec, 1000000000LL, &whole)
+           && !__builtin_add_overflow(whole, (long long)t.tv_nsec, ns);
 }
 
 /* One directory's names (no "." or "..") and each one's lstat, and with xattrs the size of
@@ -475,9 +483,9 @@ void rdb_scan_dir(const char *path, int xattrs, struct rdb_scan *out)
         e->size = st.st_size;
         e->blksize = st.st_blksize;
         e->blocks = st.st_blocks;
-        e->atime_ns = rdb_ns(st.st_atim);
-        e->mtime_ns = rdb_ns(st.st_mtim);
-        e->ctime_ns = rdb_ns(st.st_ctim);
+        e->wide = !(rdb_ns(st.st_atim, &e->atime, &e->atime_ns)
+                    & rdb_ns(st.st_mtim, &e->mtime, &e->mtime_ns)
+                    & rdb_ns(st.st_ctim, &e->ctime, &e->ctime_ns));
         if (xattrs && !S_ISLNK(st.st_mode)) {
             strcpy(full + base + 1, n);
             ssize_t size = llistxattr(full, NULL, 0);

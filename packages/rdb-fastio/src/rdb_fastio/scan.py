@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from operator import itemgetter
+from typing import Any
 
 from rdb_fastio._batchio import ffi, lib
 
@@ -20,6 +21,11 @@ from rdb_fastio._batchio import ffi, lib
 ScanEntry = tuple[bytes, os.stat_result | None, int, int]
 
 _BY_NAME = itemgetter(0)
+
+
+def _ns(time: Any) -> int:
+    """Nanoseconds since 1970 of a ``struct rdb_time``."""
+    return int(time.sec) * 1_000_000_000 + int(time.nsec)
 
 
 def scan_directory(path: bytes, *, xattrs: bool) -> list[ScanEntry]:
@@ -39,7 +45,10 @@ def scan_directory(path: bytes, *, xattrs: bool) -> list[ScanEntry]:
             if e.error:
                 entries.append((name, None, e.error, -1))
                 continue
-            atime, mtime, ctime = e.atime_ns, e.mtime_ns, e.ctime_ns
+            if e.wide:  # after 2262: nanoseconds since 1970 overflowed 64 bits in C
+                atime, mtime, ctime = (_ns(t) for t in (e.atime, e.mtime, e.ctime))
+            else:
+                atime, mtime, ctime = e.atime_ns, e.mtime_ns, e.ctime_ns
             st = stat_result(
                 (
                     e.mode,
