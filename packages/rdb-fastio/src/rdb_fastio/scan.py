@@ -49,6 +49,9 @@ def scan_directory(path: bytes, *, xattrs: bool) -> list[ScanEntry]:
                 atime, mtime, ctime = (_ns(t) for t in (e.atime, e.mtime, e.ctime))
             else:
                 atime, mtime, ctime = e.atime_ns, e.mtime_ns, e.ctime_ns
+            a_sec, a_ns = divmod(atime, 1_000_000_000)
+            m_sec, m_ns = divmod(mtime, 1_000_000_000)
+            c_sec, c_ns = divmod(ctime, 1_000_000_000)
             st = stat_result(
                 (
                     e.mode,
@@ -58,12 +61,12 @@ def scan_directory(path: bytes, *, xattrs: bool) -> list[ScanEntry]:
                     e.uid,
                     e.gid,
                     e.size,
-                    atime // 1_000_000_000,
-                    mtime // 1_000_000_000,
-                    ctime // 1_000_000_000,
-                    atime / 1e9,
-                    mtime / 1e9,
-                    ctime / 1e9,
+                    a_sec,
+                    m_sec,
+                    c_sec,
+                    a_sec + a_ns * 1e-9,  # as os.lstat makes them (not ns / 1e9: it can
+                    m_sec + m_ns * 1e-9,  # differ in the last bit)
+                    c_sec + c_ns * 1e-9,
                     atime,
                     mtime,
                     ctime,
