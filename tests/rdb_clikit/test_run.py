@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,12 @@ def make(behaviour: str) -> typer.Typer:
             raise KeyboardInterrupt
         if what == "bug":
             raise ZeroDivisionError("oops")
+        if what == "full":
+            raise OSError(errno.ENOSPC, "cannot write a.bin: No space left on device")
+        if what == "eio":
+            raise OSError(errno.EIO, "Input/output error", "/x/y")
+        if what == "missing":
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/x/z")
         if what == "exit":
             raise typer.Exit(7)
         return None
@@ -127,6 +134,30 @@ def test_unexpected_exception_shows_traceback_and_is_1(
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
     assert "ZeroDivisionError: oops" in err
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [
+        ("full", "rdb-demo: cannot write a.bin: No space left on device\n"),
+        ("eio", "rdb-demo: /x/y: Input/output error\n"),
+    ],
+)
+def test_a_full_disk_or_an_io_error_is_one_line_and_1(
+    capsys: pytest.CaptureFixture[str], what: str, message: str
+) -> None:
+    """The machine's trouble, not a bug: no traceback, no 'please report it'."""
+    assert run(make(what), argv=[what]) == 1
+    assert capsys.readouterr().err == message
+    assert run(make(what), argv=[what, "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document == {"error": {"type": "RdbError", "exit_code": 1, "message": message[10:-1]}}
+
+
+def test_other_os_errors_are_still_bugs(capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing file the core did not turn into an RdbError is a bug: its traceback."""
+    assert run(make("missing"), argv=["missing"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
 
 
 def test_help_has_epilog_and_short_flag(capsys: pytest.CaptureFixture[str]) -> None:

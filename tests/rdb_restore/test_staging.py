@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -350,3 +351,32 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
     assert seen[way] > 0 and seen[other] == 0  # the way under test, and only it, was taken
     assert in_flight[0] == 0
     assert os.listdir(outputs) == []
+
+
+def test_a_target_file_system_that_cannot_take_a_file_is_one_line_and_1(
+    tmp_path: Path,
+) -> None:
+    """A write error in TARGET (here EFBIG, from a 1 MB file size limit: the same way out as a
+    full disk's ENOSPC) names the file and the error on one line, exit status 1, no
+    traceback, and leaves no TARGET and no staging directory."""
+    src, repo, out = tmp_path / "src", tmp_path / "repo", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(2_000_000))
+    (src / "small.txt").write_bytes(b"small\n")
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+
+    def one_megabyte() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdb_restore", str(repo), str(out / "t")],
+        capture_output=True,
+        text=True,
+        preexec_fn=one_megabyte,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == "rdb-restore: cannot write big.bin: File too large\n"
+    assert os.listdir(out) == []

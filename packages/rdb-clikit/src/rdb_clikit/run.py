@@ -8,8 +8,14 @@ raised                      exit status  printed
 usage error (typer)         2            ``<prog>: <message> (try '<prog> --help')``
 ``KeyboardInterrupt``       130          ``<prog>: interrupted``
 broken pipe on stdout       1            nothing
+the machine's ``OSError``   1            as an ``RdbError``: ``<prog>: [<file>: ]<error>``
 anything else               1            the traceback (it is a bug)
 ==========================  ===========  ==============================================
+
+The machine's ``OSError``: a full disk or quota (``ENOSPC``, ``EDQUOT``), a file too large
+for it (``EFBIG``), an I/O error (``EIO``), a read-only file system (``EROFS``), too many open
+files (``EMFILE``, ``ENFILE``): nothing a fix here would change, so no traceback asking for a
+report. Any other ``OSError`` the core did not turn into an ``RdbError`` is a bug.
 
 A command returns its exit status (an int such as ``ExitCode.WARNINGS``) or None (0).
 """
@@ -31,6 +37,11 @@ import typer.main
 from rdb_clikit.coercion import install
 from rdb_format.errors import RdbError
 from rdb_format.exitcodes import ExitCode
+
+#: errno values of the machine's trouble, not of a bug (see above)
+_MACHINE = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS, errno.EMFILE, errno.ENFILE}
+)
 
 
 def _wants_json(args: Sequence[str]) -> bool:
@@ -76,11 +87,7 @@ def run(app: typer.Typer, *, prog: str | None = None, argv: Sequence[str] | None
     try:
         result = command(args=args, prog_name=name, standalone_mode=False)
     except RdbError as error:
-        if json_mode:
-            print(json.dumps(error_document(error)), flush=True)
-        else:
-            print(f"{name}: {_one_line(str(error))}", file=sys.stderr, flush=True)
-        return int(error.exit_code)
+        return _report(error, name, json_mode=json_mode)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr, flush=True)
         return int(ExitCode.INTERRUPTED)
@@ -99,6 +106,9 @@ def run(app: typer.Typer, *, prog: str | None = None, argv: Sequence[str] | None
             return int(error.exit_code)  # type: ignore[attr-defined]
         if isinstance(error, OSError) and error.errno == errno.EPIPE:
             return _broken_pipe()
+        if isinstance(error, OSError) and error.errno in _MACHINE:
+            message = error.strerror or os.strerror(error.errno)
+            return _report(RdbError(message, path=error.filename), name, json_mode=json_mode)
         traceback.print_exc()
         print(
             f"{name}: internal error (a bug); please report it with the traceback above",
@@ -113,6 +123,16 @@ def run(app: typer.Typer, *, prog: str | None = None, argv: Sequence[str] | None
     if isinstance(result, int):
         return int(result)
     return int(ExitCode.OK)
+
+
+def _report(error: RdbError, name: str, *, json_mode: bool) -> int:
+    """Print ``error`` as one line on stderr (with ``--json``: a JSON object on stdout);
+    its exit status."""
+    if json_mode:
+        print(json.dumps(error_document(error)), flush=True)
+    else:
+        print(f"{name}: {_one_line(str(error))}", file=sys.stderr, flush=True)
+    return int(error.exit_code)
 
 
 def _broken_pipe() -> int:
