@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -262,6 +265,40 @@ def test_a_damaged_mirror_copy_is_named_and_the_rest_restored(
     assert not restored.exists()
     expected = {i: e for i, e in scan.items() if i != index}
     assert differences(expected, trees.scan(target)) == []
+
+
+@pytest.mark.parametrize("way", ["copied", "rebuilt"])
+def test_a_special_file_planted_in_the_mirror_is_never_opened(
+    mirror_repo: MirrorRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """What is at a mirror copy's name is looked at before it is opened: opening a device
+    node can act even with O_NONBLOCK (a watchdog starts, a tape rewinds, a terminal becomes
+    the controlling one). Seen here with a FIFO: a writer waiting to open it is woken by any
+    open for reading. The file is named as not regular, the rest restored."""
+    victim, _ = _mirror_file(mirror_repo)
+    victim.unlink()
+    os.mkfifo(victim)
+    opened = threading.Event()
+
+    def writer() -> None:
+        os.close(os.open(victim, os.O_WRONLY))  # returns once somebody opens it to read
+        opened.set()
+
+    waiting = threading.Thread(target=writer, daemon=True)
+    waiting.start()
+    time.sleep(0.1)  # the writer is in its open
+    if way == "rebuilt":
+        monkeypatch.setattr(
+            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
+        )
+    try:
+        with pytest.raises(CorruptRepository) as raised:
+            restore(str(mirror_repo.path), str(tmp_path / "t"), options=RestoreOptions())
+        assert f"{victim}: mirror copy is not a regular file" in str(raised.value)
+        assert not opened.wait(0.5)
+    finally:
+        os.close(os.open(victim, os.O_RDONLY | os.O_NONBLOCK))  # let the writer go
+        waiting.join(5)
 
 
 def test_directory_symlink_planted_in_the_mirror(

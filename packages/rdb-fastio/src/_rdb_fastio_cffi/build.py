@@ -275,9 +275,23 @@ void rdb_read_files(struct rdb_read *files, size_t count)
 static int rdb_copy_one(int src_dir, int dst_dir, struct rdb_copy *f, EVP_MD_CTX *ctx,
                         char *buffer)
 {
-    /* O_NONBLOCK: a FIFO planted at the source's name must not block the open;
-       O_NOATIME: copying leaves the source's inode alone (not allowed unless we own it) */
-    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
+    /* What is at the name first: opening a device node planted there can act even with
+       O_NONBLOCK (a watchdog starts, a tape rewinds), so only a regular file is opened */
+    struct stat seen, st;
+    if (fstatat(src_dir, f->source, &seen, AT_SYMLINK_NOFOLLOW) != 0) {
+        f->error = errno;
+        return 1;
+    }
+    if (S_ISLNK(seen.st_mode)) {
+        f->error = ELOOP;  /* as the open with O_NOFOLLOW says it */
+        return 1;
+    }
+    if (!S_ISREG(seen.st_mode))
+        return 2;
+    /* O_NONBLOCK, O_NOCTTY: should another file be put there meanwhile, the open neither
+       waits for a FIFO's writer nor takes a terminal; O_NOATIME: copying leaves the
+       source's inode alone (not allowed unless we own it) */
+    int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
     int in = openat(src_dir, f->source, flags | O_NOATIME);
     if (in < 0 && errno == EPERM)
         in = openat(src_dir, f->source, flags);
@@ -285,8 +299,8 @@ static int rdb_copy_one(int src_dir, int dst_dir, struct rdb_copy *f, EVP_MD_CTX
         f->error = errno;
         return 1;
     }
-    struct stat st;
-    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != seen.st_ino
+        || st.st_dev != seen.st_dev) {
         close(in);
         return 2;
     }

@@ -46,7 +46,9 @@ Index = tuple[bytes, ...]
 EAs = tuple[tuple[bytes, bytes], ...]
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# O_NONBLOCK, O_NOCTTY: should a FIFO or a terminal be put at a name between its lstat and its
+# open, the open neither waits for a writer nor takes the terminal
+FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 
 def show(index: Index) -> str:
@@ -352,14 +354,21 @@ def open_file_at(directory: DirHandle, name: bytes, *, what: str) -> tuple[int, 
             f"{what} is missing (its directory is not there)",
             path=directory.path / os.fsdecode(name),
         )
+    # What is at the name first: opening a device node planted there can act even with
+    # O_NONBLOCK (a watchdog starts, a tape rewinds), so only a regular file is opened.
     try:
+        seen = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+        if stat.S_ISLNK(seen.st_mode):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+        if not stat.S_ISREG(seen.st_mode):
+            raise not_regular(what, directory.path / os.fsdecode(name))
         fd = os.open(name, FILE_FLAGS, dir_fd=directory.fd)
     except OSError as error:
         path = directory.path / os.fsdecode(name)
         raise cannot_open(what, path, error.errno or errno.EIO) from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or (st.st_ino, st.st_dev) != (seen.st_ino, seen.st_dev):
             raise not_regular(what, directory.path / os.fsdecode(name))
         # O_NONBLOCK (which kept a planted FIFO from blocking the open) is left on: Linux
         # ignores it for reads of regular files, so no second system call to clear it.
