@@ -1,4 +1,5 @@
-"""Shared fixtures: where the reference tools are, and whether missing ones may be skipped."""
+"""Shared fixtures: where the reference tools are, and whether missing ones may be skipped;
+a far-future time the file system keeps."""
 
 from __future__ import annotations
 
@@ -75,3 +76,26 @@ def heavy_imports() -> Callable[[str, list[str]], tuple[int, list[str]]]:
         return done.returncode, found.split(",") if found else []
 
     return run
+
+
+#: 2300-01-01T00:00:00.123456789Z: after 2262-04-11, nanoseconds since 1970 no longer fit in
+#: 64 bits (ext4, XFS with bigtime, btrfs and tmpfs keep such times)
+FAR_FUTURE_NS = 10_413_792_000 * 1_000_000_000 + 123_456_789
+
+
+@pytest.fixture
+def far_future_ns(tmp_path: Path) -> int:
+    """:data:`FAR_FUTURE_NS`, once ``tmp_path``'s file system is seen to keep it (the test is
+    skipped on one that stops earlier, such as XFS without bigtime: 2038)."""
+    probe = tmp_path / ".far-future-probe"
+    probe.write_bytes(b"")
+    try:
+        os.utime(probe, ns=(FAR_FUTURE_NS, FAR_FUTURE_NS))
+        kept = probe.lstat().st_mtime_ns == FAR_FUTURE_NS
+    except OSError:
+        kept = False
+    finally:
+        probe.unlink()
+    if not kept:
+        pytest.skip("this file system does not keep times after 2262")
+    return FAR_FUTURE_NS

@@ -90,15 +90,13 @@ def test_an_empty_directory(tmp_path: Path) -> None:
     assert scan_directory(os.fsencode(tmp_path), xattrs=True) == []
 
 
-def test_times_past_64_bits_of_nanoseconds(tmp_path: Path) -> None:
+def test_times_past_64_bits_of_nanoseconds(tmp_path: Path, far_future_ns: int) -> None:
     """2300-01-01 (ext4, XFS and btrfs keep it; nanoseconds since 1970 overflow 64 bits after
     2262-04-11): the times os.lstat gives, not a wrapped-around count (the walk then saw
     another key than the reader, and the file was never backed up)."""
-    far_ns = 10_413_792_000 * 1_000_000_000 + 123_456_789
     (tmp_path / "far").write_bytes(b"future")
-    os.utime(tmp_path / "far", ns=(far_ns + 1, far_ns))
+    os.utime(tmp_path / "far", ns=(far_future_ns + 1, far_future_ns))
     want = os.lstat(tmp_path / "far")
-    assert want.st_mtime_ns == far_ns  # the file system keeps it
     ((name, st, error, _),) = scan_directory(os.fsencode(tmp_path), xattrs=False)
     assert (name, error) == (b"far", 0) and st is not None
     ns_fields = ("st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_atime", "st_mtime")

@@ -172,7 +172,9 @@ def test_restore_from_an_increment_file(mirror_repo_master: MirrorRepo, tmp_path
     assert b"do not give --at" in with_at.stderr
 
 
-def test_a_file_dated_after_2262_is_restored_with_its_time(tmp_path: Path) -> None:
+def test_a_file_dated_after_2262_is_restored_with_its_time(
+    tmp_path: Path, far_future_ns: int
+) -> None:
     """A ModTime past 64 bits of nanoseconds since 1970 (2300-01-01: ext4, XFS and btrfs keep
     such times) is given to the restored file, as os.utime does on the general way (the C
     copy ended the restore with an OverflowError traceback)."""
@@ -181,7 +183,7 @@ def test_a_file_dated_after_2262_is_restored_with_its_time(tmp_path: Path) -> No
     (src / "far.txt").write_bytes(b"future\n")
     mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
     snapshot = metadata_snapshot(repo)
-    far = 10_413_792_000
+    far = far_future_ns // 1_000_000_000  # ModTime is in seconds
     text, count = re.subn(
         rb"(File far\.txt\n(?:  .*\n)*?  ModTime )-?\d+",
         rb"\g<1>%d" % far,
