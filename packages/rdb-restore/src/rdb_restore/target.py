@@ -174,14 +174,27 @@ def current_umask() -> int:
     return mask
 
 
-def creation_mode(permissions: int | None, umask: int) -> int | None:
+def creation_mode(permissions: int | None, umask: int | None) -> int | None:
     """The mode to create a regular file with so that it needs no ``fchmod`` afterwards:
     its recorded permissions when the umask keeps them all and there is no set-user-ID,
     set-group-ID or sticky bit (a chown would clear those). None: create it ``0600`` and
-    set the mode on the descriptor."""
-    if permissions is None or permissions & ~0o777 or permissions & umask:
+    set the mode on the descriptor; always so in a directory with a default ACL (``umask``
+    None, see :func:`umask_applies`)."""
+    if umask is None or permissions is None or permissions & ~0o777 or permissions & umask:
         return None
     return permissions
+
+
+def umask_applies(dir_fd: int) -> bool:
+    """Whether a file created in the directory ``dir_fd`` gets its mode through the umask:
+    not where the directory has a default ACL, whose permissions the file gets instead."""
+    try:
+        os.getxattr(dir_fd, "system.posix_acl_default")
+    except OSError as error:
+        # none, or no ACLs here; any other error: unknown, so the mode is set on the
+        # descriptor (always right, one system call more)
+        return error.errno == errno.ENODATA or error.errno in _UNSUPPORTED
+    return False
 
 
 def new_file_owner(dir_fd: int) -> tuple[int, int]:

@@ -52,6 +52,7 @@ from rdb_restore.target import (
     prepare_target_file,
     remove_entry,
     temp_name,
+    umask_applies,
 )
 
 # A batch ends at this many files or this many recorded bytes, whichever comes first.
@@ -127,6 +128,7 @@ class Frame:
         "parent",
         "pending",
         "popped",
+        "umask_applies",
     )
 
     def __init__(
@@ -151,6 +153,9 @@ class Frame:
         # in a staging directory nobody else sees: entries are made under their real names
         self.direct = direct
         self.new_owner = new_file_owner(fd) if IS_ROOT else None
+        # a default ACL (inherited from above TARGET, or an existing directory's with
+        # --force) gives new files its permissions: they get their mode by fchmod then
+        self.umask_applies = umask_applies(fd)
 
 
 @dataclass
@@ -501,7 +506,7 @@ class TreeWriter:
     def _write(self, parent: Frame, item: _Item) -> int:
         entry = item.entry
         temp = item.name if parent.direct else temp_name()
-        mode = creation_mode(entry.record.permissions, self.umask)
+        mode = creation_mode(entry.record.permissions, self._umask(parent))
         out = os.open(temp, CREATE_FLAGS, 0o600 if mode is None else mode, dir_fd=parent.fd)
         try:
             try:
@@ -551,7 +556,7 @@ class TreeWriter:
     def _copy_job(self, parent: Frame, item: _Item) -> FileCopy:
         record = item.entry.record
         assert item.copy is not None
-        mode = creation_mode(record.permissions, self.umask)
+        mode = creation_mode(record.permissions, self._umask(parent))
         owner = None
         if IS_ROOT:
             ids = self.owners.ids(record)
@@ -567,6 +572,11 @@ class TreeWriter:
             record.permissions if mode is None else None,
             None if mtime is None else (mtime, mtime),
         )
+
+    def _umask(self, parent: Frame) -> int | None:
+        """The umask files created in ``parent`` get their mode through, or None: a default
+        ACL there decides instead."""
+        return self.umask if parent.umask_applies else None
 
     def _copy_failed(self, item: _Item, result: Copied) -> None:
         """Raise what the general way would have for the step of ``result`` that failed."""
