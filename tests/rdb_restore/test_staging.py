@@ -353,24 +353,31 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
     assert os.listdir(outputs) == []
 
 
+@pytest.mark.parametrize("where", ["staged", "in place"])
 def test_a_target_file_system_that_cannot_take_a_file_is_one_line_and_1(
-    tmp_path: Path,
+    tmp_path: Path, where: str
 ) -> None:
     """A write error in TARGET (here EFBIG, from a 1 MB file size limit: the same way out as a
-    full disk's ENOSPC) names the file and the error on one line, exit status 1, no
-    traceback, and leaves no TARGET and no staging directory."""
+    full disk's ENOSPC) names the file (not the temporary name it is written under in
+    place) and the error on one line, exit status 1, no traceback; staged, it leaves no
+    TARGET and no staging directory; in place, no temporary file."""
     src, repo, out = tmp_path / "src", tmp_path / "repo", tmp_path / "out"
     src.mkdir()
     out.mkdir()
     (src / "big.bin").write_bytes(os.urandom(2_000_000))
     (src / "small.txt").write_bytes(b"small\n")
     mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
+    args = [str(repo), str(out / "t")]
+    if where == "in place":
+        (out / "t").mkdir()
+        (out / "t" / "old").write_bytes(b"")
+        args.append("--force")
 
     def one_megabyte() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
 
     proc = subprocess.run(
-        [sys.executable, "-m", "rdb_restore", str(repo), str(out / "t")],
+        [sys.executable, "-m", "rdb_restore", *args],
         capture_output=True,
         text=True,
         preexec_fn=one_megabyte,
@@ -379,4 +386,7 @@ def test_a_target_file_system_that_cannot_take_a_file_is_one_line_and_1(
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == "rdb-restore: cannot write big.bin: File too large\n"
-    assert os.listdir(out) == []
+    if where == "staged":
+        assert os.listdir(out) == []
+    else:
+        assert not [name for name in os.listdir(out / "t") if name.startswith(".rdb-restore")]

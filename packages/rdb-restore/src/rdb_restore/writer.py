@@ -510,7 +510,10 @@ class TreeWriter:
         out = os.open(temp, CREATE_FLAGS, 0o600 if mode is None else mode, dir_fd=parent.fd)
         try:
             try:
-                size, sha1 = self.fill(entry, parent.context, item.payload, out, os.fsdecode(temp))
+                # errors name the file, not the temporary name it is written under
+                size, sha1 = self.fill(
+                    entry, parent.context, item.payload, out, os.fsdecode(item.name)
+                )
                 check_content(size, sha1, entry, self.label)
                 self._attributes(out, entry, parent.new_owner, mode is not None)
             finally:
