@@ -48,6 +48,8 @@ def make(behaviour: str) -> typer.Typer:
             raise OSError(errno.ENOSPC, "cannot write a.bin: No space left on device")
         if what == "eio":
             raise OSError(errno.EIO, "Input/output error", "/x/y")
+        if what == "eio-fd":  # os.fstat(fd), os.listdir(fd): the filename is the descriptor
+            raise OSError(errno.EIO, "Input/output error", 3)
         if what == "missing":
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/x/z")
         if what == "exit":
@@ -141,6 +143,7 @@ def test_unexpected_exception_shows_traceback_and_is_1(
     [
         ("full", "rdb-demo: cannot write a.bin: No space left on device\n"),
         ("eio", "rdb-demo: /x/y: Input/output error\n"),
+        ("eio-fd", "rdb-demo: Input/output error\n"),
     ],
 )
 def test_a_full_disk_or_an_io_error_is_one_line_and_1(

@@ -108,7 +108,10 @@ def run(app: typer.Typer, *, prog: str | None = None, argv: Sequence[str] | None
             return _broken_pipe()
         if isinstance(error, OSError) and error.errno in _MACHINE:
             message = error.strerror or os.strerror(error.errno)
-            return _report(RdbError(message, path=error.filename), name, json_mode=json_mode)
+            path = error.filename
+            if not isinstance(path, str | bytes | os.PathLike):
+                path = None  # a descriptor's number (os.fstat(fd)) names nothing
+            return _report(RdbError(message, path=path), name, json_mode=json_mode)
         traceback.print_exc()
         print(
             f"{name}: internal error (a bug); please report it with the traceback above",
