@@ -15,6 +15,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from rdb_fastio import scan_directory
@@ -424,7 +425,8 @@ class RequestHandler:
         *,
         serve_small: Callable[[ContentRequest], None] | None = None,
     ) -> None:
-        self._options = options
+        self._serve = partial(serve, options)
+        self._serve_delta = partial(_serve_delta, options)
         self._pool = pool
         self._give_credit = give_credit
         self._out = out
@@ -452,15 +454,35 @@ class RequestHandler:
         elif isinstance(message, DeltaRequest):
             self._signature_bytes.pop(message.request, None)
             chunks = self._signatures.pop(message.request, [])
-            self._pool.submit(_serve_delta, self._options, message, chunks, self._out)
+            self._pool.submit(answered_anyway, self._out, self._serve_delta, message, chunks)
         else:
             self._signatures.pop(message.request, None)  # a delta that fell back to content
             self._signature_bytes.pop(message.request, None)
             if self._serve_small is not None and message.stat_key[0] < CHUNK:
                 self._serve_small(message)
             else:
-                self._pool.submit(serve, self._options, message, self._out)
+                self._pool.submit(answered_anyway, self._out, self._serve, message)
         return True
+
+
+def internal_failure(request: int, error: Exception) -> ContentFailed:
+    """The answer to a request whose job failed unexpectedly (a bug): the file is reported
+    and not updated, and the repository side does not wait forever for an answer."""
+    return ContentFailed(request, f"cannot read: internal error ({type(error).__name__}: {error})")
+
+
+def answered_anyway(
+    out: Sender[SourceMessage],
+    job: Callable[..., None],
+    request: ContentRequest | DeltaRequest,
+    *rest: object,
+) -> None:
+    """Pool job: ``job(request, *rest, out)``, which answers ``request`` on ``out``; should it
+    fail unexpectedly, ``request`` is answered failed instead."""
+    try:
+        job(request, *rest, out)
+    except Exception as error:
+        out.send(internal_failure(request.request, error))
 
 
 def walk_failure(problem: BaseException) -> str:

@@ -38,6 +38,7 @@ from rdb_mirror.source import (
     Batcher,
     RequestHandler,
     SourceOptions,
+    internal_failure,
     serve,
     source_path,
     walk,
@@ -252,21 +253,28 @@ class SteppedSource:
 
     def _read_batch(self, requests: list[ContentRequest]) -> None:
         """Pool job: the batch's files in one C call, answered under one token; a file it
-        could not read whole and unchanged goes the general way, which says why."""
+        could not read whole and unchanged goes the general way, which says why. Should
+        anything fail unexpectedly (a bug), the requests not yet answered are answered
+        failed: the repository side must not wait forever for them."""
         root = self._options.root
-        paths = [source_path(root, request.index) for request in requests]
-        keys = [request.stat_key for request in requests]
         answers: list[SourceMessage] = []
-        for request, read in zip(
-            requests, read_small_files(paths, keys, noatime=IS_ROOT), strict=True
-        ):
-            if read.data is not None:
-                assert read.sha1 is not None
-                answers.append(Content(request.request, read.data, read.sha1))
-            else:  # (a message per chunk, under its own token: it may have grown large)
-                self._pooled.send_many(answers)
-                answers = []
-                serve(self._options, request, self._pooled)
+        answered = 0  # requests whose answers are in ``answers`` or sent
+        try:
+            paths = [source_path(root, request.index) for request in requests]
+            keys = [request.stat_key for request in requests]
+            for request, read in zip(
+                requests, read_small_files(paths, keys, noatime=IS_ROOT), strict=True
+            ):
+                if read.data is not None:
+                    assert read.sha1 is not None
+                    answers.append(Content(request.request, read.data, read.sha1))
+                else:  # (a message per chunk, under its own token: it may have grown large)
+                    self._pooled.send_many(answers)
+                    answers = []
+                    serve(self._options, request, self._pooled)
+                answered += 1
+        except Exception as error:
+            answers += [internal_failure(r.request, error) for r in requests[answered:]]
         self._pooled.send_many(answers)
 
     def _walk_some(self) -> None:
