@@ -101,3 +101,20 @@ def test_times_past_64_bits_of_nanoseconds(tmp_path: Path, far_future_ns: int) -
     assert (name, error) == (b"far", 0) and st is not None
     ns_fields = ("st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_atime", "st_mtime")
     assert {f: getattr(st, f) for f in ns_fields} == {f: getattr(want, f) for f in ns_fields}
+
+
+def test_a_directory_over_the_limit_is_stat_ed_one_entry_at_a_time(tmp_path: Path) -> None:
+    """Over ``limit`` entries the stats are not all held at once (memory bounded by the
+    names, as os.listdir's), and the entries are the same, in the same order."""
+    for n in range(7):
+        (tmp_path / f"f{n}").write_bytes(b"x" * n)
+    (tmp_path / "link").symlink_to("f0")
+    whole = scan_directory(os.fsencode(tmp_path), xattrs=False)
+    lazy = scan_directory(os.fsencode(tmp_path), xattrs=False, limit=3)
+    assert not isinstance(lazy, list)  # a generator: one lstat per entry as it is used
+    got = list(lazy)
+    assert [e[0] for e in got] == [e[0] for e in whole]
+    for (_, st, error, size), (_, want, _, _) in zip(got, whole, strict=True):
+        assert st is not None and want is not None and (error, size) == (0, -1)
+        assert {f: getattr(st, f) for f in FIELDS} == {f: getattr(want, f) for f in FIELDS}
+    assert list(scan_directory(os.fsencode(tmp_path), xattrs=False, limit=8)) == whole

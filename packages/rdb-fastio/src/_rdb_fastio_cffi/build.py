@@ -92,6 +92,7 @@ struct rdb_scan {
     size_t count;
     char *names;
     int error;              /* out: the errno of opening or reading the directory, or 0 */
+    int too_many;           /* out: 1 if it has more than the limit's entries (none given) */
 };
 """
 CDEF = (
@@ -99,7 +100,7 @@ CDEF = (
     + "void rdb_stage_files(struct rdb_stage *files, size_t count);\n"
     + "void rdb_read_files(struct rdb_read *files, size_t count);\n"
     + "void rdb_copy_files(int src_dir, int dst_dir, struct rdb_copy *files, size_t count);\n"
-    + "void rdb_scan_dir(const char *path, int xattrs, struct rdb_scan *out);\n"
+    + "void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *out);\n"
     + "void rdb_scan_free(struct rdb_scan *scan);\n"
 )
 
@@ -423,13 +424,15 @@ static int rdb_ns(struct timespec t, struct rdb_time *time, long long *ns)
 }
 
 /* One directory's names (no "." or "..") and each one's lstat, and with xattrs the size of
-   its extended attribute list (symlinks not asked: their attributes are not kept). */
-void rdb_scan_dir(const char *path, int xattrs, struct rdb_scan *out)
+   its extended attribute list (symlinks not asked: their attributes are not kept); nothing
+   but too_many if it has more than limit entries (their stats would all be held at once). */
+void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *out)
 {
     out->entries = NULL;
     out->names = NULL;
     out->count = 0;
     out->error = 0;
+    out->too_many = 0;
     DIR *dir = opendir(path);
     if (dir == NULL) {
         out->error = errno;
@@ -452,6 +455,10 @@ void rdb_scan_dir(const char *path, int xattrs, struct rdb_scan *out)
         const char *n = d->d_name;
         if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)))
             continue;
+        if (count == limit) {
+            out->too_many = 1;
+            goto failed;
+        }
         size_t length = strlen(n) + 1;
         if (used + length > room) {
             while (used + length > room)
