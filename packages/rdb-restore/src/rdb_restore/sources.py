@@ -85,10 +85,11 @@ class SourceTree:
     def descend(self, parent: Place, name: bytes) -> Place:
         """The place of sub-directory ``name`` of ``parent`` (handles with fd None if absent).
 
-        The increments directory is listed by the first :meth:`sources` that needs it (a
-        worker thread; two at once only list it twice), not here: the walk is one thread, and
-        ``os.listdir`` gives up the GIL at every entry, so in the walk a directory of 2,000
-        increments waited 2,000 times for a busy worker to hand the GIL back (py-spy: the
+        The increments directory is listed when a file in it first needs it, not here: by
+        :meth:`plain_copy` (the walk's thread: whether an increment applies decides whether
+        the file is copied as it is) or :meth:`sources` (a worker; two at once only list it
+        twice). Listing every directory here, before its files were handed out, had made the
+        walk wait for the GIL at every entry while the workers rebuilt files (py-spy: the
         workers then waited for files ~18% of the oldest session of django)."""
         quoted = self.repo.quoting.quote(name)
         if self.from_mirror_only:
