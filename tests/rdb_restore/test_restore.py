@@ -270,6 +270,35 @@ def test_a_damaged_mirror_copy_is_named_and_the_rest_restored(
 
 
 @pytest.mark.parametrize("way", ["copied", "rebuilt"])
+def test_a_mirror_copy_far_bigger_than_recorded_is_not_copied_to_its_end(
+    mirror_repo: MirrorRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """A damaged mirror copy larger than its record (here a 64 MiB sparse file) is rejected
+    once more bytes came than recorded, not after copying all of it: one far bigger could
+    fill the disk. It is named, left out of TARGET, and the rest restored."""
+    victim, entry = _mirror_file(mirror_repo)
+    with open(victim, "r+b") as grown:
+        grown.truncate(64 << 20)
+    if way == "rebuilt":
+        monkeypatch.setattr(
+            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
+        )
+    target = tmp_path / "t"
+    with pytest.raises(CorruptRepository) as raised:
+        restore(str(mirror_repo.path), str(target), options=RestoreOptions())
+    assert (
+        f"{victim}: restored more than the {entry.size} bytes the metadata records "
+        "(an increment is missing or damaged)"
+    ) in str(raised.value)
+    restored = target / victim.relative_to(mirror_repo.path)
+    assert not restored.exists()
+    scan = mirror_repo.scans[-1]
+    index = tuple(map(os.fsencode, victim.relative_to(mirror_repo.path).parts))
+    expected = {i: e for i, e in scan.items() if i != index}
+    assert differences(expected, trees.scan(target)) == []
+
+
+@pytest.mark.parametrize("way", ["copied", "rebuilt"])
 def test_a_special_file_planted_in_the_mirror_is_never_opened(
     mirror_repo: MirrorRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:

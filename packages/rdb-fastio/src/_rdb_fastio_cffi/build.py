@@ -127,6 +127,17 @@ static struct timespec rdb_timespec(struct rdb_time time)
     return t;
 }
 
+/* call, again while it fails with EINTR (a signal handler without SA_RESTART, e.g. on a
+   network file system); not for creating opens, whose retry could find its own file */
+#define RDB_RETRY(call)                                                                    \
+    ({                                                                                   \
+        long rdb_result_;                                                                \
+        do                                                                               \
+            rdb_result_ = (long)(call);                                                  \
+        while (rdb_result_ == -1 && errno == EINTR);                                     \
+        (int)rdb_result_;                                                                \
+    })
+
 /* Write all n bytes at p (short writes and EINTR retried); 0, or the errno. */
 static int rdb_write_all(int fd, const char *p, size_t n)
 {
@@ -216,9 +227,9 @@ static int rdb_read_one(struct rdb_read *f)
     /* O_NONBLOCK: a FIFO put at the path since the walk would wait for a writer (maybe
        forever); it is no regular file, so status 2, and nothing is read without it */
     int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK;
-    int fd = open(f->path, flags | (f->noatime ? O_NOATIME : 0));
+    int fd = RDB_RETRY(open(f->path, flags | (f->noatime ? O_NOATIME : 0)));
     if (fd < 0 && errno == EPERM && f->noatime)
-        fd = open(f->path, flags);
+        fd = RDB_RETRY(open(f->path, flags));
     if (fd < 0) {
         f->error = errno;
         return 1;
@@ -279,7 +290,7 @@ static int rdb_copy_one(int src_dir, int dst_dir, struct rdb_copy *f, EVP_MD_CTX
     /* What is at the name first: opening a device node planted there can act even with
        O_NONBLOCK (a watchdog starts, a tape rewinds), so only a regular file is opened */
     struct stat seen, st;
-    if (fstatat(src_dir, f->source, &seen, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (RDB_RETRY(fstatat(src_dir, f->source, &seen, AT_SYMLINK_NOFOLLOW)) != 0) {
         f->error = errno;
         return 1;
     }
@@ -293,9 +304,9 @@ static int rdb_copy_one(int src_dir, int dst_dir, struct rdb_copy *f, EVP_MD_CTX
        waits for a FIFO's writer nor takes a terminal; O_NOATIME: copying leaves the
        source's inode alone (not allowed unless we own it) */
     int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
-    int in = openat(src_dir, f->source, flags | O_NOATIME);
+    int in = RDB_RETRY(openat(src_dir, f->source, flags | O_NOATIME));
     if (in < 0 && errno == EPERM)
-        in = openat(src_dir, f->source, flags);
+        in = RDB_RETRY(openat(src_dir, f->source, flags));
     if (in < 0) {
         f->error = errno;
         return 1;
@@ -334,6 +345,12 @@ static int rdb_copy_one(int src_dir, int dst_dir, struct rdb_copy *f, EVP_MD_CTX
             goto failed;
         }
         f->copied += n;
+        if (f->size >= 0 && f->copied > f->size) {
+            /* more than the size asked: stop here, so that a damaged copy far bigger than
+               recorded never fills the disk (what was read is the size reported) */
+            status = 6;
+            goto failed;
+        }
         if ((f->error = rdb_write_all(out, buffer, (size_t)n)) != 0) {
             status = 5;
             goto failed;
@@ -490,7 +507,7 @@ void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *o
         struct stat st;
         e->name = n;
         e->xattr_bytes = -1;
-        if (fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (RDB_RETRY(fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW)) != 0) {
             e->error = errno;
             continue;
         }

@@ -328,11 +328,14 @@ def write_all(fd: int, data: bytes | memoryview, label: str) -> None:
         view = view[n:]
 
 
-def _copy_plain(base: Source, out: int, out_label: str) -> tuple[int, str]:
+def _copy_plain(
+    base: Source, out: int, out_label: str, limit: int | None = None
+) -> tuple[int, str]:
     """Copy an uncompressed full copy to ``out`` through one reused buffer, hashing it.
 
     With the size known from ``fstat`` a small file costs one ``pread`` and one ``write``: a
     short read at or past that size is the end of the file (a file that grew still reads on).
+    Past ``limit`` bytes (the recorded size) it stops: the size returned is then over it.
     """
     view = _buffer()
     sha1 = hashlib.sha1()
@@ -347,8 +350,10 @@ def _copy_plain(base: Source, out: int, out_label: str) -> tuple[int, str]:
         if n:
             piece = view[:n]
             sha1.update(piece)
-            write_all(out, piece, out_label)
             offset += n
+            if limit is not None and offset > limit:
+                return offset, sha1.hexdigest()
+            write_all(out, piece, out_label)
         if n == 0 or (n < want and expected is not None and offset >= expected):
             return offset, sha1.hexdigest()
         want = CHUNK
@@ -362,12 +367,37 @@ def rebuild_into(
     expected: int | None = None,
 ) -> tuple[int, str]:
     """Write the rebuilt file to the open descriptor ``out``; its size and SHA1 (hex).
-    ``expected``: the recorded size, if any."""
+    ``expected``: the recorded size, if any; the writing stops soon after more than that
+    came (the size returned is then over it), so that a damaged repository never fills the
+    disk."""
     if not diffs_newest_first and not base.compressed:
-        return _copy_plain(base, out, out_label)
-    digest = Digest(fd_writer(out, out_label))
-    produce(base, diffs_newest_first, digest, expected=expected)
+        return _copy_plain(base, out, out_label, expected)
+    digest = Digest(_limited(fd_writer(out, out_label), expected))
+    try:
+        produce(base, diffs_newest_first, digest, expected=expected)
+    except _TooLong:
+        pass
     return digest.size, digest.hexdigest()
+
+
+class _TooLong(Exception):
+    """More bytes came than the recorded size: the rebuilding stops."""
+
+
+def _limited(sink: Sink, limit: int | None) -> Sink:
+    """``sink``, raising _TooLong instead of writing past ``limit`` bytes in all."""
+    if limit is None:
+        return sink
+    written = 0
+
+    def write(data: bytes | memoryview) -> None:
+        nonlocal written
+        written += len(data)
+        if written > limit:
+            raise _TooLong
+        sink(data)
+
+    return write
 
 
 class Digest:

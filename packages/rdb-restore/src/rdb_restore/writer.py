@@ -686,6 +686,13 @@ class TreeWriter:
 def check_content(size: int, sha1: str, entry: Entry, label: Callable[[Index], str]) -> None:
     """Raise CorruptRepository unless the bytes written match the recorded size and SHA1."""
     record = entry.record
+    if record.size is not None and size > record.size:
+        # the writing stopped there: ``size`` is only what came before it did
+        raise CorruptRepository(
+            f"restored more than the {record.size} bytes the metadata records "
+            "(an increment is missing or damaged)",
+            path=label(entry.index),
+        )
     if record.size is not None and size != record.size:
         raise CorruptRepository(
             f"restored {size} bytes but the metadata records {record.size} "
