@@ -210,8 +210,9 @@ def list_increments(
     return IncrementListing(index, listed, mirror)
 
 
-def _walk_sizes(top: Path, *, skip_data_dir: bool) -> Iterator[tuple[Path, os.stat_result]]:
-    """Every entry under ``top`` (itself included), lstat'ed, without following symlinks."""
+def _walk_sizes(top: Path, *, skip_data_dir: bool) -> Iterator[tuple[str, os.stat_result]]:
+    """The name and lstat of every entry below ``top`` (not itself), without following
+    symlinks (plain strings: a Path per entry cost more than the walk)."""
     try:
         top_st = os.lstat(top)
     except (FileNotFoundError, NotADirectoryError):
@@ -220,24 +221,40 @@ def _walk_sizes(top: Path, *, skip_data_dir: bool) -> Iterator[tuple[Path, os.st
         if error.errno == errno.ENAMETOOLONG:  # a long name's place: it lives elsewhere
             return
         raise
-    yield top, top_st
     if not stat.S_ISDIR(top_st.st_mode):
         return
-    stack = [top]
+    stack = [os.fspath(top)]
+    first = True
     while stack:
         directory = stack.pop()
         try:
-            entries = list(os.scandir(directory))
+            with os.scandir(directory) as listed:
+                entries = list(listed)
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
         for entry in entries:
-            if skip_data_dir and directory == top and entry.name == DATA_DIR:
+            if skip_data_dir and first and entry.name == DATA_DIR:
                 continue
             st = entry.stat(follow_symlinks=False)
-            path = Path(entry.path)
-            yield path, st
+            yield entry.name, st
             if stat.S_ISDIR(st.st_mode):
-                stack.append(path)
+                stack.append(entry.path)
+        first = False
+
+
+def _tree_size(top: Path, *, skip_data_dir: bool) -> int:
+    """The bytes of ``top`` and everything below it, as lstat counts them."""
+    try:
+        top_st = os.lstat(top)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            return 0
+        raise
+    return top_st.st_size + sum(
+        st.st_size for _, st in _walk_sizes(top, skip_data_dir=skip_data_dir)
+    )
 
 
 def increment_sizes(
@@ -254,17 +271,15 @@ def increment_sizes(
     ):
         by_time[inc.time] = by_time.get(inc.time, 0) + _lsize(inc.path)
     tree = layout.increments_dir.joinpath(*(os.fsdecode(p) for p in quoting.quote_path(index)))
-    for entry, st in _walk_sizes(tree, skip_data_dir=False):
-        if entry == tree:
-            continue
+    for entry_name, st in _walk_sizes(tree, skip_data_dir=False):
         try:
-            name = parse_increment_name(quoting.unquote(os.fsencode(entry.name)))
+            name = parse_increment_name(quoting.unquote(os.fsencode(entry_name)))
         except CorruptRepository:
             continue
         if name is not None:
             by_time[name.time] = by_time.get(name.time, 0) + st.st_size
     mirror_root = _mirror_path(layout, quoting, index, long_mirror)
-    mirror_total = sum(st.st_size for _, st in _walk_sizes(mirror_root, skip_data_dir=not index))
+    mirror_total = _tree_size(mirror_root, skip_data_dir=not index)
     sizes = [SessionSize(current, mirror_total, mirror_total, current=True)]
     cumulative = mirror_total
     for when in sorted(by_time, reverse=True):
