@@ -239,10 +239,21 @@ CASES = [
         ["--include", "{src}/**[!x]g.py", "--exclude", "{src}/a[!x]b", "--exclude", "**"],
     ),
     Case("negated-class-alone", ["--exclude", "{src}/a[!x]b", "--exclude", "{src}/a?c"]),
+    # found by test_selection_fuzz.py, shrunk by hand
+    Case(
+        "glob-trailing-slash-matches-nothing",
+        ["--exclude", "{src}/*/", "--exclude", "**/cache/", "--exclude", "ignorecase:{src}/a/"],
+    ),
+    Case(
+        "glob-trailing-slash-include-only-scans",
+        ["--include", "{src}/a/*/", "--include-regexp", "^{src}/a/e$", "--exclude", "**"],
+    ),
+    Case("glob-double-slash-after-doublestar", ["--exclude", "**//b", "--exclude", "{src}/**//"]),
     # fatal option sets (both refuse)
     Case("fatal-redundant-include", ["--exclude", "**/a", "--include", "{src}/d"], fatal=True),
     Case("fatal-outside-glob", ["--exclude", "/nonexistent/**"], fatal=True),
     Case("fatal-double-slash", ["--exclude", "{src}//a/*"], fatal=True),
+    Case("fatal-double-slash-before-end", ["--exclude", "{src}/*//"], fatal=True),
     Case("fatal-size", ["--max-file-size", "0"], fatal=True),
     Case("fatal-bad-regexp", ["--exclude-regexp", "("], fatal=True),
     Case("fatal-include-fifos", ["--include-fifos", "--exclude", "**"], fatal=True),

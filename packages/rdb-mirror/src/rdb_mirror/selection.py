@@ -222,11 +222,9 @@ def _glob_rule(spec: bytes, include: bool, base: _Base, origin: str) -> _Rule:
         flags |= re.IGNORECASE
     if not ignorecase and not _GLOB_CHARS.search(glob):
         return _literal_rule(glob, include, base, describe, spec)
-    while len(glob) > 1 and glob.endswith(b"/"):
-        glob = glob[:-1]
+    # A trailing "/" is kept, as rdiff-backup keeps it: full paths never end with "/", so such
+    # a glob matches nothing itself (its include still scans the directories leading to it).
     parts = glob.split(b"/")
-    if any(not part for part in parts[1:]):
-        raise UsageError(f"consecutive '/'s in the glob {_show(spec)!r}")
     if glob == b"**":
         matcher = re.compile(rb".*", flags)
         scans: list[re.Pattern[bytes]] = []
@@ -242,6 +240,9 @@ def _glob_rule(spec: bytes, include: bool, base: _Base, origin: str) -> _Rule:
                 scans.append(re.compile(_translate(prefix) + rb".*", flags))
                 break
             if count < len(parts):
+                # rdiff-backup finds "//" only here: before the first "**", not at the end
+                if count > 1 and not part:
+                    raise UsageError(f"consecutive '/'s in the glob {_show(spec)!r}")
                 scans.append(re.compile(_translate(b"/".join(parts[:count])), flags))
     if not (matcher.fullmatch(base.name) or any(scan.fullmatch(base.name) for scan in scans)):
         raise _cannot_match(spec, base)

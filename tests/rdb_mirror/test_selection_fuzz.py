@@ -1,0 +1,300 @@
+"""Differential test: our Selection against rdiff-backup 2.2.7 on generated trees and options.
+
+Hypothesis builds a small source tree (nested directories, files of a few sizes, symlinks,
+names with glob characters, dots and both cases, ``.nobackup`` markers) and a list of 2 to 5
+selection options (globs in many spellings, regexps, file lists, presence files, sizes,
+symlink options). ``rdiff-backup backup`` runs over the tree and the mirror's listing must
+equal the paths :meth:`Selection.walk` includes; an option set that rdiff-backup refuses must
+raise :class:`UsageError` here, and the other way round.
+
+Deterministic in CI (``derandomize``, a bounded example count). To hunt for differences,
+raise the count: ``RDB_SELECTION_FUZZ_EXAMPLES=1000`` (which also makes the run random, so
+every hunt explores new cases). A difference found is shrunk into a hand-written case of
+``test_selection_interop.CASES`` so that it stays pinned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from tests.rdb_mirror.test_selection_interop import mirror_listing
+
+from rdb_format.errors import UsageError
+from rdb_mirror.selection import Selection
+
+pytestmark = pytest.mark.interop
+
+_HUNT = os.environ.get("RDB_SELECTION_FUZZ_EXAMPLES")
+EXAMPLES = int(_HUNT) if _HUNT else 100
+
+# names that glob and regexp characters meet: brackets, stars, braces, backslashes, dots, case
+NAME_POOL = [
+    "a",
+    "A",
+    "b",
+    "ab",
+    "x.txt",
+    "X.TXT",
+    "c.py",
+    ".hidden",
+    ".nobackup",
+    "d*",
+    "q?",
+    "[ab]",
+    "br[a]ce",
+    "{a,b}",
+    "back\\s",
+    "dot.",
+    "..x",
+    "!x",
+    "^",
+]
+SIZES = [0, 1, 4, 5, 6, 100, 1024, 1025, 2000]
+LINK_TARGETS = ["a", "nowhere", "../a", ".", "x.txt"]
+GLOB_PIECES = [
+    "*",
+    "**",
+    "?",
+    "*.txt",
+    "*.py",
+    "[ab]*",
+    "[!a]*",
+    "[^.]*",
+    "a*",
+    "*a",
+    "?.*",
+    "**.txt",
+    "[A-Z]*",
+    "\\*",
+    "{a,b}",
+    ".*",
+    "[]a]",
+    "[!]]*",
+    "[",
+    "a**b",
+    "**a",
+    "d\\*",
+    "[[]ab]",
+]
+GLOB_PREFIXES = ["{src}/"] * 5 + ["**/", "**/", "*/", "{SRC}/", "", "{src}//", "/elsewhere/"]
+SIZE_VALUES = ["1", "5", "6", "100", "1024", "1025", "0"]
+
+names = st.one_of(
+    st.sampled_from(NAME_POOL),
+    st.text(alphabet="aAb.*?[]{}\\!", min_size=1, max_size=3).filter(
+        lambda name: name not in (".", "..")
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Node:
+    path: str  # relative to the source root
+    kind: str  # "file", "dir" or "link"
+    size: int = 0
+    target: str = ""
+
+
+@st.composite
+def trees(draw: st.DrawFn, depth: int = 0, prefix: str = "") -> list[Node]:
+    """A directory's entries (depth first), at most three levels deep."""
+    nodes: list[Node] = []
+    for name in draw(st.lists(names, min_size=1 if depth == 0 else 0, max_size=4, unique=True)):
+        path = prefix + name
+        kinds = ["file", "dir", "dir", "link"] if depth < 2 else ["file", "file", "link"]
+        kind = draw(st.sampled_from(kinds))
+        if kind == "file":
+            nodes.append(Node(path, "file", size=draw(st.sampled_from(SIZES))))
+        elif kind == "link":
+            nodes.append(Node(path, "link", target=draw(st.sampled_from(LINK_TARGETS))))
+        else:
+            nodes.append(Node(path, "dir"))
+            nodes.extend(draw(trees(depth + 1, path + "/")))
+    return nodes
+
+
+@dataclass(frozen=True)
+class Scenario:
+    tree: list[Node]
+    source: str  # "src", "./src/" or "ABS" (the absolute path)
+    options: list[tuple[str, str | None]]  # {src}/{SRC} filled in later; lists named by key
+    lists: dict[str, str]  # file-list name -> content ({src} filled in later)
+
+
+@st.composite
+def globs(draw: st.DrawFn, tree_names: list[str]) -> str:
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.sampled_from(["**", "{src}", "ignorecase:{SRC}"]))
+    component = st.one_of(
+        st.sampled_from(tree_names),
+        st.sampled_from(tree_names).map(str.swapcase),
+        st.sampled_from(GLOB_PIECES),
+        st.sampled_from(tree_names).map(lambda name: name[:1] + "*"),
+    )
+    parts = draw(st.lists(component, min_size=1, max_size=3))
+    prefix = draw(st.sampled_from(GLOB_PREFIXES))
+    glob = prefix + "/".join(parts) + draw(st.sampled_from(["", "", "", "/"]))
+    if prefix == "{SRC}/" or draw(st.integers(0, 5)) == 0:
+        glob = "ignorecase:" + glob
+    return glob
+
+
+@st.composite
+def regexps(draw: st.DrawFn, tree_names: list[str], paths: list[str]) -> str:
+    return draw(
+        st.one_of(
+            st.sampled_from(tree_names).map(lambda name: re.escape(name) + "$"),
+            st.sampled_from(tree_names).map(lambda name: "/" + re.escape(name)),
+            st.sampled_from(paths).map(lambda path: "^{src}/" + re.escape(path) + "$"),
+            st.sampled_from(
+                [
+                    r"\.txt$",
+                    "(?i)a",
+                    "^{src}/[^/]*$",
+                    "[*?]",
+                    r"\\",
+                    r"/\.",
+                    "a",
+                    "^{src}$",
+                    "^{src}/.*/",
+                    "(",
+                ]
+            ),
+        )
+    )
+
+
+@st.composite
+def filelists(draw: st.DrawFn, paths: list[str], tree_names: list[str], globbing: bool) -> str:
+    if globbing:
+        entry = globs(tree_names)
+    else:
+        entry = st.one_of(
+            st.sampled_from(paths).map(lambda path: "{src}/" + path),
+            st.sampled_from(paths).map(lambda path: "{src}/" + path + "/"),
+            st.sampled_from(["{src}/missing", "{src}/a/missing", "{src}", "elsewhere/a"]),
+        )
+    lines = draw(st.lists(st.tuples(st.sampled_from(["", "+ ", "- "]), entry), max_size=4))
+    return "".join(sign + line + "\n" for sign, line in lines)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    tree = draw(trees())
+    paths = [node.path for node in tree]
+    tree_names = sorted({path.rsplit("/", 1)[-1] for path in paths})
+    lists: dict[str, str] = {}
+    options: list[tuple[str, str | None]] = []
+    count = draw(st.integers(2, 5))
+    # mostly end with --exclude '**', so that the includes before it count (an include last
+    # is refused by both)
+    closing = draw(st.integers(0, 3)) < 3
+    for _ in range(count - 1 if closing else count):
+        kind = draw(st.integers(0, 9))
+        option: tuple[str, str | None]
+        if kind <= 3:
+            option = (draw(st.sampled_from(["--include", "--exclude"])), draw(globs(tree_names)))
+        elif kind == 4:
+            flavour = draw(st.sampled_from(["--include-regexp", "--exclude-regexp"]))
+            option = (flavour, draw(regexps(tree_names, paths)))
+        elif kind == 5:
+            option = (
+                draw(st.sampled_from(["--exclude-if-present", "--include-if-present"])),
+                draw(st.sampled_from([".nobackup", ".nobackup", *tree_names])),
+            )
+        elif kind == 6:
+            flavour = draw(st.sampled_from(["--max-file-size", "--min-file-size"]))
+            option = (flavour, draw(st.sampled_from(SIZE_VALUES)))
+        elif kind == 7:
+            option = (
+                draw(st.sampled_from(["--exclude-symbolic-links", "--include-symbolic-links"])),
+                None,
+            )
+        else:
+            globbing = kind == 9
+            name = f"list{len(lists)}"
+            lists[name] = draw(filelists(paths, tree_names, globbing))
+            flavour = "globbing-filelist" if globbing else "filelist"
+            option = (f"--{draw(st.sampled_from(['include', 'exclude']))}-{flavour}", name)
+        options.append(option)
+    if closing:
+        options.append(("--exclude", "**"))
+    source = draw(st.sampled_from(["src", "src", "src", "./src/", "ABS"]))
+    return Scenario(tree, source, options, lists)
+
+
+def build(root: Path, tree: list[Node]) -> None:
+    root.mkdir()
+    for node in tree:
+        path = root / node.path
+        if node.kind == "dir":
+            path.mkdir()
+        elif node.kind == "file":
+            path.write_bytes(b"x" * node.size)
+        else:
+            os.symlink(node.target, path)
+
+
+def run_scenario(scenario: Scenario, rdiff_backup: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="selfuzz-") as tmp:
+        work = Path(tmp)
+        build(work / "src", scenario.tree)
+        src = str(work / "src") if scenario.source == "ABS" else scenario.source
+        norm = os.path.normpath(src)
+
+        def fill(text: str) -> str:
+            return text.replace("{src}", norm).replace("{SRC}", norm.swapcase())
+
+        for name, content in scenario.lists.items():
+            (work / name).write_text(fill(content))
+        options = [
+            (option, None if value is None else fill(value)) for option, value in scenario.options
+        ]
+        options = [
+            (option, str(work / value) if value and "filelist" in option else value)
+            for option, value in options
+        ]
+        argv = [part for option, value in options for part in (option, value) if part is not None]
+        proc = subprocess.run(
+            [rdiff_backup, "backup", *argv, src, str(work / "repo")],
+            cwd=work,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        output = (proc.stdout + proc.stderr).decode(errors="replace")
+        with contextlib.chdir(work):
+            try:
+                selection = Selection.from_options(options, root=src, strict=False)
+            except UsageError as error:
+                assert proc.returncode != 0, f"we refuse ({error}), rdiff-backup does not"
+                event("refused by both: " + re.sub(r"'.*", "", str(error))[:40])
+                return
+            assert proc.returncode == 0, f"rdiff-backup refuses, we do not:\n{output}"
+            ours = set(selection.walk())
+        theirs = mirror_listing(work / "repo")
+        event("backed up: " + ("everything" if len(theirs) == len(scenario.tree) else "a part"))
+        assert sorted(ours - theirs) == [], "we include, rdiff-backup does not"
+        assert sorted(theirs - ours) == [], "rdiff-backup includes, we do not"
+
+
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=not _HUNT,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(scenario=scenarios())
+def test_selection_matches_rdiff_backup(scenario: Scenario, rdiff_backup: str) -> None:
+    run_scenario(scenario, rdiff_backup)
