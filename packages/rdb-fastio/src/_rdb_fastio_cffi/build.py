@@ -9,13 +9,16 @@ which cost more than the work); see rdb_fastio/batch_io.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 from cffi import FFI
 
 MISSING = (
     "rdb-fastio: OpenSSL's development files (openssl/evp.h) not found. Install them "
-    "(Debian/Ubuntu: 'apt-get install libssl-dev'; Fedora: 'dnf install openssl-devel')."
+    "(Debian/Ubuntu: 'apt-get install libssl-dev'; Fedora: 'dnf install openssl-devel'; "
+    "elsewhere make 'pkg-config libcrypto' find them, or set CPATH and LIBRARY_PATH)."
 )
 
 STRUCTS = """
@@ -547,16 +550,48 @@ failed:
 )
 
 
-def _check_openssl() -> None:
-    places = ("/usr/include", "/usr/local/include")
-    if not any(Path(d, "openssl", "evp.h").exists() for d in places):
+def _libcrypto_dirs() -> tuple[list[str], list[str]]:
+    """libcrypto's include and library directories as pkg-config gives them (none without
+    pkg-config: the compiler's defaults, CPATH and LIBRARY_PATH then have to do)."""
+    try:
+        found = subprocess.run(
+            ["pkg-config", "--cflags-only-I", "--libs-only-L", "libcrypto"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        found = []
+    return (
+        [flag[2:] for flag in found if flag.startswith("-I")],
+        [flag[2:] for flag in found if flag.startswith("-L")],
+    )
+
+
+def _check_openssl(include_dirs: list[str]) -> None:
+    places = [
+        *include_dirs,
+        *os.environ.get("CPATH", "").split(os.pathsep),
+        *os.environ.get("C_INCLUDE_PATH", "").split(os.pathsep),
+        "/usr/include",
+        "/usr/local/include",
+    ]
+    if not any(Path(d, "openssl", "evp.h").exists() for d in places if d):
         raise SystemExit(MISSING)
 
 
-_check_openssl()
+INCLUDE_DIRS, LIBRARY_DIRS = _libcrypto_dirs()
+_check_openssl(INCLUDE_DIRS)
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
-ffibuilder.set_source("rdb_fastio._batchio", SOURCE, libraries=["crypto"], py_limited_api=True)
+ffibuilder.set_source(
+    "rdb_fastio._batchio",
+    SOURCE,
+    libraries=["crypto"],
+    include_dirs=INCLUDE_DIRS,
+    library_dirs=LIBRARY_DIRS,
+    py_limited_api=True,
+)
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)
