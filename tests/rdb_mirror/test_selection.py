@@ -144,8 +144,25 @@ def test_source_argument_is_normalised() -> None:
 
 
 def test_consecutive_slashes_in_a_glob_are_fatal() -> None:
-    with pytest.raises(UsageError, match="consecutive"):
-        sel(("--exclude", "src//a*"))
+    for glob in ["src//a*", "src/*//", "src/*//**", "/*//x"]:
+        with pytest.raises(UsageError, match="consecutive"):
+            sel(("--exclude", glob))
+
+
+def test_consecutive_slashes_at_the_end_or_after_doublestar_are_accepted() -> None:
+    for glob in ["**//b", "src/**//", "src/a**b//"]:
+        assert ask(sel(("--exclude", glob)), b"b") is INC
+
+
+def test_a_glob_ending_in_a_slash_matches_nothing() -> None:
+    for glob in ["src/*/", "**/b/", "ignorecase:SRC/B/", "src/[b]/"]:
+        s = sel(("--exclude", glob))
+        assert ask(s, b"b", is_dir=True) is INC
+        assert ask(s, b"b/c") is INC
+    # the include still scans the directories leading to it
+    s = sel(("--include", "src/*/"), ("--exclude", "**"))
+    assert ask(s, b"b", is_dir=True) is SCAN
+    assert ask(s, b"b/c") is EXC
 
 
 def test_last_option_an_include_is_fatal(tmp_path: Path) -> None:
@@ -162,6 +179,18 @@ def test_last_option_an_include_is_fatal(tmp_path: Path) -> None:
     ]:
         with pytest.raises(UsageError, match="redundant"):
             sel(("--exclude", "src/b"), option)
+
+
+def test_an_include_filelist_with_an_exclude_line_may_come_last(tmp_path: Path) -> None:
+    listing = tmp_path / "list"
+    listing.write_bytes(b"src/a\n- src/b\n")
+    s = sel(("--include-filelist", str(listing)))
+    assert ask(s, b"a") is INC
+    assert ask(s, b"b") is EXC
+    assert ask(s, b"c") is INC
+    plus_only = tmp_path / "plus"
+    plus_only.write_bytes(b"+ src/a\n")
+    assert ask(sel(("--exclude-filelist", str(plus_only))), b"a") is INC
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,9 @@ NAME_POOL = [
     "..x",
     "!x",
     "^",
+    "sp ace",
+    "new\nline",
+    "caf\udce9",  # not UTF-8 on disk: b"caf\xe9"
 ]
 SIZES = [0, 1, 4, 5, 6, 100, 1024, 1025, 2000]
 LINK_TARGETS = ["a", "nowhere", "../a", ".", "x.txt"]
@@ -84,9 +87,24 @@ GLOB_PIECES = [
     "**a",
     "d\\*",
     "[[]ab]",
+    "[\\]*",
+    "[a\\]]",
+    "[!/]",
+    "[a/b]",
+    "[^]",
+    "[]",
+    "[-a]*",
+    "[a-c]",
+    "[.]*",
+    "[*?]*",
+    "a\\",
+    "***",
+    "**/**",
+    "*/**/*",
+    "ignorecase:",
 ]
 GLOB_PREFIXES = ["{src}/"] * 5 + ["**/", "**/", "*/", "{SRC}/", "", "{src}//", "/elsewhere/"]
-SIZE_VALUES = ["1", "5", "6", "100", "1024", "1025", "0"]
+SIZE_VALUES = ["1", "5", "6", "100", "1024", "1025", "0", " 5", "1_0", "5k", "-1", "1.5", "+5"]
 
 names = st.one_of(
     st.sampled_from(NAME_POOL),
@@ -99,7 +117,7 @@ names = st.one_of(
 @dataclass(frozen=True)
 class Node:
     path: str  # relative to the source root
-    kind: str  # "file", "dir" or "link"
+    kind: str  # "file", "dir", "link" or "fifo"
     size: int = 0
     target: str = ""
 
@@ -110,12 +128,14 @@ def trees(draw: st.DrawFn, depth: int = 0, prefix: str = "") -> list[Node]:
     nodes: list[Node] = []
     for name in draw(st.lists(names, min_size=1 if depth == 0 else 0, max_size=4, unique=True)):
         path = prefix + name
-        kinds = ["file", "dir", "dir", "link"] if depth < 2 else ["file", "file", "link"]
+        kinds = ["file", "dir", "dir", "link", "fifo"] if depth < 2 else ["file", "link", "fifo"]
         kind = draw(st.sampled_from(kinds))
         if kind == "file":
             nodes.append(Node(path, "file", size=draw(st.sampled_from(SIZES))))
         elif kind == "link":
             nodes.append(Node(path, "link", target=draw(st.sampled_from(LINK_TARGETS))))
+        elif kind == "fifo":
+            nodes.append(Node(path, "fifo"))
         else:
             nodes.append(Node(path, "dir"))
             nodes.extend(draw(trees(depth + 1, path + "/")))
@@ -139,6 +159,7 @@ def globs(draw: st.DrawFn, tree_names: list[str]) -> str:
         st.sampled_from(tree_names).map(str.swapcase),
         st.sampled_from(GLOB_PIECES),
         st.sampled_from(tree_names).map(lambda name: name[:1] + "*"),
+        st.text(alphabet="aAb*?[]!^\\-.", min_size=1, max_size=5),
     )
     parts = draw(st.lists(component, min_size=1, max_size=3))
     prefix = draw(st.sampled_from(GLOB_PREFIXES))
@@ -182,6 +203,11 @@ def filelists(draw: st.DrawFn, paths: list[str], tree_names: list[str], globbing
             st.sampled_from(paths).map(lambda path: "{src}/" + path),
             st.sampled_from(paths).map(lambda path: "{src}/" + path + "/"),
             st.sampled_from(["{src}/missing", "{src}/a/missing", "{src}", "elsewhere/a"]),
+            st.tuples(
+                st.sampled_from(["{src}/./", "{src}//", "./{src}/", " {src}/", "{SRC}/"]),
+                st.sampled_from(paths),
+                st.sampled_from(["", "/", "/.", "/..", "//", "\r", " "]),
+            ).map("".join),
         )
     lines = draw(st.lists(st.tuples(st.sampled_from(["", "+ ", "- "]), entry), max_size=4))
     return "".join(sign + line + "\n" for sign, line in lines)
@@ -215,10 +241,14 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             flavour = draw(st.sampled_from(["--max-file-size", "--min-file-size"]))
             option = (flavour, draw(st.sampled_from(SIZE_VALUES)))
         elif kind == 7:
-            option = (
-                draw(st.sampled_from(["--exclude-symbolic-links", "--include-symbolic-links"])),
-                None,
-            )
+            flags = [
+                "--exclude-symbolic-links",
+                "--include-symbolic-links",
+                "--exclude-fifos",
+                "--exclude-special-files",
+                "--include-special-files",
+            ]
+            option = (draw(st.sampled_from(flags)), None)
         else:
             globbing = kind == 9
             name = f"list{len(lists)}"
@@ -240,8 +270,10 @@ def build(root: Path, tree: list[Node]) -> None:
             path.mkdir()
         elif node.kind == "file":
             path.write_bytes(b"x" * node.size)
-        else:
+        elif node.kind == "link":
             os.symlink(node.target, path)
+        else:
+            os.mkfifo(path)
 
 
 def run_scenario(scenario: Scenario, rdiff_backup: str) -> None:
@@ -255,7 +287,7 @@ def run_scenario(scenario: Scenario, rdiff_backup: str) -> None:
             return text.replace("{src}", norm).replace("{SRC}", norm.swapcase())
 
         for name, content in scenario.lists.items():
-            (work / name).write_text(fill(content))
+            (work / name).write_bytes(os.fsencode(fill(content)))
         options = [
             (option, None if value is None else fill(value)) for option, value in scenario.options
         ]

@@ -249,11 +249,27 @@ CASES = [
         ["--include", "{src}/a/*/", "--include-regexp", "^{src}/a/e$", "--exclude", "**"],
     ),
     Case("glob-double-slash-after-doublestar", ["--exclude", "**//b", "--exclude", "{src}/**//"]),
+    Case(
+        "include-filelist-with-exclude-line-last",
+        ["--exclude", "{src}/top.py", "--include-filelist", "{dir}/list"],
+        files={"list": b"{src}/a/b\n- {src}/a/cache\n"},
+    ),
+    Case(
+        "exclude-filelist-of-plus-lines-last",
+        ["--exclude-filelist", "{dir}/list"],
+        files={"list": b"+ {src}/a\n"},
+    ),
     # fatal option sets (both refuse)
     Case("fatal-redundant-include", ["--exclude", "**/a", "--include", "{src}/d"], fatal=True),
     Case("fatal-outside-glob", ["--exclude", "/nonexistent/**"], fatal=True),
     Case("fatal-double-slash", ["--exclude", "{src}//a/*"], fatal=True),
     Case("fatal-double-slash-before-end", ["--exclude", "{src}/*//"], fatal=True),
+    Case(
+        "fatal-include-filelist-last",
+        ["--include-filelist", "{dir}/list"],
+        files={"list": b"{src}/a\n+ {src}/d\n"},
+        fatal=True,
+    ),
     Case("fatal-size", ["--max-file-size", "0"], fatal=True),
     Case("fatal-bad-regexp", ["--exclude-regexp", "("], fatal=True),
     Case("fatal-include-fifos", ["--include-fifos", "--exclude", "**"], fatal=True),

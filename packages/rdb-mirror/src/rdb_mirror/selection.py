@@ -361,7 +361,9 @@ def _filelist_rule(
                 return Decision.INCLUDE
         return None
 
-    return _Rule(f"filelist {name}", include, decide)
+    # an --include-filelist with a "- " line can exclude, so it may come last (an
+    # --exclude-filelist of "+ " lines only may too): rdiff-backup's redundancy check
+    return _Rule(f"filelist {name}", include and not excluded, decide)
 
 
 def _presence_rule(name_text: str, include: bool) -> _Rule:
