@@ -1,11 +1,13 @@
 """Differential test: our Selection against rdiff-backup 2.2.7 on generated trees and options.
 
 Hypothesis builds a small source tree (nested directories, files of a few sizes, symlinks,
-names with glob characters, dots and both cases, ``.nobackup`` markers) and a list of 2 to 5
-selection options (globs in many spellings, regexps, file lists, presence files, sizes,
-symlink options). ``rdiff-backup backup`` runs over the tree and the mirror's listing must
-equal the paths :meth:`Selection.walk` includes; an option set that rdiff-backup refuses must
-raise :class:`UsageError` here, and the other way round.
+fifos, names with glob characters, dots, both cases, spaces, newlines and non-UTF-8 bytes,
+``.nobackup`` markers) and a list of 2 to 5 selection options (globs in many spellings,
+regexps, file lists from files or standard input, newline- or NUL-separated, presence
+files, sizes, symlink and special-file options), with the source spelled several ways.
+``rdiff-backup backup`` runs over the tree and the mirror's listing must equal the paths
+:meth:`Selection.walk` includes; an option set that rdiff-backup refuses must raise
+:class:`UsageError` here, and the other way round.
 
 Deterministic in CI (``derandomize``, a bounded example count). To hunt for differences,
 raise the count: ``RDB_SELECTION_FUZZ_EXAMPLES=1000`` (which also makes the run random, so
@@ -16,6 +18,7 @@ every hunt explores new cases). A difference found is shrunk into a hand-written
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import subprocess
@@ -60,6 +63,8 @@ NAME_POOL = [
     "sp ace",
     "new\nline",
     "caf\udce9",  # not UTF-8 on disk: b"caf\xe9"
+    "\u00e9t\u00e9",
+    "\u00c9T\u00c9",
 ]
 SIZES = [0, 1, 4, 5, 6, 100, 1024, 1025, 2000]
 LINK_TARGETS = ["a", "nowhere", "../a", ".", "x.txt"]
@@ -145,9 +150,10 @@ def trees(draw: st.DrawFn, depth: int = 0, prefix: str = "") -> list[Node]:
 @dataclass(frozen=True)
 class Scenario:
     tree: list[Node]
-    source: str  # "src", "./src/" or "ABS" (the absolute path)
+    source: str  # as typed ("src", "./src/", ...); ABS stands for the work directory
     options: list[tuple[str, str | None]]  # {src}/{SRC} filled in later; lists named by key
-    lists: dict[str, str]  # file-list name -> content ({src} filled in later)
+    lists: dict[str, list[str]]  # file-list name ("stdin": standard input) -> lines
+    null_separator: bool  # lists split on NUL (rdiff-backup's global --null-separator)
 
 
 @st.composite
@@ -195,7 +201,9 @@ def regexps(draw: st.DrawFn, tree_names: list[str], paths: list[str]) -> str:
 
 
 @st.composite
-def filelists(draw: st.DrawFn, paths: list[str], tree_names: list[str], globbing: bool) -> str:
+def filelists(
+    draw: st.DrawFn, paths: list[str], tree_names: list[str], globbing: bool
+) -> list[str]:
     if globbing:
         entry = globs(tree_names)
     else:
@@ -210,7 +218,7 @@ def filelists(draw: st.DrawFn, paths: list[str], tree_names: list[str], globbing
             ).map("".join),
         )
     lines = draw(st.lists(st.tuples(st.sampled_from(["", "+ ", "- "]), entry), max_size=4))
-    return "".join(sign + line + "\n" for sign, line in lines)
+    return [sign + line for sign, line in lines]
 
 
 @st.composite
@@ -218,7 +226,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     tree = draw(trees())
     paths = [node.path for node in tree]
     tree_names = sorted({path.rsplit("/", 1)[-1] for path in paths})
-    lists: dict[str, str] = {}
+    lists: dict[str, list[str]] = {}
     options: list[tuple[str, str | None]] = []
     count = draw(st.integers(2, 5))
     # mostly end with --exclude '**', so that the includes before it count (an include last
@@ -235,7 +243,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         elif kind == 5:
             option = (
                 draw(st.sampled_from(["--exclude-if-present", "--include-if-present"])),
-                draw(st.sampled_from([".nobackup", ".nobackup", *tree_names])),
+                draw(st.sampled_from([".nobackup", ".nobackup", *tree_names, "a/b", ".", ""])),
             )
         elif kind == 6:
             flavour = draw(st.sampled_from(["--max-file-size", "--min-file-size"]))
@@ -251,15 +259,22 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             option = (draw(st.sampled_from(flags)), None)
         else:
             globbing = kind == 9
-            name = f"list{len(lists)}"
+            stdin = "stdin" not in lists and draw(st.integers(0, 3)) == 0
+            name = "stdin" if stdin else f"list{len(lists)}"
             lists[name] = draw(filelists(paths, tree_names, globbing))
             flavour = "globbing-filelist" if globbing else "filelist"
-            option = (f"--{draw(st.sampled_from(['include', 'exclude']))}-{flavour}", name)
+            kind_name = draw(st.sampled_from(["include", "exclude"]))
+            option = (
+                (f"--{kind_name}-{flavour}-stdin", None)
+                if stdin
+                else (f"--{kind_name}-{flavour}", name)
+            )
         options.append(option)
     if closing:
         options.append(("--exclude", "**"))
-    source = draw(st.sampled_from(["src", "src", "src", "./src/", "ABS"]))
-    return Scenario(tree, source, options, lists)
+    source = draw(st.sampled_from(["src"] * 4 + ["./src/", "src/", "ABS/src", "ABS/src/", "UP"]))
+    null_separator = bool(lists) and draw(st.integers(0, 3)) == 0
+    return Scenario(tree, source, options, lists, null_separator)
 
 
 def build(root: Path, tree: list[Node]) -> None:
@@ -280,14 +295,21 @@ def run_scenario(scenario: Scenario, rdiff_backup: str) -> None:
     with tempfile.TemporaryDirectory(prefix="selfuzz-") as tmp:
         work = Path(tmp)
         build(work / "src", scenario.tree)
-        src = str(work / "src") if scenario.source == "ABS" else scenario.source
+        # UP: the source spelled through its parent, "../selfuzz-XXX/src"
+        up = os.path.join("..", work.name, "src")
+        src = scenario.source.replace("ABS", str(work)).replace("UP", up)
         norm = os.path.normpath(src)
 
         def fill(text: str) -> str:
             return text.replace("{src}", norm).replace("{SRC}", norm.swapcase())
 
-        for name, content in scenario.lists.items():
-            (work / name).write_bytes(os.fsencode(fill(content)))
+        separator = "\0" if scenario.null_separator else "\n"
+        contents = {
+            name: os.fsencode(fill("".join(line + separator for line in lines)))
+            for name, lines in scenario.lists.items()
+        }
+        for name, content in contents.items():
+            (work / name).write_bytes(content)
         options = [
             (option, None if value is None else fill(value)) for option, value in scenario.options
         ]
@@ -296,10 +318,12 @@ def run_scenario(scenario: Scenario, rdiff_backup: str) -> None:
             for option, value in options
         ]
         argv = [part for option, value in options for part in (option, value) if part is not None]
+        generic = ["--null-separator"] if scenario.null_separator else []
+        stdin = contents.get("stdin")
         proc = subprocess.run(
-            [rdiff_backup, "backup", *argv, src, str(work / "repo")],
+            [rdiff_backup, *generic, "backup", *argv, src, str(work / "repo")],
             cwd=work,
-            stdin=subprocess.DEVNULL,
+            input=stdin or b"",
             capture_output=True,
             timeout=60,
             check=False,
@@ -307,7 +331,13 @@ def run_scenario(scenario: Scenario, rdiff_backup: str) -> None:
         output = (proc.stdout + proc.stderr).decode(errors="replace")
         with contextlib.chdir(work):
             try:
-                selection = Selection.from_options(options, root=src, strict=False)
+                selection = Selection.from_options(
+                    options,
+                    root=src,
+                    stdin=io.BytesIO(stdin or b""),
+                    null_separator=scenario.null_separator,
+                    strict=False,
+                )
             except UsageError as error:
                 assert proc.returncode != 0, f"we refuse ({error}), rdiff-backup does not"
                 event("refused by both: " + re.sub(r"'.*", "", str(error))[:40])
