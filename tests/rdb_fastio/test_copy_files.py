@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rdb_fastio import CopyStatus, FileCopy, copy_files
+from rdb_fastio import CopyStatus, FileCopy, copy_files, copy_files_between
 
 IS_ROOT = os.geteuid() == 0
 
@@ -165,3 +165,31 @@ def test_times_past_64_bits_of_nanoseconds_are_set(
     assert copy_files(src_fd, dst_fd, [job])[0].status == CopyStatus.DONE
     st = (dst / "far").lstat()
     assert (st.st_atime_ns, st.st_mtime_ns) == (far + 1, far)
+
+
+def test_files_of_many_directories_in_one_call(tmp_path: Path) -> None:
+    """copy_files_between: each file from and to its own pair of directories, in order, a
+    failure reported for its file alone."""
+    fds: list[int] = []
+    jobs: list[tuple[int, int, FileCopy]] = []
+    for n in range(3):
+        src, dst = tmp_path / f"src{n}", tmp_path / f"dst{n}"
+        src.mkdir()
+        dst.mkdir()
+        (src / "f").write_bytes(b"%d" % n)
+        fds += (
+            os.open(src, os.O_RDONLY | os.O_DIRECTORY),
+            os.open(dst, os.O_RDONLY | os.O_DIRECTORY),
+        )
+        wanted = _sha1(b"%d" % n) if n != 1 else _sha1(b"not it")
+        jobs.append((fds[-2], fds[-1], FileCopy(b"f", b"g", 0o600, size=1, sha1=wanted)))
+    try:
+        results = copy_files_between(jobs)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert [r.status for r in results] == [CopyStatus.DONE, CopyStatus.SHA1, CopyStatus.DONE]
+    assert (tmp_path / "dst0" / "g").read_bytes() == b"0"
+    assert not (tmp_path / "dst1" / "g").exists()
+    assert (tmp_path / "dst2" / "g").read_bytes() == b"2"
+    assert not (tmp_path / "dst0" / "f").exists()

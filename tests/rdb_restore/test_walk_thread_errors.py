@@ -1,7 +1,8 @@
 """A batch of small files is written on the walk's thread (rdb_restore.writer.INLINE_BYTES),
 so a write error or a Ctrl-C there comes out of ``flush`` in the middle of the walk: the
-restore stops with that error, leaves no TARGET, and keeps no descriptor open. Files copied
-as they are (rdb_fastio.copy_files) and files rebuilt (TreeWriter._write) alike."""
+restore stops with that error, leaves no TARGET, and keeps no descriptor open. Files rebuilt
+(TreeWriter._write) and files copied as they are (rdb_fastio, in runs across directories,
+here on the pool) alike."""
 
 from __future__ import annotations
 
@@ -66,12 +67,19 @@ def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
                 raise failure()
         return results
 
+    def copies_between_fifteenth_fails(copies: Sequence[tuple[int, int, FileCopy]]) -> list[Copied]:
+        results = []
+        for src_dir, dst_dir, copy in copies:
+            results.extend(copy_fifteenth_fails(src_dir, dst_dir, [copy]))
+        return results
+
     if way == "rebuilt":
         monkeypatch.setattr(
             importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
         )
     monkeypatch.setattr(writer_module.TreeWriter, "_write", fifteenth_fails)
     monkeypatch.setattr(writer_module, "copy_files", copy_fifteenth_fails)
+    monkeypatch.setattr(writer_module, "copy_files_between", copies_between_fifteenth_fails)
     out = tmp_path / "out"
     out.mkdir()
     gc.collect()

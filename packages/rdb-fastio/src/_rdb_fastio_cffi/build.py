@@ -60,6 +60,8 @@ struct rdb_read {
 struct rdb_copy {
     const char *source;     /* the file to copy, in src_dir (no symlink followed) */
     const char *name;       /* the file to create, in dst_dir (must not exist) */
+    int src_dir;            /* the directories of this file, when the call's are -1 */
+    int dst_dir;
     unsigned int create_mode;
     long long size;         /* the size the copy must have, or -1 for any */
     int check_sha1;         /* 1: the copy must have the SHA1 sha1_want */
@@ -417,7 +419,9 @@ void rdb_copy_files(int src_dir, int dst_dir, struct rdb_copy *files, size_t cou
             files[i].status = 12;
             continue;
         }
-        files[i].status = rdb_copy_one(src_dir, dst_dir, &files[i], ctx, buffer);
+        files[i].status = rdb_copy_one(src_dir >= 0 ? src_dir : files[i].src_dir,
+                                       dst_dir >= 0 ? dst_dir : files[i].dst_dir, &files[i],
+                                       ctx, buffer);
     }
     EVP_MD_CTX_free(ctx);
     free(buffer);

@@ -8,6 +8,7 @@ from rdb_fastio.batch_io import (
     NewFile,
     SmallRead,
     copy_files,
+    copy_files_between,
     read_small_files,
     write_new_files,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ScanEntry",
     "SmallRead",
     "copy_files",
+    "copy_files_between",
     "read_small_files",
     "scan_directory",
     "write_new_files",

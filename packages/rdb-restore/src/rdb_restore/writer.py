@@ -13,10 +13,10 @@ into place. The target-side safety (no symlink followed, nothing outside TARGET)
 :mod:`rdb_restore.target`.
 
 A file whose bytes are a repository file as they are (a :class:`PlainCopy`: the mirror copy,
-in a newest-session restore nearly every file) is copied by :func:`rdb_fastio.copy_files`,
-many per C call with the GIL released, when it goes into a staging directory and has no EAs
-or ACL; batches of many such files then go to the pool even when small, so the copying runs
-on the second CPU while the walk goes on in Python.
+in a newest-session restore nearly every file) is copied by :mod:`rdb_fastio`, many per C
+call with the GIL released, when it goes into a staging directory and has no EAs or ACL: such
+files are gathered across directories into runs, each copied by one pool job, so the copying
+runs on the second CPU while the walk goes on in Python.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from rdb_fastio import Copied, CopyStatus, FileCopy, copy_files
+from rdb_fastio import Copied, CopyStatus, FileCopy, copy_files, copy_files_between
 from rdb_format.errors import CorruptRepository
 from rdb_format.progress import Progress
 from rdb_restore.repo import DIR_FLAGS, Entry, Index, cannot_open, close_quietly, not_regular
@@ -65,6 +65,15 @@ INLINE_BYTES = 2 << 20
 # A batch with at least this many files for copy_files goes to the pool whatever its size: the
 # pool job holds the GIL only to set up and check the C call.
 POOL_COPIES = 16
+# Files copied from the mirror are gathered across directories into runs of this many, each
+# copied by one pool job in one C call: a tree of small directories (a source tree: two or
+# three files each) then costs one hand-off per run, not a C call on the walk's thread per
+# directory.
+RUN_FILES = 128
+# ... and of at most this many directories: each holds its descriptors (TARGET's and the
+# repository's, up to three) until its run is done, and with the runs in flight they must stay
+# well under the usual limit of 1024 open files.
+RUN_DIRS = 16
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Writes a regular file's bytes into the open descriptor (worker thread); returns the size and
@@ -188,6 +197,22 @@ class _Item:
         self.copy = copy  # copied by copy_files from here
 
 
+def _nothing() -> None:
+    pass
+
+
+class _CopyRun:
+    """Files of any directories, each copied as it is from the repository (copy_files): every
+    directory in it counts the run once in its pending work."""
+
+    __slots__ = ("frames", "items", "size")
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Frame, _Item]] = []
+        self.frames: dict[Frame, None] = {}
+        self.size = 0
+
+
 class _Batch:
     __slots__ = ("copies", "items", "parent", "size")
 
@@ -240,6 +265,7 @@ class TreeWriter:
         self.top: Frame | None = None
         self.link_base: Index = ()
         self.batch: _Batch | None = None
+        self.run: _CopyRun | None = None
         self.staging: Staging | None = None
         self.slots = threading.BoundedSemaphore(workers * 3)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rdb-restore")
@@ -255,6 +281,7 @@ class TreeWriter:
                 if error is None:
                     try:
                         self.flush()
+                        self._flush_run()
                     except BaseException:
                         cancel = True
                         raise
@@ -380,6 +407,9 @@ class TreeWriter:
             and not isinstance(payload, Streamed)
         ):
             copy = self.find_copy(entry, parent.context)
+            if copy is not None and first_of is None:
+                self._add_to_run(parent, _Item(name, entry, payload, None, None, copy))
+                return
         batch = self.batch
         if batch is not None and batch.parent is not parent:
             self.flush()
@@ -407,21 +437,54 @@ class TreeWriter:
         self.slots.acquire()
         with self.lock:
             batch.parent.pending += 1
-        if (
+        inline = (
             batch.size < INLINE_BYTES
             and batch.copies < POOL_COPIES
             and not isinstance(batch.items[-1].payload, Streamed)
-        ):
-            self._run(batch)  # releases the slot and the groups, whatever happens
-            if self.fatal is not None:  # e.g. Ctrl-C: stop the walk now
+        )
+        self._hand_over(
+            lambda: self._run(batch), inline=inline, undo=lambda: self._release_groups(batch)
+        )
+
+    def _hand_over(
+        self, job: Callable[[], None], *, inline: bool = False, undo: Callable[[], None] = _nothing
+    ) -> None:
+        """Run ``job`` (which releases its slot and whatever it holds, whatever happens) here,
+        then stop the walk if anything failed (e.g. Ctrl-C), or on the pool; if the pool
+        cannot take it, release the slot and ``undo``."""
+        if inline:
+            job()
+            if self.fatal is not None:
                 raise self.fatal
             return
         try:
-            self.pool.submit(self._run, batch)
+            self.pool.submit(job)
         except BaseException:
             self.slots.release()
-            self._release_groups(batch)
+            undo()
             raise
+
+    def _add_to_run(self, parent: Frame, item: _Item) -> None:
+        run = self.run
+        if run is None:
+            run = self.run = _CopyRun()
+        if parent not in run.frames:
+            run.frames[parent] = None
+            with self.lock:
+                parent.pending += 1
+        run.items.append((parent, item))
+        run.size += item.entry.record.size or 0
+        if len(run.items) >= RUN_FILES or len(run.frames) >= RUN_DIRS or run.size >= BATCH_BYTES:
+            self._flush_run()
+
+    def _flush_run(self) -> None:
+        """Copy the gathered run: a short one (the last) here, the rest on the pool."""
+        run = self.run
+        if run is None:
+            return
+        self.run = None
+        self.slots.acquire()
+        self._hand_over(lambda: self._copy_run(run), inline=len(run.items) < POOL_COPIES)
 
     def pop(self, frame: Frame) -> None:
         """Nothing more will be added to ``frame``; it is finished when its work is done."""
@@ -533,7 +596,35 @@ class TreeWriter:
         first = items[0].copy
         assert first is not None
         jobs = [self._copy_job(parent, item) for item in items]
-        results = copy_files(first.dir_fd, parent.fd, jobs)
+        return self._check_copies(items, copy_files(first.dir_fd, parent.fd, jobs))
+
+    def _copy_run(self, run: _CopyRun) -> None:
+        files = nbytes = 0
+        try:
+            if self.fatal is None:
+                jobs = []
+                for parent, item in run.items:
+                    assert item.copy is not None
+                    jobs.append((item.copy.dir_fd, parent.fd, self._copy_job(parent, item)))
+                results = copy_files_between(jobs)
+                files, nbytes = self._check_copies([item for _, item in run.items], results)
+        except BaseException as error:
+            with self.lock:
+                if self.fatal is None:
+                    self.fatal = error
+        finally:
+            with self.lock:
+                self.counts.files += files
+                self.counts.bytes += nbytes
+            self.progress.advance(len(run.items))
+            for parent in run.frames:
+                self._done(parent)
+            self.slots.release()
+
+    def _check_copies(self, items: list[_Item], results: list[Copied]) -> tuple[int, int]:
+        """The files and bytes copied (of ``items``, whose copy_files ``results`` these are);
+        a file the repository could not give is reported bad, and the first error writing
+        TARGET is raised once the others are accounted for."""
         files = nbytes = 0
         failure: OSError | None = None
         for item, result in zip(items, results, strict=True):
