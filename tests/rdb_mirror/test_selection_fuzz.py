@@ -156,8 +156,32 @@ class Scenario:
     null_separator: bool  # lists split on NUL (rdiff-backup's global --null-separator)
 
 
+# ways to blur one component of a real path into a glob component
+BLURS = [
+    lambda name: name,
+    lambda name: name,
+    lambda name: "*",
+    lambda name: "**",
+    lambda name: "?" * len(name),
+    lambda name: name[:1] + "*",
+    lambda name: "*" + name[-1:],
+    lambda name: "[" + name[:1] + "]" + name[1:],
+    lambda name: "[!" + name[:1] + "]" + name[1:],
+    lambda name: name[:-1] + "?",
+    str.swapcase,
+]
+
+
 @st.composite
-def globs(draw: st.DrawFn, tree_names: list[str]) -> str:
+def path_parts(draw: st.DrawFn, paths: list[str]) -> list[str]:
+    """A real path's leading components, some of them blurred into globs."""
+    parts = draw(st.sampled_from(paths)).split("/")
+    parts = parts[: draw(st.integers(1, len(parts)))]
+    return [draw(st.sampled_from(BLURS))(part) for part in parts]
+
+
+@st.composite
+def globs(draw: st.DrawFn, tree_names: list[str], paths: list[str]) -> str:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.sampled_from(["**", "{src}", "ignorecase:{SRC}"]))
     component = st.one_of(
@@ -167,7 +191,10 @@ def globs(draw: st.DrawFn, tree_names: list[str]) -> str:
         st.sampled_from(tree_names).map(lambda name: name[:1] + "*"),
         st.text(alphabet="aAb*?[]!^\\-.", min_size=1, max_size=5),
     )
-    parts = draw(st.lists(component, min_size=1, max_size=3))
+    if draw(st.booleans()):
+        parts = draw(path_parts(paths))
+    else:
+        parts = draw(st.lists(component, min_size=1, max_size=3))
     prefix = draw(st.sampled_from(GLOB_PREFIXES))
     glob = prefix + "/".join(parts) + draw(st.sampled_from(["", "", "", "/"]))
     if prefix == "{SRC}/" or draw(st.integers(0, 5)) == 0:
@@ -205,7 +232,7 @@ def filelists(
     draw: st.DrawFn, paths: list[str], tree_names: list[str], globbing: bool
 ) -> list[str]:
     if globbing:
-        entry = globs(tree_names)
+        entry = globs(tree_names, paths)
     else:
         entry = st.one_of(
             st.sampled_from(paths).map(lambda path: "{src}/" + path),
@@ -236,7 +263,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         kind = draw(st.integers(0, 9))
         option: tuple[str, str | None]
         if kind <= 3:
-            option = (draw(st.sampled_from(["--include", "--exclude"])), draw(globs(tree_names)))
+            flavour = draw(st.sampled_from(["--include", "--exclude"]))
+            option = (flavour, draw(globs(tree_names, paths)))
         elif kind == 4:
             flavour = draw(st.sampled_from(["--include-regexp", "--exclude-regexp"]))
             option = (flavour, draw(regexps(tree_names, paths)))
