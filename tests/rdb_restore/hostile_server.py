@@ -5,7 +5,8 @@
 MODE: unsafe-path (a file named ``../escaped``), absolute-path (``/tmp/...``), orphan (a
 file whose directory was never sent), through-symlink (a symlink, then a file "inside" it),
 no-content (a regular file without its bytes), wrong-size (bytes that do not match the
-record).
+record), endless (a file recorded as 10 bytes followed by 64 MiB of chunks: the client must
+stop writing it at its recorded size, not fill the disk; ``/r``: in a tree, else alone).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from rdb_restore.protocol import (
     CODEC,
     REQUESTS,
     Batch,
+    Chunk,
     Done,
+    FileEnd,
+    FileStart,
     Item,
     Session,
     SmallFile,
@@ -41,7 +45,7 @@ def file(path: bytes, size: int = len(PAYLOAD)) -> SmallFile:
 def main() -> int:
     mode = sys.argv[1]
     connection, _ = serve_stdio(hello("9.9"), CODEC)
-    connection.receive_as(REQUESTS)
+    request = connection.receive_as(REQUESTS)
     connection.send(Session(1_700_000_000, b"/hostile"))
     root = item(b".")
     answers: dict[str, Batch] = {
@@ -54,6 +58,16 @@ def main() -> int:
         "no-content": Batch((root, item(b"escaped", "reg", size=len(PAYLOAD)))),
         "wrong-size": Batch((root, file(b"escaped", size=3))),
     }
+    if mode == "endless":
+        if getattr(request, "location", None) == b"/r":  # the tree, else the one file
+            connection.send(Batch((root,)))
+        connection.send(FileStart(item(b"big", "reg", size=10)))
+        for _ in range(256):  # 64 MiB
+            connection.send(Chunk(b"x" * (256 << 10)))
+        connection.send(FileEnd(None))
+        connection.send(Done(2))
+        connection.close()
+        return 0
     connection.send(answers[mode])
     connection.send(Done(2))
     try:

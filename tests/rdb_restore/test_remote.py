@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shlex
 import subprocess
 import sys
@@ -166,6 +167,20 @@ def test_big_files_stream_in_chunks(schema: str, tmp_path: Path) -> None:
         assert differences(scans[n], trees.scan(target)) == []
 
 
+def test_one_big_file_restores_to_a_file_and_to_stdout(schema: str, tmp_path: Path) -> None:
+    """A single regular file larger than a chunk (its bytes streamed while it is written):
+    restored whole, not waited for forever."""
+    repo, scans = _big_repo(tmp_path)
+    big = remote(repo / "d" / "big.bin")
+    one = rdb_restore("--remote-schema", schema, "--at", T0 + 3600, big, tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    assert trees.stat_entry(tmp_path / "one").sha1 == scans[1][(b"d", b"big.bin")].sha1
+    assert leftovers(tmp_path) == []
+    out = rdb_restore("--remote-schema", schema, "--at", T0, big, "-")
+    assert out.returncode == 0, out.stderr
+    assert hashlib.sha1(out.stdout).hexdigest() == scans[0][(b"d", b"big.bin")].sha1
+
+
 def test_list_files_and_verify_answer_as_locally(
     schema: str, mirror_repo_master: MirrorRepo
 ) -> None:
@@ -295,6 +310,42 @@ def test_a_hostile_server_cannot_write_outside_target(
     assert not (sentinel.path / "sub" / "escaped").exists()
     assert not (target / "escaped").exists()
     assert leftovers(target) == [] if target.exists() else True
+
+
+@pytest.mark.parametrize(
+    ("location", "target_name"), [("/r", "tree"), ("/r/big", "one"), ("/r/big", "-")]
+)
+def test_a_server_sending_more_than_a_file_records_is_cut_off(
+    location: str, target_name: str, sentinel: Sentinel
+) -> None:
+    """A file recorded as 10 bytes whose chunks go on (64 MiB here; a hostile server need not
+    stop), in a tree, alone, to stdout: the client stops writing it at its recorded size,
+    reports it and finishes, as for a local file that does not match its record (a tree is
+    restored without it). Its files are limited to 1 MiB (RLIMIT_FSIZE): writing on would
+    fail."""
+    command = shlex.join(["exec", sys.executable, str(HOSTILE), "endless"])
+    target = sentinel.path / "sub" / target_name
+    proc = subprocess.run(
+        [
+            RESTORE,
+            "--remote-schema",
+            f"sh -c {shlex.quote(command)} %s",
+            f"{HOST}::{location}",
+            "-" if target_name == "-" else str(target),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)),
+    )
+    assert proc.returncode == ExitCode.CORRUPT, proc.stderr
+    last = proc.stderr.decode().splitlines()[-1]
+    assert "more than the 10 bytes the metadata records" in last, last
+    assert b"Traceback" not in proc.stderr
+    assert len(proc.stdout) <= 10
+    assert list(sentinel.path.joinpath("sub").iterdir()) == ([target] if location == "/r" else [])
+    if location == "/r":
+        assert list(target.iterdir()) == []
 
 
 def test_compare_and_list_changed_want_a_local_repository(tmp_path: Path) -> None:

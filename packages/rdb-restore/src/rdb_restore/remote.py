@@ -16,8 +16,10 @@ import hashlib
 import os
 import queue
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import cast
@@ -134,13 +136,21 @@ class _End:
 
 
 class _Incoming(Streamed):
-    """A big file's chunks, handed from the receiving thread to the worker writing it."""
+    """A big file's chunks, handed from the receiving thread to the worker writing it.
+
+    A worker that stops early (the file is bad, TARGET's disk is full) calls :meth:`abandon`:
+    the chunks still arriving are then dropped, so the receiving thread never waits for it.
+    """
 
     def __init__(self) -> None:
         self._queue: queue.Queue[bytes | _End | BaseException] = queue.Queue(QUEUED)
+        self._abandoned = threading.Event()
 
     def put(self, piece: bytes | _End | BaseException) -> None:
-        self._queue.put(piece)
+        while not self._abandoned.is_set():
+            with contextlib.suppress(queue.Full):
+                self._queue.put(piece, timeout=0.1)
+                return
 
     def abort(self, error: BaseException) -> None:
         """The connection broke: make the worker stop (never blocks)."""
@@ -151,6 +161,13 @@ class _Incoming(Streamed):
             except queue.Full:  # drop a chunk the worker will never need
                 with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
+
+    def abandon(self) -> None:
+        """The worker reads no more: drop what is queued and what still comes."""
+        self._abandoned.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
 
     def pieces(self) -> Iterator[bytes]:
         while True:
@@ -167,15 +184,31 @@ class _Incoming(Streamed):
 Payload = bytes | str | _Incoming | None  # what _received yields with an entry
 
 
-def _pieces(payload: Payload, where: Callable[[], str]) -> Iterator[bytes] | tuple[bytes, ...]:
-    """The bytes of a file as the server sent them (CorruptRepository if it could not)."""
+def _pieces(
+    entry: Entry, payload: Payload, where: Callable[[], str]
+) -> Generator[bytes, None, None]:
+    """The bytes of a file as the server sent them: CorruptRepository if it could not, or
+    as soon as they go past the size its record gives (a server cannot make us write more;
+    a streamed file's remaining chunks are then dropped as they arrive)."""
     if isinstance(payload, str):  # the server could not rebuild it: its message
         raise CorruptRepository(payload)
-    if isinstance(payload, _Incoming):
-        return payload.pieces()
     if payload is None:
         raise ProtocolError("the server sent this regular file without its content", path=where())
-    return (payload,)
+    limit = entry.record.size
+    size = 0
+    try:
+        for piece in payload.pieces() if isinstance(payload, _Incoming) else (payload,):
+            size += len(piece)
+            if limit is not None and size > limit:
+                raise CorruptRepository(
+                    f"the server sent more than the {limit} bytes the metadata records "
+                    "(an increment is missing or damaged)",
+                    path=where(),
+                )
+            yield piece
+    finally:
+        if isinstance(payload, _Incoming):
+            payload.abandon()
 
 
 def _fill(
@@ -190,10 +223,13 @@ def _fill(
     del context
     sha1 = hashlib.sha1()
     size = 0
-    for piece in _pieces(cast(Payload, payload), lambda: label(entry.index)):
-        sha1.update(piece)
-        write_all(out, piece, out_label)
-        size += len(piece)
+    with contextlib.closing(
+        _pieces(entry, cast(Payload, payload), lambda: label(entry.index))
+    ) as pieces:
+        for piece in pieces:
+            sha1.update(piece)
+            write_all(out, piece, out_label)
+            size += len(piece)
     return size, sha1.hexdigest()
 
 
@@ -270,9 +306,11 @@ def remote_restore(
         progress.start(f"restoring {format_timestring(session.time)} from {remote.host}", None)
         try:
             if target == "-":
-                _to_stdout(first, label, result)
-                for _ in received:
-                    raise ProtocolError("more than one file for stdout", path=remote.host)
+                # written on a thread while this one receives the file's chunks
+                with ThreadPoolExecutor(1, thread_name_prefix="rdb-restore-stdout") as pool:
+                    written = pool.submit(_to_stdout, first, label, result)
+                    _single(received, remote.host)
+                    written.result()
                 return result  # (the finally below counts the bytes received)
             writer = TreeWriter(
                 fill=partial(_fill, label),
@@ -291,10 +329,18 @@ def remote_restore(
                     descend=lambda context, name: None,
                     where=label(()),
                 )
+                if first[0].record.type != "dir":  # the pool writes it while this receives
+                    _single(received, remote.host)
         finally:
             progress.finish()
             result.received = link.connection.bytes_received
     return summarize(result, writer.counts)
+
+
+def _single(received: Iterator[tuple[Entry, Payload]], host: str) -> None:
+    """Receive what follows a single file (its chunks, if streamed) up to the end."""
+    for _ in received:
+        raise ProtocolError("the server sent more than the one file asked for", path=host)
 
 
 def _to_stdout(
@@ -308,8 +354,9 @@ def _to_stdout(
         )
     sys.stdout.flush()
     digest = Digest(fd_writer(sys.stdout.fileno(), "stdout"))
-    for piece in _pieces(payload, lambda: label(entry.index)):
-        digest(piece)
+    with contextlib.closing(_pieces(entry, payload, lambda: label(entry.index))) as pieces:
+        for piece in pieces:
+            digest(piece)
     check_content(digest.size, digest.hexdigest(), entry, label)
     result.entries = result.files = 1
     result.bytes = digest.size
