@@ -13,12 +13,12 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from rdb_fastio import scan_directory
+from rdb_fastio import ScanEntry, scan_directory
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.errors import ProtocolError
 from rdb_format.layout import DATA_DIR
@@ -194,17 +194,25 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
                 eas, acl = read_eas_and_acl(path, is_dir, eas=caps.eas, acls=caps.acls)
         return Entry(index, record, stat_key(st), st.st_mtime_ns, st.st_atime_ns, eas, acl)
 
-    def rec(index: Index, path: bytes, st: os.stat_result, held: list[Entry]) -> Iterator[Entry]:
-        """Walk one directory ``index`` (its entry is already decided or held)."""
-        try:
-            # names and lstat in one C call (rdb_fastio.scan: no GIL hand-off per file)
-            scanned = scan_directory(path, xattrs=want_xattrs)
-        except OSError as error:
-            out.send(Problem(index, "ListError", f"cannot list: {error.strerror}"))
-            if held:
-                yield from held
-                held.clear()
-            return
+    def rec(
+        index: Index,
+        path: bytes,
+        st: os.stat_result,
+        held: list[Entry],
+        scanned: Iterable[ScanEntry] | None = None,
+    ) -> Iterator[Entry]:
+        """Walk one directory ``index`` (its entry is already decided or held; ``scanned``:
+        its listing, if already read)."""
+        if scanned is None:
+            try:
+                # names and lstat in one C call (rdb_fastio.scan: no GIL hand-off per file)
+                scanned = scan_directory(path, xattrs=want_xattrs)
+            except OSError as error:
+                out.send(Problem(index, "ListError", f"cannot list: {error.strerror}"))
+                if held:
+                    yield from held
+                    held.clear()
+                return
         for name, child_st, stat_error, xattr_bytes in scanned:
             if not index and name == _DATA_DIR:
                 continue
@@ -232,10 +240,15 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
                 if held:
                     yield from held
                     held.clear()
+                listing = None
                 if is_dir:
-                    probe = _listable(child_path)
-                    if probe is not None:
-                        out.send(Problem(child, "ListError", f"cannot list: {probe}"))
+                    # listed before its entry goes out: an unlistable directory is sent as
+                    # such (its old contents are kept); the listing is then walked below
+                    try:
+                        listing = scan_directory(child_path, xattrs=want_xattrs)
+                    except OSError as error:
+                        why = error.strerror or str(error)
+                        out.send(Problem(child, "ListError", f"cannot list: {why}"))
                         yield Entry(
                             entry.index,
                             entry.record,
@@ -248,8 +261,8 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
                         )
                         continue
                 yield entry
-                if is_dir:
-                    yield from rec(child, child_path, child_st, held)
+                if listing is not None:
+                    yield from rec(child, child_path, child_st, held, listing)
             else:  # a directory included only if something below it is
                 held.append(entry)
                 yield from rec(child, child_path, child_st, held)
@@ -262,14 +275,6 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
         return
     yield first
     yield from rec((), root, root_st, [])
-
-
-def _listable(path: bytes) -> str | None:
-    try:
-        with os.scandir(path):
-            return None
-    except OSError as error:
-        return error.strerror or str(error)
 
 
 def _open_checked(
