@@ -13,6 +13,7 @@ full-precision mtime does not fit in 64 bits).
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 from rdb_format.errors import RdbError
@@ -69,6 +70,8 @@ def main() -> int:
     }
     if mode == "wrong-sha1":
         return _wrong_sha1(connection, root)
+    if mode == "more-than-announced":
+        return _more_than_announced(connection, root)
     connection.send(messages[mode])
     if mode == "unknown-request":
         connection.send(Chunk(99, b"escaped"))
@@ -95,6 +98,25 @@ def _wrong_sha1(connection: Connection, root: Entry) -> int:
     delta = b"".join(iter_delta(load_signature(signature), [b"y" * size]))
     connection.send(Chunk(message.request, delta))
     connection.send(ContentEnd(message.request, size, "0" * 40))
+    connection.send(WalkDone(2))
+    try:
+        while True:
+            connection.receive()
+    except RdbError:
+        pass
+    connection.close()
+    return 0
+
+
+def _more_than_announced(connection: Connection, root: Entry) -> int:
+    """A 10-byte file answered with 64 MiB of chunks, then a ContentEnd claiming 10 bytes."""
+    record = Record(b"f", "reg", size=10, mod_time=7, uid=0, gid=0, permissions=0o644)
+    connection.send(Batch((root, Entry((b"f",), record, (10, 7, 7, 2), 7, 7))))
+    while not isinstance(message := connection.receive(), ContentRequest):
+        pass
+    for _ in range(64):
+        connection.send(Chunk(message.request, b"x" * (1 << 20)))
+    connection.send(ContentEnd(message.request, 10, hashlib.sha1(b"x" * 10).hexdigest()))
     connection.send(WalkDone(2))
     try:
         while True:

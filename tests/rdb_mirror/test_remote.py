@@ -227,6 +227,7 @@ def test_incompatible_or_garbled_peers_are_one_line(
         "incomplete",
         "bad-kind",
         "huge-time",
+        "more-than-announced",
     ],
 )
 def test_a_hostile_source_cannot_write_outside_the_repository(mode: str, tmp_path: Path) -> None:

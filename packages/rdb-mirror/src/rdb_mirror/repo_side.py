@@ -244,6 +244,7 @@ class _Item:
     delta: bool = False  # the staged file is a delta against the old mirror copy
     copy: _KernelCopy | None = None  # a local file being copied into ``staged`` (LocalFile)
     size: int = 0  # the new content's size (as the source read it)
+    received: int = 0  # the bytes of Chunks received for it
 
 
 class _Same:
@@ -721,6 +722,13 @@ class RepositorySide:
 
     def _chunk(self, message: Chunk) -> None:
         item = self._answered(message.request, last=False)
+        item.received += len(message.data)
+        if not item.delta and item.entry is not None and item.received > item.entry.stat_key[0]:
+            # the file grew while read (ContentFailed follows; a hostile source's ContentEnd
+            # is refused): nothing more is staged, so a source cannot fill the disk
+            item.failure = item.failure or CHANGED_WHILE_READ
+        if item.failure is not None:
+            return
         if item.stream is None:
             item.staged = temp_path(self.layout.data_dir)
             item.stream = open(item.staged, "xb")  # noqa: SIM115 - closed at ContentEnd
@@ -749,6 +757,11 @@ class RepositorySide:
 
     def _content_end(self, message: ContentEnd) -> None:
         item = self._answered(message.request, last=True)
+        if not item.delta and item.copy is None and item.received != message.size:
+            raise ProtocolError(
+                f"request {message.request} answered with {item.received} bytes, "
+                f"its end says {message.size}"
+            )
         item.size = message.size
         if item.stream is None and item.copy is None and item.failure is None:
             item.staged = temp_path(self.layout.data_dir)
