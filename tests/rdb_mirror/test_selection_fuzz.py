@@ -22,6 +22,7 @@ import io
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,12 @@ from hypothesis import strategies as st
 from tests.rdb_mirror.test_selection_interop import mirror_listing
 
 from rdb_format.errors import UsageError
+from rdb_format.exitcodes import ExitCode
 from rdb_mirror.selection import Selection
 
 pytestmark = pytest.mark.interop
+
+RDB_MIRROR = Path(sys.executable).parent / "rdb-mirror"
 
 _HUNT = os.environ.get("RDB_SELECTION_FUZZ_EXAMPLES")
 EXAMPLES = int(_HUNT) if _HUNT else 100
@@ -347,35 +351,50 @@ def run_scenario(scenario: Scenario, rdiff_backup: str) -> None:
         ]
         argv = [part for option, value in options for part in (option, value) if part is not None]
         generic = ["--null-separator"] if scenario.null_separator else []
-        stdin = contents.get("stdin")
-        proc = subprocess.run(
-            [rdiff_backup, *generic, "backup", *argv, src, str(work / "repo")],
-            cwd=work,
-            input=stdin or b"",
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        output = (proc.stdout + proc.stderr).decode(errors="replace")
+        stdin = contents.get("stdin") or b""
+
+        def backup(command: list[str], repo: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(
+                [*command, *argv, src, str(work / repo)],
+                cwd=work,
+                input=stdin,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+
+        theirs_run = backup([rdiff_backup, *generic, "backup"], "repo")
+        output = (theirs_run.stdout + theirs_run.stderr).decode(errors="replace")
+        # the real command too: its walk, not only the reference walk, must agree
+        ours_run = backup([str(RDB_MIRROR), *generic], "ours")
+        ours_output = ours_run.stderr.decode(errors="replace")
+        assert "Traceback" not in ours_output, ours_output
         with contextlib.chdir(work):
             try:
                 selection = Selection.from_options(
                     options,
                     root=src,
-                    stdin=io.BytesIO(stdin or b""),
+                    stdin=io.BytesIO(stdin),
                     null_separator=scenario.null_separator,
                     strict=False,
                 )
             except UsageError as error:
-                assert proc.returncode != 0, f"we refuse ({error}), rdiff-backup does not"
+                assert theirs_run.returncode != 0, f"we refuse ({error}), rdiff-backup does not"
+                assert ours_run.returncode == ExitCode.USAGE, ours_output
                 event("refused by both: " + re.sub(r"'.*", "", str(error))[:40])
                 return
-            assert proc.returncode == 0, f"rdiff-backup refuses, we do not:\n{output}"
+            assert theirs_run.returncode == 0, f"rdiff-backup refuses, we do not:\n{output}"
             ours = set(selection.walk())
         theirs = mirror_listing(work / "repo")
         event("backed up: " + ("everything" if len(theirs) == len(scenario.tree) else "a part"))
         assert sorted(ours - theirs) == [], "we include, rdiff-backup does not"
         assert sorted(theirs - ours) == [], "rdiff-backup includes, we do not"
+        if selection.warnings:  # a file-list entry outside the source: an error for rdb-mirror
+            assert ours_run.returncode == ExitCode.USAGE, ours_output
+            assert "not under the source" in ours_output
+        else:
+            assert ours_run.returncode == ExitCode.OK, ours_output
+            assert mirror_listing(work / "ours") == theirs, "rdb-mirror's mirror differs"
 
 
 @settings(
