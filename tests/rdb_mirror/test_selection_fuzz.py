@@ -41,7 +41,7 @@ pytestmark = pytest.mark.interop
 RDB_MIRROR = Path(sys.executable).parent / "rdb-mirror"
 
 _HUNT = os.environ.get("RDB_SELECTION_FUZZ_EXAMPLES")
-EXAMPLES = int(_HUNT) if _HUNT else 100
+EXAMPLES = int(_HUNT) if _HUNT else 60
 
 # names that glob and regexp characters meet: brackets, stars, braces, backslashes, dots, case
 NAME_POOL = [
