@@ -454,10 +454,19 @@ class IncrementWriter:
             self._pending.dirs.add(path)
 
     def _done(
-        self, target: Path, name: IncrementName, index: tuple[bytes, ...], read: int
+        self,
+        target: Path,
+        name: IncrementName,
+        index: tuple[bytes, ...],
+        read: int,
+        size: int | None = None,
     ) -> WrittenIncrement:
+        """Note the written increment ``target`` (``size``: its size, if known) and tell
+        progress."""
         self._note(target)
-        written = WrittenIncrement(target, name, index, os.lstat(target).st_size, read)
+        if size is None:
+            size = os.lstat(target).st_size
+        written = WrittenIncrement(target, name, index, size, read)
         self._progress.increment_written(written)
         return written
 
@@ -551,8 +560,15 @@ class IncrementWriter:
         long_name: int | None,
     ) -> WrittenIncrement:
         target = self.increment_path(index, kind, long_name=long_name)
-        self._check_free(target)
-        fd, temp = self._open_temp(target.parent)
+        if self.options.replace:
+            self._check_free(target)
+            fd, temp = self._open_temp(target.parent)
+        else:
+            # An empty file needs no temporary name: created in place, never over an existing
+            # increment (O_EXCL). Killed before its attributes are set, it is an increment of
+            # the unfinished session, which the regress removes like any other.
+            self._ensure_dir(target.parent)
+            fd, temp = self._create_marker(target), target
         try:
             if old_st is not None:  # .dir: old dir's mode & 0o777, owner and mtime
                 if self._chown:
@@ -564,7 +580,8 @@ class IncrementWriter:
                 os.fsync(fd)
             os.close(fd)
             fd = -1
-            self._place(temp, target)
+            if temp is not target:
+                self._place(temp, target)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -572,7 +589,21 @@ class IncrementWriter:
                 temp.unlink()
             raise
         name = self.increment_name(index, kind, False, long_name=long_name)
-        return self._done(target, name, index, 0)
+        return self._done(target, name, index, 0, size=0)
+
+    @staticmethod
+    def _create_marker(target: Path) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(target, flags, 0o600)
+        except FileExistsError:
+            raise IncrementExists(
+                "increment already exists (an unfinished session? regress first)", path=target
+            ) from None
+        except OSError as error:
+            raise IncrementError(
+                f"cannot create the increment: {error.strerror}", path=target
+            ) from error
 
     def _write_special(
         self, index: tuple[bytes, ...], old: Path, old_st: os.stat_result, long_name: int | None
