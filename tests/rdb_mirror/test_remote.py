@@ -236,6 +236,7 @@ def test_a_hostile_source_cannot_write_outside_the_repository(mode: str, tmp_pat
     run = mirror_json("--remote-schema", schema, f"{HOST}::/anything", repo)
     assert run.status == ExitCode.PROTOCOL, run.stderr + run.stdout
     assert "Traceback" not in run.stderr
+    assert str(run.summary["message"]).startswith(f"{HOST}::/anything: "), run.summary
     assert not (tmp_path / "escaped").exists()
     assert not any(p.name == "escaped" for p in tmp_path.rglob("*"))
     assert not read_state(Layout(repo)).markers  # no session was committed

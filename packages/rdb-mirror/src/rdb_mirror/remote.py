@@ -282,7 +282,13 @@ class RemoteSource:
 
     def run(self, repo: RepositorySide, caps: Capabilities, workers: int) -> None:
         self.connection.send(Begin(caps.eas, caps.acls, repo.window))
-        repo.run(_FromSource(self.connection), self.connection)
+        try:
+            repo.run(_FromSource(self.connection), self.connection)
+        except ProtocolError as error:
+            if error.path is not None:
+                raise
+            # what the repository side found wrong in the source's answers: name the source
+            raise ProtocolError(str(error), path=self.name) from None
 
     def close(self, error: BaseException | None = None) -> int | None:
         """End the session; ``error``: the local side failed (the remote is told so)."""
