@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from rdb_format.atomic import TEMP_PREFIX
@@ -41,15 +42,15 @@ class Layout:
 
     root: Path
 
-    @property
+    @cached_property  # asked for per file by the writers
     def data_dir(self) -> Path:
         return self.root / DATA_DIR
 
-    @property
+    @cached_property  # asked for per file by the writers
     def increments_dir(self) -> Path:
         return self.data_dir / INCREMENTS
 
-    @property
+    @cached_property  # asked for per file by the writers
     def long_filename_dir(self) -> Path:
         return self.data_dir / LONG_FILENAME_DATA
 
