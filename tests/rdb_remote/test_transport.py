@@ -3,7 +3,9 @@ test sshd; handshake errors, a killed connection and garbage are each one clear 
 
 from __future__ import annotations
 
+import os
 import shlex
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -213,3 +215,26 @@ def test_closing_after_the_peer_vanished_does_not_hang() -> None:
     with pytest.raises(ConnectionFailed):
         for _ in range(QUEUE + 2):
             connection.receive()
+
+
+def test_a_peer_sending_big_frames_nobody_reads_is_held_back() -> None:
+    """Frames received ahead of the reader are bounded in bytes, not only in number: 96
+    frames of 15 MiB that nobody takes leave us holding well under 1.4 GiB (64 of them)."""
+    script = Path(__file__).with_name("inbox_memory.py")
+    root = Path(__file__).parents[2]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+        check=True,
+    )
+    peak_kib, sent = map(int, proc.stdout.split())
+    assert sent < 96  # the sender was held back
+    assert peak_kib < 400 << 10, f"peak RSS {peak_kib >> 10} MiB"

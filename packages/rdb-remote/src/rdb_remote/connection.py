@@ -34,6 +34,10 @@ C = TypeVar("C")
 
 #: Messages waiting in each direction (content chunks are up to 1 MiB each).
 QUEUE = 64
+#: Bytes of received frames waiting to be taken: the reader reads no further frame while
+#: more are waiting, so a peer sending big frames nobody takes (each may be 16 MiB) cannot
+#: make us hold more than this (and the frame being read).
+INBOX_BYTES = 64 << 20
 _CLOSE: Final = object()
 _BUFFER = 256 << 10
 
@@ -51,6 +55,16 @@ class _Failure:
         if self._error is None:
             self._error = self._make()
         return self._error
+
+
+class _Received:
+    """A message in the inbox, with the size of the frame it came in."""
+
+    __slots__ = ("message", "size")
+
+    def __init__(self, message: object, size: int) -> None:
+        self.message = message
+        self.size = size
 
 
 class Connection:
@@ -77,6 +91,8 @@ class Connection:
         self._reader = io.BufferedReader(self._in_count, _BUFFER)
         self._writer = io.BufferedWriter(self._out_count, _BUFFER)
         self._inbox: queue.Queue[object] = queue.Queue(QUEUE)
+        self._inbox_bytes = 0  # payload bytes of the messages in the inbox
+        self._room = threading.Condition()
         self._outbox: queue.Queue[object] = queue.Queue(QUEUE)
         self._failure: RdbError | None = None
         self._lock = threading.Lock()
@@ -187,7 +203,11 @@ class Connection:
         if isinstance(item, _Failure):
             self._inbox.put(item)  # every later receive raises it too
             raise item.error
-        return item
+        assert isinstance(item, _Received)
+        with self._room:
+            self._inbox_bytes -= item.size
+            self._room.notify()
+        return item.message
 
     @overload
     def receive_as(self, kinds: tuple[type[A]]) -> A: ...
@@ -217,7 +237,11 @@ class Connection:
                 if payload is None:  # a clean end: only an error if someone reads past it
                     self._inbox.put(_Failure(lambda: self.lost("end of stream")))
                     return
-                self._inbox.put(decode(payload))
+                message = decode(payload)
+                with self._room:
+                    self._room.wait_for(lambda: self._inbox_bytes < INBOX_BYTES)
+                    self._inbox_bytes += len(payload)
+                self._inbox.put(_Received(message, len(payload)))
         except TruncatedStream:
             lost = self.fail(self.lost("the stream ended inside a frame"))
             self._inbox.put(_Failure(lambda: lost))
