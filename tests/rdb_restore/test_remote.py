@@ -244,6 +244,18 @@ def test_a_dropped_link_is_one_line_and_leaves_no_temporary_file(
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".rdb-restore")] == []
 
 
+def test_a_dropped_link_inside_a_single_big_file_leaves_nothing(tmp_path: Path) -> None:
+    """``host::/repo/file TARGET`` cut inside the file's chunks: exit 16, one line, no TARGET
+    and no temporary file (the worker writing it stops when the link breaks)."""
+    repo, _ = _big_repo(tmp_path)
+    schema = subprocess_schema(cut_after(1_000_000))
+    proc = rdb_restore("--remote-schema", schema, remote(repo / "d" / "big.bin"), tmp_path / "one")
+    assert proc.returncode == ExitCode.CONNECTION, proc.stderr
+    assert proc.stderr.count(b"\n") == 1 and b"the connection was lost" in proc.stderr
+    assert not (tmp_path / "one").exists()
+    assert leftovers(tmp_path) == []
+
+
 def test_server_errors_are_one_line(schema: str, mirror_repo: MirrorRepo, tmp_path: Path) -> None:
     missing = rdb_restore("--remote-schema", schema, remote(tmp_path / "nothing"), tmp_path / "t")
     assert missing.returncode == ExitCode.NOT_A_REPOSITORY
