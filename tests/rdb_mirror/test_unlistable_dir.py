@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rdb_fastio import scan_directory
 from rdb_mirror import session as mirror
 from rdb_mirror import source
 from rdb_restore import RestoreOptions, restore
@@ -24,12 +25,10 @@ def test_an_unlistable_directory_keeps_its_old_contents(
     (src / "open.txt").write_bytes(b"one\n")
     mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
 
-    real_scan = source.scan_directory
-
     def scan(path: bytes, *, xattrs: bool) -> object:
         if path.endswith(b"/locked"):
             raise PermissionError(errno.EACCES, "Permission denied")
-        return real_scan(path, xattrs=xattrs)
+        return scan_directory(path, xattrs=xattrs)
 
     monkeypatch.setattr(source, "scan_directory", scan)
     (src / "open.txt").write_bytes(b"two, longer\n")
