@@ -75,13 +75,7 @@ def main() -> int:
     connection.send(messages[mode])
     if mode == "unknown-request":
         connection.send(Chunk(99, b"escaped"))
-    try:
-        while True:
-            connection.receive()
-    except RdbError:
-        pass
-    connection.close()
-    return 0
+    return _drain_and_close(connection)
 
 
 def _wrong_sha1(connection: Connection, root: Entry) -> int:
@@ -99,13 +93,7 @@ def _wrong_sha1(connection: Connection, root: Entry) -> int:
     connection.send(Chunk(message.request, delta))
     connection.send(ContentEnd(message.request, size, "0" * 40))
     connection.send(WalkDone(2))
-    try:
-        while True:
-            connection.receive()
-    except RdbError:
-        pass
-    connection.close()
-    return 0
+    return _drain_and_close(connection)
 
 
 def _more_than_announced(connection: Connection, root: Entry) -> int:
@@ -118,6 +106,11 @@ def _more_than_announced(connection: Connection, root: Entry) -> int:
         connection.send(Chunk(message.request, b"x" * (1 << 20)))
     connection.send(ContentEnd(message.request, 10, hashlib.sha1(b"x" * 10).hexdigest()))
     connection.send(WalkDone(2))
+    return _drain_and_close(connection)
+
+
+def _drain_and_close(connection: Connection) -> int:
+    """Read whatever the repository side still sends until it hangs up, then close."""
     try:
         while True:
             connection.receive()
