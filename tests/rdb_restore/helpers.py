@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 def run_restore(
@@ -35,3 +38,12 @@ def metadata_snapshot(repo: Path) -> Path:
 def rewrite_gzip(path: Path, data: bytes) -> None:
     with gzip.open(path, "wb") as out:
         out.write(data)
+
+
+def take_way(monkeypatch: pytest.MonkeyPatch, way: str) -> None:
+    """Make in-process restores take ``way``: "copied" (files copied from the mirror as they
+    are, the default) or "rebuilt" (every file through the general rebuild path)."""
+    if way == "rebuilt":
+        monkeypatch.setattr(
+            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
+        )

@@ -6,13 +6,13 @@ the ACL) and in a TARGET written in place with --force, copied and rebuilt alike
 from __future__ import annotations
 
 import errno
-import importlib
 import os
 import stat
 import struct
 from pathlib import Path
 
 import pytest
+from tests.rdb_restore.helpers import take_way
 
 from rdb_mirror import session as mirror
 from rdb_restore import RestoreOptions, restore
@@ -58,10 +58,7 @@ def test_files_keep_their_recorded_mode_under_a_default_acl(
     if where == "in place":
         target.mkdir()
         (target / "old").write_bytes(b"")  # not empty: written in place, not staged
-    if way == "rebuilt":
-        monkeypatch.setattr(
-            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
-        )
+    take_way(monkeypatch, way)
     old = os.umask(0o022)  # keeps every recorded bit: files are created with their mode
     try:
         restore(str(repo), str(target), options=RestoreOptions(force=where == "in place"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib
 import os
 import re
 import subprocess
@@ -16,7 +15,13 @@ import pytest
 from tests.interop import trees
 from tests.rdb_mirror.helpers import differences
 from tests.rdb_restore.conftest import MirrorRepo, Sentinel
-from tests.rdb_restore.helpers import increments, metadata_snapshot, rewrite_gzip, run_restore
+from tests.rdb_restore.helpers import (
+    increments,
+    metadata_snapshot,
+    rewrite_gzip,
+    run_restore,
+    take_way,
+)
 
 from rdb_format.errors import CorruptRepository, SourceError, UnfinishedSession
 from rdb_format.increments import parse_increment_name
@@ -279,10 +284,7 @@ def test_a_mirror_copy_far_bigger_than_recorded_is_not_copied_to_its_end(
     victim, entry = _mirror_file(mirror_repo)
     with open(victim, "r+b") as grown:
         grown.truncate(64 << 20)
-    if way == "rebuilt":
-        monkeypatch.setattr(
-            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
-        )
+    take_way(monkeypatch, way)
     target = tmp_path / "t"
     with pytest.raises(CorruptRepository) as raised:
         restore(str(mirror_repo.path), str(target), options=RestoreOptions())
@@ -318,10 +320,7 @@ def test_a_special_file_planted_in_the_mirror_is_never_opened(
     waiting = threading.Thread(target=writer, daemon=True)
     waiting.start()
     time.sleep(0.1)  # the writer is in its open
-    if way == "rebuilt":
-        monkeypatch.setattr(
-            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
-        )
+    take_way(monkeypatch, way)
     try:
         with pytest.raises(CorruptRepository) as raised:
             restore(str(mirror_repo.path), str(tmp_path / "t"), options=RestoreOptions())

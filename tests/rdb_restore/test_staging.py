@@ -4,7 +4,6 @@ and renamed at the end: no partial TARGET after a failure or a kill, leftovers c
 from __future__ import annotations
 
 import gzip
-import importlib
 import os
 import resource
 import signal
@@ -19,7 +18,7 @@ import pytest
 from tests.interop import trees
 from tests.rdb_mirror.helpers import differences
 from tests.rdb_restore.conftest import MirrorRepo, Sentinel
-from tests.rdb_restore.helpers import metadata_snapshot, rewrite_gzip, run_restore
+from tests.rdb_restore.helpers import metadata_snapshot, rewrite_gzip, run_restore, take_way
 from tests.unprivileged import AS_A_USER
 
 from rdb_fastio import Copied, FileCopy, copy_files, copy_files_between
@@ -341,10 +340,7 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
         self.flush = flush  # type: ignore[method-assign]
         real_exit(self, *args)
 
-    if way == "rebuilt":
-        monkeypatch.setattr(
-            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
-        )
+    take_way(monkeypatch, way)
     monkeypatch.setattr(writer_module.TreeWriter, "_write", slow_write)
     monkeypatch.setattr(writer_module, "copy_files", slow_copy)
     monkeypatch.setattr(writer_module, "copy_files_between", slow_copy_between)

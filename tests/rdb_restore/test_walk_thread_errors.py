@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import errno
 import gc
-import importlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+from tests.rdb_restore.helpers import take_way
 
 import rdb_mirror as mirror
 from rdb_fastio import Copied, CopyStatus, FileCopy, copy_files
@@ -73,10 +73,7 @@ def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
             results.extend(copy_fifteenth_fails(src_dir, dst_dir, [copy]))
         return results
 
-    if way == "rebuilt":
-        monkeypatch.setattr(
-            importlib.import_module("rdb_restore.restore"), "_plain_copy", lambda *_: None
-        )
+    take_way(monkeypatch, way)
     monkeypatch.setattr(writer_module.TreeWriter, "_write", fifteenth_fails)
     monkeypatch.setattr(writer_module, "copy_files", copy_fifteenth_fails)
     monkeypatch.setattr(writer_module, "copy_files_between", copies_between_fifteenth_fails)

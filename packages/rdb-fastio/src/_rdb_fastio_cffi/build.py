@@ -140,19 +140,16 @@ static struct timespec rdb_timespec(struct rdb_time time)
         do                                                                               \
             rdb_result_ = (long)(call);                                                  \
         while (rdb_result_ == -1 && errno == EINTR);                                     \
-        (int)rdb_result_;                                                                \
+        rdb_result_;                                                                     \
     })
 
 /* Write all n bytes at p (short writes and EINTR retried); 0, or the errno. */
 static int rdb_write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
+        ssize_t w = RDB_RETRY(write(fd, p, n));
+        if (w < 0)
             return errno;
-        }
         p += w;
         n -= (size_t)w;
     }
@@ -249,10 +246,8 @@ static int rdb_read_one(struct rdb_read *f)
     }
     size_t room = (size_t)f->size + 1, got = 0;
     while (got < room) {
-        ssize_t n = read(fd, f->buffer + got, room - got);
+        ssize_t n = RDB_RETRY(read(fd, f->buffer + got, room - got));
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
             f->error = errno;
             status = 3;
             goto done;
@@ -335,10 +330,8 @@ static int rdb_copy_one(int src_dir, int dst_dir, struct rdb_copy *f, EVP_MD_CTX
         goto failed;
     }
     for (;;) {
-        ssize_t n = read(in, buffer, RDB_COPY_ROOM);
+        ssize_t n = RDB_RETRY(read(in, buffer, RDB_COPY_ROOM));
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
             f->error = errno;
             status = 3;
             goto failed;

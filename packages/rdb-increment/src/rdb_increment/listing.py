@@ -210,9 +210,12 @@ def list_increments(
     return IncrementListing(index, listed, mirror)
 
 
-def _walk_sizes(top: Path, *, skip_data_dir: bool) -> Iterator[tuple[str, os.stat_result]]:
-    """The name and lstat of every entry below ``top`` (not itself), without following
-    symlinks (plain strings: a Path per entry cost more than the walk)."""
+def _walk_sizes(
+    top: Path, *, skip_data_dir: bool, include_top: bool = False
+) -> Iterator[tuple[str, os.stat_result]]:
+    """The name and lstat of every entry below ``top`` (and of ``top`` itself first, with
+    ``include_top``), without following symlinks (plain strings: a Path per entry cost more
+    than the walk)."""
     try:
         top_st = os.lstat(top)
     except (FileNotFoundError, NotADirectoryError):
@@ -221,6 +224,8 @@ def _walk_sizes(top: Path, *, skip_data_dir: bool) -> Iterator[tuple[str, os.sta
         if error.errno == errno.ENAMETOOLONG:  # a long name's place: it lives elsewhere
             return
         raise
+    if include_top:
+        yield top.name, top_st
     if not stat.S_ISDIR(top_st.st_mode):
         return
     stack = [os.fspath(top)]
@@ -240,21 +245,6 @@ def _walk_sizes(top: Path, *, skip_data_dir: bool) -> Iterator[tuple[str, os.sta
             if stat.S_ISDIR(st.st_mode):
                 stack.append(entry.path)
         first = False
-
-
-def _tree_size(top: Path, *, skip_data_dir: bool) -> int:
-    """The bytes of ``top`` and everything below it, as lstat counts them."""
-    try:
-        top_st = os.lstat(top)
-    except (FileNotFoundError, NotADirectoryError):
-        return 0
-    except OSError as error:
-        if error.errno == errno.ENAMETOOLONG:
-            return 0
-        raise
-    return top_st.st_size + sum(
-        st.st_size for _, st in _walk_sizes(top, skip_data_dir=skip_data_dir)
-    )
 
 
 def increment_sizes(
@@ -279,7 +269,9 @@ def increment_sizes(
         if name is not None:
             by_time[name.time] = by_time.get(name.time, 0) + st.st_size
     mirror_root = _mirror_path(layout, quoting, index, long_mirror)
-    mirror_total = _tree_size(mirror_root, skip_data_dir=not index)
+    mirror_total = sum(
+        st.st_size for _, st in _walk_sizes(mirror_root, skip_data_dir=not index, include_top=True)
+    )
     sizes = [SessionSize(current, mirror_total, mirror_total, current=True)]
     cumulative = mirror_total
     for when in sorted(by_time, reverse=True):

@@ -372,7 +372,7 @@ def rebuild_into(
     disk."""
     if not diffs_newest_first and not base.compressed:
         return _copy_plain(base, out, out_label, expected)
-    digest = Digest(_limited(fd_writer(out, out_label), expected))
+    digest = Digest(fd_writer(out, out_label), limit=expected)
     try:
         produce(base, diffs_newest_first, digest, expected=expected)
     except _TooLong:
@@ -384,33 +384,21 @@ class _TooLong(Exception):
     """More bytes came than the recorded size: the rebuilding stops."""
 
 
-def _limited(sink: Sink, limit: int | None) -> Sink:
-    """``sink``, raising _TooLong instead of writing past ``limit`` bytes in all."""
-    if limit is None:
-        return sink
-    written = 0
-
-    def write(data: bytes | memoryview) -> None:
-        nonlocal written
-        written += len(data)
-        if written > limit:
-            raise _TooLong
-        sink(data)
-
-    return write
-
-
 class Digest:
-    """A sink wrapper that counts and SHA1-hashes what passes through."""
+    """A sink wrapper that counts and SHA1-hashes what passes through; with a ``limit``, the
+    bytes past it are counted and hashed but not passed on (_TooLong is raised instead)."""
 
-    def __init__(self, sink: Sink | None = None) -> None:
+    def __init__(self, sink: Sink | None = None, *, limit: int | None = None) -> None:
         self._sha1 = hashlib.sha1()
         self._sink = sink
+        self._limit = limit
         self.size = 0
 
     def __call__(self, data: bytes | memoryview) -> None:
         self._sha1.update(data)
         self.size += len(data)
+        if self._limit is not None and self.size > self._limit:
+            raise _TooLong
         if self._sink is not None:
             self._sink(data)
 
