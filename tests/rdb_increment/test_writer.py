@@ -240,13 +240,17 @@ def test_long_name_goes_to_long_filename_data(repo: Layout, tmp_path: Path) -> N
     assert inc.path == repo.long_filename_dir / f"1.{STAMP}.snapshot.gz"
 
 
-def test_existing_increment_is_refused(repo: Layout, tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_place", [False, True])
+def test_existing_increment_is_refused(repo: Layout, tmp_path: Path, in_place: bool) -> None:
     old = tmp_path / "old"
     old.write_bytes(b"x")
-    w = writer(repo)
+    w = writer(repo, options=IncrementOptions(in_place=in_place))
     first = w.write((b"a",), old, None)
     with pytest.raises(IncrementExists, match="already exists"):
         w.write((b"a",), old, None)
+    w.write((b"b",), None, None)
+    with pytest.raises(IncrementExists, match="already exists"):
+        w.write((b"b",), None, None)  # nor an empty marker
     assert gzip.decompress(first.path.read_bytes()) == b"x"
     replacing = writer(repo, options=IncrementOptions(replace=True))
     old.write_bytes(b"y")
@@ -258,8 +262,9 @@ class Boom(Exception):
     pass
 
 
+@pytest.mark.parametrize("in_place", [False, True])
 def test_no_partial_file_after_exception_mid_write(
-    repo: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Layout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_place: bool
 ) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
     old.write_bytes(data(3 << 20))
@@ -268,19 +273,29 @@ def test_no_partial_file_after_exception_mid_write(
     from rdiff.api import iter_delta as real  # what rdb_increment.writer calls
 
     calls = 0
+    final = repo.increments_dir / f"big.{STAMP}.diff.gz"
+    seen: list[str] = []
 
     def failing(*args: Any, **kwargs: Any) -> Iterator[bytes]:
         nonlocal calls
         for piece in real(*args, **kwargs):
             calls += 1
+            seen.extend(p.name for p in repo.increments_dir.iterdir())
             yield piece
             raise Boom("disk on fire")
 
     monkeypatch.setattr(writer_module, "iter_delta", failing)
-    w = writer(repo)
+    w = writer(repo, options=IncrementOptions(in_place=in_place))
     with pytest.raises(Boom):
         w.write((b"big",), old, new)
     assert calls == 1
+    # while it was written: under its final name in a session (whose regress removes a
+    # killed session's), under a temporary name otherwise (a killed write leaves no
+    # partial increment that a reader would take)
+    if in_place:
+        assert seen == [final.name]
+    else:
+        assert len(seen) == 1 and seen[0].startswith("rdiff-backup.tmp.")
     assert list(repo.increments_dir.iterdir()) == []  # no increment, no temp file
     monkeypatch.setattr(writer_module, "_copy", lambda *_: (_ for _ in ()).throw(Boom()))
     with pytest.raises(Boom):

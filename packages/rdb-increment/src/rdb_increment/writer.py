@@ -130,6 +130,9 @@ class IncrementOptions:
     bytes) stay uncompressed; ``None`` means rdiff-backup's default list of extensions.
     ``fsync_each``: fsync every file as it is written (off: call ``IncrementWriter.sync``).
     ``replace``: overwrite an existing increment of the same name instead of failing.
+    ``in_place``: create increments under their final names (``O_EXCL``), no temporary name:
+    for a backup session, whose regress removes whatever a killed session left half-written
+    (ignored with ``replace``).
     ``gzip_mtime``: the gzip header's MTIME (None: the write time, as rdiff-backup).
     ``preserve_owner``: chown increments to the old file's owner (default: when root).
     """
@@ -138,6 +141,7 @@ class IncrementOptions:
     no_compression_regexp: str | bytes | None = None
     fsync_each: bool = False
     replace: bool = False
+    in_place: bool = False
     gzip_mtime: int | None = None
     preserve_owner: bool | None = None
 
@@ -516,8 +520,7 @@ class IncrementWriter:
         compressed: bool,
         body: Callable[[BinaryIO], int],
     ) -> int:
-        self._check_free(target)
-        fd, temp = self._open_temp(target.parent)
+        fd, temp = self._create(target)
         try:
             with os.fdopen(fd, "wb", buffering=CHUNK) as stream:
                 # The gzip header holds the final name without .gz (bytes), as rdiff-backup's.
@@ -537,7 +540,7 @@ class IncrementWriter:
                 self._copy_attributes(stream.fileno(), old_st)
                 if self.options.fsync_each:
                     os.fsync(stream.fileno())
-            self._place(temp, target)
+            self._settle(temp, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
@@ -560,15 +563,7 @@ class IncrementWriter:
         long_name: int | None,
     ) -> WrittenIncrement:
         target = self.increment_path(index, kind, long_name=long_name)
-        if self.options.replace:
-            self._check_free(target)
-            fd, temp = self._open_temp(target.parent)
-        else:
-            # An empty file needs no temporary name: created in place, never over an existing
-            # increment (O_EXCL). Killed before its attributes are set, it is an increment of
-            # the unfinished session, which the regress removes like any other.
-            self._ensure_dir(target.parent)
-            fd, temp = self._create_marker(target), target
+        fd, temp = self._create(target)
         try:
             if old_st is not None:  # .dir: old dir's mode & 0o777, owner and mtime
                 if self._chown:
@@ -580,8 +575,7 @@ class IncrementWriter:
                 os.fsync(fd)
             os.close(fd)
             fd = -1
-            if temp is not target:
-                self._place(temp, target)
+            self._settle(temp, target)
         except BaseException:
             if fd >= 0:
                 os.close(fd)
@@ -591,8 +585,22 @@ class IncrementWriter:
         name = self.increment_name(index, kind, False, long_name=long_name)
         return self._done(target, name, index, 0, size=0)
 
+    def _create(self, target: Path) -> tuple[int, Path]:
+        """An fd to write ``target`` through and the name it has meanwhile: ``target`` itself
+        with ``in_place`` (never over an existing increment: O_EXCL), else a temporary name
+        that :meth:`_settle` puts in place."""
+        if self.options.in_place and not self.options.replace:
+            self._ensure_dir(target.parent)
+            return self._create_final(target), target
+        self._check_free(target)
+        return self._open_temp(target.parent)
+
+    def _settle(self, written: Path, target: Path) -> None:
+        if written is not target:
+            self._place(written, target)
+
     @staticmethod
-    def _create_marker(target: Path) -> int:
+    def _create_final(target: Path) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             return os.open(target, flags, 0o600)

@@ -536,9 +536,11 @@ class _Session:
                 layout,
                 self.prev,
                 quoting=self.quoting,
+                # under their final names: a killed session's are the regress's to remove
                 options=IncrementOptions(
                     compression=opts.compression,
                     no_compression_regexp=opts.no_compression_regexp,
+                    in_place=True,
                 ),
             )
         compress = opts.compression
