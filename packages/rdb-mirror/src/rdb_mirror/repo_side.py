@@ -74,6 +74,7 @@ from rdb_mirror.protocol import (
     WalkDone,
     stat_key,
 )
+from rdb_mirror.release import Releaser
 from rdb_mirror.workers import Cancelled, Job, Workers
 
 __all__ = ["Counters", "OldState", "RepositorySide"]
@@ -496,6 +497,7 @@ class RepositorySide:
         self._stage_batch: _StageBatch | None = None
         self._olds: deque[RawRecord | None] = deque()  # each output's previous record
         self._pool = Workers(workers, "rdb-mirror")
+        self._release = Releaser(self._pool)
         self._groups: dict[tuple[int, int], _Group] = {}
         self._unlisted: list[Index] = []
         self._old_dirs: list[Index] = []  # directories at the previous session on the path
@@ -585,6 +587,7 @@ class RepositorySide:
             self._end_subtrees(None)
             self._drain(block=True)
             self._fix_directories()
+            self._pool.shutdown()  # the old files' releases queued last
         finally:
             self._pool.shutdown(cancel=True)
             for item in self._requests.values():
@@ -1432,7 +1435,7 @@ class RepositorySide:
             error = (
                 applied[0] if applied else self._apply(os.fsencode(staged), record, entry, eas, acl)
             )
-            os.replace(staged, target)
+            self._release.replace(staged, target)
         except (OSError, RdbError) as failure:
             if staged is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -1660,7 +1663,7 @@ class RepositorySide:
                 self._deferred.append((item.index, lambda: _remove_tree(target)))
             else:
                 with contextlib.suppress(FileNotFoundError):
-                    target.unlink()
+                    self._release.unlink(target)
         except (OSError, RdbError) as failure:
             message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
             self._emit_old(item, "failed", ("UpdateError", message))
