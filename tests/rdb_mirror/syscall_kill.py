@@ -1,0 +1,193 @@
+"""SIGKILL a command at one system call that changes the disk, chosen by strace's fault
+injection (``strace -f -e inject=NAME:signal=KILL:when=N``).
+
+strace counts ``when=N`` per tracee (thread) *and per system call*: the N-th ``rename`` of
+whichever thread gets there first is the one that kills. So a kill point is one system call
+name and N, and a run injects only that one name. :func:`kill_points` finds every point from
+a dry run that logs the calls with their thread ids: for each thread's N-th call of a name
+that changes the disk, (name, N) is a point. A worker thread's N-th call is only killed when
+it comes before any other thread's N-th call of that name; :func:`run_killed` reports which
+call it really was, so a sweep can say how many of the dry run's calls it hit.
+
+Only calls that change something count: ``openat`` with a write flag, ``write`` to a file
+(not a pipe, socket or terminal), and the renames, links, removals, syncs, truncations,
+attribute, owner, time and xattr changes in ``MUTATING``. The call is killed on entry, so it
+never happens; "killed just after call K" is "killed before the next one".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The system calls that change a file system (x86-64 names; the tools call a subset).
+MUTATING = (
+    "openat",
+    "creat",
+    "write",
+    "pwrite64",
+    "writev",
+    "pwritev",
+    "pwritev2",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "unlink",
+    "unlinkat",
+    "mkdir",
+    "mkdirat",
+    "mknod",
+    "mknodat",
+    "rmdir",
+    "fsync",
+    "fdatasync",
+    "syncfs",
+    "sync",
+    "sync_file_range",
+    "ftruncate",
+    "truncate",
+    "fallocate",
+    "copy_file_range",
+    "sendfile",
+    "fchmod",
+    "chmod",
+    "fchmodat",
+    "fchown",
+    "lchown",
+    "chown",
+    "fchownat",
+    "utimensat",
+    "utime",
+    "utimes",
+    "futimesat",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+)
+
+#: What the sweep tests run: a sample by default, every point with ``RDB_CRASH_SWEEP=all``.
+SWEEP_ALL = os.environ.get("RDB_CRASH_SWEEP") == "all"
+
+_CALL = re.compile(r"^(\d+)\s+([a-z0-9_]+)\((.*)$")
+_WRITE_OPEN = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC")
+#: ``-y`` shows a descriptor's file: a write to anything but a plain path changes no file.
+_FD_TARGET = re.compile(r"^\d+<(.*?)>")
+
+
+@dataclass(frozen=True, order=True)
+class KillPoint:
+    syscall: str
+    nth: int
+
+    def __str__(self) -> str:
+        return f"{self.syscall}#{self.nth}"
+
+
+@dataclass(frozen=True)
+class Killed:
+    """How a run under injection ended: killed at ``call`` (strace's line for it), or not
+    killed at all (``call`` empty): the point was not reached in this run."""
+
+    returncode: int
+    call: str
+    stderr: str
+
+    @property
+    def was_killed(self) -> bool:
+        return self.returncode == -9
+
+
+def _strace(
+    log: Path, names: str, extra: list[str], argv: list[str]
+) -> list[str]:
+    return ["strace", "-f", "-qq", "-y", "-s", "64", "-o", str(log), "-e", f"trace={names}",
+            *extra, *argv]
+
+
+def _env() -> dict[str, str]:
+    # no .pyc written by the interpreter: those would be kill points of no interest
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _changes_disk(name: str, args: str) -> bool:
+    if name == "openat":
+        return bool(_WRITE_OPEN.search(args.split(")", 1)[0])) and "/proc/" not in args
+    if name in ("write", "pwrite64", "writev", "pwritev", "pwritev2", "fsync", "fdatasync",
+                "ftruncate"):
+        target = _FD_TARGET.match(args)
+        return target is not None and target.group(1).startswith("/") and not (
+            target.group(1).startswith("/dev/")
+        )
+    return True
+
+
+def _calls(log: Path) -> list[tuple[int, str, str]]:
+    """(thread id, name, arguments) of every call started in an strace log, in order."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        found = _CALL.match(line)
+        if found:
+            out.append((int(found.group(1)), found.group(2), found.group(3)))
+    return out
+
+
+def module_command(module: str, *args: str | os.PathLike[str]) -> list[str]:
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def kill_points(argv: list[str], log: Path, cwd: Path | None = None) -> list[KillPoint]:
+    """Run ``argv`` once under strace (it must succeed) and return every kill point, in the
+    order the calls came (the first thread to make a point's call decides its place)."""
+    proc = subprocess.run(
+        _strace(log, ",".join(MUTATING), [], argv),
+        capture_output=True, text=True, cwd=cwd, env=_env(), check=False, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen: Counter[tuple[int, str]] = Counter()
+    points: dict[KillPoint, None] = {}
+    for tid, name, args in _calls(log):
+        seen[tid, name] += 1
+        if _changes_disk(name, args):
+            points.setdefault(KillPoint(name, seen[tid, name]), None)
+    return list(points)
+
+
+def run_killed(
+    argv: list[str], point: KillPoint, log: Path, cwd: Path | None = None
+) -> Killed:
+    """Run ``argv`` under strace, SIGKILLed at ``point``."""
+    proc = subprocess.run(
+        _strace(log, point.syscall,
+                ["-e", f"inject={point.syscall}:signal=KILL:when={point.nth}"],
+                argv),
+        capture_output=True, text=True, cwd=cwd, env=_env(), check=False, timeout=600,
+    )
+    call = ""
+    if proc.returncode == -9:
+        seen: Counter[int] = Counter()
+        for tid, _, args in _calls(log):
+            seen[tid] += 1
+            if seen[tid] == point.nth:
+                call = f"{point.syscall}({args}"
+                break
+    return Killed(proc.returncode, call, proc.stderr)
+
+
+def spread(points: list[KillPoint], count: int) -> list[KillPoint]:
+    """``count`` points spread evenly over the run (first and last included), or all."""
+    if SWEEP_ALL or len(points) <= count:
+        return points
+    step = (len(points) - 1) / (count - 1)
+    return sorted({points[round(i * step)] for i in range(count)}, key=points.index)
