@@ -84,15 +84,24 @@ _CALL = re.compile(r"^(\d+)\s+([a-z0-9_]+)\((.*)$")
 _WRITE_OPEN = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC")
 #: ``-y`` shows a descriptor's file: a write to anything but a plain path changes no file.
 _FD_TARGET = re.compile(r"^\d+<(.*?)>")
+_END = re.compile(r"^\d+\s+\+\+\+ (exited|killed)")
+#: Paths a call names: quoted arguments and descriptors shown by ``-y``.
+_PATHS = re.compile(r'"((?:[^"\\]|\\.)*)"|<(/[^>]*)>')
 
 
 @dataclass(frozen=True, order=True)
 class KillPoint:
+    """The ``nth`` call of ``syscall`` in one thread; with ``path`` (relative to the
+    repository), only calls naming that path (or a descriptor open on it) count: strace's
+    ``-P``, which also limits injection, so a worker thread's call can be targeted."""
+
     syscall: str
     nth: int
+    path: str = ""
 
     def __str__(self) -> str:
-        return f"{self.syscall}#{self.nth}"
+        where = f"@{self.path.replace('/', '|')}" if self.path else ""
+        return f"{self.syscall}#{self.nth}{where}"
 
 
 @dataclass(frozen=True)
@@ -103,17 +112,28 @@ class Killed:
     returncode: int
     call: str
     stderr: str
+    on_worker: bool = False  # the killed call was made by a thread other than the first
 
     @property
     def was_killed(self) -> bool:
         return self.returncode == -9
 
 
-def _strace(
-    log: Path, names: str, extra: list[str], argv: list[str]
-) -> list[str]:
-    return ["strace", "-f", "-qq", "-y", "-s", "64", "-o", str(log), "-e", f"trace={names}",
-            *extra, *argv]
+def _strace(log: Path, names: str, extra: list[str], argv: list[str]) -> list[str]:
+    return [
+        "strace",
+        "-f",
+        "-q",
+        "-y",
+        "-s",
+        "64",
+        "-o",
+        str(log),
+        "-e",
+        f"trace={names}",
+        *extra,
+        *argv,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -124,65 +144,126 @@ def _env() -> dict[str, str]:
 def _changes_disk(name: str, args: str) -> bool:
     if name == "openat":
         return bool(_WRITE_OPEN.search(args.split(")", 1)[0])) and "/proc/" not in args
-    if name in ("write", "pwrite64", "writev", "pwritev", "pwritev2", "fsync", "fdatasync",
-                "ftruncate"):
+    if name in (
+        "write",
+        "pwrite64",
+        "writev",
+        "pwritev",
+        "pwritev2",
+        "fsync",
+        "fdatasync",
+        "ftruncate",
+    ):
         target = _FD_TARGET.match(args)
-        return target is not None and target.group(1).startswith("/") and not (
-            target.group(1).startswith("/dev/")
+        return (
+            target is not None
+            and target.group(1).startswith("/")
+            and not (target.group(1).startswith("/dev/"))
         )
     return True
 
 
-def _calls(log: Path) -> list[tuple[int, str, str]]:
-    """(thread id, name, arguments) of every call started in an strace log, in order."""
-    out = []
+def _calls(log: Path) -> tuple[int, list[tuple[int, str, str]]]:
+    """The main thread's id, and (thread id, name, arguments) of every call started in an
+    strace log, in order. The main thread (the thread-group leader) is the one whose end is
+    reported last: the kernel reports it only once every other thread is gone."""
+    out, main = [], 0
     for line in log.read_text(errors="replace").splitlines():
         found = _CALL.match(line)
         if found:
             out.append((int(found.group(1)), found.group(2), found.group(3)))
-    return out
+        elif _END.match(line):
+            main = int(line.split()[0])
+    return main, out
 
 
 def module_command(module: str, *args: str | os.PathLike[str]) -> list[str]:
     return [sys.executable, "-m", module, *map(str, args)]
 
 
-def kill_points(argv: list[str], log: Path, cwd: Path | None = None) -> list[KillPoint]:
-    """Run ``argv`` once under strace (it must succeed) and return every kill point, in the
-    order the calls came (the first thread to make a point's call decides its place)."""
+@dataclass(frozen=True)
+class DryRun:
+    """Every kill point of a command, in the order the calls came (the first thread to make a
+    point's call decides its place), and how many disk-changing calls each thread made."""
+
+    points: list[KillPoint]
+    main_calls: int
+    worker_calls: int
+    #: worker calls that name no stable path of their own (only a temporary name)
+    untargeted: int = 0
+
+
+def _stable_path(args: str, root: Path) -> str:
+    """The last path below ``root`` the call names that is not a temporary name, relative
+    to ``root`` ("" if none; names strace had to escape are left out)."""
+    found = ""
+    for quoted, described in _PATHS.findall(args):
+        path = quoted or described
+        if "\\" in path or "rdiff-backup.tmp." in path:
+            continue
+        if path.startswith(str(root) + "/"):
+            found = path[len(str(root)) + 1 :]
+    return found
+
+
+def kill_points(argv: list[str], log: Path, root: Path) -> DryRun:
+    """Run ``argv`` once under strace (it must succeed) and find its kill points: (name, N)
+    for each thread's N-th call, and for each call of another thread than the first that
+    names a stable path below ``root`` (the repository), (name, N, that path)."""
     proc = subprocess.run(
         _strace(log, ",".join(MUTATING), [], argv),
-        capture_output=True, text=True, cwd=cwd, env=_env(), check=False, timeout=600,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     seen: Counter[tuple[int, str]] = Counter()
+    on_path: Counter[tuple[int, str, str]] = Counter()
     points: dict[KillPoint, None] = {}
-    for tid, name, args in _calls(log):
+    main, calls = _calls(log)
+    by_thread: Counter[bool] = Counter()
+    untargeted = 0
+    for tid, name, args in calls:
         seen[tid, name] += 1
-        if _changes_disk(name, args):
-            points.setdefault(KillPoint(name, seen[tid, name]), None)
-    return list(points)
+        paths = {_stable_path(args, root)} - {""}
+        for path in paths:
+            on_path[tid, name, path] += 1
+        if not _changes_disk(name, args):
+            continue
+        points.setdefault(KillPoint(name, seen[tid, name]), None)
+        worker = tid != main
+        by_thread[worker] += 1
+        if worker and paths:
+            (path,) = paths
+            points.setdefault(KillPoint(name, on_path[tid, name, path], path), None)
+        untargeted += worker and not paths
+    return DryRun(list(points), by_thread[False], by_thread[True], untargeted)
 
 
-def run_killed(
-    argv: list[str], point: KillPoint, log: Path, cwd: Path | None = None
-) -> Killed:
-    """Run ``argv`` under strace, SIGKILLed at ``point``."""
+def run_killed(argv: list[str], point: KillPoint, log: Path, root: Path) -> Killed:
+    """Run ``argv`` under strace, SIGKILLed at ``point`` (its path taken below ``root``)."""
+    only = ["-P", str(root / point.path)] if point.path else []
+    inject = ["-e", f"inject={point.syscall}:signal=KILL:when={point.nth}"]
     proc = subprocess.run(
-        _strace(log, point.syscall,
-                ["-e", f"inject={point.syscall}:signal=KILL:when={point.nth}"],
-                argv),
-        capture_output=True, text=True, cwd=cwd, env=_env(), check=False, timeout=600,
+        _strace(log, point.syscall, [*only, *inject], argv),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=False,
+        timeout=600,
     )
-    call = ""
+    call, on_worker = "", False
     if proc.returncode == -9:
         seen: Counter[int] = Counter()
-        for tid, _, args in _calls(log):
+        main, calls = _calls(log)
+        for tid, _, args in calls:
             seen[tid] += 1
             if seen[tid] == point.nth:
-                call = f"{point.syscall}({args}"
+                call, on_worker = f"{point.syscall}({args}", tid != main
                 break
-    return Killed(proc.returncode, call, proc.stderr)
+    return Killed(proc.returncode, call, proc.stderr, on_worker)
 
 
 def spread(points: list[KillPoint], count: int) -> list[KillPoint]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.conftest import need_tool
 from tests.interop import trees
 from tests.rdb_increment.removal import (
     HOUR,
@@ -41,7 +42,7 @@ from tests.rdb_mirror.helpers import (
 )
 from tests.rdb_mirror.syscall_kill import (
     SWEEP_ALL,
-    KillPoint,
+    DryRun,
     kill_points,
     module_command,
     run_killed,
@@ -54,7 +55,12 @@ from rdb_mirror import BackupOptions, backup
 from rdb_mirror.check import check
 from rdb_mirror.repo_side import HELD_FILE
 
-pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+
+@pytest.fixture(autouse=True, scope="module")
+def _strace() -> None:
+    """strace is installed by ./dev setup: in CI its absence fails instead of skipping."""
+    need_tool("strace", shutil.which("strace"))
+
 
 #: Kill points per case in the default (CI) run.
 SAMPLE = 10
@@ -68,7 +74,7 @@ class Sweep:
 
     start: Path  # a repository (or where the first one goes) copied before each kill
     command: Callable[[Path], list[str]]  # the command, given the copy
-    points: list[KillPoint]
+    dry: DryRun
 
 
 def _copy(start: Path, target: Path) -> Path:
@@ -80,29 +86,36 @@ def _copy(start: Path, target: Path) -> Path:
 def make_sweep(start: Path, command: Callable[[Path], list[str]], work: Path) -> Sweep:
     work.mkdir(parents=True, exist_ok=True)
     dry = _copy(start, work / "dry")
-    return Sweep(start, command, kill_points(command(dry), work / "dry.strace"))
+    return Sweep(start, command, kill_points(command(dry), work / "dry.strace", dry))
 
 
 def run_sweep(sweep: Sweep, work: Path, after_kill: Check, count: int = SAMPLE) -> None:
     """Kill at each chosen point, then run ``after_kill(repository, scratch)``; fail with
     every point whose check failed (and say how many points were not reached)."""
     failures, missed = [], []
-    chosen = spread(sweep.points, count)
+    on_workers = 0
+    chosen = spread(sweep.dry.points, count)
     for n, point in enumerate(chosen):
         scratch = work / f"{n:04}-{point}"
         scratch.mkdir(parents=True)
         repo = _copy(sweep.start, scratch / "repo")
-        killed = run_killed(sweep.command(repo), point, scratch / "strace.log")
+        killed = run_killed(sweep.command(repo), point, scratch / "strace.log", repo)
         if not killed.was_killed:
             missed.append(f"{point} (exit {killed.returncode})")
             continue
+        on_workers += killed.on_worker
         try:
             after_kill(repo, scratch)
         except AssertionError as error:
             failures.append(f"{point} at {killed.call[:300]}: {str(error)[:600]}")
         else:
             shutil.rmtree(scratch)
-    summary = f"{len(chosen)} of {len(sweep.points)} points, {len(missed)} not reached"
+    summary = (
+        f"{len(chosen)} of {len(sweep.dry.points)} points, {len(missed)} not reached,"
+        f" {on_workers} killed a worker thread (the dry run's disk-changing calls: main thread"
+        f" {sweep.dry.main_calls}, others {sweep.dry.worker_calls}, of which"
+        f" {sweep.dry.untargeted} name only a temporary file)"
+    )
     print(summary, *missed, sep="\n  ")
     assert not failures, summary + "\n" + "\n".join(failures)
     assert len(missed) <= len(chosen) // 10, (summary, missed)
@@ -211,9 +224,7 @@ def test_rdiff_backup_takes_our_killed_repository(
 
 def test_first_backup_killed_at_each_call(base: Base, tmp_path: Path) -> None:
     source = tmp_path / "src"
-    trees.build_tree(
-        source, seed=41, options=trees.TreeOptions(big_file_size=HELD_FILE + 60_000)
-    )
+    trees.build_tree(source, seed=41, options=trees.TreeOptions(big_file_size=HELD_FILE + 60_000))
     scan = trees.scan(source)
     command = lambda repo: module_command(  # noqa: E731
         "rdb_mirror", "--current-time", str(session_time(0)), source, repo
@@ -225,7 +236,7 @@ def test_first_backup_killed_at_each_call(base: Base, tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         assert differences(scan, trees.scan(repo)) == []
         state = read_state(Layout(repo))
-        sessions = {when: scan for when in state.sessions}
+        sessions = dict.fromkeys(state.sessions, scan)
         assert set(sessions) in ({session_time(1)}, {session_time(0), session_time(1)})
         assert_restores(repo, sessions, scratch)
 
@@ -239,7 +250,10 @@ def test_regress_killed_at_each_call(base: Base, tmp_path: Path) -> None:
     unfinished = tmp_path / "unfinished"
     _copy(base.repo, unfinished)
     proc = run_mirror(
-        "--current-time", session_time(1), base.source, unfinished,
+        "--current-time",
+        session_time(1),
+        base.source,
+        unfinished,
         env={"RDB_MIRROR_TEST_KILL_AFTER": "40"},
     )
     assert proc.returncode == -9, proc.stderr
@@ -267,8 +281,14 @@ def test_remove_older_than_killed_at_each_call(tmp_path: Path) -> None:
 
     def command(repo: Path) -> list[str]:
         return [
-            sys.executable, "-m", "rdb_increment", "remove", str(repo),
-            "--older-than", older_than, "--force",
+            sys.executable,
+            "-m",
+            "rdb_increment",
+            "remove",
+            str(repo),
+            "--older-than",
+            older_than,
+            "--force",
         ]
 
     sweep = make_sweep(history.repo, command, tmp_path / "dry")
