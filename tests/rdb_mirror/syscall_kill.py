@@ -86,7 +86,7 @@ _WRITE_OPEN = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC")
 _FD_TARGET = re.compile(r"^\d+<(.*?)>")
 _END = re.compile(r"^\d+\s+\+\+\+ (exited|killed)")
 #: Paths a call names: quoted arguments and descriptors shown by ``-y``.
-_PATHS = re.compile(r'"((?:[^"\\]|\\.)*)"|<(/[^>]*)>')
+_PATHS = re.compile(r'"((?:[^"\\]|\\.)*)"|(?<!AT_FDCWD)<(/[^>]*)>')
 
 
 @dataclass(frozen=True, order=True)
@@ -194,16 +194,15 @@ class DryRun:
 
 
 def _stable_path(args: str, root: Path) -> str:
-    """The last path below ``root`` the call names that is not a temporary name, relative
-    to ``root`` ("" if none; names strace had to escape are left out)."""
-    found = ""
-    for quoted, described in _PATHS.findall(args):
-        path = quoted or described
-        if "\\" in path or "rdiff-backup.tmp." in path:
-            continue
-        if path.startswith(str(root) + "/"):
-            found = path[len(str(root)) + 1 :]
-    return found
+    """The first path the call names (strace 6.1's ``-P`` matches a rename or a link by its
+    first path only), relative to ``root``; "" if it is a temporary name, outside ``root``,
+    or a name strace had to escape."""
+    for found in _PATHS.finditer(args):
+        path: str = found.group(1) or found.group(2)
+        if "\\" in path or "rdiff-backup.tmp." in path or not path.startswith(f"{root}/"):
+            return ""
+        return path[len(str(root)) + 1 :]
+    return ""
 
 
 def kill_points(argv: list[str], log: Path, root: Path) -> DryRun:
@@ -266,9 +265,10 @@ def run_killed(argv: list[str], point: KillPoint, log: Path, root: Path) -> Kill
     return Killed(proc.returncode, call, proc.stderr, on_worker)
 
 
-def spread(points: list[KillPoint], count: int) -> list[KillPoint]:
-    """``count`` points spread evenly over the run (first and last included), or all."""
-    if SWEEP_ALL or len(points) <= count:
+def spread(points: list[KillPoint], count: int | None) -> list[KillPoint]:
+    """``count`` points spread evenly over the run (first and last included); all of them
+    when ``count`` is None."""
+    if count is None or len(points) <= count:
         return points
     step = (len(points) - 1) / (count - 1)
     return sorted({points[round(i * step)] for i in range(count)}, key=points.index)
