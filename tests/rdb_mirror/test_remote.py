@@ -228,6 +228,8 @@ def test_incompatible_or_garbled_peers_are_one_line(
         "bad-kind",
         "huge-time",
         "more-than-announced",
+        "oversize-content",
+        "mismatched-size",
     ],
 )
 def test_a_hostile_source_cannot_write_outside_the_repository(mode: str, tmp_path: Path) -> None:

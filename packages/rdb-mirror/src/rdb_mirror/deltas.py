@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from rdb_format.errors import RdbError
+from rdb_format.errors import ProtocolError, RdbError
 from rdb_mirror.protocol import (
     Chunk,
     ContentRequest,
@@ -34,7 +34,7 @@ from rdb_mirror.protocol import (
     StatKey,
 )
 from rdiff.api import (
-    delta,
+    CHUNK,
     iter_delta,
     iter_patch,
     load_signature,
@@ -42,6 +42,7 @@ from rdiff.api import (
     signature_params,
 )
 from rdiff.errors import RdiffError
+from rdiff.parallel import delta as parallel_delta
 from rdiff.parallel import worth_splitting
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ __all__ = [
     "MISMATCH",
     "SIGNATURES_HELD",
     "SIGNATURE_MAX",
+    "OverSize",
+    "delta_limit",
     "patch_into",
     "send_delta",
     "send_signature",
@@ -77,6 +80,34 @@ SIGNATURES_HELD = 1 << 30
 MISMATCH = "changed while being read; not updated"
 _READ = 1 << 20
 
+# The most bytes librsync's delta format spends on commands (/work/shared/reference/
+# librsync.md §2): the magic and END; a COPY is an opcode and an offset and a length of up to
+# 8 bytes each; a literal's header an opcode and a length of up to 8 bytes.
+_DELTA_FRAME = 4 + 1
+_COPY_MAX = 1 + 8 + 8
+_LITERAL_HEAD_MAX = 1 + 8
+#: The encoder flushes a literal run at 32768 bytes (librsync 2.3.0-2.3.2; 65533 since).
+_LITERAL_SPLIT = 32768
+#: The byte ranges a parallel encoder may cut a file into (rdiff.parallel: one per CPU).
+_RANGES = 1024
+
+
+def delta_limit(size: int) -> int:
+    """The most bytes a librsync delta of a ``size``-byte file against one of our signatures
+    (blocks of at least :data:`MIN_BLOCK`) can take.
+
+    Every COPY covers a whole block, except the one that matches the basis's short last
+    block at the end of each encoded range; every literal run ends at a COPY, at a split,
+    or at the end of a range. About 2.5% over ``size``: a source cannot make us stage more.
+    """
+    copies = size // MIN_BLOCK + _RANGES
+    literals = copies + size // _LITERAL_SPLIT + _RANGES
+    return _DELTA_FRAME + size + copies * _COPY_MAX + literals * _LITERAL_HEAD_MAX
+
+
+class OverSize(ProtocolError):
+    """A delta whose patched result grows past the size the source announced."""
+
 
 def _pieces(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Join small outputs into pieces of about :data:`PIECE` bytes."""
@@ -88,16 +119,6 @@ def _pieces(chunks: Iterator[bytes]) -> Iterator[bytes]:
             buffer.clear()
     if buffer:
         yield bytes(buffer)
-
-
-def _read_file(fd: int, observe: hashlib._Hash | None = None) -> Iterator[bytes]:
-    while True:
-        data = os.read(fd, _READ)
-        if not data:
-            return
-        if observe is not None:
-            observe.update(data)
-        yield data
 
 
 M = TypeVar("M")
@@ -175,16 +196,18 @@ def send_signature(
 
 
 def send_delta(
-    fd: int, request: int, signature: list[bytes], out: Sender[SourceMessage]
+    fd: int, size: int, request: int, signature: list[bytes], out: Sender[SourceMessage]
 ) -> tuple[int, str]:
-    """Source side (pool job): send the delta of the open file ``fd`` against ``signature``.
+    """Source side (pool job): send the delta of the first ``size`` bytes (the size listed)
+    of the open file ``fd`` against ``signature``.
 
-    A large file is encoded by every CPU over byte ranges (rdiff's parallel delta) while
-    another thread hashes it. Returns the file's size and SHA1 as read (the caller checks it
-    did not change, then sends :class:`ContentEnd`). Raises RdiffError for a signature that
-    is not one.
+    No more than ``size`` bytes are encoded, so the delta stays within :func:`delta_limit`
+    (which the repository side enforces); a file that grew is read one byte further and
+    reported so. A large file is encoded by every CPU over byte ranges (rdiff's parallel
+    delta) while another thread hashes it. Returns the file's size and SHA1 as read (the
+    caller checks it did not change, then sends :class:`ContentEnd`). Raises RdiffError for
+    a signature that is not one.
     """
-    size = os.fstat(fd).st_size
     jobs = os.cpu_count() or 1
     if jobs > 1 and worth_splitting(size, None):
         loaded = load_signature(signature, name=f"request {request}", keep_raw=True)
@@ -196,7 +219,10 @@ def send_delta(
                 open(fd, "rb", closefd=False) as new,
                 _PieceSender(request, Chunk, out.send) as sender,
             ):
-                delta(loaded, new, sender, jobs=jobs)  # type: ignore[arg-type]
+                parallel_delta(
+                    loaded, new, sender, size, jobs, new_name=f"request {request}",  # type: ignore[arg-type]
+                    in_size=CHUNK, out_size=0,
+                )  # fmt: skip
         finally:
             hasher.join()
         if not hashed:
@@ -208,12 +234,18 @@ def send_delta(
 
     def counted() -> Iterator[bytes]:
         nonlocal read
-        for data in _read_file(fd, digest):
+        while read < size:
+            data = os.read(fd, min(_READ, size - read))
+            if not data:
+                return
+            digest.update(data)
             read += len(data)
             yield data
 
     for piece in _pieces(iter_delta(loaded, counted())):
         out.send(Chunk(request, piece))
+    if read == size and os.read(fd, 1):
+        read += 1  # it grew: not the size listed (the caller fails it)
     return read, digest.hexdigest()
 
 
@@ -231,7 +263,9 @@ def _sha1_of(fd: int) -> tuple[int, str]:
 
 def patch_into(basis: Path, delta: Path, target: Path, size: int, sha1: str) -> None:
     """Repository side (pool job): write ``basis`` patched by ``delta`` into the new file
-    ``target``; RdbError (:data:`MISMATCH`) unless it has ``size`` bytes with ``sha1``."""
+    ``target``; RdbError (:data:`MISMATCH`) unless it has ``size`` bytes with ``sha1``, and
+    :class:`OverSize` as soon as it would grow past ``size`` (a few COPY commands can expand
+    without limit: nothing past ``size`` is written)."""
     digest = hashlib.sha1()
     written = 0
     try:
@@ -241,8 +275,10 @@ def patch_into(basis: Path, delta: Path, target: Path, size: int, sha1: str) -> 
             open(target, "xb") as new,
         ):
             for piece in iter_patch(old, iter(lambda: changes.read(_READ), b"")):
-                digest.update(piece)
                 written += len(piece)
+                if written > size:
+                    raise OverSize(f"the delta patches into more than the {size} bytes announced")
+                digest.update(piece)
                 new.write(piece)
     except RdiffError as error:
         raise RdbError(f"{MISMATCH} (the delta does not apply: {error})") from None

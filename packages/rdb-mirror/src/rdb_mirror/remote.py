@@ -154,6 +154,8 @@ class _FromSource:
             try:  # every field its type needs, in range (what the metadata writer will need)
                 if record.type == "None":
                     raise ValueError("a record of type None")
+                if record.type == "reg" and record.size != message.stat_key[0]:
+                    raise ValueError("a size other than its stat key's")
                 if not all(_TIME_NS_MIN <= t <= _TIME_NS_MAX for t in _times(message)):
                     raise ValueError("a time that does not fit in 64 bits of nanoseconds")
                 format_record(record)

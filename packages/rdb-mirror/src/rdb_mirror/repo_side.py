@@ -43,7 +43,7 @@ from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, allocate_long_name, na
 from rdb_increment.writer import PARALLEL_DELTA, IncrementWriter, WrittenIncrement
 from rdb_mirror import testhooks
 from rdb_mirror.datafiles import AclFile, EaFile, ErrorLog, FileStatistics, MetadataFile, temp_path
-from rdb_mirror.deltas import DELTA_MIN, patch_into, send_signature
+from rdb_mirror.deltas import DELTA_MIN, OverSize, delta_limit, patch_into, send_signature
 from rdb_mirror.fsmeta import (
     Capabilities,
     EAs,
@@ -359,6 +359,11 @@ def _drop_own_increment(item: _Item, increments: list[WrittenIncrement]) -> None
     if increments and increments[-1].index == item.index:
         with contextlib.suppress(OSError):
             increments.pop().path.unlink()
+
+
+def _named(index: Index) -> str:
+    """``index`` quoted for a one-line message (``'dir/file'``)."""
+    return repr(os.fsdecode(render(index)))
 
 
 def _failure_text(failure: OSError | RdbError) -> str:
@@ -726,7 +731,16 @@ class RepositorySide:
     def _chunk(self, message: Chunk) -> None:
         item = self._answered(message.request, last=False)
         item.received += len(message.data)
-        if not item.delta and item.entry is not None and item.received > item.entry.stat_key[0]:
+        if item.delta and item.entry is not None:
+            size = item.entry.stat_key[0]
+            if item.received > delta_limit(size):
+                # a source encodes at most the announced size (a file that grows is failed
+                # there): a longer delta is endless or broken; nothing past it is staged
+                raise ProtocolError(
+                    f"{_named(item.index)}: a delta of more than {delta_limit(size)} bytes "
+                    f"for a file of {size} bytes"
+                )
+        elif item.entry is not None and item.received > item.entry.stat_key[0]:
             # the file grew while read (ContentFailed follows; a hostile source's ContentEnd
             # is refused): nothing more is staged, so a source cannot fill the disk
             item.failure = item.failure or CHANGED_WHILE_READ
@@ -760,6 +774,12 @@ class RepositorySide:
 
     def _content_end(self, message: ContentEnd) -> None:
         item = self._answered(message.request, last=True)
+        if item.delta and item.entry is not None and message.size != item.entry.stat_key[0]:
+            # a source ends a delta only for a file of the size listed (else ContentFailed)
+            raise ProtocolError(
+                f"{_named(item.index)}: a delta for {message.size} bytes, "
+                f"listed with {item.entry.stat_key[0]}"
+            )
         if not item.delta and item.copy is None and item.received != message.size:
             raise ProtocolError(
                 f"request {message.request} answered with {item.received} bytes, "
@@ -784,6 +804,12 @@ class RepositorySide:
         item = self._answered(message.request, last=True)
         item.delta = False  # whole content is an answer to a delta request too
         data = message.data
+        if item.entry is not None and len(data) != item.entry.stat_key[0]:
+            # a source sends one Content only for a file of the size listed (else it fails)
+            raise ProtocolError(
+                f"{_named(item.index)}: {len(data)} bytes of content for a file listed "
+                f"with {item.entry.stat_key[0]}"
+            )
         self.counters.bytes_read += len(data)
         item.sha1 = message.sha1
         size = len(data)
@@ -1441,6 +1467,8 @@ class RepositorySide:
                 with contextlib.suppress(FileNotFoundError):
                     staged.unlink()
             _drop_own_increment(item, increments)
+            if isinstance(failure, OverSize):  # not a changed file: a broken or hostile source
+                raise ProtocolError(f"{_named(item.index)}: {failure}") from None
             return _kept_after_failure(item, record, _failure_text(failure), increments)
         return _updated(item, record, eas, acl, increments, error)
 

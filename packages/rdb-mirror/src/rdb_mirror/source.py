@@ -397,7 +397,7 @@ def _serve_delta(
         return
     fd, before = opened
     try:
-        size, sha1 = send_delta(fd, request.request, signature, out)
+        size, sha1 = send_delta(fd, before.st_size, request.request, signature, out)
         _end(request, fd, size, sha1, before, out)
     except OSError as error:
         out.send(ContentFailed(request.request, _why(error)))
