@@ -11,7 +11,8 @@ signature, announced with a SHA1 that is not the new content's), huge-time (a ne
 full-precision mtime does not fit in 64 bits), endless-delta (file ``f`` changed: delta
 chunks without end), expanding-delta (file ``f`` changed: a few COPY commands that patch
 into 1000 times the size announced), oversize-content (a 10-byte file answered with 8 MiB),
-mismatched-size (a file whose record and stat key disagree on its size).
+mismatched-size (a file whose record and stat key disagree on its size), stall (the root
+entry, then it stops itself with SIGSTOP: connected, silent).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
 import sys
 import threading
+import time
 
 from rdb_format.errors import RdbError
 from rdb_format.metadata import FileType, Record
@@ -81,6 +84,10 @@ def main() -> int:
     }
     if mode == "wrong-sha1":
         return _wrong_sha1(connection, root)
+    if mode == "stall":
+        connection.send(Batch((root,)))
+        time.sleep(0.5)  # (sent)
+        os.kill(os.getpid(), signal.SIGSTOP)
     if mode == "endless-delta":
         return _endless_delta(connection, root)
     if mode == "expanding-delta":

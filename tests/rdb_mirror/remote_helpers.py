@@ -36,14 +36,17 @@ class Run:
     stdout: str
 
 
-def mirror_json(*args: str | os.PathLike[str], env: dict[str, str] | None = None) -> Run:
-    """``rdb-mirror --json ARGS``; the summary (or error) document it printed last."""
+def mirror_json(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None, timeout: float = 600
+) -> Run:
+    """``rdb-mirror --json ARGS``; the summary (or error) document it printed last
+    (subprocess.TimeoutExpired after ``timeout`` seconds: a test fails, it does not hang)."""
     proc = subprocess.run(
         [MIRROR, "--json", *map(str, args)],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
     summary: dict[str, object] = {}

@@ -4,7 +4,10 @@
 
 MODE: ``echo`` (default), ``garbage`` (a malformed frame after the handshake), ``huge`` (a
 frame announcing 4 GiB), ``die`` (exit 3 after the first message), ``text`` (prints a text
-line instead of the handshake), ``slow-echo`` (echo, sleeping 0.2 s first each time).
+line instead of the handshake), ``slow-echo`` (echo, sleeping 0.2 s first each time),
+``busy-echo`` (echo, its main thread busy for 5 s before the first answer), ``stall`` (stops
+itself with SIGSTOP after the first message: a peer that stays connected and says nothing).
+``--timeout SECONDS``: the server's inactivity timeout.
 The optional HOST (what a remote schema puts for ``%s``) is ignored.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -40,17 +44,18 @@ CODEC = Codec([Note])
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("host", nargs="?")
-    parser.add_argument("--protocol", type=int, default=1)
+    parser.add_argument("--protocol", type=int, default=2)
     parser.add_argument("--oldest", type=int, default=1)
     parser.add_argument("--program", default="rdb-test")
     parser.add_argument("--mode", default="echo")
+    parser.add_argument("--timeout", type=float, default=None)
     args = parser.parse_args()
     if args.mode == "text":
         print("Welcome to the machine", flush=True)
         return 0
     hello = Hello(args.program, "9.9", args.protocol, args.oldest)
     try:
-        connection, _ = serve_stdio(hello, CODEC)
+        connection, _ = serve_stdio(hello, CODEC, timeout=args.timeout)
     except RdbError:
         return 17
     out = connection.raw_writer  # garbage goes around the writer thread (it is idle then)
@@ -69,6 +74,13 @@ def main() -> int:
             os._exit(3)
         if args.mode == "slow-echo":
             time.sleep(0.2)
+        if args.mode == "busy-echo":
+            busy_until = time.monotonic() + 5  # the main thread busy, holding no lock
+            while time.monotonic() < busy_until:
+                sum(range(1000))
+            args.mode = "echo"
+        if args.mode == "stall":
+            os.kill(os.getpid(), signal.SIGSTOP)
         connection.send(message)
 
 

@@ -6,12 +6,16 @@ MODE: unsafe-path (a file named ``../escaped``), absolute-path (``/tmp/...``), o
 file whose directory was never sent), through-symlink (a symlink, then a file "inside" it),
 no-content (a regular file without its bytes), wrong-size (bytes that do not match the
 record), endless (a file recorded as 10 bytes followed by 64 MiB of chunks: the client must
-stop writing it at its recorded size, not fill the disk; ``/r``: in a tree, else alone).
+stop writing it at its recorded size, not fill the disk; ``/r``: in a tree, else alone),
+stall (the session, then it stops itself with SIGSTOP: connected, silent).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
 
 from rdb_format.errors import RdbError
 from rdb_format.metadata import Record
@@ -48,6 +52,9 @@ def main() -> int:
     request = connection.receive_as(REQUESTS)
     connection.send(Session(1_700_000_000, b"/hostile"))
     root = item(b".")
+    if mode == "stall":
+        time.sleep(0.5)  # (the session sent)
+        os.kill(os.getpid(), signal.SIGSTOP)
     answers: dict[str, Batch] = {
         "unsafe-path": Batch((root, file(b"../escaped"))),
         "absolute-path": Batch((root, file(sys.argv[2].encode() if len(sys.argv) > 2 else b"/x"))),

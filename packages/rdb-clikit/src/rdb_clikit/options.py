@@ -28,6 +28,17 @@ QuietOpt = Annotated[
         "--quiet", "-q", help="Print nothing on stderr but errors (no progress, no warnings)."
     ),
 ]
+TimeoutOpt = Annotated[
+    int,
+    typer.Option(
+        "--timeout",
+        min=0,
+        metavar="SECONDS",
+        help="Remote runs: give up when nothing is received or sent for SECONDS (rsync's "
+        "--timeout; 0: never). Both sides send keep-alives while they work, so only a "
+        "stalled peer (host down, process stopped, network gone) reaches it.",
+    ),
+]
 VerboseOpt = Annotated[
     int,
     typer.Option("--verbose", "-v", count=True, help="Say more on stderr (repeat for more)."),

@@ -11,7 +11,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
+from rdb_clikit.options import JsonOpt, QuietOpt, TimeoutOpt, epilog, make_app
 from rdb_clikit.protocol import Progress
 from rdb_clikit.run import error_document, run
 from rdb_format.errors import UsageError
@@ -22,6 +22,7 @@ from rdb_mirror.remote import RemoteSource, backup_to_remote
 from rdb_mirror.selection import Selection, extract_selection_args
 from rdb_mirror.session import BackupOptions, BackupResult, backup
 from rdb_remote import default_schema, parse_location
+from rdb_remote.connection import DEFAULT_TIMEOUT
 
 PROG = "rdb-mirror"
 app = make_app(name=PROG)
@@ -147,6 +148,7 @@ def main_command(
             show_default=False,
         ),
     ] = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
@@ -248,11 +250,14 @@ def main_command(
         raise UsageError("--chars-to-quote applies when DEST is on this host")
     schema = remote_schema or default_schema(PROG)
     if remote_dest is not None:
-        result_ = backup_to_remote(paths[0], remote_dest, schema, options, progress)
+        result_ = backup_to_remote(
+            paths[0], remote_dest, schema, options, progress, timeout=timeout or None
+        )
     elif remote_src is not None:
         source = RemoteSource(
-            remote_src, schema, tuple(selection_args), workers, stdin=sys.stdin.buffer
-        )
+            remote_src, schema, tuple(selection_args), workers, stdin=sys.stdin.buffer,
+            timeout=timeout or None,
+        )  # fmt: skip
         try:
             result_ = backup(source, paths[1], options, progress)
         except BaseException as error:
@@ -358,16 +363,18 @@ def _serve(extra: Sequence[str]) -> int:
     Errors go back to the client in a Failed message (it prints them); only what cannot be
     delivered is printed here, on stderr (which ssh passes to the client's terminal).
     """
-    if extra:
-        print(f"{PROG}: --server takes no other argument", file=sys.stderr)
-        return int(ExitCode.USAGE)
     from rdb_format.errors import RdbError
     from rdb_mirror.protocol import CODEC, Failed
     from rdb_mirror.remote import HELLO, RemoteFailure, serve_session
-    from rdb_remote import serve_stdio
+    from rdb_remote.spawn import serve_stdio, server_timeout
 
     try:
-        connection, _ = serve_stdio(HELLO, CODEC)
+        timeout = server_timeout(extra)
+    except RdbError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return int(error.exit_code)
+    try:
+        connection, _ = serve_stdio(HELLO, CODEC, timeout=timeout)
     except RdbError as error:  # the client reports handshake problems itself
         return int(error.exit_code)
     failure: RdbError | None = None

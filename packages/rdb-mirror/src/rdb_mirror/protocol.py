@@ -314,8 +314,8 @@ SourceMessage = (
 RepositoryMessage = ContentRequest | Credit | Finish | SignatureChunk | DeltaRequest
 
 #: The protocol versions this rdb-mirror speaks over ssh (docs/protocol.md, "Versioning").
-PROTOCOL_VERSION = 1
-OLDEST_PROTOCOL = 1
+PROTOCOL_VERSION = 2
+OLDEST_PROTOCOL = 2
 
 #: The wire encoding of protocol 1 (docs/protocol.md): a message's type number is its
 #: position here, so new messages are appended (and the protocol version raised).

@@ -70,6 +70,7 @@ from rdb_mirror.session import (
 from rdb_mirror.source import IncludeAll, SourceOptions, run_source
 from rdb_mirror.source import Selection as SourceSelection
 from rdb_remote import Connection, Hello, RemoteLocation, RemoteProcess, connect
+from rdb_remote.connection import DEFAULT_TIMEOUT
 
 __all__ = [
     "HELLO",
@@ -254,12 +255,13 @@ class RemoteSource:
         selection: tuple[tuple[str, str | None], ...] = (),
         workers: int | None = None,
         stdin: IO[bytes] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
         lists, stdin_data = read_file_lists(selection, stdin)  # here, before connecting
         self.name = str(location)
         self.process: RemoteProcess
         self.process, self.connection, _ = connect(
-            location.host, schema, HELLO, CODEC, peer=self.name
+            location.host, schema, HELLO, CODEC, peer=self.name, timeout=timeout
         )
         try:
             self.connection.send(
@@ -313,15 +315,20 @@ def backup_to_remote(
     schema: str,
     options: BackupOptions | None = None,
     progress: Progress | None = None,
+    *,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> BackupResult:
-    """Back up the local directory ``source`` into the repository at ``location``."""
+    """Back up the local directory ``source`` into the repository at ``location``
+    (``timeout``: the inactivity timeout, seconds)."""
     opts = options or BackupOptions()
     report = progress or NullProgress()
     src = Path(source)
     _check_source(src)
     caps = probe(os.fsencode(src))
     name = str(location)
-    process, connection, _ = connect(location.host, schema, HELLO, CODEC, peer=name)
+    process, connection, _ = connect(
+        location.host, schema, HELLO, CODEC, peer=name, timeout=timeout
+    )
     try:
         connection.send(
             RepositoryStart(

@@ -10,6 +10,13 @@ A peer that vanishes (end of stream, broken pipe) or sends garbage turns into on
 :class:`rdb_format.errors.ConnectionFailed` / :class:`ProtocolError` raised by ``send`` and
 ``receive`` (every later call raises it again), with the text ``describe_loss`` gives (the
 remote process's exit status, for a spawned remote).
+
+A peer that stays connected but stalls (stopped, its host or the network gone quiet) is
+found by the inactivity timeout (rsync's ``--timeout``): nothing received and no message sent
+for ``timeout`` seconds fails the connection. A live peer is never quiet that long, however
+busy it is: the writer thread sends a keep-alive (an empty frame, skipped by the reader)
+after :data:`KEEPALIVE` seconds with nothing to send; and while our own inbox is full (we
+are the busy side), the peer's silence is ours and is not counted.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import contextlib
 import io
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import BinaryIO, Final, TypeVar, overload
 
@@ -26,7 +34,7 @@ from rdb_remote.counting import CountingReader, CountingWriter
 from rdb_remote.framing import TruncatedStream, read_frame, write_frame
 from rdb_remote.wire import Codec
 
-__all__ = ["Connection"]
+__all__ = ["DEFAULT_TIMEOUT", "KEEPALIVE", "Connection"]
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -40,6 +48,12 @@ QUEUE = 64
 INBOX_BYTES = 64 << 20
 _CLOSE: Final = object()
 _BUFFER = 256 << 10
+#: Seconds with nothing to send after which the writer sends a keep-alive (an empty frame).
+KEEPALIVE = 1.0
+#: The default inactivity timeout of the rdb-* commands' remote runs, in seconds: long enough
+#: for a network outage that recovers; a live peer, busy or not, is never quiet for more
+#: than about :data:`KEEPALIVE`.
+DEFAULT_TIMEOUT = 300
 
 
 class _Failure:
@@ -72,6 +86,9 @@ class Connection:
 
     ``peer`` names the other end in messages (``host`` or ``host:/path``).
     :attr:`bytes_sent` / :attr:`bytes_received` count every byte of the streams.
+    ``timeout``: the inactivity timeout in seconds (None: none); when it expires,
+    ``on_stall`` is called (e.g. to kill the ssh process, which frees threads blocked on
+    its pipes).
     """
 
     def __init__(
@@ -82,10 +99,18 @@ class Connection:
         *,
         peer: str,
         describe_loss: Callable[[], str] | None = None,
+        timeout: float | None = None,
+        on_stall: Callable[[], None] | None = None,
     ) -> None:
         self.codec = codec
         self.peer = peer
         self._describe_loss = describe_loss
+        self.timeout = timeout
+        self._on_stall = on_stall
+        self._sent_at = time.monotonic()  # when the last message (not keep-alive) was written
+        self._waiting_for_room = False  # the reader waits for our side to take messages
+        self._closed = threading.Event()
+        self._stalled = False  # the inactivity timeout expired
         self._in_count = CountingReader(inbound)
         self._out_count = CountingWriter(outbound)
         self._reader = io.BufferedReader(self._in_count, _BUFFER)
@@ -120,11 +145,43 @@ class Connection:
         return self._writer
 
     def start(self) -> None:
-        """Start the reader and writer threads (after the handshake)."""
+        """Start the reader and writer threads (after the handshake), and the watchdog of
+        the inactivity timeout if there is one."""
         for target, name in ((self._read_loop, "reader"), (self._write_loop, "writer")):
             thread = threading.Thread(target=target, name=f"rdb-remote-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.timeout:
+            threading.Thread(target=self._watch, name="rdb-remote-watchdog", daemon=True).start()
+
+    # ---- the inactivity timeout --------------------------------------------------------
+
+    def _watch(self) -> None:
+        timeout = self.timeout
+        assert timeout
+        while not self._closed.wait(min(1.0, timeout / 4)):
+            if self._failure is not None:
+                return
+            if self._waiting_for_room:
+                continue
+            quiet = time.monotonic() - max(self._in_count.last, self._sent_at)
+            if quiet >= timeout:
+                self._stalled = True
+                self.fail(self.stalled())
+                self._wake_inbox()
+                if self._on_stall is not None:
+                    self._on_stall()
+                return
+
+    def stalled(self) -> ConnectionFailed:
+        """The error of an inactivity timeout."""
+        seconds = f"{self.timeout:g}"
+        return ConnectionFailed(
+            f"nothing received or sent for {seconds} s (--timeout {seconds}): the remote side "
+            "or the network stalled; check them (is it stopped, is the host up?), or give a "
+            "longer --timeout",
+            path=self.peer,
+        )
 
     # ---- failure -------------------------------------------------------------------------
 
@@ -177,7 +234,12 @@ class Connection:
         item: object = None
         try:
             while True:
-                item = self._outbox.get()
+                try:
+                    item = self._outbox.get(timeout=KEEPALIVE)
+                except queue.Empty:
+                    write_frame(writer, b"")  # a keep-alive: we are here, with nothing to say
+                    writer.flush()
+                    continue
                 if item is _CLOSE:
                     writer.flush()
                     writer.close()
@@ -186,6 +248,7 @@ class Connection:
                 write_frame(writer, item)
                 if self._outbox.empty():
                     writer.flush()
+                self._sent_at = time.monotonic()
         except (OSError, ValueError):
             self.fail(self.lost("the peer stopped reading"))
             self._wake_inbox()
@@ -199,7 +262,14 @@ class Connection:
 
     def receive(self) -> object:
         """The next message (blocks); raises the connection's failure when it has one."""
-        item = self._inbox.get()
+        while True:
+            try:
+                item = self._inbox.get(timeout=0.5)
+                break
+            except queue.Empty:
+                failure = self._failure
+                if failure is not None:  # (a stalled reader puts nothing in the inbox)
+                    raise failure from None
         if isinstance(item, _Failure):
             self._inbox.put(item)  # every later receive raises it too
             raise item.error
@@ -235,13 +305,18 @@ class Connection:
             while True:
                 payload = read_frame(reader)
                 if payload is None:  # a clean end: only an error if someone reads past it
-                    self._inbox.put(_Failure(lambda: self.lost("end of stream")))
+                    self._inbox.put(_Failure(lambda: self._failure or self.lost("end of stream")))
                     return
+                if not payload:
+                    continue  # a keep-alive
                 message = decode(payload)
                 with self._room:
+                    self._waiting_for_room = True
                     self._room.wait_for(lambda: self._inbox_bytes < INBOX_BYTES)
                     self._inbox_bytes += len(payload)
                 self._inbox.put(_Received(message, len(payload)))
+                self._waiting_for_room = False
+                self._in_count.last = time.monotonic()  # the peer's silence was ours
         except TruncatedStream:
             lost = self.fail(self.lost("the stream ended inside a frame"))
             self._inbox.put(_Failure(lambda: lost))
@@ -266,8 +341,12 @@ class Connection:
     def close(self, timeout: float = 30.0) -> None:
         """Flush and end the outbound stream (waits, bounded, for the writer to finish).
 
-        The reader thread ends by itself at the peer's end of stream.
+        The reader thread ends by itself at the peer's end of stream. After an inactivity
+        timeout nothing is waited for (the writer may be stuck on the stalled peer).
         """
+        self._closed.set()
+        if self._stalled:
+            return
         self.close_send()
         for thread in self._threads[1:]:
             thread.join(timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -12,12 +13,14 @@ __all__ = ["CountingReader", "CountingWriter"]
 
 
 class CountingReader(io.RawIOBase):
-    """A raw reader that counts the bytes read through it in :attr:`count`."""
+    """A raw reader that counts the bytes read through it in :attr:`count`; :attr:`last` is
+    when the last of them came (``time.monotonic``)."""
 
     def __init__(self, raw: io.RawIOBase) -> None:
         super().__init__()
         self._raw = raw
         self.count = 0
+        self.last = time.monotonic()
 
     def readable(self) -> bool:
         return True
@@ -25,6 +28,8 @@ class CountingReader(io.RawIOBase):
     def readinto(self, buffer: WriteableBuffer) -> int:
         size = self._raw.readinto(buffer) or 0
         self.count += size
+        if size:
+            self.last = time.monotonic()
         return size
 
     def close(self) -> None:

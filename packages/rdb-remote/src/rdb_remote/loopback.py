@@ -14,16 +14,21 @@ from rdb_remote.wire import Codec
 __all__ = ["loopback_pair"]
 
 
-def loopback_pair(codec: Codec, hello: Hello) -> tuple[Connection, Connection]:
-    """(client, server), handshaken and started; bytes counted on each as on a real link."""
+def loopback_pair(
+    codec: Codec, hello: Hello, *, timeout: float | None = None
+) -> tuple[Connection, Connection]:
+    """(client, server), handshaken and started; bytes counted on each as on a real link;
+    ``timeout``: both sides' inactivity timeout."""
     a_read, b_write = os.pipe()
     b_read, a_write = os.pipe()
     client = Connection(
-        io.FileIO(a_read, "rb"), io.FileIO(a_write, "wb"), codec, peer="loopback server"
-    )
+        io.FileIO(a_read, "rb"), io.FileIO(a_write, "wb"), codec, peer="loopback server",
+        timeout=timeout,
+    )  # fmt: skip
     server = Connection(
-        io.FileIO(b_read, "rb"), io.FileIO(b_write, "wb"), codec, peer="loopback client"
-    )
+        io.FileIO(b_read, "rb"), io.FileIO(b_write, "wb"), codec, peer="loopback client",
+        timeout=timeout,
+    )  # fmt: skip
     # each side writes its hello before reading the other's; pipes hold far more than a hello
     for side in (client, server):
         write_hello(side.raw_writer, hello)

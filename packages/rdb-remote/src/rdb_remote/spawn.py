@@ -17,11 +17,13 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
 from rdb_format.errors import ConnectionFailed, RdbError, UsageError
-from rdb_remote.connection import Connection
+from rdb_remote.connection import DEFAULT_TIMEOUT, Connection
 from rdb_remote.handshake import Hello, negotiate, read_hello, write_hello
 from rdb_remote.wire import Codec
 
@@ -33,6 +35,7 @@ __all__ = [
     "parse_location",
     "schema_command",
     "serve_stdio",
+    "server_timeout",
 ]
 
 
@@ -160,12 +163,14 @@ def connect(
     codec: Codec,
     *,
     peer: str | None = None,
+    timeout: float | None = None,
 ) -> tuple[RemoteProcess, Connection, int]:
     """Start the remote command, shake hands: (process, started connection, protocol).
 
-    ``peer`` names the other end in messages (default: the host). Raises ConnectionFailed
-    (cannot start, no answer, missing command) or ProtocolError (not us, wrong version), after
-    reaping the process.
+    ``peer`` names the other end in messages (default: the host); ``timeout`` is the
+    inactivity timeout (the handshake included): when it expires, the process is killed.
+    Raises ConnectionFailed (cannot start, no answer, missing command, timeout) or
+    ProtocolError (not us, wrong version), after reaping the process.
     """
     argv = schema_command(schema, location_host)
     name = peer or location_host
@@ -177,8 +182,19 @@ def connect(
         codec,
         peer=name,
         describe_loss=process.describe_exit,
+        timeout=timeout,
+        on_stall=process.kill,
     )
+    fired = threading.Event()  # the handshake took longer than the timeout
+
+    def give_up() -> None:
+        fired.set()
+        process.kill()
+
+    silent = threading.Timer(timeout, give_up) if timeout else None
     try:
+        if silent is not None:
+            silent.start()
         try:
             write_hello(connection.raw_writer, hello)
         except (BrokenPipeError, OSError):
@@ -186,6 +202,9 @@ def connect(
         theirs = read_hello(connection.raw_reader, peer=name, command=command)
         version = negotiate(hello, theirs, peer=name, where=f"on {location_host}")
     except RdbError as error:
+        if fired.is_set():
+            process.close(timeout=10.0)
+            raise connection.stalled() from None
         status = process.close(timeout=10.0)
         if status == 127:
             raise ConnectionFailed(
@@ -200,12 +219,37 @@ def connect(
                 path=name,
             ) from None
         raise
+    finally:
+        if silent is not None:
+            silent.cancel()
     connection.start()
     return process, connection, version
 
 
-def serve_stdio(hello: Hello, codec: Codec, *, peer: str = "client") -> tuple[Connection, int]:
-    """The server's end: the connection on our stdin/stdout, after the handshake.
+def server_timeout(arguments: Sequence[str]) -> float | None:
+    """The inactivity timeout of ``--server [--timeout SECONDS]`` (the arguments after
+    ``--server``; a remote schema may add it): DEFAULT_TIMEOUT if not given, None for 0."""
+    args = list(arguments)
+    if len(args) == 1 and args[0].startswith("--timeout="):
+        args = args[0].split("=", 1)
+        args[0] = "--timeout"
+    if not args:
+        return DEFAULT_TIMEOUT
+    if len(args) == 2 and args[0] == "--timeout":
+        try:
+            seconds = float(args[1])
+        except ValueError:
+            seconds = -1.0
+        if seconds >= 0:
+            return seconds or None
+    raise UsageError(f"--server takes only --timeout SECONDS, not {' '.join(arguments)!r}")
+
+
+def serve_stdio(
+    hello: Hello, codec: Codec, *, peer: str = "client", timeout: float | None = None
+) -> tuple[Connection, int]:
+    """The server's end: the connection on our stdin/stdout, after the handshake, with the
+    inactivity timeout ``timeout``.
 
     File descriptor 1 is moved aside for the protocol and replaced by stderr, so that a stray
     print can never corrupt the stream.
@@ -219,7 +263,7 @@ def serve_stdio(hello: Hello, codec: Codec, *, peer: str = "client") -> tuple[Co
     os.close(devnull)
     inbound = io.FileIO(in_fd, "rb", closefd=True)
     outbound = io.FileIO(out_fd, "wb", closefd=True)
-    connection = Connection(inbound, outbound, codec, peer=peer)
+    connection = Connection(inbound, outbound, codec, peer=peer, timeout=timeout)
     try:
         write_hello(connection.raw_writer, hello)
     except OSError:

@@ -18,7 +18,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from rdb_clikit.options import JsonOpt, QuietOpt, epilog, make_app
+from rdb_clikit.options import JsonOpt, QuietOpt, TimeoutOpt, epilog, make_app
 from rdb_clikit.progress import progress_for
 from rdb_clikit.protocol import NullProgress, Progress
 from rdb_clikit.run import run
@@ -27,6 +27,7 @@ from rdb_format.exitcodes import ExitCode
 from rdb_format.metadata import Record, path_key
 from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring
+from rdb_remote.connection import DEFAULT_TIMEOUT
 from rdb_remote.spawn import RemoteLocation, parse_location
 from rdb_restore.query import Method, compare, list_changed, list_sessions, verify
 from rdb_restore.repo import open_repo, show
@@ -145,6 +146,7 @@ def restore_command(
     ] = False,
     workers: WorkersOpt = None,
     remote_schema: RemoteSchemaOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
@@ -157,7 +159,13 @@ def restore_command(
         from rdb_restore.remote import remote_restore
 
         result = remote_restore(
-            remote, target, at=at, options=options, progress=progress, schema=remote_schema
+            remote,
+            target,
+            at=at,
+            options=options,
+            progress=progress,
+            schema=remote_schema,
+            timeout=timeout or None,
         )
     else:
         result = restore(location, target, at=at, options=options, progress=progress)
@@ -199,6 +207,7 @@ def restore_command(
 def list_command(
     repo: Annotated[str, typer.Argument(help="The repository.")],
     remote_schema: RemoteSchemaOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     json_output: JsonOpt = False,
 ) -> int:
     """List the sessions of REPO (oldest first) with their sizes. Also: 'list files',
@@ -207,7 +216,7 @@ def list_command(
     if remote is not None:
         from rdb_restore.remote import remote_sessions
 
-        sessions = remote_sessions(remote, schema=remote_schema)
+        sessions = remote_sessions(remote, schema=remote_schema, timeout=timeout or None)
     else:
         with open_repo(repo) as opened:
             sessions = list_sessions(opened)
@@ -265,6 +274,7 @@ def list_files_command(
     path: Annotated[str | None, typer.Argument(help="Only under this path.")] = None,
     at: AtOpt = None,
     remote_schema: RemoteSchemaOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     json_output: JsonOpt = False,
 ) -> int:
     """List the files of REPO (or a path in it) as they were at TIME ('list files')."""
@@ -274,7 +284,8 @@ def list_files_command(
         from rdb_restore.remote import remote_files
 
         where = RemoteLocation(remote.host, os.path.join(remote.path, *parts))
-        with remote_files(where, at=at, schema=remote_schema) as (when, records):
+        listing = remote_files(where, at=at, schema=remote_schema, timeout=timeout or None)
+        with listing as (when, records):
             _print_files(when, records, json_output)
         return 0
     with open_repo(repo) as opened:
@@ -403,6 +414,7 @@ def verify_command(
     at: AtOpt = None,
     workers: WorkersOpt = None,
     remote_schema: RemoteSchemaOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
@@ -411,7 +423,9 @@ def verify_command(
     if remote is not None:
         from rdb_restore.remote import remote_verify
 
-        result = remote_verify(remote, at=at, workers=workers, schema=remote_schema)
+        result = remote_verify(
+            remote, at=at, workers=workers, schema=remote_schema, timeout=timeout or None
+        )
     else:
         with open_repo(repo) as opened:
             progress: Progress = NullProgress() if json_output else _progress(False, quiet)
@@ -446,17 +460,20 @@ def serve_main(extra: Sequence[str]) -> int:
     """``rdb-restore --server``: the remote half on stdin/stdout (docs/protocol.md), run by
     ssh. Errors go to the client in a Failed message (it prints them); only what cannot be
     delivered is printed here, on stderr (which ssh passes to the client's terminal)."""
-    if extra:
-        print(f"{PROG}: --server takes no other argument", file=sys.stderr)
-        return int(ExitCode.USAGE)
     from rdb_format.errors import ConnectionFailed, RdbError
-    from rdb_remote.spawn import serve_stdio
+    from rdb_remote.spawn import serve_stdio, server_timeout
+
+    try:
+        timeout = server_timeout(extra)
+    except RdbError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return int(error.exit_code)
     from rdb_restore import __version__
     from rdb_restore.protocol import CODEC, Failed, hello
     from rdb_restore.server import serve
 
     try:
-        connection, _ = serve_stdio(hello(__version__), CODEC)
+        connection, _ = serve_stdio(hello(__version__), CODEC, timeout=timeout)
     except RdbError as error:  # the client reports handshake problems itself
         return int(error.exit_code)
     try:

@@ -23,8 +23,8 @@ from rdb_remote.wire import Codec
 
 PROGRAM = "rdb-restore"
 #: The protocol versions this rdb-restore speaks (docs/protocol.md, "Versioning rules").
-PROTOCOL = 1
-OLDEST = 1
+PROTOCOL = 2
+OLDEST = 2
 
 
 def hello(version: str) -> Hello:

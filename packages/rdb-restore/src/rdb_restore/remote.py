@@ -34,7 +34,7 @@ from rdb_format.exitcodes import ExitCode
 from rdb_format.metadata import Record, check_path, path_key
 from rdb_format.progress import NullProgress, Progress
 from rdb_format.timestamps import format_timestring
-from rdb_remote.connection import Connection
+from rdb_remote.connection import DEFAULT_TIMEOUT, Connection
 from rdb_remote.spawn import RemoteLocation, RemoteProcess, connect, default_schema
 from rdb_restore import __version__
 from rdb_restore.content import Digest, fd_writer, write_all
@@ -97,16 +97,19 @@ class _Link:
 
 
 @contextlib.contextmanager
-def _connected(remote: RemoteLocation, schema: str | None, request: object) -> Iterator[_Link]:
+def _connected(
+    remote: RemoteLocation, schema: str | None, timeout: float | None, request: object
+) -> Iterator[_Link]:
     """Start the server, shake hands, send ``request``; the link, closed at the end (the
-    remote process killed if we leave on an error)."""
+    remote process killed if we leave on an error). Our side stays open until then: its
+    keep-alives tell the server we are still there (docs/protocol.md)."""
     process, connection, _ = connect(
-        remote.host, schema or SCHEMA, hello(__version__), CODEC, peer=str(remote)
-    )
+        remote.host, schema or SCHEMA, hello(__version__), CODEC, peer=str(remote),
+        timeout=timeout,
+    )  # fmt: skip
     link = _Link(remote, process, connection)
     try:
         connection.send(request)
-        connection.close_send()
         yield link
     except BaseException:
         process.kill()
@@ -284,13 +287,14 @@ def remote_restore(
     options: RestoreOptions | None = None,
     progress: Progress | None = None,
     schema: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> RestoreResult:
     """Restore ``remote`` (``host::REPO[/PATH]`` or an increment file there) as of ``at``
     into the local ``target`` (``-``: one regular file to stdout)."""
     options = options or RestoreOptions()
     progress = progress or NullProgress()
     request = RestoreRequest(os.fsencode(remote.path), at, int(time.time()))
-    with _connected(remote, schema, request) as link:
+    with _connected(remote, schema, timeout, request) as link:
         session = link.receive(Session)
         assert isinstance(session, Session)
         root = os.fsdecode(session.repository)
@@ -365,8 +369,10 @@ def _to_stdout(
 # ---- list, list files, verify ---------------------------------------------------------------
 
 
-def remote_sessions(remote: RemoteLocation, *, schema: str | None = None) -> list[SessionInfo]:
-    with _connected(remote, schema, ListRequest(os.fsencode(remote.path))) as link:
+def remote_sessions(
+    remote: RemoteLocation, *, schema: str | None = None, timeout: float | None = DEFAULT_TIMEOUT
+) -> list[SessionInfo]:
+    with _connected(remote, schema, timeout, ListRequest(os.fsencode(remote.path))) as link:
         answer = link.receive(Sessions)
         assert isinstance(answer, Sessions)
         link.receive(Done)
@@ -375,12 +381,16 @@ def remote_sessions(remote: RemoteLocation, *, schema: str | None = None) -> lis
 
 @contextlib.contextmanager
 def remote_files(
-    remote: RemoteLocation, *, at: str | None = None, schema: str | None = None
+    remote: RemoteLocation,
+    *,
+    at: str | None = None,
+    schema: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> Iterator[tuple[int, Iterator[Record]]]:
     """The session time ``at`` means there, and the records under ``remote`` at that time,
     in order (streamed while the connection is open)."""
     request = ListFilesRequest(os.fsencode(remote.path), at, int(time.time()))
-    with _connected(remote, schema, request) as link:
+    with _connected(remote, schema, timeout, request) as link:
         session = link.receive(Session)
         assert isinstance(session, Session)
 
@@ -402,10 +412,11 @@ def remote_verify(
     at: str | None = None,
     workers: int | None = None,
     schema: str | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> VerifyResult:
     """``verify`` run on the server (the files are rebuilt there; only the report crosses)."""
     request = VerifyRequest(os.fsencode(remote.path), at, int(time.time()), workers)
-    with _connected(remote, schema, request) as link:
+    with _connected(remote, schema, timeout, request) as link:
         link.receive(Session)
         report = link.receive(VerifyReport)
         assert isinstance(report, VerifyReport)
