@@ -65,6 +65,20 @@ def test_a_stalled_remote_source_ends_the_backup(tmp_path: Path) -> None:
     _next_backup_regresses(src, repo)
 
 
+def test_a_stalled_remote_repository_side_ends_the_backup(tmp_path: Path) -> None:
+    src, repo = _first_session(tmp_path)
+    trees.mutate_tree(src, seed=52)
+    run = mirror_json(
+        "--timeout", "3", "--remote-schema", _schema("slow_server.py", "stop", "300"),
+        "--current-time", str(session_time(1)), src, f"{HOST}::{repo}", timeout=60,
+    )  # fmt: skip
+    assert run.status == ExitCode.CONNECTION, run.stderr + run.stdout
+    message = str(run.summary["message"])
+    assert message.startswith(f"{HOST}::{repo}: nothing received or sent for 3 s (--timeout 3)")
+    assert "Traceback" not in run.stderr
+    _next_backup_regresses(src, repo)
+
+
 def test_a_server_whose_client_stalls_ends_and_the_next_backup_regresses(
     tmp_path: Path,
 ) -> None:
