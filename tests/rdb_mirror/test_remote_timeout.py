@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from tests.interop import trees
 from tests.rdb_mirror.helpers import differences, session_time
-from tests.rdb_mirror.remote_helpers import HOST, MIRROR, mirror_json
+from tests.rdb_mirror.remote_helpers import HOST, MIRROR, Run, mirror_json
 
 from rdb_format.exitcodes import ExitCode
 from rdb_format.layout import Layout
@@ -41,6 +41,15 @@ def _first_session(tmp_path: Path) -> tuple[Path, Path]:
     return src, repo
 
 
+def _second_backup(timeout: str, schema: str, source: str | Path, dest: str | Path) -> Run:
+    """Session 1 with ``--timeout`` through ``schema`` (after 120 s the test fails: a run
+    that never ends does not hang it)."""
+    return mirror_json(
+        "--timeout", timeout, "--remote-schema", schema,
+        "--current-time", str(session_time(1)), source, dest, timeout=120,
+    )  # fmt: skip
+
+
 def _next_backup_regresses(src: Path, repo: Path) -> None:
     """The next (local) backup regresses what the stopped one left; all is well after."""
     result = backup(src, repo, BackupOptions(current_time=session_time(2)))
@@ -52,10 +61,7 @@ def _next_backup_regresses(src: Path, repo: Path) -> None:
 def test_a_stalled_remote_source_ends_the_backup(tmp_path: Path) -> None:
     src, repo = _first_session(tmp_path)
     started = time.monotonic()
-    run = mirror_json(
-        "--timeout", "3", "--remote-schema", _schema("hostile_server.py", "stall"),
-        "--current-time", str(session_time(1)), f"{HOST}::/x", repo, timeout=60,
-    )  # fmt: skip
+    run = _second_backup("3", _schema("hostile_server.py", "stall"), f"{HOST}::/x", repo)
     assert run.status == ExitCode.CONNECTION, run.stderr + run.stdout
     message = str(run.summary["message"])
     assert message.startswith(f"{HOST}::/x: nothing received or sent for 3 s (--timeout 3): ")
@@ -68,10 +74,7 @@ def test_a_stalled_remote_source_ends_the_backup(tmp_path: Path) -> None:
 def test_a_stalled_remote_repository_side_ends_the_backup(tmp_path: Path) -> None:
     src, repo = _first_session(tmp_path)
     trees.mutate_tree(src, seed=52)
-    run = mirror_json(
-        "--timeout", "3", "--remote-schema", _schema("slow_server.py", "stop", "300"),
-        "--current-time", str(session_time(1)), src, f"{HOST}::{repo}", timeout=60,
-    )  # fmt: skip
+    run = _second_backup("3", _schema("slow_server.py", "stop", "300"), src, f"{HOST}::{repo}")
     assert run.status == ExitCode.CONNECTION, run.stderr + run.stdout
     message = str(run.summary["message"])
     assert message.startswith(f"{HOST}::{repo}: nothing received or sent for 3 s (--timeout 3)")
@@ -129,10 +132,7 @@ def test_a_slow_but_alive_repository_side_is_not_cut_off(tmp_path: Path) -> None
     """Its main thread works 4 s on each of two files; both sides' timeouts are 2 s."""
     src, repo = _first_session(tmp_path)
     trees.mutate_tree(src, seed=51)
-    run = mirror_json(
-        "--timeout", "2", "--remote-schema", _schema("slow_server.py", "4", "2"),
-        "--current-time", str(session_time(1)), src, f"{HOST}::{repo}", timeout=120,
-    )  # fmt: skip
+    run = _second_backup("2", _schema("slow_server.py", "4", "2"), src, f"{HOST}::{repo}")
     assert run.status == 0, run.stderr + run.stdout
     assert differences(trees.scan(src), trees.scan(repo)) == []
     assert check(repo).problems == []
