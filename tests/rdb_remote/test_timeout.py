@@ -114,3 +114,24 @@ def test_keepalives_keep_a_quiet_or_busy_link_alive(busy: str) -> None:
     assert client.failure is None and server.failure is None
     client.close()
     server.close()
+
+
+@pytest.mark.parametrize("program", ["rdb-mirror", "rdb-restore"])
+def test_a_server_whose_client_never_shakes_hands_ends(program: str) -> None:
+    """Connected, and not a byte from the client: the server gives up after its --timeout
+    (exit status 16) instead of waiting in the handshake forever."""
+    command = str(Path(sys.executable).parent / program)
+    server = subprocess.Popen(
+        [command, "--server", "--timeout", "2"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        status = server.wait(30)
+    finally:
+        server.kill()
+        for stream in (server.stdin, server.stdout, server.stderr):
+            assert stream is not None
+            stream.close()
+    assert status == 16
+    assert 2 <= time.monotonic() - started < 15

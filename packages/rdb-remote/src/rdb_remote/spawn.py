@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -249,7 +249,8 @@ def serve_stdio(
     hello: Hello, codec: Codec, *, peer: str = "client", timeout: float | None = None
 ) -> tuple[Connection, int]:
     """The server's end: the connection on our stdin/stdout, after the handshake, with the
-    inactivity timeout ``timeout``.
+    inactivity timeout ``timeout`` (the handshake included, when called from the main
+    thread: a client that says nothing is a ConnectionFailed).
 
     File descriptor 1 is moved aside for the protocol and replaced by stderr, so that a stray
     print can never corrupt the stream.
@@ -264,11 +265,32 @@ def serve_stdio(
     inbound = io.FileIO(in_fd, "rb", closefd=True)
     outbound = io.FileIO(out_fd, "wb", closefd=True)
     connection = Connection(inbound, outbound, codec, peer=peer, timeout=timeout)
-    try:
-        write_hello(connection.raw_writer, hello)
-    except OSError:
-        raise ConnectionFailed("the client went away during the handshake", path=peer) from None
-    theirs = read_hello(connection.raw_reader, peer=peer, command="the client")
+    with _alarm(timeout, connection):
+        try:
+            write_hello(connection.raw_writer, hello)
+        except OSError:
+            raise ConnectionFailed("the client went away during the handshake", path=peer) from None
+        theirs = read_hello(connection.raw_reader, peer=peer, command="the client")
     version = negotiate(hello, theirs, peer=peer, where="on the client")
     connection.start()
     return connection, version
+
+
+@contextlib.contextmanager
+def _alarm(timeout: float | None, connection: Connection) -> Iterator[None]:
+    """Raise ``connection.stalled()`` in the block after ``timeout`` seconds (SIGALRM: it
+    interrupts a blocked read; main thread only, else no limit)."""
+    if not timeout or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: object) -> None:
+        raise connection.stalled()
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
