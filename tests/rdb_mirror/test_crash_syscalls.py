@@ -98,7 +98,9 @@ def run_sweep(sweep: Sweep, work: Path, after_kill: Check, count: int | None = S
     on_workers = 0
     chosen = spread(sweep.dry.points, count)
     for n, point in enumerate(chosen):
-        scratch = work / f"{n:04}-{point}"
+        # not str(point): a path in the name can make rdiff-backup take the repository for
+        # an increment
+        scratch = work / f"{n:04}-{point.syscall}-{point.nth}{'-path' if point.path else ''}"
         scratch.mkdir(parents=True)
         repo = _copy(sweep.start, scratch / "repo")
         killed = run_killed(sweep.command(repo), point, scratch / "strace.log", repo)
@@ -109,8 +111,8 @@ def run_sweep(sweep: Sweep, work: Path, after_kill: Check, count: int | None = S
         on_workers += killed.on_worker
         try:
             after_kill(repo, scratch)
-        except AssertionError as error:
-            failures.append(f"{point} at {killed.call[:300]}: {str(error)[:600]}")
+        except Exception as error:  # every point is reported, not only the first
+            failures.append(f"{point} at {killed.call[:300]}: {error!r:.600}")
         else:
             shutil.rmtree(scratch)
     summary = (
