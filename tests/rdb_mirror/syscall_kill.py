@@ -9,6 +9,10 @@ that changes the disk, (name, N) is a point. A worker thread's N-th call is only
 it comes before any other thread's N-th call of that name; :func:`run_killed` reports which
 call it really was, so a sweep can say how many of the dry run's calls it hit.
 
+The second way, ``LIBC``: an LD_PRELOAD shim (``killshim.c``, compiled with the system's C
+compiler) counts the C-library calls that change the disk over all threads together and
+kills on entry to the N-th one, so worker threads' calls are hit as often as their share.
+
 Only calls that change something count: ``openat`` with a write flag, ``write`` to a file
 (not a pipe, socket or terminal), and the renames, links, removals, syncs, truncations,
 attribute, owner, time and xattr changes in ``MUTATING``. The call is killed on entry, so it
@@ -17,10 +21,13 @@ never happens; "killed just after call K" is "killed before the next one".
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +212,39 @@ def _stable_path(args: str, root: Path) -> str:
     return ""
 
 
+#: KillPoint.syscall of the shim's points: the nth disk-changing C-library call of any thread.
+LIBC = "libc"
+
+
+@functools.cache
+def shim_library() -> Path:
+    """killshim.c compiled once per test run."""
+    target = Path(tempfile.mkdtemp(prefix="rdb-killshim-")) / "killshim.so"
+    compiler = os.environ.get("CC") or shutil.which("cc") or "gcc"
+    source = Path(__file__).with_name("killshim.c")
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-O1", "-o", str(target), str(source), "-ldl"], check=True
+    )
+    return target
+
+
+def _shim_env(count_file: Path, kill_at: int = 0) -> dict[str, str]:
+    env = {**_env(), "LD_PRELOAD": str(shim_library()), "RDB_KILLSHIM_COUNT": str(count_file)}
+    if kill_at:
+        env["RDB_KILLSHIM_AT"] = str(kill_at)
+    return env
+
+
+def libc_points(argv: list[str], count_file: Path) -> DryRun:
+    """Run ``argv`` once with the shim (it must succeed): one point per counted call."""
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=_shim_env(count_file), check=False, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    calls, others = map(int, count_file.read_text().split())
+    return DryRun([KillPoint(LIBC, n) for n in range(1, calls + 1)], calls - others, others)
+
+
 def kill_points(argv: list[str], log: Path, root: Path) -> DryRun:
     """Run ``argv`` once under strace (it must succeed) and find its kill points: (name, N)
     for each thread's N-th call, and for each call of another thread than the first that
@@ -242,7 +282,19 @@ def kill_points(argv: list[str], log: Path, root: Path) -> DryRun:
 
 
 def run_killed(argv: list[str], point: KillPoint, log: Path, root: Path) -> Killed:
-    """Run ``argv`` under strace, SIGKILLed at ``point`` (its path taken below ``root``)."""
+    """Run ``argv`` under strace (or with the shim), SIGKILLed at ``point`` (its path taken
+    below ``root``)."""
+    if point.syscall == LIBC:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env=_shim_env(log, point.nth),
+            check=False,
+            timeout=600,
+        )
+        said = log.read_text() if log.exists() else ""
+        return Killed(proc.returncode, f"libc call #{point.nth}", proc.stderr, said == "killed 1\n")
     only = ["-P", str(root / point.path)] if point.path else []
     inject = ["-e", f"inject={point.syscall}:signal=KILL:when={point.nth}"]
     proc = subprocess.run(

@@ -41,9 +41,11 @@ from tests.rdb_mirror.helpers import (
     session_time,
 )
 from tests.rdb_mirror.syscall_kill import (
+    LIBC,
     SWEEP_ALL,
     DryRun,
     kill_points,
+    libc_points,
     module_command,
     run_killed,
     spread,
@@ -61,9 +63,6 @@ def _strace() -> None:
     """strace is installed by ./dev setup: in CI its absence fails instead of skipping."""
     need_tool("strace", shutil.which("strace"))
 
-
-#: Kill points per case: a sample in the default (CI) run, all with RDB_CRASH_SWEEP=all.
-SAMPLE = None if SWEEP_ALL else 10
 
 Check = Callable[[Path, Path], None]
 
@@ -83,13 +82,29 @@ def _copy(start: Path, target: Path) -> Path:
     return target
 
 
-def make_sweep(start: Path, command: Callable[[Path], list[str]], work: Path) -> Sweep:
+#: The two ways to kill: strace per thread and system call, the shim per C-library call.
+WAYS = ["strace", LIBC]
+
+
+def make_sweep(
+    start: Path, command: Callable[[Path], list[str]], work: Path, way: str = "strace"
+) -> Sweep:
     work.mkdir(parents=True, exist_ok=True)
     dry = _copy(start, work / "dry")
+    if way == LIBC:
+        return Sweep(start, command, libc_points(command(dry), work / "dry.count"))
     return Sweep(start, command, kill_points(command(dry), work / "dry.strace", dry))
 
 
-def run_sweep(sweep: Sweep, work: Path, after_kill: Check, count: int | None = SAMPLE) -> None:
+def sample(way: str) -> int | None:
+    """How many points a test kills at: every one with RDB_CRASH_SWEEP=all; else eight of
+    strace's, three of the shim's (a check of the second way, not a second sweep)."""
+    if SWEEP_ALL:
+        return None
+    return 8 if way == "strace" else 3
+
+
+def run_sweep(sweep: Sweep, work: Path, after_kill: Check, count: int | None) -> None:
     """Kill at each chosen point, then run ``after_kill(repository, scratch)``; fail with
     every point whose check failed (and say how many points were not reached)."""
     failures: list[str] = []
@@ -170,8 +185,9 @@ def assert_restores(repo: Path, expected: dict[int, trees.Snapshot], work: Path)
 # -- 1. an incremental backup killed ---------------------------------------------------------
 
 
-def test_incremental_backup_killed_at_each_call(base: Base, tmp_path: Path) -> None:
-    sweep = make_sweep(base.repo, backup_command(base, session_time(1)), tmp_path / "dry")
+@pytest.mark.parametrize("way", WAYS)
+def test_incremental_backup_killed_at_each_call(base: Base, tmp_path: Path, way: str) -> None:
+    sweep = make_sweep(base.repo, backup_command(base, session_time(1)), tmp_path / "dry", way)
     regress_first = [True]
 
     def after_kill(repo: Path, scratch: Path) -> None:
@@ -191,7 +207,7 @@ def test_incremental_backup_killed_at_each_call(base: Base, tmp_path: Path) -> N
             expected[session_time(1)] = base.second
         assert_restores(repo, expected, scratch)
 
-    run_sweep(sweep, tmp_path / "kills", after_kill)
+    run_sweep(sweep, tmp_path / "kills", after_kill, sample(way))
 
 
 @pytest.mark.interop
@@ -228,14 +244,15 @@ def test_rdiff_backup_takes_our_killed_repository(
 # -- 2. a first backup killed ----------------------------------------------------------------
 
 
-def test_first_backup_killed_at_each_call(base: Base, tmp_path: Path) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_first_backup_killed_at_each_call(base: Base, tmp_path: Path, way: str) -> None:
     source = tmp_path / "src"
     trees.build_tree(source, seed=41, options=trees.TreeOptions(big_file_size=HELD_FILE + 60_000))
     scan = trees.scan(source)
     command = lambda repo: module_command(  # noqa: E731
         "rdb_mirror", "--current-time", str(session_time(0)), source, repo
     )
-    sweep = make_sweep(tmp_path / "no-repository", command, tmp_path / "dry")
+    sweep = make_sweep(tmp_path / "no-repository", command, tmp_path / "dry", way)
 
     def after_kill(repo: Path, scratch: Path) -> None:
         proc = run_mirror("--current-time", session_time(1), source, repo)
@@ -246,7 +263,7 @@ def test_first_backup_killed_at_each_call(base: Base, tmp_path: Path) -> None:
         assert set(sessions) in ({session_time(1)}, {session_time(0), session_time(1)})
         assert_restores(repo, sessions, scratch)
 
-    run_sweep(sweep, tmp_path / "kills", after_kill)
+    run_sweep(sweep, tmp_path / "kills", after_kill, sample(way))
 
 
 # -- 3. a regress killed ---------------------------------------------------------------------
@@ -272,7 +289,8 @@ def test_regress_killed_at_each_call(base: Base, tmp_path: Path) -> None:
         assert differences(base.first, trees.scan(repo)) == []
         assert_restores(repo, {session_time(0): base.first}, scratch)
 
-    run_sweep(sweep, tmp_path / "kills", after_kill)
+    # regress runs on one thread: the shim would kill at the same points
+    run_sweep(sweep, tmp_path / "kills", after_kill, sample("strace"))
 
 
 # -- 4. a removal killed ---------------------------------------------------------------------
@@ -280,7 +298,8 @@ def test_regress_killed_at_each_call(base: Base, tmp_path: Path) -> None:
 TIMES = [session_time(0) + n * HOUR for n in range(4)]
 
 
-def test_remove_older_than_killed_at_each_call(tmp_path: Path) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_remove_older_than_killed_at_each_call(tmp_path: Path, way: str) -> None:
     history = build_history(tmp_path / "history", TIMES, seed=57)
     kept = TIMES[2:]
     older_than = str(TIMES[2])
@@ -297,7 +316,7 @@ def test_remove_older_than_killed_at_each_call(tmp_path: Path) -> None:
             "--force",
         ]
 
-    sweep = make_sweep(history.repo, command, tmp_path / "dry")
+    sweep = make_sweep(history.repo, command, tmp_path / "dry", way)
 
     def after_kill(repo: Path, scratch: Path) -> None:
         killed = History(history.source, repo, dict(history.scans), dict(history.metadata))
@@ -308,4 +327,4 @@ def test_remove_older_than_killed_at_each_call(tmp_path: Path) -> None:
         assert_sessions_restore(killed, kept, scratch / "after-rerun")
         assert_tidy(repo)
 
-    run_sweep(sweep, tmp_path / "kills", after_kill)
+    run_sweep(sweep, tmp_path / "kills", after_kill, sample(way))
