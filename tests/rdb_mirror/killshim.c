@@ -79,56 +79,32 @@ static mode_t mode_of(int flags, va_list ap) {
     return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
 }
 
-int open64(const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_of(flags, ap);
-    va_end(ap);
-    if (writes(flags)) counted();
-    return REAL(open64)(path, flags, mode);
-}
+/* open and openat in both spellings: counted when they may write */
+#define WRAP_OPEN(name, params, args)              \
+    int name params {                              \
+        va_list ap;                                \
+        va_start(ap, flags);                       \
+        mode_t mode = mode_of(flags, ap);          \
+        va_end(ap);                                \
+        if (writes(flags)) counted();              \
+        return REAL(name) args;                    \
+    }
 
-int open(const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_of(flags, ap);
-    va_end(ap);
-    if (writes(flags)) counted();
-    return REAL(open)(path, flags, mode);
-}
+WRAP_OPEN(open, (const char *path, int flags, ...), (path, flags, mode))
+WRAP_OPEN(open64, (const char *path, int flags, ...), (path, flags, mode))
+WRAP_OPEN(openat, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
+WRAP_OPEN(openat64, (int dirfd, const char *path, int flags, ...), (dirfd, path, flags, mode))
 
-int openat64(int dirfd, const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_of(flags, ap);
-    va_end(ap);
-    if (writes(flags)) counted();
-    return REAL(openat64)(dirfd, path, flags, mode);
-}
+/* writes: counted when they go to a regular file (not a pipe, socket or terminal) */
+#define WRAP_WRITE(name, params, args)         \
+    ssize_t name params {                      \
+        if (regular(fd)) counted();            \
+        return REAL(name) args;                \
+    }
 
-int openat(int dirfd, const char *path, int flags, ...) {
-    va_list ap;
-    va_start(ap, flags);
-    mode_t mode = mode_of(flags, ap);
-    va_end(ap);
-    if (writes(flags)) counted();
-    return REAL(openat)(dirfd, path, flags, mode);
-}
-
-ssize_t write(int fd, const void *buf, size_t count) {
-    if (regular(fd)) counted();
-    return REAL(write)(fd, buf, count);
-}
-
-ssize_t writev(int fd, const struct iovec *iov, int count) {
-    if (regular(fd)) counted();
-    return REAL(writev)(fd, iov, count);
-}
-
-ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset) {
-    if (regular(fd)) counted();
-    return REAL(pwrite64)(fd, buf, count, offset);
-}
+WRAP_WRITE(write, (int fd, const void *buf, size_t count), (fd, buf, count))
+WRAP_WRITE(writev, (int fd, const struct iovec *iov, int count), (fd, iov, count))
+WRAP_WRITE(pwrite64, (int fd, const void *buf, size_t count, off_t at), (fd, buf, count, at))
 
 WRAP(int, rename, (const char *a, const char *b), (a, b))
 WRAP(int, renameat, (int da, const char *a, int db, const char *b), (da, a, db, b))
