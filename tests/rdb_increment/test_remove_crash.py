@@ -179,3 +179,18 @@ def test_sigkill_after_every_single_change_of_a_merge(
         env = {"RDB_INCREMENT_TEST_KILL_AFTER": str(point)}
         work = tmp_path / f"after-{point}"
         check_killed_then_rerun(master, whole, args, kept, env, work, workers=1)
+
+
+def test_a_removal_deletes_temp_files_a_killed_writer_left(master: History, tmp_path: Path) -> None:
+    """A writer killed while it wrote its lock file or the journal (found by the syscall kill
+    sweep, tests/rdb_mirror/test_crash_syscalls.py) leaves an ``rdiff-backup.tmp.<N>`` in
+    rdiff-backup-data: the next removal, holding the lock, deletes it with the rest."""
+    args, kept = SCENARIOS["oldest"]
+    history = master.copy(tmp_path / "repo")
+    data_dir = Layout(history.repo).data_dir
+    (data_dir / "rdiff-backup.tmp.123456789").write_text("host: vm\npid: 1\n")
+    (data_dir / "rdiff-backup.tmp.987654321").write_bytes(b"")
+    proc = run_increment("remove", history.repo, *args, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert_tidy(history.repo)
+    assert_sessions_restore(history, kept, tmp_path / "restored")

@@ -28,6 +28,7 @@ remaining steps only tidy files that no kept session's chain depends on incorrec
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdb_format.atomic import fsync_dir, write_atomic
+from rdb_format.atomic import fsync_dir, is_temp_name, write_atomic
 from rdb_format.errors import CorruptRepository, UnfinishedSession, UsageError
 from rdb_format.layout import CURRENT_MIRROR, INCREMENTS, MIRROR_METADATA, Layout, open_repository
 from rdb_format.locking import WriterLock
@@ -328,10 +329,17 @@ class _Removal:
         )
 
     def _clean_scratch(self) -> None:
-        """Scratch directories of removals that were killed (we hold the lock)."""
-        for name in os.listdir(self.layout.data_dir):
-            if name.startswith(_SCRATCH_PREFIX):
-                shutil.rmtree(self.layout.data_dir / name, ignore_errors=True)
+        """Scratch directories of removals that were killed, and the temp files of any killed
+        writer (its lock file or journal half made): we hold the lock, none is being written."""
+        for name in os.listdir(self.layout.data_dir):  # the scratch names are temp names too
+            path = self.layout.data_dir / name
+            if not is_temp_name(name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def _stamps(self) -> dict[int, bytes]:
         """Each session's time string as its metadata file writes it."""
