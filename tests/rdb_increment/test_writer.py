@@ -419,3 +419,28 @@ def test_streaming_memory_is_flat(
     with open(out, "wb") as f:
         rebuild(new, [inc.path], f)
     assert out.read_bytes() == old.read_bytes()
+
+
+def test_planned_dir_marker(repo: Layout, tmp_path: Path) -> None:
+    """What a caller creating .dir markers itself is told: path, attributes; the directory's
+    own increments directory exists at once; only for an in-place writer and a directory."""
+    old_dir = tmp_path / "olddir"
+    old_dir.mkdir()
+    old_dir.chmod(0o2750)
+    os.utime(old_dir, ns=(1_400_000_000_000_000_001, 1_500_000_000_000_000_002))
+    assert writer(repo).plan_dir_marker((b"sub",), old_dir) is None  # not in place
+    w = writer(repo, options=IncrementOptions(in_place=True))
+    assert w.plan_dir_marker((b"f",), tmp_path) is not None
+    (tmp_path / "plain").write_bytes(b"")
+    assert w.plan_dir_marker((b"f",), tmp_path / "plain") is None
+    planned = w.plan_dir_marker((b"sub",), old_dir)
+    assert planned is not None
+    assert planned.increment.path == repo.increments_dir / f"sub.{STAMP}.dir"
+    assert (repo.increments_dir / "sub").is_dir()
+    assert not planned.increment.path.exists()  # the caller makes it
+    assert planned.mode == 0o750
+    assert (planned.atime_ns, planned.mtime_ns) == (
+        1_400_000_000_000_000_001,
+        1_500_000_000_000_000_002,
+    )
+    assert planned.owner == ((os.getuid(), os.getgid()) if os.geteuid() == 0 else None)

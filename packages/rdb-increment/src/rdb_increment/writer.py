@@ -60,9 +60,11 @@ __all__ = [
     "IncrementWriter",
     "NullProgress",
     "Plan",
+    "PlannedMarker",
     "WrittenIncrement",
     "block_size_for",
     "choose_kind",
+    "creation_error",
 ]
 
 #: Read and write unit for streaming (memory per worker stays a few of these).
@@ -197,6 +199,19 @@ class IncrementProgress(Protocol):
     """What the writer reports; every method must be cheap and thread-safe."""
 
     def increment_written(self, increment: WrittenIncrement) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMarker:
+    """A ``.dir`` marker for the caller to create (:meth:`IncrementWriter.plan_dir_marker`):
+    an empty file at ``increment.path`` (never over an existing one) with ``mode``, the
+    ``owner`` (uid, gid; None: leave it) and the times (ns) of the old directory."""
+
+    increment: WrittenIncrement
+    mode: int
+    owner: tuple[int, int] | None
+    atime_ns: int
+    mtime_ns: int
 
 
 class NullProgress:
@@ -394,6 +409,37 @@ class IncrementWriter:
         read = self._write_regular(target, old_st, compressed, body)
         name = self.increment_name(index, kind, compressed, long_name=long_name)
         return self._done(target, name, index, read)
+
+    def plan_dir_marker(
+        self, index: tuple[bytes, ...], old: Path, *, long_name: int | None = None
+    ) -> PlannedMarker | None:
+        """The ``.dir`` marker :meth:`write` would make for the directory ``old``, for the
+        caller to create (many at a time, off its thread) and then report with
+        :meth:`markers_made`; ``index``'s own increments directory is made now. None if
+        ``old`` is no directory or the writer is not ``in_place`` (call :meth:`write`)."""
+        if not self.options.in_place or self.options.replace:
+            return None
+        old_st = _stat(old)
+        if old_st is None or not stat.S_ISDIR(old_st.st_mode):
+            return None
+        if index and long_name is None:
+            self.ensure_increment_dir(index)
+        target = self.increment_path(index, "dir", long_name=long_name)
+        self._ensure_dir(target.parent)
+        name = self.increment_name(index, "dir", False, long_name=long_name)
+        return PlannedMarker(
+            WrittenIncrement(target, name, index, 0, 0),
+            stat.S_IMODE(old_st.st_mode) & 0o777,
+            (old_st.st_uid, old_st.st_gid) if self._chown else None,
+            old_st.st_atime_ns,
+            old_st.st_mtime_ns,
+        )
+
+    def markers_made(self, markers: Iterable[PlannedMarker]) -> None:
+        """Note planned markers the caller has created (for :meth:`sync` and progress)."""
+        for marker in markers:
+            self._note(marker.increment.path)
+            self._progress.increment_written(marker.increment)
 
     def write_job(self, job: IncrementJob, *, jobs: int | None = 1) -> WrittenIncrement:
         """:meth:`write` for one :class:`IncrementJob`."""
@@ -604,14 +650,8 @@ class IncrementWriter:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             return os.open(target, flags, 0o600)
-        except FileExistsError:
-            raise IncrementExists(
-                "increment already exists (an unfinished session? regress first)", path=target
-            ) from None
         except OSError as error:
-            raise IncrementError(
-                f"cannot create the increment: {error.strerror}", path=target
-            ) from error
+            raise creation_error(target, error) from None
 
     def _write_special(
         self, index: tuple[bytes, ...], old: Path, old_st: os.stat_result, long_name: int | None
@@ -646,6 +686,16 @@ class IncrementWriter:
             raise
         name = self.increment_name(index, "snapshot", False, long_name=long_name)
         return self._done(target, name, index, 0)
+
+
+def creation_error(target: Path, error: OSError) -> IncrementError:
+    """What failing to create the increment ``target`` (never over an existing one) means."""
+    if isinstance(error, FileExistsError):
+        return IncrementExists(
+            "increment already exists (an unfinished session? regress first)", path=target
+        )
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return IncrementError(f"cannot create the increment: {reason}", path=target)
 
 
 def _outcome(job: IncrementJob, future: Future[WrittenIncrement]) -> IncrementOutcome:
