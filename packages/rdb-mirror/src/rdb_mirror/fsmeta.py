@@ -221,14 +221,24 @@ def apply_attributes(
     ownership: bool,
     mtime_ns: int | None = None,
     atime_ns: int | None = None,
+    had: Record | None = None,
 ) -> None:
     """Owner (when allowed), permissions and mtime of ``record`` on ``path`` (no symlink follow)
     or on an open file descriptor (no path lookups: a file just written).
 
     Symlinks only get their owner. The mtime is ``mtime_ns`` when given (full precision),
-    else the record's whole seconds.
+    else the record's whole seconds. ``had``: the record ``path`` already matches (a mirror
+    copy as the previous session left it): an owner and permissions equal to its are not set
+    again (a new owner is, and then the permissions too: ``chown`` clears set-ID bits).
     """
-    if ownership and record.uid is not None and record.gid is not None:
+    owner_set = False
+    if (
+        ownership
+        and record.uid is not None
+        and record.gid is not None
+        and (had is None or (record.uid, record.gid) != (had.uid, had.gid))
+    ):
+        owner_set = True
         with contextlib.suppress(OSError):
             if isinstance(path, int):
                 os.fchown(path, record.uid, record.gid)
@@ -236,7 +246,9 @@ def apply_attributes(
                 os.lchown(path, record.uid, record.gid)
     if record.type == "sym":
         return
-    if record.permissions is not None:
+    if record.permissions is not None and (
+        had is None or owner_set or record.permissions != had.permissions
+    ):
         os.chmod(path, record.permissions)
     if record.mod_time is not None or mtime_ns is not None:
         mtime = mtime_ns if mtime_ns is not None else (record.mod_time or 0) * 1_000_000_000

@@ -1323,7 +1323,8 @@ class RepositorySide:
         place, no increment (rdiff-backup's API 201; restores take them from the metadata)."""
         assert item.entry is not None and item.old is not None
         increments = self._mark(item.index)
-        error = self._apply(self._bpath(item.index, record), record, item.entry, eas, acl)
+        path = self._bpath(item.index, record)
+        error = self._apply(path, record, item.entry, eas, acl, had=item)
         self._outputs.append(_updated(item, record, eas, acl, increments, error))
 
     def _forget(self, group: _Group | None, record: Record) -> None:
@@ -1338,8 +1339,14 @@ class RepositorySide:
         entry: Entry,
         eas: EAs,
         acl: tuple[ACLEntry, ...],
+        *,
+        had: _Item | None = None,
     ) -> tuple[str, str] | None:
-        """Set attributes, EAs and ACL on a mirror entry; the error to log, if any."""
+        """Set attributes, EAs and ACL on a mirror entry; the error to log, if any. ``had``: an
+        entry whose mirror copy has its old record's attributes, EAs and ACL (the metadata
+        describes the mirror): only what differs from those is set (an attribute-only
+        change of a release unpacked again: the mtime)."""
+        old = had.old if had is not None else None
         try:
             apply_attributes(
                 path,
@@ -1347,11 +1354,21 @@ class RepositorySide:
                 ownership=self.caps.ownership,
                 mtime_ns=entry.mtime_ns if record.type != "sym" else None,
                 atime_ns=entry.atime_ns,
+                had=old,
             )
             if record.type != "sym":
-                if self.caps.eas and entry.eas is not None:
+                if self.caps.eas and entry.eas is not None and (had is None or eas != had.old_eas):
                     apply_eas(path, eas)
-                if self.caps.acls and entry.acl is not None:
+                if (
+                    self.caps.acls
+                    and entry.acl is not None
+                    and (
+                        had is None
+                        or acl != had.old_acl
+                        or old is None
+                        or record.permissions != old.permissions
+                    )
+                ):
                     apply_acl(path, acl, record.permissions or 0, record.type == "dir")
         except OSError as error:
             return ("UpdateError", f"cannot set attributes: {error.strerror or error}")

@@ -1,0 +1,50 @@
+"""An attribute-only change sets on the mirror copy only what differs from the old record."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tests.interop import trees
+from tests.rdb_mirror.helpers import differences, restored, session_time
+
+from rdb_mirror import session as mirror
+
+
+def test_only_what_changed_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    for name in ("touched", "chmodded", "tagged", "owned"):
+        (src / name).write_bytes(name.encode())
+        (src / name).chmod(0o644)
+    os.setxattr(src / "tagged", "user.colour", b"blue")
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=session_time(1)))
+    first = trees.scan(src)
+    for name in ("touched", "chmodded", "tagged", "owned"):
+        os.utime(src / name, ns=(1_650_000_000_000_000_000, 1_650_000_000_000_000_000))
+    (src / "chmodded").chmod(0o600)
+    os.setxattr(src / "tagged", "user.colour", b"green")
+    os.lchown(src / "owned", 4321, 4321)
+    (src / "owned").chmod(0o4755)  # set-ID bits, which a chown clears: set again after it
+    calls: list[tuple[str, str]] = []
+
+    def spy(kind: str, real: object) -> object:
+        def call(path: object, *args: object, **kwargs: object) -> object:
+            calls.append((kind, os.path.basename(os.fsdecode(path))))  # type: ignore[arg-type]
+            return real(path, *args, **kwargs)  # type: ignore[operator]
+
+        return call
+
+    monkeypatch.setattr(os, "chmod", spy("chmod", os.chmod))
+    monkeypatch.setattr(os, "lchown", spy("lchown", os.lchown))
+    result = mirror.backup(src, repo, mirror.BackupOptions(current_time=session_time(2)))
+    monkeypatch.undo()
+    assert result.errors == []
+    assert ("chmod", "touched") not in calls and ("lchown", "touched") not in calls
+    assert ("chmod", "chmodded") in calls and ("lchown", "chmodded") not in calls
+    assert ("lchown", "owned") in calls and ("chmod", "owned") in calls
+    assert differences(trees.scan(src), trees.scan(repo)) == []
+    assert os.getxattr(repo / "tagged", "user.colour") == b"green"
+    assert differences(first, restored(repo, session_time(1), tmp_path / "at1")) == []
+    assert differences(trees.scan(src), restored(repo, session_time(2), tmp_path / "at2")) == []
