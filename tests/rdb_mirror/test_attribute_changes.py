@@ -19,6 +19,9 @@ def test_only_what_changed_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         (src / name).write_bytes(name.encode())
         (src / name).chmod(0o644)
     os.setxattr(src / "tagged", "user.colour", b"blue")
+    (src / "sub").mkdir()
+    (src / "sub" / "inside").write_bytes(b"one")
+    (src / "newmode").mkdir()
     mirror.backup(src, repo, mirror.BackupOptions(current_time=session_time(1)))
     first = trees.scan(src)
     for name in ("touched", "chmodded", "tagged", "owned"):
@@ -26,6 +29,9 @@ def test_only_what_changed_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (src / "chmodded").chmod(0o600)
     os.setxattr(src / "tagged", "user.colour", b"green")
     os.lchown(src / "owned", 4321, 4321)
+    (src / "sub" / "inside").write_bytes(b"two, longer")  # touches "sub": its mtime only
+    os.utime(src / "sub", ns=(1_640_000_000_000_000_000, 1_640_000_000_000_000_000))
+    (src / "newmode").chmod(0o700)
     (src / "owned").chmod(0o4755)  # set-ID bits, which a chown clears: set again after it
     calls: list[tuple[str, str]] = []
 
@@ -44,6 +50,8 @@ def test_only_what_changed_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert ("chmod", "touched") not in calls and ("lchown", "touched") not in calls
     assert ("chmod", "chmodded") in calls and ("lchown", "chmodded") not in calls
     assert ("lchown", "owned") in calls and ("chmod", "owned") in calls
+    assert ("chmod", "sub") not in calls and ("lchown", "sub") not in calls
+    assert ("chmod", "newmode") in calls
     assert differences(trees.scan(src), trees.scan(repo)) == []
     assert os.getxattr(repo / "tagged", "user.colour") == b"green"
     assert differences(first, restored(repo, session_time(1), tmp_path / "at1")) == []

@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Generic, TypeVar
+from typing import BinaryIO, Generic, NamedTuple, TypeVar
 
 from rdb_clikit.protocol import Progress
 from rdb_fastio import NewFile, write_new_files
@@ -521,9 +521,7 @@ class RepositorySide:
         self._long_parent: tuple[Index | None, bool] = (None, False)  # _under_long_name's last
         self._marked: set[Index] = set()
         self._deferred: list[tuple[Index, Callable[[], None]]] = []
-        self._dirs: dict[
-            Index, tuple[Record, int | None, int | None, EAs | None, tuple[ACLEntry, ...] | None]
-        ] = {}
+        self._dirs: dict[Index, _DirState] = {}
         self._touched: set[Index] = set()
         self._dirs_changed: set[Index] = set()
         self._credit = 0
@@ -1346,33 +1344,55 @@ class RepositorySide:
         entry whose mirror copy has its old record's attributes, EAs and ACL (the metadata
         describes the mirror): only what differs from those is set (an attribute-only
         change of a release unpacked again: the mtime)."""
-        old = had.old if had is not None else None
         try:
-            apply_attributes(
+            self._set_attributes(
                 path,
                 record,
-                ownership=self.caps.ownership,
-                mtime_ns=entry.mtime_ns if record.type != "sym" else None,
-                atime_ns=entry.atime_ns,
-                had=old,
+                entry.mtime_ns if record.type != "sym" else None,
+                entry.atime_ns,
+                eas if entry.eas is not None else None,
+                acl if entry.acl is not None else None,
+                (had.old, had.old_eas, had.old_acl)
+                if had is not None and had.old is not None
+                else None,
             )
-            if record.type != "sym":
-                if self.caps.eas and entry.eas is not None and (had is None or eas != had.old_eas):
-                    apply_eas(path, eas)
-                if (
-                    self.caps.acls
-                    and entry.acl is not None
-                    and (
-                        had is None
-                        or acl != had.old_acl
-                        or old is None
-                        or record.permissions != old.permissions
-                    )
-                ):
-                    apply_acl(path, acl, record.permissions or 0, record.type == "dir")
         except OSError as error:
             return ("UpdateError", f"cannot set attributes: {error.strerror or error}")
         return None
+
+    def _set_attributes(
+        self,
+        path: bytes,
+        record: Record,
+        mtime_ns: int | None,
+        atime_ns: int | None,
+        eas: EAs | None,
+        acl: tuple[ACLEntry, ...] | None,
+        had: _OldState | None,
+    ) -> None:
+        """Owner, permissions, times, EAs (None: not kept) and ACL (None: not kept) of
+        ``record`` on ``path``; ``had``: the old state the mirror entry has, whose equal parts
+        are not set again (a new owner is set, and then the permissions: ``chown`` clears
+        set-ID bits; a new mode sets the ACL again: its mask)."""
+        old, old_eas, old_acl = had if had is not None else (None, (), ())
+        apply_attributes(
+            path,
+            record,
+            ownership=self.caps.ownership,
+            mtime_ns=mtime_ns,
+            atime_ns=atime_ns,
+            had=old,
+        )
+        if record.type == "sym":
+            return
+        if self.caps.eas and eas is not None and (old is None or eas != old_eas):
+            apply_eas(path, eas)
+        if (
+            self.caps.acls
+            and acl is not None
+            and (old is None or acl != old_acl or record.permissions != old.permissions)
+        ):
+            apply_acl(path, acl, record.permissions or 0, record.type == "dir")
 
     def _apply_new(
         self,
@@ -1589,12 +1609,14 @@ class RepositorySide:
         assert entry is not None
         old = item.old
         record = self._new_record(item, None)
-        self._dirs[item.index] = (
+        kept = old is not None and old.type == "dir"  # the mirror keeps the old directory
+        self._dirs[item.index] = _DirState(
             record,
             entry.mtime_ns,
             entry.atime_ns,
             entry.eas if entry.eas is not None else None,
             entry.acl if entry.acl is not None else None,
+            (old, item.old_eas, item.old_acl) if kept and old is not None else None,
         )
         if old is not None and old.type == "dir":
             if record == old and eas == item.old_eas and acl == item.old_acl:
@@ -1781,27 +1803,35 @@ class RepositorySide:
     # -- the end
 
     def _fix_directories(self) -> None:
-        """Attributes of new, changed and touched directories, deepest first."""
+        """Attributes of new, changed and touched directories, deepest first (a kept one has
+        its old record's: only what differs is set; most are only touched, their mtime changed
+        by writing inside them)."""
         for index in sorted(self._touched | self._dirs_changed, reverse=True):
             info = self._dirs.get(index)
             if info is None:
                 continue
-            record, mtime_ns, atime_ns, eas, acl = info
-            path = self._bpath(index, record)
+            path = self._bpath(index, info.record)
             try:
-                apply_attributes(
-                    path,
-                    record,
-                    ownership=self.caps.ownership,
-                    mtime_ns=mtime_ns,
-                    atime_ns=atime_ns,
+                self._set_attributes(
+                    path, info.record, info.mtime_ns, info.atime_ns, info.eas, info.acl, info.had
                 )
-                if self.caps.eas and eas is not None:
-                    apply_eas(path, eas)
-                if self.caps.acls and acl is not None:
-                    apply_acl(path, acl, record.permissions or 0, True)
             except OSError as error:
                 self._log("UpdateError", index, f"cannot set attributes: {error.strerror}")
+
+
+#: What a mirror entry already has: the old record, EAs and ACL.
+_OldState = tuple[Record, EAs, tuple[ACLEntry, ...]]
+
+
+class _DirState(NamedTuple):
+    """What a directory's attributes are set to at the end (deepest first)."""
+
+    record: Record
+    mtime_ns: int | None
+    atime_ns: int | None
+    eas: EAs | None
+    acl: tuple[ACLEntry, ...] | None
+    had: _OldState | None  # a kept old directory's
 
 
 def _remove_tree(path: Path) -> None:
