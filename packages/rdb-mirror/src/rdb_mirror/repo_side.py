@@ -511,7 +511,7 @@ class RepositorySide:
         self._stage_batch: _StageBatch | None = None
         self._olds: deque[RawRecord | None] = deque()  # each output's previous record
         self._pool = Workers(workers, "rdb-mirror")
-        self._release = Releaser(self._pool)
+        self._release = Releaser()
         self._markers: list[PlannedMarker] = []  # planned, for the next marker job
         self._marker_jobs: deque[Job[None]] = deque()
         self._groups: dict[tuple[int, int], _Group] = {}
@@ -602,9 +602,9 @@ class RepositorySide:
             self._drain(block=True)
             self._finish_markers()
             self._fix_directories()
-            self._pool.shutdown()  # the old files' releases queued last
         finally:
             self._pool.shutdown(cancel=True)
+            self._release.close()  # after the pool: its jobs replace files too
             for item in self._requests.values():
                 self._discard(item)
 
