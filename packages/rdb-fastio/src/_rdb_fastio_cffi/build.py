@@ -31,7 +31,7 @@ struct rdb_time {
 
 struct rdb_stage {
     const char *path;       /* the staged file to create (must not exist) */
-    const char *target;     /* renamed to this when all is set; NULL: path is the final name */
+    const char *target;     /* renamed to this when all is set */
     const char *data;
     size_t size;
     unsigned int mode;      /* permission bits, set with fchmod after fchown */
@@ -186,7 +186,7 @@ static int rdb_stage_one(struct rdb_stage *f)
         f->step = 5;
         goto failed_closed;
     }
-    if (f->target != NULL && rename(f->path, f->target) != 0) {
+    if (rename(f->path, f->target) != 0) {
         f->step = 6;
         goto failed_closed;
     }

@@ -33,10 +33,11 @@ def _time(ns: int) -> tuple[int, int]:
 @dataclass(frozen=True, slots=True)
 class NewFile:
     """One file to create at ``path`` (which must not exist) and then rename to ``target``
-    (None: ``path`` is its final name)."""
+    (``target == path``: made under its final name; renaming a file onto itself does
+    nothing)."""
 
     path: bytes
-    target: bytes | None
+    target: bytes
     data: bytes
     mode: int
     owner: tuple[int, int] | None  # (uid, gid), or None to leave the owner alone
@@ -46,9 +47,9 @@ class NewFile:
 
 def write_new_files(files: Sequence[NewFile]) -> list[OSError | None]:
     """Write every file: create, fill, ``fchown`` (failures ignored, as without privileges),
-    ``fchmod``, ``futimens``, close, rename (unless ``target`` is None). Per file, None or the
-    error of the step that failed; a failed file's ``path`` is removed again (a file that was
-    there before is never touched: ``O_EXCL``) and its ``target`` is untouched."""
+    ``fchmod``, ``futimens``, close, rename. Per file, None or the error of the step that
+    failed; a failed file's ``path`` is removed again (one that was there before is never
+    touched: ``O_EXCL``) and its ``target`` is untouched."""
     count = len(files)
     if count == 0:
         return []
@@ -57,7 +58,7 @@ def write_new_files(files: Sequence[NewFile]) -> list[OSError | None]:
     for n, file in enumerate(files):
         c = batch[n]
         path = ffi.new("char[]", file.path)
-        target = ffi.NULL if file.target is None else ffi.new("char[]", file.target)
+        target = ffi.new("char[]", file.target)
         data = ffi.from_buffer(file.data)
         keep += (path, target, data)
         c.path = path
@@ -78,7 +79,7 @@ def write_new_files(files: Sequence[NewFile]) -> list[OSError | None]:
             results.append(None)
             continue
         step = _STEPS[c.step] if 0 < c.step < len(_STEPS) else "write"
-        name = file.target if c.step == 6 and file.target is not None else file.path
+        name = file.target if c.step == 6 else file.path
         error = OSError(c.error, f"cannot {step}: {os.strerror(c.error)}", os.fsdecode(name))
         results.append(error)
     return results

@@ -1119,11 +1119,11 @@ class RepositorySide:
     def _make_markers(self, markers: list[PlannedMarker]) -> None:
         """Pool job: create planned markers; raises for the first that could not be made."""
         assert self.writer is not None
+        paths = [os.fsencode(m.increment.path) for m in markers]
+        # under its final name (O_EXCL), "renamed" onto itself: nothing
         files = [
-            NewFile(
-                os.fsencode(m.increment.path), None, b"", m.mode, m.owner, m.atime_ns, m.mtime_ns
-            )
-            for m in markers
+            NewFile(path, path, b"", m.mode, m.owner, m.atime_ns, m.mtime_ns)
+            for path, m in zip(paths, markers, strict=True)
         ]
         errors = write_new_files(files)
         self.writer.markers_made(
