@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rdb_fastio import scan_directory
-from rdb_mirror import scan_ahead
 from rdb_mirror import session as mirror
+from rdb_mirror import source
 from rdb_restore import RestoreOptions, restore
 
 
@@ -30,7 +30,7 @@ def test_an_unlistable_directory_keeps_its_old_contents(
             raise PermissionError(errno.EACCES, "Permission denied")
         return scan_directory(path, xattrs=xattrs)
 
-    monkeypatch.setattr(scan_ahead, "scan_directory", scan)
+    monkeypatch.setattr(source, "scan_directory", scan)
     (src / "open.txt").write_bytes(b"two, longer\n")
     result = mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_003_600))
     assert [e for e in result.errors if "locked" in e and "cannot list: Permission denied" in e]

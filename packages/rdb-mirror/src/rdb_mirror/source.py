@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from rdb_fastio import ScanEntry
+from rdb_fastio import ScanEntry, scan_directory
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.errors import ProtocolError
 from rdb_format.layout import DATA_DIR
@@ -53,7 +53,6 @@ from rdb_mirror.protocol import (
     WalkDone,
     stat_key,
 )
-from rdb_mirror.scan_ahead import ScanAhead
 from rdb_mirror.workers import Workers
 from rdiff.errors import RdiffError
 
@@ -165,10 +164,8 @@ def source_path(root: bytes, index: Index) -> bytes:
     return os.path.join(root, *index) if index else root
 
 
-def walk(options: SourceOptions, out: Batcher, *, read_ahead: bool = True) -> Iterator[Entry]:
-    """Entries in metadata order; problems are sent to ``out`` directly. ``read_ahead``: the
-    directories the walk enters next are listed by a thread of their own while it goes on
-    (:mod:`rdb_mirror.scan_ahead`)."""
+def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
+    """Entries in metadata order; problems are sent to ``out`` directly."""
     root = options.root
     names = Names()
     caps = options.capabilities
@@ -177,7 +174,6 @@ def walk(options: SourceOptions, out: Batcher, *, read_ahead: bool = True) -> It
     no_eas: EAs | None = () if caps.eas else None  # what an entry without xattrs has
     no_acl: tuple[ACLEntry, ...] | None = () if caps.acls else None
     want_xattrs = caps.eas or caps.acls
-    listings = ScanAhead(xattrs=want_xattrs, enabled=read_ahead)
 
     def describe(
         index: Index, path: bytes, st: os.stat_result, xattr_bytes: int = -1
@@ -210,29 +206,13 @@ def walk(options: SourceOptions, out: Batcher, *, read_ahead: bool = True) -> It
         if scanned is None:
             try:
                 # names and lstat in one C call (rdb_fastio.scan: no GIL hand-off per file)
-                scanned = listings.listing(path)
+                scanned = scan_directory(path, xattrs=want_xattrs)
             except OSError as error:
                 out.send(Problem(index, "ListError", f"cannot list: {error.strerror}"))
                 if held:
                     yield from held
                     held.clear()
                 return
-        # the directories it will enter, decided first, so that their listings are read ahead
-        # (the selection's decisions depend on nothing but the path and its lstat)
-        decided: dict[bytes, bool | None] = {}
-        enter: list[bytes] = []
-        if isinstance(scanned, list):  # not a huge directory's one-at-a-time listing
-            for name, child_st, _, _ in scanned:
-                if child_st is None or not stat.S_ISDIR(child_st.st_mode):
-                    continue
-                if not index and name == _DATA_DIR:
-                    continue
-                child_path = os.path.join(path, name)
-                verdict = decided[name] = selection.decide((*index, name), child_path, child_st)
-                if verdict is not False:
-                    enter.append(child_path)
-            listings.ahead(enter)
-        entered = 0
         for name, child_st, stat_error, xattr_bytes in scanned:
             if not index and name == _DATA_DIR:
                 continue
@@ -243,13 +223,7 @@ def walk(options: SourceOptions, out: Batcher, *, read_ahead: bool = True) -> It
                     why = os.strerror(stat_error)
                     out.send(Problem(child, "ListError", f"cannot stat: {why}"))
                 continue
-            if name in decided:
-                verdict = decided[name]
-                if verdict is not False:
-                    entered += 1
-                    listings.ahead(enter[entered:])  # the next ones, as this one is entered
-            else:
-                verdict = selection.decide(child, child_path, child_st)
+            verdict = selection.decide(child, child_path, child_st)
             is_dir = stat.S_ISDIR(child_st.st_mode)
             if verdict is False or (verdict is None and not is_dir):
                 continue
@@ -271,7 +245,7 @@ def walk(options: SourceOptions, out: Batcher, *, read_ahead: bool = True) -> It
                     # listed before its entry goes out: an unlistable directory is sent as
                     # such (its old contents are kept); the listing is then walked below
                     try:
-                        listing = listings.listing(child_path)
+                        listing = scan_directory(child_path, xattrs=want_xattrs)
                     except OSError as error:
                         why = error.strerror or str(error)
                         out.send(Problem(child, "ListError", f"cannot list: {why}"))
@@ -294,17 +268,13 @@ def walk(options: SourceOptions, out: Batcher, *, read_ahead: bool = True) -> It
                 yield from rec(child, child_path, child_st, held)
                 if held and held[-1] is entry:
                     held.pop()
-        listings.forget(enter)  # those it did not enter after all (not describable)
 
     root_st = os.lstat(root)
     first = describe((), root, root_st)
     if first is None:
         return
-    try:
-        yield first
-        yield from rec((), root, root_st, [])
-    finally:
-        listings.close()
+    yield first
+    yield from rec((), root, root_st, [])
 
 
 def _open_checked(
