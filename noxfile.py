@@ -44,7 +44,15 @@ TEST_ONLY: dict[str, list[str]] = {
     "rdb-increment": ["rdb-remote", "rdb-fastio", "rdb-mirror", "rdb-restore"],
     "rdb-mirror": ["rdb-restore"],
     "rdb-restore": ["rdb-mirror"],
-    "rdb-remote": ["rdb-increment", "rdb-clikit", "rdiff", "rdb-fastio", "rdb-mirror"],
+    # the transport's tests run both programs' servers (rdb-mirror and rdb-restore --server)
+    "rdb-remote": [
+        "rdb-increment",
+        "rdb-clikit",
+        "rdiff",
+        "rdb-fastio",
+        "rdb-mirror",
+        "rdb-restore",
+    ],
 }
 TEST_TOOLS = ["pytest", "hypothesis", "pytest-benchmark"]
 RDIFF_BACKUP_VERSION = "2.2.7"
