@@ -158,27 +158,30 @@ def _expanding_delta(connection: Connection, root: Entry) -> int:
     return _drain_and_close(connection)
 
 
-def _more_than_announced(connection: Connection, root: Entry) -> int:
-    """A 10-byte file answered with 64 MiB of chunks, then a ContentEnd claiming 10 bytes."""
+def _ten_bytes_requested(connection: Connection, root: Entry) -> int:
+    """List a 10-byte regular file ``f``; the number of the request for its content."""
     record = Record(b"f", "reg", size=10, mod_time=7, uid=0, gid=0, permissions=0o644)
     connection.send(Batch((root, Entry((b"f",), record, (10, 7, 7, 2), 7, 7))))
     while not isinstance(message := connection.receive(), ContentRequest):
         pass
+    return message.request
+
+
+def _more_than_announced(connection: Connection, root: Entry) -> int:
+    """A 10-byte file answered with 64 MiB of chunks, then a ContentEnd claiming 10 bytes."""
+    request = _ten_bytes_requested(connection, root)
     for _ in range(64):
-        connection.send(Chunk(message.request, b"x" * (1 << 20)))
-    connection.send(ContentEnd(message.request, 10, hashlib.sha1(b"x" * 10).hexdigest()))
+        connection.send(Chunk(request, b"x" * (1 << 20)))
+    connection.send(ContentEnd(request, 10, hashlib.sha1(b"x" * 10).hexdigest()))
     connection.send(WalkDone(2))
     return _drain_and_close(connection)
 
 
 def _oversize_content(connection: Connection, root: Entry) -> int:
     """A 10-byte file answered with one Content of 8 MiB (and its true SHA1)."""
-    record = Record(b"f", "reg", size=10, mod_time=7, uid=0, gid=0, permissions=0o644)
-    connection.send(Batch((root, Entry((b"f",), record, (10, 7, 7, 2), 7, 7))))
-    while not isinstance(message := connection.receive(), ContentRequest):
-        pass
+    request = _ten_bytes_requested(connection, root)
     data = b"x" * (8 << 20)
-    connection.send(Content(message.request, data, hashlib.sha1(data).hexdigest()))
+    connection.send(Content(request, data, hashlib.sha1(data).hexdigest()))
     connection.send(WalkDone(2))
     return _drain_and_close(connection)
 
