@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rdb_restore import content
+from rdb_restore import patching
 from rdb_restore.content import Source, rebuild_into
 from rdiff.api import delta, load_signature, signature
 
@@ -35,7 +35,7 @@ def test_a_diff_that_expands_past_the_record_is_not_written_to_its_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory: bool
 ) -> None:
     if not in_memory:
-        monkeypatch.setattr(content, "PATCH_IN_MEMORY", False)
+        monkeypatch.setattr(patching, "PATCH_IN_MEMORY", False)
     basis = os.urandom(RECORDED)
     new = basis + os.urandom(4 << 20)  # what the damaged diff rebuilds: 4 MiB too many
     (tmp_path / "basis").write_bytes(basis)

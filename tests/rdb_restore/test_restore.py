@@ -64,9 +64,9 @@ def test_every_session_restores_exactly_when_streamed(
     """Files over the in-memory limit (8 MiB) stream through librsync's job and temporary
     files: with the limit lowered, every patched file takes that path (0), or some versions
     of a chain fit in memory and a later one does not (300 bytes)."""
-    from rdb_restore import content
+    from rdb_restore import patching
 
-    monkeypatch.setattr(content, "IN_MEMORY_LIMIT", limit)
+    monkeypatch.setattr(patching, "IN_MEMORY_LIMIT", limit)
     for n, when in enumerate(mirror_repo_master.times[:-1]):
         target = tmp_path / f"at{n}"
         restore(str(mirror_repo_master.path), str(target), at=str(when))

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -25,15 +25,22 @@ from rdb_clikit.run import run
 from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.metadata import Record, path_key
-from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring
-from rdb_remote.connection import DEFAULT_TIMEOUT
-from rdb_remote.spawn import RemoteLocation, parse_location
-from rdb_restore.query import Method, compare, list_changed, list_sessions, verify
 from rdb_restore.repo import open_repo, show
 from rdb_restore.restore import RestoreOptions, limit_heap_growth, restore
 
+if TYPE_CHECKING:
+    from rdb_remote.spawn import RemoteLocation
+    from rdb_restore.query import Method
+
+# What a restore of the newest session needs is imported above; the rest (rdb_remote, the
+# read-only queries, rdb_format.statistics) only by the commands or paths that use it:
+# tests/rdb_restore/test_cli_imports.py keeps a local restore's imports to what it needs.
+
 PROG = "rdb-restore"
+#: --timeout's default: rdb_remote.connection.DEFAULT_TIMEOUT (a test checks they agree), not
+#: imported from there, since importing rdb_remote costs every local run ~10 ms
+DEFAULT_TIMEOUT = 300
 COMMANDS = ("restore", "list", "list-files", "list-changed", "compare", "verify")
 app = make_app(name=PROG)
 
@@ -86,6 +93,22 @@ def _main() -> None:
     'rdb-restore REPO TARGET' is short for 'rdb-restore restore REPO TARGET'; 'list files'
     and 'list changed' are written with a space. 'rdb-restore COMMAND --help' for more.
     """
+
+
+def _remote(location: str) -> RemoteLocation | None:
+    """``[user@]host::path`` as a RemoteLocation; None for a local path (rdb_remote is only
+    imported for a location that may be remote)."""
+    if "::" not in location:
+        return None
+    from rdb_remote.spawn import parse_location
+
+    return parse_location(location)
+
+
+def _size(n: int) -> str:
+    from rdb_format.statistics import format_bytes
+
+    return format_bytes(n)
 
 
 def _progress(json_output: bool, quiet: bool, *, stream_stdout: bool = True) -> Progress:
@@ -154,7 +177,7 @@ def restore_command(
     to_stdout = target == "-"
     progress = _progress(json_output, quiet, stream_stdout=not to_stdout)
     options = RestoreOptions(force=force, numeric_ids=numeric_ids, workers=workers)
-    remote = parse_location(location)
+    remote = _remote(location)
     if remote is not None:
         from rdb_restore.remote import remote_restore
 
@@ -190,7 +213,7 @@ def restore_command(
             quiet or to_stdout,
             f"restored {result.source} as of {format_timestring(result.time)} into "
             f"{result.target}: {result.entries} entries, {result.files} files "
-            f"({format_bytes(result.bytes)})",
+            f"({_size(result.bytes)})",
         )
     return int(ExitCode.WARNINGS if result.warnings else ExitCode.OK)
 
@@ -212,12 +235,14 @@ def list_command(
 ) -> int:
     """List the sessions of REPO (oldest first) with their sizes. Also: 'list files',
     'list changed'."""
-    remote = parse_location(repo)
+    remote = _remote(repo)
     if remote is not None:
         from rdb_restore.remote import remote_sessions
 
         sessions = remote_sessions(remote, schema=remote_schema, timeout=timeout or None)
     else:
+        from rdb_restore.query import list_sessions
+
         with open_repo(repo) as opened:
             sessions = list_sessions(opened)
     if json_output:
@@ -241,14 +266,13 @@ def list_command(
     for s in sessions:
         mark = "  (current mirror)" if s.current else ""
         print(
-            f"{format_timestring(s.time):<27} {format_bytes(s.size):>12} "
-            f"{format_bytes(s.total_size):>12}{mark}"
+            f"{format_timestring(s.time):<27} {_size(s.size):>12} {_size(s.total_size):>12}{mark}"
         )
     return 0
 
 
 def _local_only(location: str, command: str) -> None:
-    if parse_location(location) is not None:
+    if _remote(location) is not None:
         raise UsageError(
             f"{location}: {command} reads the repository on this host; run it on the "
             "repository's host (restore, list, list files and verify work over ssh)"
@@ -279,8 +303,9 @@ def list_files_command(
 ) -> int:
     """List the files of REPO (or a path in it) as they were at TIME ('list files')."""
     parts = [p for p in Path(path).parts if p not in ("", ".", "/")] if path else []
-    remote = parse_location(repo)
+    remote = _remote(repo)
     if remote is not None:
+        from rdb_remote.spawn import RemoteLocation
         from rdb_restore.remote import remote_files
 
         where = RemoteLocation(remote.host, os.path.join(remote.path, *parts))
@@ -322,6 +347,8 @@ def list_changed_command(
     json_output: JsonOpt = False,
 ) -> int:
     """List what changed in REPO (or a path in it) since the session at TIME."""
+    from rdb_restore.query import list_changed
+
     _local_only(repo, "list changed")
     with open_repo(repo) as opened:
         when = opened.resolve(since)
@@ -361,6 +388,8 @@ def compare_command(
     quiet: QuietOpt = False,
 ) -> int:
     """Compare SRC with REPO (or a path in it) at TIME: metadata, --hash or --full content."""
+    from rdb_restore.query import compare
+
     _local_only(repo, "compare")
     method: Method = "full" if full else "hash" if hash_ else "meta"
     with open_repo(repo) as opened:
@@ -419,7 +448,7 @@ def verify_command(
     quiet: QuietOpt = False,
 ) -> int:
     """Check every regular file of REPO as of TIME against its recorded SHA1."""
-    remote = parse_location(repo)
+    remote = _remote(repo)
     if remote is not None:
         from rdb_restore.remote import remote_verify
 
@@ -427,6 +456,8 @@ def verify_command(
             remote, at=at, workers=workers, schema=remote_schema, timeout=timeout or None
         )
     else:
+        from rdb_restore.query import verify
+
         with open_repo(repo) as opened:
             progress: Progress = NullProgress() if json_output else _progress(False, quiet)
             result = verify(opened, opened.resolve(at), workers=workers, progress=progress)
@@ -449,7 +480,7 @@ def verify_command(
             print(f"bad: {line}")
         _say(
             quiet,
-            f"verified {result.checked} files ({format_bytes(result.bytes)}) of the session "
+            f"verified {result.checked} files ({_size(result.bytes)}) of the session "
             f"{format_timestring(when)}: "
             + ("all match their SHA1" if result.ok else f"{len(result.bad)} bad"),
         )

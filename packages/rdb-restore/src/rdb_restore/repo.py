@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rdb_format.eas_acls import ACLEntry, iter_acl_records, iter_ea_records
 from rdb_format.errors import (
@@ -40,7 +41,9 @@ from rdb_format.metadata_diff import find_session_file, records_at
 from rdb_format.quoting import Quoting
 from rdb_format.repository import RepositoryState, read_state
 from rdb_format.timestamps import resolve_time_spec, session_at_or_before
-from rdb_increment.rebuild import IncrementFile
+
+if TYPE_CHECKING:  # imported where increments are listed: a newest-session restore lists none
+    from rdb_increment.rebuild import IncrementFile
 
 Index = tuple[bytes, ...]
 EAs = tuple[tuple[bytes, bytes], ...]
@@ -307,6 +310,8 @@ class DirHandle:
         return listing
 
     def _list(self, quoting: Quoting) -> dict[bytes, list[IncrementFile]]:
+        from rdb_increment.rebuild import IncrementFile
+
         listing: dict[bytes, list[IncrementFile]] = {}
         if self.fd is not None:
             for raw in map(os.fsencode, os.listdir(self.fd)):

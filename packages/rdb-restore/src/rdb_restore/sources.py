@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rdb_format.errors import CorruptRepository
 from rdb_format.layout import INCREMENTS, LONG_FILENAME_DATA
 from rdb_format.metadata import Record
 from rdb_format.timestamps import format_timestring
-from rdb_increment.rebuild import IncrementFile, plan_rebuild
 from rdb_restore.content import Source
 from rdb_restore.repo import (
     DirHandle,
@@ -28,6 +28,9 @@ from rdb_restore.repo import (
     show,
 )
 from rdb_restore.writer import PlainCopy
+
+if TYPE_CHECKING:  # rdb_increment is imported only when increments apply (not the newest session)
+    from rdb_increment.rebuild import IncrementFile
 
 
 @dataclass
@@ -127,6 +130,8 @@ class SourceTree:
         base: Source | None = None
         try:
             if not self.from_mirror_only:
+                from rdb_increment.rebuild import plan_rebuild
+
                 holder, increments = self._increments(parent, index[-1], record)
                 plan = plan_rebuild(increments, self.when)
                 if not plan.exists:
@@ -160,6 +165,8 @@ class SourceTree:
             return None
         name = index[-1]
         if not self.from_mirror_only:
+            from rdb_increment.rebuild import plan_rebuild
+
             plan = plan_rebuild(
                 parent.increments.increments(self.repo.quoting).get(name, ()), self.when
             )

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.errors import SourceError, UsageError
 from rdb_format.metadata import Record
-from rdb_increment.fsextras import acl_text, posix1e
 from rdb_restore.repo import DIR_FLAGS, EAs, Entry
 from rdb_restore.staging import Staging, remove_leftovers, stage
 
@@ -102,6 +101,9 @@ def apply_acl(
     """Give the open file or directory ``fd`` the recorded non-trivial ACL."""
     if not acl:
         return
+    # here, not at the top: pylibacl and rdb_increment are only needed for a recorded ACL
+    from rdb_increment.fsextras import acl_text, posix1e
+
     if posix1e is None:
         warn(f"{label}: ACL not restored (pylibacl is not installed)")
         return
