@@ -58,3 +58,32 @@ def test_owners_by_name_or_by_number(tmp_path: Path) -> None:
     assert _owner(by_number / "named.txt") == (4242, 4243)
     assert _owner(by_number / "numbered.txt") == (4244, 4245)
     assert (by_number / "named.txt").read_bytes() == b"named.txt"
+
+
+def test_a_set_group_id_parent_does_not_leave_its_group_on_what_is_restored(
+    tmp_path: Path,
+) -> None:
+    """TARGET's parent is set-group-ID with group 4246: every directory and file made below it
+    first gets that group (the kernel's rule, which the writer counts on to skip a chown where
+    the group is already the recorded one, and for directories made in directories made by
+    it). Recorded as root's (uid 0, gid 0), all of them must end with gid 0, and files owned
+    4244:4245 with that; nothing keeps 4246."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    (src / "a" / "b").mkdir(parents=True)
+    for directory in (src, src / "a", src / "a" / "b"):
+        (directory / "root.txt").write_bytes(b"root's\n")
+        (directory / "other.txt").write_bytes(b"someone else's\n")
+        os.chown(directory / "other.txt", 4244, 4245)
+    os.chown(src, 0, 0)
+    assert run_mirror("--current-time", "1700000000", src, repo).returncode == 0
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    os.chown(parent, 0, 4246)
+    parent.chmod(0o2775)
+    target = parent / "t"
+    proc = run_restore("--preserve-numerical-ids", repo, target)
+    assert proc.returncode == 0, proc.stderr
+    for directory in (target, target / "a", target / "a" / "b"):
+        assert _owner(directory) == (0, 0), directory
+        assert _owner(directory / "root.txt") == (0, 0), directory
+        assert _owner(directory / "other.txt") == (4244, 4245), directory

@@ -127,6 +127,7 @@ class Frame:
 
     __slots__ = (
         "context",
+        "created_owner",
         "direct",
         "entry",
         "existed",
@@ -161,10 +162,23 @@ class Frame:
         self.popped = False
         # in a staging directory nobody else sees: entries are made under their real names
         self.direct = direct
-        self.new_owner = new_file_owner(fd) if IS_ROOT else None
-        # a default ACL (inherited from above TARGET, or an existing directory's with
-        # --force) gives new files its permissions: they get their mode by fchmod then
-        self.umask_applies = umask_applies(fd)
+        #: its owner when made (None: unknown), and the owner new files in it get
+        self.created_owner: tuple[int, int] | None = None
+        self.new_owner: tuple[int, int] | None
+        #: whether new files get their mode through the umask: not under a default ACL
+        #: (inherited from above TARGET, or an existing directory's with --force), whose
+        #: permissions they get instead; they get their mode by fchmod then
+        self.umask_applies: bool
+        if parent is not None and not existed:
+            # made by us in ``parent`` (mkdir): it has the owner parent's new files get, and
+            # parent's default ACL, if any, as its own (Linux: a new directory inherits both
+            # the set-group-ID bit with the group, and the default ACL). No fstat and no
+            # fgetxattr per directory then (two of its ~10 system calls; 3,247 on django)
+            self.created_owner = self.new_owner = parent.new_owner
+            self.umask_applies = parent.umask_applies
+        else:
+            self.new_owner = new_file_owner(fd) if IS_ROOT else None
+            self.umask_applies = umask_applies(fd)
 
 
 @dataclass
@@ -757,7 +771,7 @@ class TreeWriter:
                     for existing in map(os.fsencode, os.listdir(frame.fd)):
                         if existing not in frame.names:
                             remove_entry(frame.fd, existing)
-                self._attributes(frame.fd, frame.entry)
+                self._attributes(frame.fd, frame.entry, frame.created_owner)
                 self.progress.advance(1)
         except BaseException as error:
             if self.fatal is None:
