@@ -36,7 +36,8 @@ TimeoutOpt = Annotated[
         metavar="SECONDS",
         help="Remote runs: give up when nothing is received or sent for SECONDS (rsync's "
         "--timeout; 0: never). Both sides send keep-alives while they work, so only a "
-        "stalled peer (host down, process stopped, network gone) reaches it.",
+        "stalled peer (host down, process stopped, network gone) reaches it. The server "
+        "started gets the same --timeout.",
     ),
 ]
 VerboseOpt = Annotated[

@@ -35,6 +35,7 @@ __all__ = [
     "parse_location",
     "schema_command",
     "serve_stdio",
+    "server_command",
     "server_timeout",
 ]
 
@@ -81,6 +82,17 @@ def schema_command(schema: str, host: str) -> list[str]:
     if not argv:
         raise UsageError("--remote-schema is empty; give e.g. 'ssh -C %s rdb-mirror --server'")
     return argv
+
+
+def server_command(schema: str, host: str, timeout: float | None) -> list[str]:
+    """The argv that starts the server for ``host``: the schema's, and when it ends with
+    ``--server`` (the default schema does), the client's inactivity timeout after it
+    (``--timeout SECONDS``, 0 for none), so both ends give up after the same time. A schema
+    that ends otherwise (its own ``--timeout``, a wrapper) is run as given."""
+    argv = schema_command(schema, host)
+    if argv[-1] != "--server":
+        return argv
+    return [*argv, "--timeout", f"{timeout or 0:g}"]
 
 
 class RemoteProcess:
@@ -169,12 +181,13 @@ def connect(
 
     ``peer`` names the other end in messages (default: the host); ``timeout`` is the
     inactivity timeout (the handshake included): when it expires, the process is killed.
+    The server gets it too (server_command).
     Raises ConnectionFailed (cannot start, no answer, missing command, timeout) or
     ProtocolError (not us, wrong version), after reaping the process.
     """
     argv = schema_command(schema, location_host)
     name = peer or location_host
-    process = RemoteProcess(argv, location_host)
+    process = RemoteProcess(server_command(schema, location_host, timeout), location_host)
     command = " ".join(argv[-2:]) if len(argv) >= 2 else argv[0]
     connection = Connection(
         process.stdout,
