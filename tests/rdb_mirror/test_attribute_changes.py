@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,24 @@ def test_only_what_changed_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert os.getxattr(repo / "tagged", "user.colour") == b"green"
     assert differences(first, restored(repo, session_time(1), tmp_path / "at1")) == []
     assert differences(trees.scan(src), restored(repo, session_time(2), tmp_path / "at2")) == []
+
+
+#: A file capability (cap_net_raw, effective), as ``setcap cap_net_raw+ep`` writes it
+CAPABILITY = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
+
+
+def test_a_new_owner_keeps_the_file_capability(tmp_path: Path) -> None:
+    """``chown`` drops a file's ``security.capability`` (as it clears set-ID bits): a mirror
+    copy given a new owner gets its unchanged capability again."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "ping").write_bytes(b"a binary")
+    os.setxattr(src / "ping", "security.capability", CAPABILITY)
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=session_time(1)))
+    os.lchown(src / "ping", 4321, 4321)  # an owner change at the source, then setcap again
+    os.setxattr(src / "ping", "security.capability", CAPABILITY)
+    result = mirror.backup(src, repo, mirror.BackupOptions(current_time=session_time(2)))
+    assert result.errors == []
+    assert os.lstat(repo / "ping").st_uid == 4321
+    assert os.getxattr(repo / "ping", "security.capability") == CAPABILITY
+    assert differences(trees.scan(src), trees.scan(repo)) == []

@@ -222,7 +222,7 @@ def apply_attributes(
     mtime_ns: int | None = None,
     atime_ns: int | None = None,
     had: Record | None = None,
-) -> None:
+) -> bool:
     """Owner (when allowed), permissions and mtime of ``record`` on ``path`` (no symlink follow)
     or on an open file descriptor (no path lookups: a file just written).
 
@@ -230,6 +230,7 @@ def apply_attributes(
     else the record's whole seconds. ``had``: the record ``path`` already matches (a mirror
     copy as the previous session left it): an owner and permissions equal to its are not set
     again (a new owner is, and then the permissions too: ``chown`` clears set-ID bits).
+    Returns whether the owner was set (``chown`` also drops a ``security.capability``).
     """
     owner_set = False
     if (
@@ -245,7 +246,7 @@ def apply_attributes(
             else:
                 os.lchown(path, record.uid, record.gid)
     if record.type == "sym":
-        return
+        return owner_set
     if record.permissions is not None and (
         had is None or owner_set or record.permissions != had.permissions
     ):
@@ -253,3 +254,4 @@ def apply_attributes(
     if record.mod_time is not None or mtime_ns is not None:
         mtime = mtime_ns if mtime_ns is not None else (record.mod_time or 0) * 1_000_000_000
         os.utime(path, ns=(atime_ns if atime_ns is not None else mtime, mtime))
+    return owner_set

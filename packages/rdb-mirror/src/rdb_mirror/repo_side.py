@@ -1373,9 +1373,10 @@ class RepositorySide:
         """Owner, permissions, times, EAs (None: not kept) and ACL (None: not kept) of
         ``record`` on ``path``; ``had``: the old state the mirror entry has, whose equal parts
         are not set again (a new owner is set, and then the permissions: ``chown`` clears
-        set-ID bits; a new mode sets the ACL again: its mask)."""
+        set-ID bits, and the EAs: it drops ``security.capability``; a new mode sets the ACL
+        again: its mask)."""
         old, old_eas, old_acl = had if had is not None else (None, (), ())
-        apply_attributes(
+        owner_set = apply_attributes(
             path,
             record,
             ownership=self.caps.ownership,
@@ -1385,7 +1386,7 @@ class RepositorySide:
         )
         if record.type == "sym":
             return
-        if self.caps.eas and eas is not None and (old is None or eas != old_eas):
+        if self.caps.eas and eas is not None and (old is None or owner_set or eas != old_eas):
             apply_eas(path, eas)
         if (
             self.caps.acls
