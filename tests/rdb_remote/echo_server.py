@@ -6,7 +6,9 @@ MODE: ``echo`` (default), ``garbage`` (a malformed frame after the handshake), `
 frame announcing 4 GiB), ``die`` (exit 3 after the first message), ``text`` (prints a text
 line instead of the handshake), ``slow-echo`` (echo, sleeping 0.2 s first each time),
 ``busy-echo`` (echo, its main thread busy for 5 s before the first answer), ``stall`` (stops
-itself with SIGSTOP after the first message: a peer that stays connected and says nothing).
+itself with SIGSTOP after the first message: a peer that stays connected and says nothing),
+``flood`` (answers the first message with 14 notes of 5 MiB and a last small one, then
+exits at once: a peer that said everything and left).
 ``--timeout SECONDS``: the server's inactivity timeout.
 The optional HOST (what a remote schema puts for ``%s``) is ignored.
 """
@@ -79,6 +81,12 @@ def main() -> int:
             while time.monotonic() < busy_until:
                 sum(range(1000))
             args.mode = "echo"
+        if args.mode == "flood":
+            for number in range(14):
+                connection.send(Note(number, bytes(5 << 20), "", None, False, ()))
+            connection.send(Note(14, b"the end", "", None, True, ()))
+            connection.close()
+            return 0
         if args.mode == "stall":
             os.kill(os.getpid(), signal.SIGSTOP)
         connection.send(message)

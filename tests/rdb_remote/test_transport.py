@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,21 @@ def test_a_peer_sending_big_frames_nobody_reads_is_held_back() -> None:
     peak_kib, sent = map(int, proc.stdout.split())
     assert sent < 96  # the sender was held back
     assert peak_kib < 400 << 10, f"peak RSS {peak_kib >> 10} MiB"
+
+
+def test_what_a_peer_sent_before_it_left_is_all_received() -> None:
+    """The server sends 75 MiB in big messages and exits; the client takes them only 3 s
+    later (its inbox full meanwhile, a keep-alive to the gone server failing): every message
+    comes, then the end."""
+    schema = shlex.join([sys.executable, str(SERVER)]) + " %s --mode flood"
+    process, connection, _ = connect("nas", schema, HELLO, CODEC)
+    connection.send(note(1))
+    assert process.wait(30) == 0  # it said everything and left
+    time.sleep(3)  # a keep-alive or two to it fail meanwhile
+    received = [connection.receive() for _ in range(15)]
+    assert [n.number for n in received] == list(range(15))  # type: ignore[attr-defined]
+    assert received[-1].data == b"the end"  # type: ignore[attr-defined]
+    with pytest.raises(ConnectionFailed):
+        connection.receive()  # and then the end
+    connection.close()
+    process.close()

@@ -250,8 +250,9 @@ class Connection:
                     writer.flush()
                 self._sent_at = time.monotonic()
         except (OSError, ValueError):
+            # not put in the inbox: what the peer sent before it left is still to be taken,
+            # and its end follows (receive() raises this failure when nothing more comes)
             self.fail(self.lost("the peer stopped reading"))
-            self._wake_inbox()
             with contextlib.suppress(OSError, ValueError):
                 writer.close()  # (a failed flush leaves the rest buffered: dropped here)
             # keep taking messages so no sender stays blocked on a full queue, up to the end
