@@ -10,7 +10,8 @@ is the last complete one. Regress:
    files that have an increment of time R (written by F before it replaced the mirror copy)
    are rebuilt from it unless the mirror copy still has R's size and SHA1; other entries
    whose type, target or device differ are recreated from their record; attributes, EAs
-   and ACLs are reset to R's; then the increments of time R are deleted;
+   and ACLs are reset to R's; then, after a sync (the rebuilt files on disk first), the
+   increments of time R are deleted;
 3. syncs, and removes F's marker: the commit.
 
 Killed at any point, it can simply be run again.
@@ -484,6 +485,8 @@ class _Regress:
         self.delete_unknown(known)
         self.delete_unknown_long(long_known)
         self.restore(records_at(data_dir, self.r, quoting=self.quoting), eas, acls, sha1s)
+        # the rebuilt mirror files on disk before the increments they came from go (power loss)
+        sync_filesystems(self.layout.root, data_dir)
         self.remove_increments()
         sync_filesystems(self.layout.root, data_dir)
         testhooks.point("regress-walked")

@@ -30,11 +30,13 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Generic, NamedTuple, TypeVar
 
 from rdb_clikit.protocol import Progress
 from rdb_fastio import NewFile, write_new_files
+from rdb_format.atomic import sync_filesystems
 from rdb_format.eas_acls import ACLEntry, ACLRecord, EARecord
 from rdb_format.errors import ProtocolError, RdbError
 from rdb_format.layout import Layout
@@ -50,6 +52,7 @@ from rdb_increment.writer import (
 from rdb_mirror import testhooks
 from rdb_mirror.datafiles import AclFile, EaFile, ErrorLog, FileStatistics, MetadataFile, temp_path
 from rdb_mirror.deltas import DELTA_MIN, OverSize, delta_limit, patch_into, send_signature
+from rdb_mirror.durable import DurableOrder, link_descriptor
 from rdb_mirror.fsmeta import (
     Capabilities,
     EAs,
@@ -512,6 +515,10 @@ class RepositorySide:
         self._olds: deque[RawRecord | None] = deque()  # each output's previous record
         self._pool = Workers(workers, "rdb-mirror")
         self._release = Releaser()
+        # mirror files with data are replaced or removed only after a sync (power loss)
+        self._durable = DurableOrder(
+            (layout.root, layout.data_dir), self._release, sync_filesystems
+        )
         self._markers: list[PlannedMarker] = []  # planned, for the next marker job
         self._marker_jobs: deque[Job[None]] = deque()
         self._groups: dict[tuple[int, int], _Group] = {}
@@ -601,10 +608,14 @@ class RepositorySide:
             self._end_subtrees(None)
             self._drain(block=True)
             self._finish_markers()
+            self._durable.flush()  # before the directories' times: it writes in them
             self._fix_directories()
         finally:
             self._pool.shutdown(cancel=True)
-            self._release.close()  # after the pool: its jobs replace files too
+            try:
+                self._durable.close()  # after the pool, whose jobs queue steps
+            finally:
+                self._release.close()  # after both: they replace files too
             for item in self._requests.values():
                 self._discard(item)
 
@@ -624,6 +635,7 @@ class RepositorySide:
         if self._credit >= 256:
             out.send(Credit(self._credit))
             self._credit = 0
+        self._durable.flush_if_due()
         self._drain(block=len(self._outputs) > 4 * self.window)
 
     # ---- arrival: merge with the old state, ask for content ----------------------------
@@ -1325,6 +1337,11 @@ class RepositorySide:
         error = self._apply(path, record, item.entry, eas, acl, had=item)
         self._outputs.append(_updated(item, record, eas, acl, increments, error))
 
+    def _keeps_data(self, old: Record | None) -> bool:
+        """Whether replacing or removing the mirror copy of ``old`` must wait for a sync:
+        a regular file whose increment (in a session that writes them) holds its data."""
+        return self.writer is not None and old is not None and old.type == "reg"
+
     def _forget(self, group: _Group | None, record: Record) -> None:
         if group is not None and group.seen >= group.nlink and group.job is None:
             assert record.device_loc is not None and record.inode is not None
@@ -1552,7 +1569,11 @@ class RepositorySide:
             error = (
                 applied[0] if applied else self._apply(os.fsencode(staged), record, entry, eas, acl)
             )
-            self._release.replace(staged, target)
+            if self._keeps_data(old):
+                self._durable.replace(staged, target, record.size or 0)
+            else:
+                self._release.replace(staged, target)
+            item.staged = None  # renamed, or the durable order's to rename
         except (OSError, RdbError) as failure:
             if staged is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -1584,20 +1605,28 @@ class RepositorySide:
             target = self.mirror_path(item.index, record)
             increments: list[WrittenIncrement] = list(marks)
             temp = temp_path(target.parent)
+            source = -1
             try:
+                # the group's new content, also while its rename waits for a sync
+                source = self._durable.open_current(group.mirror)
+                new = Path(f"/proc/self/fd/{source}")
                 if self.writer is not None:
                     increments.append(
-                        self._increment_of(
-                            item, record, group.mirror, jobs=_increment_jobs(record, old)
-                        )
+                        self._increment_of(item, record, new, jobs=_increment_jobs(record, old))
                     )
-                os.link(group.mirror, temp)
-                os.replace(temp, target)
+                link_descriptor(source, temp)
+                if self._keeps_data(old):
+                    self._durable.replace(temp, target)
+                else:
+                    os.replace(temp, target)
             except (OSError, RdbError) as error:
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()
                 _drop_own_increment(item, increments)
                 return _kept_after_failure(item, record, _failure_text(error), increments)
+            finally:
+                if source >= 0:
+                    os.close(source)
             return _updated(item, record, eas, acl, increments)
 
         self._touch(item.index)
@@ -1659,6 +1688,8 @@ class RepositorySide:
             if self.writer is not None:
                 increments += self._mark(item.index)
                 increments.append(self._increment_of(item, record, None))
+            if record.type == "dir" and self._keeps_data(old):
+                self._durable.flush()  # its entries are written next, into the new directory
             error = self._create(target, record, entry, eas, acl, item)
         except (OSError, RdbError) as failure:
             _drop_own_increment(item, increments)
@@ -1728,6 +1759,9 @@ class RepositorySide:
                     pass
                 error = ("SpecialFileError", f"cannot create: {failure.strerror}")
         self._apply(os.fsencode(temp), record, entry, eas, acl)
+        if self._keeps_data(item.old):
+            self._durable.replace(temp, target)
+            return error
         try:
             os.replace(temp, target)
         except BaseException:
@@ -1750,6 +1784,8 @@ class RepositorySide:
 
         def replace() -> None:
             try:
+                if self.writer is not None:
+                    self._durable.flush()  # the entries it held: their steps first
                 _remove_tree(target)
                 error = self._create(
                     self.mirror_path(item.index, record), record, entry, eas, acl, item
@@ -1781,7 +1817,12 @@ class RepositorySide:
                         self.writer.write(item.index, target, None, long_name=self._long(old))
                     )
             if old.type == "dir":
-                self._deferred.append((item.index, lambda: _remove_tree(target)))
+                remove = partial(_remove_tree, target)
+                if self.writer is not None:  # after its entries' steps, in their order
+                    remove = partial(self._durable.later, target, remove)
+                self._deferred.append((item.index, remove))
+            elif self._keeps_data(old):
+                self._durable.unlink(target)
             else:
                 with contextlib.suppress(FileNotFoundError):
                     self._release.unlink(target)
