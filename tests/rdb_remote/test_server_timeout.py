@@ -65,7 +65,7 @@ def test_a_server_started_with_the_clients_timeout_ends_after_it(
         (
             "ssh %s rdb-mirror --server",
             DEFAULT_TIMEOUT,
-            "ssh nas rdb-mirror --server --timeout 300",
+            "ssh nas rdb-mirror --server",
         ),
         # a schema that says its own --timeout, or does not end in --server, is run as given
         ("ssh %s rdb-mirror --server --timeout 9", 60.0, "ssh nas rdb-mirror --server --timeout 9"),

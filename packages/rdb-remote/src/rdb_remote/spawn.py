@@ -87,10 +87,12 @@ def schema_command(schema: str, host: str) -> list[str]:
 def server_command(schema: str, host: str, timeout: float | None) -> list[str]:
     """The argv that starts the server for ``host``: the schema's, and when it ends with
     ``--server`` (the default schema does), the client's inactivity timeout after it
-    (``--timeout SECONDS``, 0 for none), so both ends give up after the same time. A schema
-    that ends otherwise (its own ``--timeout``, a wrapper) is run as given."""
+    (``--timeout SECONDS``, 0 for none), so both ends give up after the same time. Not the
+    default, which the server has too: the command stays one that a server of protocol 1
+    (no ``--timeout``) starts with, to be told in the handshake to upgrade. A schema that
+    ends otherwise (its own ``--timeout``, a wrapper) is run as given."""
     argv = schema_command(schema, host)
-    if argv[-1] != "--server":
+    if argv[-1] != "--server" or timeout == DEFAULT_TIMEOUT:
         return argv
     return [*argv, "--timeout", f"{timeout or 0:g}"]
 
