@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.rdb_fastio.helpers import FAILING, plant_failures, three_dir_pairs
 
 from rdb_fastio import CopyStatus, FileCopy, copy_files, copy_files_between
 
@@ -90,22 +91,13 @@ def test_each_failure_is_reported_for_its_file_and_leaves_nothing(
     dirs: tuple[Path, Path, int, int],
 ) -> None:
     src, dst, src_fd, dst_fd = dirs
-    for name in ("fine", "short", "altered", "taken", "fine2"):
+    for name in ("fine", "fine2"):
         (src / name).write_bytes(b"12345")
-    (src / "elsewhere").write_bytes(b"secret")
-    (src / "link").symlink_to(src / "elsewhere")
-    os.mkfifo(src / "fifo")  # opened without O_NONBLOCK this would wait for a writer
-    (src / "dir").mkdir()
+    plant_failures(src)
     (dst / "taken").write_bytes(b"already here")
     jobs = [
         FileCopy(b"fine", b"fine", 0o600, size=5, sha1=_sha1(b"12345")),
-        FileCopy(b"gone", b"gone", 0o600),
-        FileCopy(b"link", b"link", 0o600),
-        FileCopy(b"fifo", b"fifo", 0o600),
-        FileCopy(b"dir", b"dir", 0o600),
-        FileCopy(b"short", b"short", 0o600, size=6),
-        FileCopy(b"altered", b"altered", 0o600, size=5, sha1=_sha1(b"54321")),
-        FileCopy(b"taken", b"taken", 0o600),
+        *FAILING,
         FileCopy(b"fine2", b"fine2", 0o600),
     ]
     results = copy_files(src_fd, dst_fd, jobs)
@@ -170,24 +162,12 @@ def test_times_past_64_bits_of_nanoseconds_are_set(
 def test_files_of_many_directories_in_one_call(tmp_path: Path) -> None:
     """copy_files_between: each file from and to its own pair of directories, in order, a
     failure reported for its file alone."""
-    fds: list[int] = []
-    jobs: list[tuple[int, int, FileCopy]] = []
-    for n in range(3):
-        src, dst = tmp_path / f"src{n}", tmp_path / f"dst{n}"
-        src.mkdir()
-        dst.mkdir()
-        (src / "f").write_bytes(b"%d" % n)
-        fds += (
-            os.open(src, os.O_RDONLY | os.O_DIRECTORY),
-            os.open(dst, os.O_RDONLY | os.O_DIRECTORY),
-        )
-        wanted = _sha1(b"%d" % n) if n != 1 else _sha1(b"not it")
-        jobs.append((fds[-2], fds[-1], FileCopy(b"f", b"g", 0o600, size=1, sha1=wanted)))
-    try:
+    with three_dir_pairs(tmp_path) as pairs:
+        jobs = []
+        for n, (src, dst) in enumerate(pairs):
+            wanted = _sha1(b"%d" % n) if n != 1 else _sha1(b"not it")
+            jobs.append((src, dst, FileCopy(b"f", b"g", 0o600, size=1, sha1=wanted)))
         results = copy_files_between(jobs)
-    finally:
-        for fd in fds:
-            os.close(fd)
     assert [r.status for r in results] == [CopyStatus.DONE, CopyStatus.SHA1, CopyStatus.DONE]
     assert (tmp_path / "dst0" / "g").read_bytes() == b"0"
     assert not (tmp_path / "dst1" / "g").exists()

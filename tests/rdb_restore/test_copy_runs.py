@@ -8,14 +8,14 @@ import os
 import resource
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from tests.interop import trees
 from tests.rdb_mirror.helpers import differences
+from tests.rdb_restore.helpers import plan_class
 
-from rdb_fastio import Copied, FileCopy, copy_files_between
+from rdb_fastio import CopyPlan, FileCopy, PlanCopied
 from rdb_mirror import session as mirror
 from rdb_restore import RestoreOptions, restore, writer
 from rdb_restore.writer import RUN_DIRS
@@ -67,11 +67,11 @@ def test_a_run_gathers_files_of_many_directories_up_to_its_bound(
     mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
     calls: list[int] = []
 
-    def counting(copies: Sequence[tuple[int, int, FileCopy]]) -> list[Copied]:
-        calls.append(len({os.fstat(target_dir).st_ino for _, target_dir, _ in copies}))
-        return copy_files_between(copies)
+    def counting(plan: CopyPlan, jobs: list[tuple[int, int, FileCopy]]) -> PlanCopied:
+        calls.append(len({os.fstat(target_dir).st_ino for _, target_dir, _ in jobs}))
+        return CopyPlan.copy(plan)
 
-    monkeypatch.setattr(writer, "copy_files_between", counting)
+    monkeypatch.setattr(writer, "CopyPlan", plan_class(counting))
     restore(str(repo), str(target), options=RestoreOptions())
     assert differences(trees.scan(src), trees.scan(target)) == []
     assert max(calls) == RUN_DIRS

@@ -18,10 +18,16 @@ import pytest
 from tests.interop import trees
 from tests.rdb_mirror.helpers import differences
 from tests.rdb_restore.conftest import MirrorRepo, Sentinel
-from tests.rdb_restore.helpers import metadata_snapshot, rewrite_gzip, run_restore, take_way
+from tests.rdb_restore.helpers import (
+    metadata_snapshot,
+    plan_class,
+    rewrite_gzip,
+    run_restore,
+    take_way,
+)
 from tests.unprivileged import AS_A_USER
 
-from rdb_fastio import Copied, FileCopy, copy_files, copy_files_between
+from rdb_fastio import Copied, CopyPlan, FileCopy, PlanCopied, copy_files
 from rdb_mirror import session as mirror
 from rdb_restore import RestoreOptions, restore
 
@@ -330,8 +336,8 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
     def slow_copy(src_dir: int, dst_dir: int, copies: Sequence[FileCopy]) -> list[Copied]:
         return slowly("copied", lambda: real_copy(src_dir, dst_dir, copies))
 
-    def slow_copy_between(copies: Sequence[tuple[int, int, FileCopy]]) -> list[Copied]:
-        return slowly("copied", lambda: copy_files_between(copies))
+    def slow_plan_copy(plan: CopyPlan, jobs: object) -> PlanCopied:
+        return slowly("copied", lambda: CopyPlan.copy(plan))
 
     def interrupted_exit(self: writer_module.TreeWriter, *args: object) -> None:
         def flush() -> None:
@@ -343,7 +349,7 @@ def test_an_interrupt_while_the_last_batches_are_handed_over_waits_for_the_worke
     take_way(monkeypatch, way)
     monkeypatch.setattr(writer_module.TreeWriter, "_write", slow_write)
     monkeypatch.setattr(writer_module, "copy_files", slow_copy)
-    monkeypatch.setattr(writer_module, "copy_files_between", slow_copy_between)
+    monkeypatch.setattr(writer_module, "CopyPlan", plan_class(slow_plan_copy))
     monkeypatch.setattr(writer_module.TreeWriter, "__exit__", interrupted_exit)
     with pytest.raises(KeyboardInterrupt):
         restore(str(repo), str(outputs / "t"), options=RestoreOptions(workers=2))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from tests.rdb_restore.helpers import take_way
+from tests.rdb_restore.helpers import one_by_one, plan_class, take_way
 
 import rdb_mirror as mirror
 from rdb_fastio import Copied, CopyStatus, FileCopy, copy_files
@@ -67,16 +67,10 @@ def test_an_error_writing_on_the_walks_thread_stops_the_restore_cleanly(
                 raise failure()
         return results
 
-    def copies_between_fifteenth_fails(copies: Sequence[tuple[int, int, FileCopy]]) -> list[Copied]:
-        results = []
-        for src_dir, dst_dir, copy in copies:
-            results.extend(copy_fifteenth_fails(src_dir, dst_dir, [copy]))
-        return results
-
     take_way(monkeypatch, way)
     monkeypatch.setattr(writer_module.TreeWriter, "_write", fifteenth_fails)
     monkeypatch.setattr(writer_module, "copy_files", copy_fifteenth_fails)
-    monkeypatch.setattr(writer_module, "copy_files_between", copies_between_fifteenth_fails)
+    monkeypatch.setattr(writer_module, "CopyPlan", plan_class(one_by_one(copy_fifteenth_fails)))
     out = tmp_path / "out"
     out.mkdir()
     gc.collect()

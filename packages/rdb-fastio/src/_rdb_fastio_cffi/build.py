@@ -105,6 +105,8 @@ CDEF = (
     + "void rdb_stage_files(struct rdb_stage *files, size_t count);\n"
     + "void rdb_read_files(struct rdb_read *files, size_t count);\n"
     + "void rdb_copy_files(int src_dir, int dst_dir, struct rdb_copy *files, size_t count);\n"
+    + "long long rdb_copy_packed(const unsigned char *specs, size_t count, const char *names,\n"
+    + "                          unsigned char *results, size_t *failed);\n"
     + "void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *out);\n"
     + "void rdb_scan_free(struct rdb_scan *scan);\n"
 )
@@ -114,6 +116,7 @@ SOURCE = (
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/xattr.h>
@@ -418,6 +421,87 @@ void rdb_copy_files(int src_dir, int dst_dir, struct rdb_copy *files, size_t cou
     }
     EVP_MD_CTX_free(ctx);
     free(buffer);
+}
+
+/* rdb_copy_files for files packed by rdb_fastio.batch_io.CopyPlan, with no Python object or C
+   pointer per file: each spec is RDB_SPEC_SIZE bytes (native byte order, no padding; the
+   layout of batch_io._SPEC), its names offsets into names (each NUL-terminated); each result
+   RDB_RESULT_SIZE bytes (batch_io._RESULT). Returns the bytes of the files copied, and in
+   *failed how many were not. */
+#define RDB_SPEC_SIZE 93
+#define RDB_RESULT_SIZE 36
+
+static const unsigned char *rdb_take(void *to, const unsigned char *from, size_t n)
+{
+    memcpy(to, from, n);
+    return from + n;
+}
+
+static void rdb_unpack_copy(const unsigned char *p, const char *names, struct rdb_copy *f)
+{
+    int32_t dirs[2];
+    uint32_t u32[3], ids[3];
+    int64_t size, times[4];
+    unsigned char flags;
+    memset(f, 0, sizeof *f);
+    p = rdb_take(dirs, p, sizeof dirs);
+    p = rdb_take(u32, p, sizeof u32);
+    p = rdb_take(&size, p, sizeof size);
+    p = rdb_take(&flags, p, 1);
+    p = rdb_take(f->sha1_want, p, 20);
+    p = rdb_take(ids, p, sizeof ids);
+    rdb_take(times, p, sizeof times);
+    f->src_dir = dirs[0];
+    f->dst_dir = dirs[1];
+    f->source = names + u32[0];
+    f->name = names + u32[1];
+    f->create_mode = u32[2];
+    f->size = size;
+    f->check_sha1 = (flags & 1) != 0;
+    f->set_owner = (flags & 2) != 0;
+    f->set_mode = (flags & 4) != 0;
+    f->set_times = (flags & 8) != 0;
+    f->uid = ids[0];
+    f->gid = ids[1];
+    f->mode = ids[2];
+    f->atime.sec = times[0];
+    f->atime.nsec = (long)times[1];
+    f->mtime.sec = times[2];
+    f->mtime.nsec = (long)times[3];
+}
+
+long long rdb_copy_packed(const unsigned char *specs, size_t count, const char *names,
+                          unsigned char *results, size_t *failed)
+{
+    char *buffer = malloc(RDB_COPY_ROOM);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    long long total = 0;
+    *failed = 0;
+    for (size_t i = 0; i < count; i++) {
+        struct rdb_copy f;
+        rdb_unpack_copy(specs + i * RDB_SPEC_SIZE, names, &f);
+        int32_t status;
+        if (buffer == NULL || ctx == NULL) {
+            f.error = ENOMEM;
+            status = 12;
+        } else {
+            status = rdb_copy_one(f.src_dir, f.dst_dir, &f, ctx, buffer);
+        }
+        if (status == 0)
+            total += f.copied;
+        else
+            (*failed)++;
+        int32_t error = f.error;
+        int64_t copied = f.copied;
+        unsigned char *out = results + i * RDB_RESULT_SIZE;
+        memcpy(out, &status, 4);
+        memcpy(out + 4, &error, 4);
+        memcpy(out + 8, &copied, 8);
+        memcpy(out + 16, f.sha1, 20);
+    }
+    EVP_MD_CTX_free(ctx);
+    free(buffer);
+    return total;
 }
 
 void rdb_scan_free(struct rdb_scan *scan)

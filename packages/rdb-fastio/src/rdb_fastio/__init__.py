@@ -3,9 +3,11 @@
 
 from rdb_fastio.batch_io import (
     Copied,
+    CopyPlan,
     CopyStatus,
     FileCopy,
     NewFile,
+    PlanCopied,
     SmallRead,
     copy_files,
     copy_files_between,
@@ -16,9 +18,11 @@ from rdb_fastio.scan import ScanEntry, scan_directory
 
 __all__ = [
     "Copied",
+    "CopyPlan",
     "CopyStatus",
     "FileCopy",
     "NewFile",
+    "PlanCopied",
     "ScanEntry",
     "SmallRead",
     "copy_files",

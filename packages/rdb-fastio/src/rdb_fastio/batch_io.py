@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import os
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -228,3 +229,110 @@ def _copy(src_dir: int, dst_dir: int, copies: Sequence[tuple[int, int, FileCopy]
         Copied(CopyStatus(c.status), c.error, c.copied, bytes(ffi.buffer(c.sha1)).hex())
         for c in (batch[n] for n in range(count))
     ]
+
+
+# CopyPlan's packed form, read by rdb_copy_packed (RDB_SPEC_SIZE, RDB_RESULT_SIZE there): native
+# byte order, standard sizes, no padding. Spec: source and target directory, offsets of the
+# source name and the target name in the names buffer, create_mode, size (-1: any), flags
+# (1 check the SHA1, 2 set the owner, 4 set the mode, 8 set the times), the SHA1 wanted, uid,
+# gid, mode, atime and mtime (seconds, nanoseconds). Result: status, errno, bytes, SHA1.
+_SPEC = struct.Struct("=iiIIIqB20sIIIqqqq")
+_RESULT = struct.Struct("=iiq20s")
+_NO_SHA1 = bytes(20)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCopied:
+    """What :meth:`CopyPlan.copy` did: the bytes of the files copied, and each file that was
+    not as (its position in the plan, what happened to it)."""
+
+    bytes: int
+    failed: list[tuple[int, Copied]]
+
+
+class CopyPlan:
+    """Files to copy as :func:`copy_files_between` copies them, packed as they are added (no
+    Python object per file, none made for a file copied): for runs of many small files,
+    where building and reading those objects had cost more than the copying's own Python.
+
+    One thread adds, then one (maybe another) calls :meth:`copy`, once."""
+
+    __slots__ = ("_at", "_names", "_specs", "count")
+
+    def __init__(self) -> None:
+        self._specs = bytearray()
+        self._names: list[bytes] = []  # joined by NULs when copied
+        self._at = 0  # where the next name starts in the joined names
+        self.count = 0
+
+    def add(
+        self,
+        src_dir: int,
+        dst_dir: int,
+        source: bytes,
+        name: bytes,
+        create_mode: int,
+        size: int | None = None,
+        sha1: bytes | None = None,
+        owner: tuple[int, int] | None = None,
+        mode: int | None = None,
+        times_ns: tuple[int, int] | None = None,
+    ) -> None:
+        """One file: the fields of :class:`FileCopy` (in its order) after the directories."""
+        if b"\0" in source or b"\0" in name:
+            raise ValueError("a file name with a NUL byte")
+        source_at = self._at
+        name_at = source_at + len(source) + 1
+        self._at = name_at + len(name) + 1
+        self._names += (source, name)
+        flags = 0 if sha1 is None else 1
+        uid = gid = 0
+        if owner is not None:
+            flags |= 2
+            uid, gid = owner
+        if mode is not None:
+            flags |= 4
+        atime = mtime = (0, 0)
+        if times_ns is not None:
+            flags |= 8
+            mtime = _time(times_ns[1])
+            atime = mtime if times_ns[0] == times_ns[1] else _time(times_ns[0])
+        self._specs += _SPEC.pack(
+            src_dir,
+            dst_dir,
+            source_at,
+            name_at,
+            create_mode,
+            -1 if size is None else size,
+            flags,
+            sha1 or _NO_SHA1,
+            uid,
+            gid,
+            mode or 0,
+            *atime,
+            *mtime,
+        )
+        self.count += 1
+
+    def copy(self) -> PlanCopied:
+        """Copy every file, in one C call with the GIL released (see :func:`copy_files`)."""
+        count = self.count
+        if count == 0:
+            return PlanCopied(0, [])
+        results = bytearray(_RESULT.size * count)
+        failed = ffi.new("size_t *")
+        names = b"\0".join(self._names) + b"\0"
+        total = lib.rdb_copy_packed(
+            ffi.from_buffer(self._specs),
+            count,
+            ffi.from_buffer(names),
+            ffi.from_buffer(results),
+            failed,
+        )
+        if failed[0] == 0:
+            return PlanCopied(total, [])
+        out = []
+        for n, (status, error, size, sha1) in enumerate(_RESULT.iter_unpack(results)):
+            if status != 0:
+                out.append((n, Copied(CopyStatus(status), error, size, sha1.hex())))
+        return PlanCopied(total, out)
