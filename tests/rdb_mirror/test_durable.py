@@ -134,7 +134,7 @@ def test_a_step_that_fails_names_the_mirror_file(tmp_path: Path) -> None:
     (tmp_path / "dir" / "inside").write_bytes(b"x")
     (tmp_path / "file").write_bytes(b"new")
     order.replace(tmp_path / "file", tmp_path / "dir")  # a file over a non-empty directory
-    with pytest.raises(SyncFailed, match=r"/dir: cannot replace the mirror copy"):
+    with pytest.raises(SyncFailed, match=r"/dir: cannot replace or remove the mirror copy"):
         order.flush()
     order.close()
     release.close()

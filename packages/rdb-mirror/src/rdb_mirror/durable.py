@@ -194,8 +194,8 @@ class DurableOrder:
                     with self._lock:
                         self._steps[:0] = steps[index + 1 :]
                     raise SyncFailed(
-                        f"{os.fsdecode(step.target)}: cannot replace the mirror copy after "
-                        f"its increment was written: {error.strerror}"
+                        f"{os.fsdecode(step.target)}: cannot replace or remove the mirror copy "
+                        f"after its increment was written: {error.strerror}"
                     ) from None
 
     def _run(self, step: _Step) -> None:

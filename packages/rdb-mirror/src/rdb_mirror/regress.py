@@ -109,8 +109,20 @@ def _sha1(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+def _open_dir(path: bytes) -> None:
+    """Give the owner read, write and search permission on a mirror directory that denies
+    it (0555...: as a user, not root, nothing in it could be rebuilt or removed otherwise);
+    :meth:`_Regress.fix_attributes` sets R's mode back on the directories R has."""
+    with contextlib.suppress(OSError):  # gone, or not ours: the work in it says what failed
+        mode = stat.S_IMODE(os.lstat(path).st_mode)
+        if mode & stat.S_IRWXU != stat.S_IRWXU:
+            os.chmod(path, mode | stat.S_IRWXU)
+
+
 def _remove(path: bytes) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
+        for directory, _, _ in os.walk(path):  # top-down: each opened before it is listed
+            _open_dir(directory)
         shutil.rmtree(path)
     else:
         with contextlib.suppress(FileNotFoundError):
@@ -240,6 +252,7 @@ class _Regress:
         root = os.fsencode(self.layout.root)
 
         def walk(index: Index, path: bytes) -> None:
+            _open_dir(path)
             try:
                 names = os.listdir(path)
             except OSError:

@@ -527,6 +527,10 @@ class RepositorySide:
         self._long_dirs: dict[Index, Record] = {}  # old directories with a long name (rare)
         self._long_parent: tuple[Index | None, bool] = (None, False)  # _under_long_name's last
         self._marked: set[Index] = set()
+        # old directories whose mode denies their owner writing or searching (0555, 0500...):
+        # opened (u+rwx) before anything in them changes, their mode set back at the end
+        self._closed: dict[Index, Record] = {}
+        self._opened: set[Index] = set()
         self._deferred: list[tuple[Index, Callable[[], None]]] = []
         self._dirs: dict[Index, _DirState] = {}
         self._touched: set[Index] = set()
@@ -1056,6 +1060,8 @@ class RepositorySide:
                 self._old_dirs.append(index)
                 if self._long(old) is not None:
                     self._long_dirs[index] = old
+                if (old.permissions or 0) & _OWNER_ALL != _OWNER_ALL:
+                    self._closed[index] = old
 
     def _process_same(self, same: _Same) -> None:
         """:meth:`_process` for an entry unchanged on arrival (never a directory)."""
@@ -1093,6 +1099,8 @@ class RepositorySide:
         written: list[WrittenIncrement] = []
         if self.writer is None:
             return written
+        if self._closed:
+            self._open_ancestors(index)
         for directory in self._old_dirs:
             if index[: len(directory)] != directory or index == directory:
                 continue
@@ -1102,6 +1110,27 @@ class RepositorySide:
             old = self._long_dirs.get(directory)
             written.append(self._dir_marker(directory, self.mirror_path(directory, old), old))
         return written
+
+    def _open_ancestors(self, index: Index) -> None:
+        """Give the owner write and search permission on the old directories above
+        ``index`` that deny it (as a user, not root, nothing could be created, replaced or
+        removed in them otherwise; rdiff-backup does the same); :meth:`_fix_directories`
+        sets their modes back."""
+        for directory in self._old_dirs:
+            if index[: len(directory)] != directory or index == directory:
+                continue
+            old = self._closed.pop(directory, None)
+            if old is None:
+                continue
+            try:
+                os.chmod(
+                    self.mirror_path(directory, self._long_dirs.get(directory)),
+                    0o700 | ((old.permissions or 0) & 0o7777),
+                )
+            except OSError as error:
+                self._log("UpdateError", directory, f"cannot open for writing: {error.strerror}")
+                continue
+            self._opened.add(directory)
 
     def _mark_self_dir(self, item: _Item) -> list[WrittenIncrement]:
         assert self.writer is not None
@@ -1848,14 +1877,15 @@ class RepositorySide:
         """Attributes of new, changed and touched directories, deepest first (a kept one has
         its old record's: only what differs is set; most are only touched, their mtime changed
         by writing inside them)."""
-        for index in sorted(self._touched | self._dirs_changed, reverse=True):
+        for index in sorted(self._touched | self._dirs_changed | self._opened, reverse=True):
             info = self._dirs.get(index)
             if info is None:
                 continue
             path = self._bpath(index, info.record)
+            had = info.had if index not in self._opened else None  # its mode was changed
             try:
                 self._set_attributes(
-                    path, info.record, info.mtime_ns, info.atime_ns, info.eas, info.acl, info.had
+                    path, info.record, info.mtime_ns, info.atime_ns, info.eas, info.acl, had
                 )
             except OSError as error:
                 self._log("UpdateError", index, f"cannot set attributes: {error.strerror}")
@@ -1874,6 +1904,10 @@ class _DirState(NamedTuple):
     eas: EAs | None
     acl: tuple[ACLEntry, ...] | None
     had: _OldState | None  # a kept old directory's
+
+
+#: Owner read, write and search: what the session needs on a mirror directory it changes.
+_OWNER_ALL = stat.S_IRWXU
 
 
 def _remove_tree(path: Path) -> None:
