@@ -21,8 +21,9 @@ __all__ = ["BATCH", "PENDING_LIMIT", "Releaser"]
 #: Descriptors closed per job: waking a thread per file cost the walk's thread a GIL hand-off
 #: each (more than the close it spared it, measured with py-spy on a django incremental).
 BATCH = 32
-#: Descriptors held at most; past it the calling thread closes its own (an incremental of
-#: 100,000 deletions must not run out of descriptors).
+#: Descriptors in batches handed to the thread at most; past it the calling thread closes its
+#: own (an incremental of 100,000 deletions must not run out of descriptors). Up to
+#: ``BATCH - 1`` more wait to fill the next batch.
 PENDING_LIMIT = 128
 
 _AnyPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]

@@ -613,6 +613,9 @@ class RepositorySide:
             self._drain(block=True)
             self._finish_markers()
             self._durable.flush()  # before the directories' times: it writes in them
+            # every held old file freed before them too: on NFS the last close of a file
+            # renamed over or unlinked while open removes its ".nfsXXXX" name only then
+            self._release.close()
             self._fix_directories()
         finally:
             self._pool.shutdown(cancel=True)
@@ -1366,6 +1369,14 @@ class RepositorySide:
         error = self._apply(path, record, item.entry, eas, acl, had=item)
         self._outputs.append(_updated(item, record, eas, acl, increments, error))
 
+    def _flush_now(self) -> None:
+        """Run the waiting destructive steps now (after their sync), once every entry before
+        this one has queued its own: what this flush covers, and so whether the last one
+        syncs at all, then never depends on the pool's timing (the syscall kill sweep counts
+        a run's calls and kills the same run at each of them)."""
+        self._drain(block=True)
+        self._durable.flush()
+
     def _keeps_data(self, old: Record | None) -> bool:
         """Whether replacing or removing the mirror copy of ``old`` must wait for a sync:
         a regular file whose increment (in a session that writes them) holds its data."""
@@ -1718,7 +1729,7 @@ class RepositorySide:
                 increments += self._mark(item.index)
                 increments.append(self._increment_of(item, record, None))
             if record.type == "dir" and self._keeps_data(old):
-                self._durable.flush()  # its entries are written next, into the new directory
+                self._flush_now()  # its entries are written next, into the new directory
             error = self._create(target, record, entry, eas, acl, item)
         except (OSError, RdbError) as failure:
             _drop_own_increment(item, increments)
@@ -1814,7 +1825,7 @@ class RepositorySide:
         def replace() -> None:
             try:
                 if self.writer is not None:
-                    self._durable.flush()  # the entries it held: their steps first
+                    self._flush_now()  # the entries it held: their steps first
                 _remove_tree(target)
                 error = self._create(
                     self.mirror_path(item.index, record), record, entry, eas, acl, item
