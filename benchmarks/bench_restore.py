@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_restore.py                     # small + django, then flatness
     python benchmarks/bench_restore.py --only django --repeat 5 --no-flat
     python benchmarks/bench_restore.py --flat-files 200000
+    python benchmarks/bench_restore.py --only django --no-flat --baseline 8972426   # A/B
 
 rdb-restore runs from a snapshot of the committed packages (``git archive HEAD``, as
 bench_mirror does; ``--no-snapshot``: the working tree), so edits during a run do not leak in.
@@ -23,6 +24,11 @@ last 60 s (5 min while its table block is dirty), scanning past them on each cre
 (``recently_deleted`` in ``fs/ext4/ialloc.c``): a restore right after ``rm -rf`` of the
 previous one spent most of its time there, and so did ``cp -a``. The outputs are removed when
 the run ends.
+
+``--baseline REF``: rdb-restore from a snapshot of REF (``git archive``, compiled the same way)
+runs in the same loop, right after HEAD's run of each session, into its own fresh directory:
+a second table gives both versions' best times and the ratio, measured in the same minutes
+and the same file-system state (on a shared machine, the only comparison that holds).
 
 ``--remote``: the same restores over ssh to 127.0.0.1 (a real OpenSSH server started with
 the test suite's helper, tests/sshd.py): rdb-restore ``127.0.0.1::REPO`` (its server started
@@ -131,29 +137,44 @@ def make_repo(corpus: Path, work: Path, a: str, b: str) -> Path:
     return repo
 
 
+#: label, session, ours, rdiff-backup's, cp -a's, and the baseline's (``--baseline``) or None
+Row = tuple[str, str, Measure, Measure, Measure, Measure | None]
+
+
 def bench_pair(
-    corpus: Path, work: Path, outputs: Outputs, label: str, repeat: int
-) -> list[tuple[str, str, Measure, Measure, Measure]]:
+    corpus: Path,
+    work: Path,
+    outputs: Outputs,
+    label: str,
+    repeat: int,
+    baseline: dict[str, str] | None = None,
+) -> list[Row]:
+    """Time the pair ``label``; ``baseline``: the environment of the version to compare with,
+    run right after ours in each round."""
     a, b = PAIRS[label]
     repo = make_repo(corpus, work / label, a, b)
     warm(repo)
     entries = sorted(p.name for p in repo.iterdir() if p.name != "rdiff-backup-data")
     ours: dict[str, list[Measure]] = {name: [] for name, _ in SESSIONS}
+    based: dict[str, list[Measure]] = {name: [] for name, _ in SESSIONS}
     cps: list[Measure] = []
     for _ in range(repeat):
         out = outputs.fresh(f"{label}-cp")
         out.mkdir()
         cps.append(run(["cp", "-a", *entries, str(out)], cwd=repo))
         for session, at in SESSIONS:
-            out = outputs.fresh(f"{label}-ours-{session}")
-            argv = [PYTHON, "-m", "rdb_restore", "--quiet", "--at", str(at), str(repo), str(out)]
-            ours[session].append(run(argv))
+            argv = [PYTHON, "-m", "rdb_restore", "--quiet", "--at", str(at), str(repo)]
+            ours[session].append(run([*argv, str(outputs.fresh(f"{label}-ours-{session}"))]))
+            if baseline is not None:
+                out = outputs.fresh(f"{label}-baseline-{session}")
+                based[session].append(run_child([*argv, str(out)], env=baseline))
     rows = []
     cp = best(cps)
     for session, at in SESSIONS:
         out = outputs.fresh(f"{label}-rdiff-backup-{session}")
         theirs = run([RDIFF_BACKUP, "restore", "--at", str(at), str(repo), str(out)])
-        rows.append((label, session, best(ours[session]), theirs, cp))
+        before = best(based[session]) if baseline is not None else None
+        rows.append((label, session, best(ours[session]), theirs, cp, before))
     return rows
 
 
@@ -276,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-snapshot", action="store_true", help="run the working tree, not a copy of HEAD"
     )
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also run a snapshot of REF, interleaved (A/B)"
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if not (args.corpus / "small-a").is_dir() or not Path(RDIFF_BACKUP).exists():
         print(
@@ -293,6 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             check=True,
         )
         print(f"rdb-restore: a snapshot of HEAD {head.stdout.strip()}", flush=True)
+    baseline = None
+    if args.baseline:
+        shutil.rmtree(args.work / "baseline", ignore_errors=True)
+        baseline = {**ENV, "PYTHONPATH": snapshot(args.work / "baseline", args.baseline)}
+        print(f"baseline: a snapshot of {args.baseline}", flush=True)
     print(f"machine: {machine()}", flush=True)
     outputs = Outputs(args.work / "outputs")
     loads = [os.getloadavg()[0]]
@@ -308,10 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "| cp -a mirror s (cpu s) | rdiff-backup / rdb | rdb / cp -a |"
         )
         print("|---|---|---:|---:|---:|---:|---:|")
+        compared: list[Row] = []
         for label in args.only or list(PAIRS):
-            for name, session, mine, theirs, cp in bench_pair(
-                args.corpus, args.work, outputs, label, args.repeat
-            ):
+            rows = bench_pair(args.corpus, args.work, outputs, label, args.repeat, baseline)
+            compared += rows
+            for name, session, mine, theirs, cp, _ in rows:
                 files = files_in(args.corpus / PAIRS[name][1])
                 print(
                     f"| {name} ({files} files) | {session} | {mine.wall:.2f} ({mine.cpu:.2f}, "
@@ -322,6 +352,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
             loads.append(os.getloadavg()[0])
+        if baseline is not None:
+            print(f"\n| corpus | session | {args.baseline} s (cpu s) | HEAD s (cpu s) | ratio |")
+            print("|---|---|---:|---:|---:|")
+            for name, session, mine, _, _, before in compared:
+                assert before is not None
+                print(
+                    f"| {name} | {session} | {before.wall:.2f} ({before.cpu:.2f}) | "
+                    f"{mine.wall:.2f} ({mine.cpu:.2f}) | {before.wall / mine.wall:.2f}× |",
+                    flush=True,
+                )
         if not args.no_flat:
             print("\n| files | rdb-restore s (cpu s) | peak RSS MiB |\n|---:|---:|---:|")
             for size, m in flatness(args.work, outputs, (20_000, args.flat_files)):
