@@ -1831,10 +1831,15 @@ class RepositorySide:
                     self.mirror_path(item.index, record), record, entry, eas, acl, item
                 )
             except (OSError, RdbError) as failure:
+                # its record (the new type) may be in the metadata already: the session
+                # cannot go on as if it were in the mirror; uncommitted, it is regressed
                 self._discard(item)
-                message = str(failure) if isinstance(failure, RdbError) else f"{failure.strerror}"
-                emit.error = ("UpdateError", message)
-                return
+                if isinstance(failure, RdbError):
+                    raise
+                raise RdbError(
+                    f"{os.fsdecode(target)}: cannot replace the directory with what the "
+                    f"source has now: {failure.strerror or failure}"
+                ) from None
             if error is not None:
                 emit.error = error
 
