@@ -229,6 +229,10 @@ def test_a_replaced_or_removed_mirror_file_waits_for_its_increment_on_disk(
     assert run.returncode == 0, run.stderr
     increments = {rel: _increment_of(repo, rel) for rel in _DESTROYED}
     assert _violations(_read_trace(log), repo, increments) == []
+    # a changed file's increment is a diff, as rdiff-backup writes it, also for the second
+    # name of a hard-link group whose new copy was still waiting for its rename
+    for changed in ("changed.txt", "linked/a.bin", "linked/b.bin", "many/00.dat"):
+        assert increments[changed].name.endswith(".diff.gz"), increments[changed]
     # and the session is whole: the previous version restores from those increments
     restored = tmp_path / "restored"
     back = subprocess.run(

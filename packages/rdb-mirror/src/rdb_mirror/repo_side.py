@@ -1645,16 +1645,20 @@ class RepositorySide:
             target = self.mirror_path(item.index, record)
             increments: list[WrittenIncrement] = list(marks)
             temp = temp_path(target.parent)
-            source = -1
             try:
-                # the group's new content, also while its rename waits for a sync
+                # the group's new content (also while its rename waits for a sync) linked
+                # under this entry's temp name first: a name no flush renames, whose content
+                # the increment is the reverse delta against (a regular file, as the primary's
+                # staged copy is for its own; a /proc/self/fd link would make it a snapshot)
                 source = self._durable.open_current(group.mirror)
-                new = Path(f"/proc/self/fd/{source}")
+                try:
+                    link_descriptor(source, temp)
+                finally:
+                    os.close(source)
                 if self.writer is not None:
                     increments.append(
-                        self._increment_of(item, record, new, jobs=_increment_jobs(record, old))
+                        self._increment_of(item, record, temp, jobs=_increment_jobs(record, old))
                     )
-                link_descriptor(source, temp)
                 if self._keeps_data(old):
                     self._durable.replace(temp, target)
                 else:
@@ -1664,9 +1668,6 @@ class RepositorySide:
                     temp.unlink()
                 _drop_own_increment(item, increments)
                 return _kept_after_failure(item, record, _failure_text(error), increments)
-            finally:
-                if source >= 0:
-                    os.close(source)
             return _updated(item, record, eas, acl, increments)
 
         self._touch(item.index)
