@@ -23,6 +23,7 @@ commit in order, and attribute changes have the previous session's metadata behi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -84,7 +85,6 @@ class DurableOrder:
         self._sources: dict[bytes, bytes] = {}  # target → its queued new file
         self._thread: Workers | None = None
         self._job: Job[None] | None = None
-        self.syncs = 0  # how many syncs ran (tests, statistics)
 
     # ---- queueing (any thread) ----------------------------------------------------------
 
@@ -107,8 +107,8 @@ class DurableOrder:
             self._steps.append(_Step(os.fsencode(path), None, action))
 
     def open_current(self, target: _AnyPath) -> int:
-        """An ``O_PATH`` descriptor of ``target``'s newest content (read it, or link to it,
-        through ``/proc/self/fd/N``): its queued new file while its replace waits, else
+        """An ``O_PATH`` descriptor of ``target``'s newest content (to link to with
+        :func:`link_descriptor`): its queued new file while its replace waits, else
         ``target`` itself. A hard link made to it must get the new content, not the old copy
         the mirror still shows."""
         name = os.fsencode(target)
@@ -148,9 +148,8 @@ class DurableOrder:
         regress expects); their new files are removed. A flush that failed meanwhile raised
         in :meth:`flush` already, or the session is failing for another reason: not again."""
         try:
-            self._wait()
-        except Exception:  # noqa: S110 - see the docstring
-            pass
+            with contextlib.suppress(Exception):  # see the docstring
+                self._wait()
         finally:
             if self._thread is not None:
                 self._thread.shutdown()
@@ -160,10 +159,8 @@ class DurableOrder:
                 self._sources.clear()
             for step in steps:
                 if step.source is not None:
-                    try:
+                    with contextlib.suppress(FileNotFoundError):
                         os.unlink(step.source)
-                    except FileNotFoundError:
-                        pass
 
     def _wait(self) -> None:
         job, self._job = self._job, None
@@ -186,7 +183,6 @@ class DurableOrder:
                     f"{os.fsdecode(self._paths[0])}: cannot sync the increments written "
                     f"before replacing mirror files: {error.strerror}"
                 ) from None
-            self.syncs += 1
             for index, step in enumerate(steps):
                 try:
                     self._run(step)
@@ -207,10 +203,8 @@ class DurableOrder:
                 if self._sources.get(step.target) == step.source:
                     del self._sources[step.target]
         else:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self._release.unlink(step.target)
-            except FileNotFoundError:
-                pass
 
 
 def link_descriptor(fd: int, path: _AnyPath) -> None:

@@ -1117,7 +1117,7 @@ class RepositorySide:
     def _open_ancestors(self, index: Index) -> None:
         """Give the owner write and search permission on the old directories above
         ``index`` that deny it (as a user, not root, nothing could be created, replaced or
-        removed in them otherwise; rdiff-backup does the same); :meth:`_fix_directories`
+        removed in them otherwise); :meth:`_fix_directories`
         sets their modes back."""
         for directory in self._old_dirs:
             if index[: len(directory)] != directory or index == directory:
