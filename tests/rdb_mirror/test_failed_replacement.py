@@ -12,6 +12,7 @@ from tests.rdb_mirror.helpers import differences, restored, run_mirror, session_
 
 
 def _chattr(flag: str, path: Path) -> bool:
+    # chattr is e2fsprogs' (./dev installs it); a file system may refuse the flag
     done = subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False)
     return done.returncode == 0
 
