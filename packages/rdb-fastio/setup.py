@@ -2,4 +2,9 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["src/_rdb_fastio_cffi/build.py:ffibuilder"])
+setup(
+    cffi_modules=[
+        "src/_rdb_fastio_cffi/build.py:ffibuilder",
+        "src/_rdb_fastio_cffi/rebuild.py:ffibuilder",
+    ]
+)

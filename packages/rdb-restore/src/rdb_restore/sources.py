@@ -27,7 +27,7 @@ from rdb_restore.repo import (
     open_root,
     show,
 )
-from rdb_restore.writer import PlainCopy
+from rdb_restore.writer import REBUILD_LIMIT, PlainCopy, Rebuild
 
 if TYPE_CHECKING:  # rdb_increment is imported only when increments apply (not the newest session)
     from rdb_increment.rebuild import IncrementFile
@@ -154,25 +154,40 @@ class SourceTree:
             raise
         return Sources(base, tuple(diffs))
 
-    def plain_copy(self, parent: Place, index: Index, record: Record) -> PlainCopy | None:
+    def plain_copy(self, parent: Place, index: Index, record: Record) -> PlainCopy | Rebuild | None:
         """Where regular file ``record``'s bytes at ``when`` are as they are (its mirror copy,
-        no increment applying to it), or None: :meth:`sources` then says how to rebuild it."""
-        if (
-            record.alternate_mirror_name is not None
-            or record.alternate_increment_name is not None
-            or parent.mirror.fd is None
-        ):
+        no increment applying to it), or the repository files a :class:`Rebuild` in C makes
+        them from, or None: :meth:`sources` then says how to rebuild it the general way (a
+        long name, a file bigger than :data:`REBUILD_LIMIT`, a missing directory or an
+        increment chain that does not end in a full copy: the general way says what is
+        wrong)."""
+        if record.alternate_mirror_name is not None or record.alternate_increment_name is not None:
             return None
         name = index[-1]
-        if not self.from_mirror_only:
-            from rdb_increment.rebuild import plan_rebuild
+        mirror = parent.mirror.fd
+        quoted = self.repo.quoting.quote(name)
+        if self.from_mirror_only:
+            return None if mirror is None else PlainCopy(mirror, quoted, parent.mirror.path)
+        from rdb_increment.rebuild import plan_rebuild
 
-            plan = plan_rebuild(
-                parent.increments.increments(self.repo.quoting).get(name, ()), self.when
-            )
-            if plan.base is not None or plan.diffs_newest_first:
+        holder = parent.increments
+        plan = plan_rebuild(holder.increments(self.repo.quoting).get(name, ()), self.when)
+        if plan.base is None and not plan.diffs_newest_first:
+            return None if mirror is None else PlainCopy(mirror, quoted, parent.mirror.path)
+        if (
+            not plan.exists
+            or holder.fd is None
+            or record.size is None
+            or record.size > REBUILD_LIMIT
+        ):
+            return None
+        if plan.base is None:
+            if mirror is None:
                 return None
-        return PlainCopy(parent.mirror.fd, self.repo.quoting.quote(name), parent.mirror.path)
+            base = (mirror, quoted, False)
+        else:
+            base = _repo_file(holder.fd, plan.base)
+        return Rebuild(base, tuple(_repo_file(holder.fd, inc) for inc in plan.diffs_newest_first))
 
     def _open_mirror(self, parent: Place, index: Index, record: Record) -> Source:
         quoting = self.repo.quoting
@@ -190,6 +205,10 @@ class SourceTree:
             )
         fd, size = open_file_at(directory, name, what="mirror copy")
         return Source(fd, False, directory.path, os.fsdecode(name), size)
+
+
+def _repo_file(directory: int, inc: IncrementFile) -> tuple[int, bytes, bool]:
+    return directory, os.fsencode(inc.path.name), inc.name.compressed
 
 
 def _open_increment(holder: DirHandle, inc: IncrementFile) -> Source:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rdb_fastio import Copied, CopyPlan, CopyStatus, FileCopy, copy_files
 from rdb_format.errors import CorruptRepository
@@ -54,6 +54,9 @@ from rdb_restore.target import (
     temp_name,
     umask_applies,
 )
+
+if TYPE_CHECKING:  # imported by the first file rebuilt in C (librsync)
+    from rdb_fastio.rebuild import RebuildPlan, Rebuilt
 
 # A batch ends at this many files or this many recorded bytes, whichever comes first.
 BATCH_FILES = 128
@@ -94,9 +97,38 @@ class PlainCopy(NamedTuple):
     where: Path
 
 
-# Where an entry's bytes are as they are (its parent directory's source context given), or
-# None when they must be produced by the Fill (walk thread).
-FindCopy = Callable[[Entry, object], PlainCopy | None]
+# What a file copied or rebuilt in C is made as: its name, create mode, size, SHA1, owner,
+# mode and times (the fields of rdb_fastio.FileCopy after the source's name).
+_TargetFields = tuple[
+    bytes,
+    int,
+    int | None,
+    bytes | None,
+    tuple[int, int] | None,
+    int | None,
+    tuple[int, int] | None,
+]
+# A repository file a Rebuild reads: its directory's descriptor, its name there, and whether
+# it is gzipped.
+RepoFile = tuple[int, bytes, bool]
+# A file rebuilt in C is held whole in memory, each version and each delta, up to this many
+# bytes (as rdb_restore.patching.IN_MEMORY_LIMIT in the general way); a bigger one, or one
+# with a bigger version, is rebuilt the general way (streamed).
+REBUILD_LIMIT = 8 << 20
+
+
+class Rebuild(NamedTuple):
+    """A regular file's bytes rebuilt in C (rdb_fastio.rebuild): the full copy (the mirror
+    copy or a snapshot) with the reverse deltas applied newest first. A file the repository
+    cannot give that way is rebuilt the general way (the Fill), which says what is wrong."""
+
+    base: RepoFile
+    deltas: tuple[RepoFile, ...]
+
+
+# Where an entry's bytes are as they are, or how C rebuilds them (its parent directory's
+# source context given), or None when they must be produced by the Fill (walk thread).
+FindCopy = Callable[[Entry, object], PlainCopy | Rebuild | None]
 
 
 def default_workers() -> int:
@@ -216,19 +248,26 @@ def _nothing() -> None:
 
 
 class _CopyRun:
-    """Files of any directories, each copied as it is from the repository (copy_files): every
-    directory in it counts the run once in its pending work. Each file is packed into
-    ``plan`` as it is added (on the walk's thread), so the pool job only makes the C call:
-    building one FileCopy and reading one Copied per file there had held the GIL ~20 µs a
-    file, while the walk waited for it at each of its system calls."""
+    """Files of any directories, each copied as it is from the repository (copy_files) or
+    rebuilt in C from a full copy and reverse deltas (rdb_fastio.rebuild): every directory in
+    it counts the run once in its pending work. Each file is packed into ``plan`` or
+    ``rebuilds`` as it is added (on the walk's thread), so the pool job only makes the C
+    calls: building one FileCopy and reading one Copied per file there had held the GIL ~20 µs
+    a file, while the walk waited for it at each of its system calls."""
 
-    __slots__ = ("frames", "items", "plan", "size")
+    __slots__ = ("frames", "items", "plan", "rebuilds", "rebuilt", "size")
 
     def __init__(self) -> None:
         self.items: list[_Item] = []
         self.frames: dict[Frame, None] = {}
         self.plan = CopyPlan()
+        self.rebuilds: RebuildPlan | None = None  # made by the first file rebuilt
+        self.rebuilt: list[tuple[Frame, _Item]] = []
         self.size = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.items) + len(self.rebuilt)
 
 
 class _Batch:
@@ -424,10 +463,16 @@ class TreeWriter:
             and not entry.acl
             and not isinstance(payload, Streamed)
         ):
-            copy = self.find_copy(entry, parent.context)
-            if copy is not None and first_of is None:
-                self._add_to_run(parent, _Item(name, entry, payload, None, None, copy))
-                return
+            found = self.find_copy(entry, parent.context)
+            if isinstance(found, Rebuild):
+                if first_of is None:
+                    self._add_rebuild(parent, _Item(name, entry, payload, None, None, None), found)
+                    return
+            elif found is not None:
+                copy = found
+                if first_of is None:
+                    self._add_to_run(parent, _Item(name, entry, payload, None, None, copy))
+                    return
         batch = self.batch
         if batch is not None and batch.parent is not parent:
             self.flush()
@@ -482,7 +527,8 @@ class TreeWriter:
             undo()
             raise
 
-    def _add_to_run(self, parent: Frame, item: _Item) -> None:
+    def _run_for(self, parent: Frame) -> _CopyRun:
+        """The run being gathered, counted once in ``parent``'s pending work."""
         run = self.run
         if run is None:
             run = self.run = _CopyRun()
@@ -490,12 +536,33 @@ class TreeWriter:
             run.frames[parent] = None
             with self.lock:
                 parent.pending += 1
+        return run
+
+    def _add_to_run(self, parent: Frame, item: _Item) -> None:
+        run = self._run_for(parent)
         copy = item.copy
         assert copy is not None
         run.plan.add(copy.dir_fd, parent.fd, *self._copy_fields(parent, item))
         run.items.append(item)
+        self._grown(run, item)
+
+    def _add_rebuild(self, parent: Frame, item: _Item, rebuild: Rebuild) -> None:
+        run = self._run_for(parent)
+        if run.rebuilds is None:
+            # loaded by the first file rebuilt: librsync (and OpenMP's runtime) never in a
+            # restore of the newest session
+            from rdb_fastio.rebuild import RebuildPlan
+
+            run.rebuilds = RebuildPlan(REBUILD_LIMIT)
+        run.rebuilds.add(
+            rebuild.base, rebuild.deltas, parent.fd, *self._target_fields(parent, item)
+        )
+        run.rebuilt.append((parent, item))
+        self._grown(run, item)
+
+    def _grown(self, run: _CopyRun, item: _Item) -> None:
         run.size += item.entry.record.size or 0
-        if len(run.items) >= RUN_FILES or len(run.frames) >= RUN_DIRS or run.size >= BATCH_BYTES:
+        if run.count >= RUN_FILES or len(run.frames) >= RUN_DIRS or run.size >= BATCH_BYTES:
             self._flush_run()
 
     def _flush_run(self) -> None:
@@ -505,7 +572,7 @@ class TreeWriter:
             return
         self.run = None
         self.slots.acquire()
-        self._hand_over(lambda: self._copy_run(run), inline=len(run.items) < POOL_COPIES)
+        self._hand_over(lambda: self._copy_run(run), inline=run.count < POOL_COPIES)
 
     def pop(self, frame: Frame) -> None:
         """Nothing more will be added to ``frame``; it is finished when its work is done."""
@@ -627,6 +694,14 @@ class TreeWriter:
                 files = run.plan.count - len(done.failed)
                 nbytes = done.bytes
                 self._check_failed([(run.items[n], result) for n, result in done.failed])
+                if run.rebuilds is not None and self.fatal is None:
+                    rebuilt = run.rebuilds.rebuild()
+                    files += run.rebuilds.count - len(rebuilt.failed)
+                    nbytes += rebuilt.bytes
+                    more, size = self._check_rebuilds(
+                        [(*run.rebuilt[n], result) for n, result in rebuilt.failed]
+                    )
+                    files, nbytes = files + more, nbytes + size
         except BaseException as error:
             with self.lock:
                 if self.fatal is None:
@@ -635,7 +710,7 @@ class TreeWriter:
             with self.lock:
                 self.counts.files += files
                 self.counts.bytes += nbytes
-            self.progress.advance(len(run.items))
+            self.progress.advance(run.count)
             for parent in run.frames:
                 self._done(parent)
             self.slots.release()
@@ -674,21 +749,37 @@ class TreeWriter:
         if failure is not None:
             raise failure
 
-    def _copy_fields(
-        self, parent: Frame, item: _Item
-    ) -> tuple[
-        bytes,
-        bytes,
-        int,
-        int | None,
-        bytes | None,
-        tuple[int, int] | None,
-        int | None,
-        tuple[int, int] | None,
-    ]:
+    def _check_rebuilds(self, failed: list[tuple[Frame, _Item, Rebuilt]]) -> tuple[int, int]:
+        """Each file a run could not rebuild in C: one the repository could not give as it
+        should is rebuilt the general way (which says what is wrong, or streams one past the
+        limit), the others are reported as copies are; the files and bytes done that way.
+        The first error writing TARGET is raised once all are accounted for."""
+        files = nbytes = 0
+        failure: OSError | None = None
+        for parent, item, result in failed:
+            try:
+                if result.status.from_repository:
+                    nbytes += self._write(parent, item)
+                    files += 1
+                else:
+                    self._not_written(item, result.status, result.error, result.size, result.sha1)
+            except CorruptRepository as error:
+                self.bad(str(error))
+            except OSError as error:
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return files, nbytes
+
+    def _copy_fields(self, parent: Frame, item: _Item) -> tuple[bytes, *_TargetFields]:
         """The :class:`FileCopy` of ``item`` (into ``parent``), as its fields in order."""
-        record = item.entry.record
         assert item.copy is not None
+        return (item.copy.name, *self._target_fields(parent, item))
+
+    def _target_fields(self, parent: Frame, item: _Item) -> _TargetFields:
+        """What a file copied or rebuilt in C is made as (into ``parent``): the fields of
+        :class:`FileCopy` after the source's name, in order."""
+        record = item.entry.record
         mode = creation_mode(record.permissions, self._umask(parent))
         owner = None
         if IS_ROOT:
@@ -696,7 +787,6 @@ class TreeWriter:
             owner = None if ids == parent.new_owner else ids
         mtime = None if record.mod_time is None else record.mod_time * 1_000_000_000
         return (
-            item.copy.name,
             item.name,
             0o600 if mode is None else mode,
             record.size,
@@ -723,8 +813,13 @@ class TreeWriter:
             raise not_regular("mirror copy", source)
         if status == CopyStatus.READ:
             raise CorruptRepository(f"read error: {os.strerror(code)}", path=source)
+        self._not_written(item, status, code, result.size, result.sha1)
+
+    def _not_written(self, item: _Item, status: int, code: int, size: int, sha1: str) -> None:
+        """Raise what the general way would have for a file copied or rebuilt in C that
+        failed its checks (``size`` and ``sha1``: of its bytes) or writing TARGET."""
         if status in (CopyStatus.SIZE, CopyStatus.SHA1):
-            check_content(result.size, result.sha1, item.entry, self.label)
+            check_content(size, sha1, item.entry, self.label)
         name = os.fsdecode(item.name)
         if status == CopyStatus.WRITE:
             raise OSError(code, f"cannot write {name}: {os.strerror(code)}")
