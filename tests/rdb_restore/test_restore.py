@@ -63,10 +63,12 @@ def test_every_session_restores_exactly_when_streamed(
 ) -> None:
     """Files over the in-memory limit (8 MiB) stream through librsync's job and temporary
     files: with the limit lowered, every patched file takes that path (0), or some versions
-    of a chain fit in memory and a later one does not (300 bytes)."""
-    from rdb_restore import patching
+    of a chain fit in memory and a later one does not (300 bytes). The rebuilding in C has
+    the same limit: a file over it, or with a version over it, comes the general way."""
+    from rdb_restore import patching, writer
 
     monkeypatch.setattr(patching, "IN_MEMORY_LIMIT", limit)
+    monkeypatch.setattr(writer, "REBUILD_LIMIT", limit)
     for n, when in enumerate(mirror_repo_master.times[:-1]):
         target = tmp_path / f"at{n}"
         restore(str(mirror_repo_master.path), str(target), at=str(when))

@@ -25,6 +25,7 @@ HEADERS = {
 }
 
 CDEF = """
+void rdb_rebuild_quiet(void);
 #define RB_SPEC_SIZE ...
 #define RB_DELTA_SIZE ...
 #define RB_RESULT_SIZE ...
@@ -524,6 +525,19 @@ static int rb_one(struct rb_file *f, const unsigned char *deltas, const char *na
     if (status != RB_DONE)
         unlinkat(f->dst_dir, f->name, 0);
     return status;
+}
+
+static void rb_no_trace(rs_loglevel level, char const *msg)
+{
+    (void)level;
+    (void)msg;
+}
+
+/* librsync's messages go to stderr unless a trace function is set (process-wide): a damaged
+   delta is reported by its status, so none is printed */
+void rdb_rebuild_quiet(void)
+{
+    rs_trace_to(rb_no_trace);
 }
 
 /* Rebuild every file of specs (RB_SPEC_SIZE bytes each; their deltas RB_DELTA_SIZE bytes each

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,12 @@ assert (_SPEC.size, _DELTA.size, _RESULT.size) == (
     lib.RB_DELTA_SIZE,
     lib.RB_RESULT_SIZE,
 )
+
+# librsync writes its error messages to stderr unless told otherwise, process-wide: quiet here,
+# unless the rdiff package (which shares the library) already takes them for its own errors
+# (if it is loaded later, it takes them then)
+if "rdiff._binding" not in sys.modules:
+    lib.rdb_rebuild_quiet()
 
 # Every version of a file (and each delta, uncompressed) is held whole in memory up to this.
 DEFAULT_LIMIT = 8 << 20

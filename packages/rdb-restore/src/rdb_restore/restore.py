@@ -3,7 +3,8 @@
 The metadata at the session is walked in order (streaming: memory does not grow with the number
 of files) together with the repository directories it names (:class:`SourceTree`); the
 :class:`TreeWriter` writes TARGET, rebuilding each regular file in its thread pool from the
-mirror copy and the reverse diffs (:func:`rebuild_into`).
+mirror copy and the reverse diffs: in C, many per call (:func:`_plain_copy` says how), or the
+general way (:func:`rebuild_into`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rdb_restore.sources import Place, SourceTree
 from rdb_restore.target import refuse_empty, refuse_repository
 from rdb_restore.writer import (
     PlainCopy,
+    Rebuild,
     RestoreOptions,
     TreeWriter,
     WriteCounts,
@@ -79,7 +81,9 @@ def _fill_from(
         sources.close()
 
 
-def _plain_copy(tree: SourceTree, entry: Entry, context: object) -> PlainCopy | None:
+def _plain_copy(tree: SourceTree, entry: Entry, context: object) -> PlainCopy | Rebuild | None:
+    """How the writer's runs make ``entry`` in C: copied as it is, or rebuilt; or None (the
+    general way: :func:`_fill_from`)."""
     return tree.plain_copy(cast(Place, context), entry.index, entry.record)
 
 

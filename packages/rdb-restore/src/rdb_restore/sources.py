@@ -16,6 +16,7 @@ from rdb_format.errors import CorruptRepository
 from rdb_format.layout import INCREMENTS, LONG_FILENAME_DATA
 from rdb_format.metadata import Record
 from rdb_format.timestamps import format_timestring
+from rdb_restore import writer
 from rdb_restore.content import Source
 from rdb_restore.repo import (
     DirHandle,
@@ -27,7 +28,7 @@ from rdb_restore.repo import (
     open_root,
     show,
 )
-from rdb_restore.writer import REBUILD_LIMIT, PlainCopy, Rebuild
+from rdb_restore.writer import PlainCopy, Rebuild
 
 if TYPE_CHECKING:  # rdb_increment is imported only when increments apply (not the newest session)
     from rdb_increment.rebuild import IncrementFile
@@ -158,7 +159,7 @@ class SourceTree:
         """Where regular file ``record``'s bytes at ``when`` are as they are (its mirror copy,
         no increment applying to it), or the repository files a :class:`Rebuild` in C makes
         them from, or None: :meth:`sources` then says how to rebuild it the general way (a
-        long name, a file bigger than :data:`REBUILD_LIMIT`, a missing directory or an
+        long name, a file bigger than :data:`writer.REBUILD_LIMIT`, a missing directory or an
         increment chain that does not end in a full copy: the general way says what is
         wrong)."""
         if record.alternate_mirror_name is not None or record.alternate_increment_name is not None:
@@ -178,7 +179,7 @@ class SourceTree:
             not plan.exists
             or holder.fd is None
             or record.size is None
-            or record.size > REBUILD_LIMIT
+            or record.size > writer.REBUILD_LIMIT
         ):
             return None
         if plan.base is None:
