@@ -507,6 +507,11 @@ class RepositorySide:
         self._old_records = _Peek(old.records if old else None, _raw_key)
         self._old_eas = _Peek(old.eas if old else None, lambda r: path_key(r.path))
         self._old_acls = _Peek(old.acls if old else None, lambda r: path_key(r.path))
+        # The previous session kept no EAs (--no-eas) or no ACLs and this one does: a mirror
+        # copy may still carry one the source has dropped since, and the old records cannot
+        # tell, so every unchanged entry's are set again, this once (docs/rdb-mirror.md).
+        self._resync_eas = old is not None and old.eas is None and ea_file is not None
+        self._resync_acls = old is not None and old.acls is None and acl_file is not None
         self._pending: deque[_Item | _Same] = deque()
         self._requests: dict[int, _Item] = {}
         self._next_request = 0
@@ -675,6 +680,8 @@ class RepositorySide:
         eas = old_eas.attributes if old_eas else ()
         acl = old_acl.entries if old_acl else ()
         if old_raw is not None and self._unchanged(entry, old_raw.record, eas, acl):
+            if self._resync_eas or self._resync_acls:
+                self._resync_extras(entry, old_raw.record)
             self._pending.append(_Same(index, old_raw, eas, acl))
             return
         old = old_raw.record if old_raw is not None else None
@@ -1077,7 +1084,25 @@ class RepositorySide:
         self._olds.append(same.raw)
         self._outputs.append(same)
 
+    def _resync_extras(self, entry: Entry, record: Record) -> None:
+        """Set the EAs / ACL of unchanged ``entry`` on its mirror copy (``record``'s) again,
+        in a session after one that kept none; a failure is logged, the entry stays as is."""
+        if record.type == "sym":  # symlinks have neither here
+            return
+        path = self._bpath(entry.index, record)
+        try:
+            if self._resync_eas and entry.eas is not None:
+                apply_eas(path, entry.eas)
+            if self._resync_acls and entry.acl is not None:
+                apply_acl(path, entry.acl, record.permissions or 0, record.type == "dir")
+        except OSError as error:
+            why = error.strerror or str(error)
+            self._log("UpdateError", entry.index, f"cannot set EAs or ACL again: {why}")
+
     def _emit_old(self, item: _Item, kind: str, error: tuple[str, str] | None = None) -> None:
+        resync = self._resync_eas or self._resync_acls
+        if resync and kind == "unchanged" and item.entry is not None and item.old is not None:
+            self._resync_extras(item.entry, item.old)
         self._outputs.append(
             _Emit(
                 item.index,

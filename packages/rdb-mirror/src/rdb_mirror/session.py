@@ -549,8 +549,17 @@ class _Session:
         # The previous snapshot's reverse diff is computed while the session runs (old and
         # new records meet in order there) and put in place after the new snapshot.
         diff_file = MetadataFile(convert[1], compress=True, diff=True) if convert else None
-        ea_file = EaFile(self.path(EXTENDED_ATTRIBUTES, "snapshot"), compress=True)
-        acl_file = AclFile(self.path(ACCESS_CONTROL_LISTS, "snapshot"), compress=True)
+        # A session that keeps no EAs (ACLs) writes no file for them, as rdiff-backup: the
+        # next session that keeps them then knows to set them again on the mirror copies
+        # (an empty file would say "none", which that session could not have seen).
+        ea_file = (
+            EaFile(self.path(EXTENDED_ATTRIBUTES, "snapshot"), compress=True) if caps.eas else None
+        )
+        acl_file = (
+            AclFile(self.path(ACCESS_CONTROL_LISTS, "snapshot"), compress=True)
+            if caps.acls
+            else None
+        )
         file_stats = (
             FileStatistics(self.path(FILE_STATISTICS, "data"), compress=compress)
             if opts.file_statistics
@@ -565,8 +574,8 @@ class _Session:
             writer=writer,
             metadata=metadata,
             diff_file=diff_file,
-            ea_file=ea_file if caps.eas else None,
-            acl_file=acl_file if caps.acls else None,
+            ea_file=ea_file,
+            acl_file=acl_file,
             file_stats=file_stats,
             errors=errors,
             capabilities=caps,
@@ -575,11 +584,11 @@ class _Session:
             deltas=opts.deltas if opts.deltas is not None else self.src.remote,
         )
         self.report.start("backup", self._expected_total())
-        outputs: list[StreamedFile] = [metadata, ea_file, acl_file]
-        outputs += [f for f in (file_stats, diff_file) if f is not None]
+        outputs: list[StreamedFile] = [metadata]
+        outputs += [f for f in (ea_file, acl_file, file_stats, diff_file) if f is not None]
         try:
             self.src.run(repo, caps, workers)
-            written = [metadata.commit(), ea_file.commit(), acl_file.commit()]
+            written = [f.commit() for f in (metadata, ea_file, acl_file) if f is not None]
             written.append(errors.write(self.path(ERROR_LOG, "data"), compress=compress))
             testhooks.point("metadata-written")
             if convert is not None and diff_file is not None:
