@@ -22,10 +22,12 @@ A command returns its exit status (an int such as ``ExitCode.WARNINGS``) or None
 
 from __future__ import annotations
 
+import atexit
 import errno
 import json
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,6 +151,30 @@ def _broken_pipe() -> int:
     return int(ExitCode.FAILURE)
 
 
+def exit_now(code: int) -> NoReturn:
+    """Exit with ``code``, skipping the interpreter's teardown when nothing is left for it to
+    do: it frees every object and module one by one, ~20 ms after a backup or a restore of
+    20,000 files, longer than some whole commands take. stdout and stderr are flushed and
+    Python's exit handlers run first, then the C library's ``exit``, which runs the C exit
+    handlers and destructors (an ``LD_PRELOAD`` tool's report, the kill-shim tests' count).
+    With another thread still alive, the usual ``sys.exit`` (which waits for it)."""
+    if any(
+        thread is not threading.current_thread() and not thread.daemon
+        for thread in threading.enumerate()
+    ):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a reader gone (``| head``) or a stream closed: nothing more can be told
+    atexit._run_exitfuncs()
+    import ctypes  # ~2 ms, only here
+
+    ctypes.CDLL(None).exit(code)
+    os._exit(code)  # not reached
+
+
 def main(app: typer.Typer, *, prog: str | None = None) -> NoReturn:
     """Console-script entry: ``run`` then exit with its status."""
-    sys.exit(run(app, prog=prog))
+    exit_now(run(app, prog=prog))

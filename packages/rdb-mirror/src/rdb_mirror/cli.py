@@ -13,7 +13,7 @@ import typer
 
 from rdb_clikit.options import JsonOpt, QuietOpt, TimeoutOpt, epilog, make_app
 from rdb_clikit.protocol import Progress
-from rdb_clikit.run import error_document, run
+from rdb_clikit.run import error_document, exit_now, run
 from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.statistics import format_bytes
@@ -404,4 +404,4 @@ def _serve(extra: Sequence[str]) -> int:
 
 
 def main() -> NoReturn:
-    sys.exit(run_cli(sys.argv[1:]))
+    exit_now(run_cli(sys.argv[1:]))

@@ -21,7 +21,7 @@ import typer
 from rdb_clikit.options import JsonOpt, QuietOpt, TimeoutOpt, epilog, make_app
 from rdb_clikit.progress import progress_for
 from rdb_clikit.protocol import NullProgress, Progress
-from rdb_clikit.run import run
+from rdb_clikit.run import exit_now, run
 from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.metadata import Record, path_key
@@ -545,5 +545,5 @@ def shim(argv: Sequence[str]) -> list[str]:
 def main() -> NoReturn:
     limit_heap_growth()
     if sys.argv[1:2] == ["--server"]:
-        sys.exit(serve_main(sys.argv[2:]))
-    sys.exit(run(app, prog=PROG, argv=shim(sys.argv[1:])))
+        exit_now(serve_main(sys.argv[2:]))
+    exit_now(run(app, prog=PROG, argv=shim(sys.argv[1:])))
