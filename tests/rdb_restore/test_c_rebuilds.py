@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,41 @@ def test_the_command_names_a_damaged_diff_and_prints_no_librsync_noise(
     lines = proc.stderr.decode().strip().splitlines()
     assert str(diff) in lines[-1]
     assert not [line for line in lines if line.startswith("librsync")]
+
+
+# ---- runs across directories keep the descriptors bounded --------------------------------------
+
+DIRS = 700  # x 3 descriptors each would be far over the limit below if all were held
+
+
+def _limit_open_files() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+
+
+def test_many_one_file_directories_rebuilt_in_c_under_512_open_files(tmp_path: Path) -> None:
+    """Each file rebuilt in C is read through its directories' descriptors (mirror and
+    increments), held until its run is done: the runs' bound on directories keeps a restore
+    of an older session of 700 one-file directories under 512 open files."""
+    src, repo, target = tmp_path / "src", tmp_path / "repo", tmp_path / "target"
+    scans = []
+    for session in range(2):
+        for n in range(DIRS):
+            directory = src / f"d{n:04d}"
+            directory.mkdir(parents=True, exist_ok=True)
+            data = b"directory %d\n" % n * 300 + b"session %d\n" % session
+            _write(directory / "f", data, T0 - n + session)
+            os.utime(directory, (T0 - n, T0 - n))
+        scans.append(trees.scan(src))
+        mirror.backup(src, repo, mirror.BackupOptions(current_time=T0 + session * STEP))
+    assert len(increments(repo, ".diff.gz")) == DIRS  # each file rebuilt from a diff
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdb_restore", "-q", "--at", str(T0), str(repo), str(target)],
+        capture_output=True,
+        preexec_fn=_limit_open_files,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert differences(scans[0], trees.scan(target)) == []

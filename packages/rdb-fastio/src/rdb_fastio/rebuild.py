@@ -24,7 +24,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rdb_fastio._rebuild import ffi, lib
+try:
+    from rdb_fastio._rebuild import ffi, lib
+except ModuleNotFoundError as missing:  # an editable install from before this module
+    raise ImportError(
+        "rdb_fastio._rebuild is not built (an install of rdb-fastio older than it); rebuild "
+        "it: './dev setup', or 'pip install -e packages/rdb-fastio'"
+    ) from missing
 
 # The packed forms read by rdb_rebuild_packed (RB_SPEC_SIZE, RB_DELTA_SIZE, RB_RESULT_SIZE
 # there): native byte order, standard sizes, no padding. Spec: the basis's directory, name

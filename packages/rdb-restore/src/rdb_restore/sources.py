@@ -167,12 +167,13 @@ class SourceTree:
         name = index[-1]
         mirror = parent.mirror.fd
         quoted = self.repo.quoting.quote(name)
-        if self.from_mirror_only:
+        holder = parent.increments
+        found = None if self.from_mirror_only else holder.increments(self.repo.quoting).get(name)
+        if not found:  # no increment at all: most files of an older session
             return None if mirror is None else PlainCopy(mirror, quoted, parent.mirror.path)
         from rdb_increment.rebuild import plan_rebuild
 
-        holder = parent.increments
-        plan = plan_rebuild(holder.increments(self.repo.quoting).get(name, ()), self.when)
+        plan = plan_rebuild(found, self.when)
         if plan.base is None and not plan.diffs_newest_first:
             return None if mirror is None else PlainCopy(mirror, quoted, parent.mirror.path)
         if (
