@@ -16,7 +16,10 @@ A file whose bytes are a repository file as they are (a :class:`PlainCopy`: the 
 in a newest-session restore nearly every file) is copied by :mod:`rdb_fastio`, many per C
 call with the GIL released, when it goes into a staging directory and has no EAs or ACL: such
 files are gathered across directories into runs, each copied by one pool job, so the copying
-runs on the second CPU while the walk goes on in Python.
+runs on the second CPU while the walk goes on in Python. A file an older session rebuilds from
+a full copy and reverse diffs (a :class:`Rebuild`) goes into the same runs under the same
+conditions, rebuilt in C too (:mod:`rdb_fastio.rebuild`); one the repository cannot give that
+way is then rebuilt by the Fill, which says what is wrong.
 """
 
 from __future__ import annotations
