@@ -79,3 +79,39 @@ def test_a_reader_gone_does_not_change_the_status() -> None:
         error = child.stderr.read()
         assert child.wait(timeout=60) == 5
     assert b"Traceback" not in error
+
+
+def test_a_command_started_without_stdout_keeps_its_status() -> None:
+    """Started with descriptor 1 closed (``cmd >&-``: sys.stdout is None), as a command run
+    from cron or a service may be: its own status, no traceback (print() writes nothing)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom rdb_clikit.run import exit_now\n"
+            "assert sys.stdout is None\nprint('lost')\nexit_now(4)",
+        ],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),
+        timeout=60,
+        check=False,
+        env=BUFFERED,
+    )
+    assert done.returncode == 4, done.stderr
+    assert b"Traceback" not in done.stderr
+
+
+def test_what_an_exit_handler_prints_is_not_lost(tmp_path: Path) -> None:
+    """Python runs the exit handlers before it flushes stdout: what one prints comes out."""
+    done = _run(
+        """
+        import atexit
+        from rdb_clikit.run import exit_now
+        atexit.register(lambda: print("said at exit"))
+        print("said before", end="; ")
+        exit_now(0)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"said before; said at exit\n"

@@ -154,21 +154,24 @@ def _broken_pipe() -> int:
 def exit_now(code: int) -> NoReturn:
     """Exit with ``code``, skipping the interpreter's teardown when nothing is left for it to
     do: it frees every object and module one by one, ~20 ms after a backup or a restore of
-    20,000 files, longer than some whole commands take. stdout and stderr are flushed and
-    Python's exit handlers run first, then the C library's ``exit``, which runs the C exit
-    handlers and destructors (an ``LD_PRELOAD`` tool's report, the kill-shim tests' count).
-    With another thread still alive, the usual ``sys.exit`` (which waits for it)."""
+    20,000 files, longer than some whole commands take. Python's exit handlers run and stdout
+    and stderr are flushed first (in that order, as Python's own exit), then the C library's
+    ``exit``, which runs the C exit handlers and destructors (an ``LD_PRELOAD`` tool's report,
+    the kill-shim tests' count); a stream the command started without is skipped. With another
+    thread still alive, the usual ``sys.exit`` (which waits for it)."""
     if any(
         thread is not threading.current_thread() and not thread.daemon
         for thread in threading.enumerate()
     ):
         sys.exit(code)
+    atexit._run_exitfuncs()  # before the flush, as Python's own exit: what they print is kept
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started without that descriptor (``>&-``)
+            continue
         try:
             stream.flush()
         except (OSError, ValueError):
             pass  # a reader gone (``| head``) or a stream closed: nothing more can be told
-    atexit._run_exitfuncs()
     import ctypes  # ~2 ms, only here
 
     ctypes.CDLL(None).exit(code)
