@@ -406,9 +406,9 @@ def test_streaming_memory_is_flat(
     biggest = 0
     real_chunks = writer_module._chunks
 
-    def tracking(stream, path):  # type: ignore[no-untyped-def]
+    def tracking(stream, path, size):  # type: ignore[no-untyped-def]
         nonlocal biggest
-        for piece in real_chunks(stream, path):
+        for piece in real_chunks(stream, path, size):
             biggest = max(biggest, len(piece))
             yield piece
 

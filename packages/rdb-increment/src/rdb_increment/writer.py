@@ -69,6 +69,8 @@ __all__ = [
 
 #: Read and write unit for streaming (memory per worker stays a few of these).
 CHUNK = 1024 * 1024
+#: The largest librsync output buffer a delta or signature of one file gets (its default).
+OUT_BUFFER = 256 * 1024
 
 #: rdiff-backup 2.2.7's default ``--not-compressed-regexp`` (matched case-insensitively with
 #: ``re.match`` against the full mirror path, as bytes).
@@ -404,7 +406,7 @@ class IncrementWriter:
         else:
 
             def body(out: BinaryIO) -> int:
-                return _copy(old, out)
+                return _copy(old, old_st.st_size, out)
 
         read = self._write_regular(target, old_st, compressed, body)
         name = self.increment_name(index, kind, compressed, long_name=long_name)
@@ -727,14 +729,29 @@ def _make_special(old: Path, temp: Path, old_st: os.stat_result) -> bool:
     return True
 
 
-def _chunks(stream: BinaryIO, path: Path) -> Iterator[bytes]:
+def _buffer_for(size: int, most: int) -> int:
+    """A buffer for the bytes of a file of ``size`` (or for what librsync makes of them):
+    the whole file up to ``most``, at least 4 KiB. librsync's buffers and the reads' are
+    allocated and zeroed per file: 1.5 MiB of them for each small changed file had cost more
+    than its delta."""
+    return max(4096, min(most, size + 1))
+
+
+def _chunks(stream: BinaryIO, path: Path, size: int) -> Iterator[bytes]:
+    """The bytes of ``stream``, whose ``size`` (from its ``stat``) sizes the reads: a read
+    allocates what it asks for, and 1 MiB asked of a 5 KiB file costs an ``mmap``, page faults
+    and a ``munmap`` (twice, with the read that finds the end). A file that grew since is read
+    to its end all the same."""
+    done = 0
     while True:
+        left = size - done
         try:
-            data = stream.read(CHUNK)
+            data = stream.read(min(CHUNK, left + 1) if left >= 0 else CHUNK)
         except OSError as error:
             raise SourceError(f"cannot read: {error.strerror}", path=path) from error
         if not data:
             return
+        done += len(data)
         yield data
 
 
@@ -745,10 +762,10 @@ def _open(path: Path) -> BinaryIO:
         raise SourceError(f"cannot open: {error.strerror}", path=path) from error
 
 
-def _copy(old: Path, out: BinaryIO) -> int:
+def _copy(old: Path, old_size: int, out: BinaryIO) -> int:
     total = 0
     with _open(old) as src:
-        for data in _chunks(src, old):
+        for data in _chunks(src, old, old_size):
             out.write(data)
             total += len(data)
     return total
@@ -771,6 +788,8 @@ def _write_delta(
                 hash_name="md4",
                 rollsum="rollsum",
                 jobs=jobs,
+                in_size=_buffer_for(new_size, CHUNK),
+                out_size=_buffer_for(new_size, OUT_BUFFER),
                 basis_name=os.fsdecode(new),
             )
         sig_buffer.seek(0)
@@ -789,11 +808,13 @@ def _write_delta(
 
             def counted() -> Iterator[bytes]:
                 nonlocal total
-                for data in _chunks(src, old):
+                for data in _chunks(src, old, old_size):
                     total += len(data)
                     yield data
 
-            for piece in iter_delta(loaded, counted(), what=os.fsdecode(old)):
+            what = os.fsdecode(old)
+            out_size = _buffer_for(old_size, OUT_BUFFER)
+            for piece in iter_delta(loaded, counted(), what=what, out_size=out_size):
                 out.write(piece)
     except RdiffError as error:
         raise IncrementError(f"delta failed: {error}", path=old) from error

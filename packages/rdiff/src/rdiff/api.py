@@ -173,13 +173,14 @@ def _delta_chunk(sig: Signature, in_size: int) -> int:
 
 
 def iter_delta(
-    sig: Signature, chunks: Iterable[Buffer], *, what: str = "new file"
+    sig: Signature, chunks: Iterable[Buffer], *, what: str = "new file", out_size: int = 0
 ) -> Iterator[bytes]:
     """The delta from ``sig``'s basis to the bytes in ``chunks``.
 
-    For an empty signature the output depends on the chunking (one literal per chunk).
+    For an empty signature the output depends on the chunking (one literal per chunk); it
+    never depends on ``out_size``, the output buffer (allocated and zeroed per call).
     """
-    job = sig.delta_job(what)
+    job = sig.delta_job(what, out_size or _binding.DEFAULT_OUT_SIZE)
     for piece in job.run(chunks):
         yield bytes(piece)
 
