@@ -739,9 +739,8 @@ def _buffer_for(size: int, most: int) -> int:
 
 def _chunks(stream: BinaryIO, path: Path, size: int) -> Iterator[bytes]:
     """The bytes of ``stream``, whose ``size`` (from its ``stat``) sizes the reads: a read
-    allocates what it asks for, and 1 MiB asked of a 5 KiB file costs an ``mmap``, page faults
-    and a ``munmap`` (twice, with the read that finds the end). A file that grew since is read
-    to its end all the same."""
+    allocates what it asks for, 1 MiB for a 5 KiB file otherwise (twice, with the read that
+    finds the end). A file that grew since is read to its end all the same."""
     done = 0
     while True:
         left = size - done
