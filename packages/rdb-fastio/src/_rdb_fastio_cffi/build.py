@@ -99,6 +99,13 @@ struct rdb_scan {
     int error;              /* out: the errno of opening or reading the directory, or 0 */
     int too_many;           /* out: 1 if it has more than the limit's entries (none given) */
 };
+
+struct rdb_names {
+    char *names;            /* out: count NUL-terminated names, one after the other */
+    size_t size;            /* out: their bytes, the NULs included */
+    size_t count;
+    int error;              /* out: the errno of opening or reading the directory, or 0 */
+};
 """
 CDEF = (
     STRUCTS
@@ -109,6 +116,8 @@ CDEF = (
     + "                          unsigned char *results, size_t *failed);\n"
     + "void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *out);\n"
     + "void rdb_scan_free(struct rdb_scan *scan);\n"
+    + "void rdb_list_names(int dir_fd, struct rdb_names *out);\n"
+    + "void rdb_names_free(struct rdb_names *names);\n"
 )
 
 SOURCE = (
@@ -524,6 +533,88 @@ static int rdb_ns(struct timespec t, struct rdb_time *time, long long *ns)
            && !__builtin_add_overflow(whole, (long long)t.tv_nsec, ns);
 }
 
+/* Read the names of dir (no "." or "..") into a malloc'd buffer, one NUL-terminated after the
+   other: 0 with *names_out, *used_out (bytes) and *count_out set, else an errno. With more
+   than limit names: 0, *too_many set and nothing kept. */
+static int rdb_read_names(DIR *dir, size_t limit, char **names_out, size_t *used_out,
+                          size_t *count_out, int *too_many)
+{
+    size_t used = 0, room = 4096, count = 0;
+    char *names = malloc(room);
+    if (names == NULL)
+        return ENOMEM;
+    for (;;) {
+        errno = 0;
+        struct dirent *d = readdir(dir);
+        if (d == NULL) {
+            if (errno != 0) {
+                int error = errno;
+                free(names);
+                return error;
+            }
+            break;
+        }
+        const char *n = d->d_name;
+        if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)))
+            continue;
+        if (count == limit) {
+            *too_many = 1;
+            free(names);
+            return 0;
+        }
+        size_t length = strlen(n) + 1;
+        if (used + length > room) {
+            while (used + length > room)
+                room *= 2;
+            char *grown = realloc(names, room);
+            if (grown == NULL) {
+                free(names);
+                return ENOMEM;
+            }
+            names = grown;
+        }
+        memcpy(names + used, n, length);
+        used += length;
+        count++;
+    }
+    *names_out = names;
+    *used_out = used;
+    *count_out = count;
+    return 0;
+}
+
+void rdb_names_free(struct rdb_names *names)
+{
+    free(names->names);
+    names->names = NULL;
+    names->size = names->count = 0;
+}
+
+/* The names in the directory open as dir_fd, read through a descriptor of its own (so no
+   offset is shared with dir_fd), in one call: os.listdir gives up the GIL around every
+   readdir, and a walk beside busy pool threads then waits for it once per name. */
+void rdb_list_names(int dir_fd, struct rdb_names *out)
+{
+    out->names = NULL;
+    out->size = out->count = 0;
+    out->error = 0;
+    int fd = RDB_RETRY(openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd < 0) {
+        out->error = errno;
+        return;
+    }
+    DIR *dir = fdopendir(fd);
+    if (dir == NULL) {
+        out->error = errno;
+        close(fd);
+        return;
+    }
+    int too_many = 0;
+    out->error = rdb_read_names(dir, (size_t)-1, &out->names, &out->size, &out->count,
+                                &too_many);
+    closedir(dir);
+}
+
 /* One directory's names (no "." or "..") and each one's lstat, and with xattrs the size of
    its extended attribute list (symlinks not asked: their attributes are not kept); nothing
    but too_many if it has more than limit entries (their stats would all be held at once). */
@@ -539,39 +630,12 @@ void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *o
         out->error = errno;
         return;
     }
-    size_t used = 0, room = 4096, count = 0;
-    char *names = malloc(room);
-    if (names == NULL)
-        goto no_memory;
-    for (;;) {
-        errno = 0;
-        struct dirent *d = readdir(dir);
-        if (d == NULL) {
-            if (errno != 0) {
-                out->error = errno;
-                goto failed;
-            }
-            break;
-        }
-        const char *n = d->d_name;
-        if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0)))
-            continue;
-        if (count == limit) {
-            out->too_many = 1;
-            goto failed;
-        }
-        size_t length = strlen(n) + 1;
-        if (used + length > room) {
-            while (used + length > room)
-                room *= 2;
-            char *grown = realloc(names, room);
-            if (grown == NULL)
-                goto no_memory;
-            names = grown;
-        }
-        memcpy(names + used, n, length);
-        used += length;
-        count++;
+    size_t used = 0, count = 0;
+    char *names = NULL;
+    out->error = rdb_read_names(dir, limit, &names, &used, &count, &out->too_many);
+    if (out->error != 0 || out->too_many) {
+        closedir(dir);
+        return;
     }
     struct rdb_entry *entries = calloc(count ? count : 1, sizeof *entries);
     if (entries == NULL)
@@ -623,7 +687,6 @@ void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *o
     return;
 no_memory:
     out->error = ENOMEM;
-failed:
     free(names);
     closedir(dir);
 }

@@ -14,7 +14,7 @@ from rdb_fastio.batch_io import (
     read_small_files,
     write_new_files,
 )
-from rdb_fastio.scan import ScanEntry, scan_directory
+from rdb_fastio.scan import ScanEntry, list_names, scan_directory
 
 __all__ = [
     "Copied",
@@ -27,6 +27,7 @@ __all__ = [
     "SmallRead",
     "copy_files",
     "copy_files_between",
+    "list_names",
     "read_small_files",
     "scan_directory",
     "write_new_files",

@@ -95,3 +95,19 @@ def _one_at_a_time(path: bytes, names: list[bytes]) -> Iterator[ScanEntry]:
             yield name, os.lstat(os.path.join(path, name)), 0, -1
         except OSError as error:
             yield name, None, error.errno or 0, -1
+
+
+def list_names(dir_fd: int) -> list[bytes]:
+    """The names in the directory open as ``dir_fd`` (``.`` and ``..`` left out, in directory
+    order), read in one C call with the GIL released (``os.listdir`` gives it up around every
+    name). Raises OSError if the directory cannot be read."""
+    out = ffi.new("struct rdb_names *")
+    lib.rdb_list_names(dir_fd, out)
+    if out.error:
+        raise OSError(out.error, os.strerror(out.error))
+    try:
+        if not out.count:
+            return []
+        return ffi.unpack(out.names, out.size - 1).split(b"\0")
+    finally:
+        lib.rdb_names_free(out)

@@ -301,8 +301,7 @@ class DirHandle:
         worker threads may ask at the same time)."""
         listing = self._listing
         if listing is None:
-            # one at a time: two os.listdir of one fd share its directory offset (os.listdir
-            # dups the fd), and each would get only part of the entries
+            # listed once, though worker threads may ask at the same time
             with _LISTING:
                 listing = self._listing
                 if listing is None:
@@ -310,11 +309,12 @@ class DirHandle:
         return listing
 
     def _list(self, quoting: Quoting) -> dict[bytes, list[IncrementFile]]:
+        from rdb_fastio.scan import list_names  # one C call (os.listdir: a GIL hand-off a name)
         from rdb_increment.rebuild import IncrementFile
 
         listing: dict[bytes, list[IncrementFile]] = {}
         if self.fd is not None:
-            for raw in map(os.fsencode, os.listdir(self.fd)):
+            for raw in list_names(self.fd):
                 try:
                     name = parse_increment_name(quoting.unquote(raw, path=self.path))
                 except CorruptRepository:
