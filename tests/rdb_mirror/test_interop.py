@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -151,3 +152,46 @@ def test_a_case_insensitive_destination_gets_quoting(
         verify = run_rdiff_backup(rdiff_backup, "verify", "--at", str(session_time(n)), repo)
         assert verify.returncode == 0, verify.stdout + verify.stderr
     _restore_all(rdiff_backup, repo, scans, tmp_path)
+
+
+def _without_extras(scan: trees.Snapshot) -> trees.Snapshot:
+    """What a restore of a session that recorded no EAs and no ACLs gives: neither."""
+    return {
+        index: dataclasses.replace(entry, xattrs=(), acl_access=None, acl_default=None)
+        for index, entry in scan.items()
+    }
+
+
+def test_a_session_that_kept_no_eas_or_acls(rdiff_backup: str, tmp_path: Path) -> None:
+    """A session run with --no-eas --no-acls writes no EA or ACL file, as rdiff-backup's own
+    do: rdiff-backup verifies and restores every session (that one without EAs and ACLs) and
+    continues the repository; the next rdb-mirror session leaves the mirror equal to the
+    source, EAs and ACLs included."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    trees.build_tree(src, seed=41)
+    scans = []
+    for n in range(3):
+        if n:
+            trees.mutate_tree(src, seed=400 + n)
+        scans.append(trees.scan(src))
+        extra = ("--no-eas", "--no-acls") if n == 1 else ()
+        proc = run_mirror("--current-time", session_time(n), *extra, src, repo)
+        assert proc.returncode == 0, proc.stderr
+        if n != 1:  # (after --no-eas the mirror copies keep the EAs they had)
+            assert differences(scans[-1], trees.scan(repo)) == [], f"session {n}"
+    data = repo / "rdiff-backup-data"
+    # sessions 0 and 2 only
+    assert len(list(data.glob("extended_attributes.*"))) == 2
+    assert len(list(data.glob("access_control_lists.*"))) == 2
+    for n in range(3):
+        verify = run_rdiff_backup(rdiff_backup, "verify", "--at", str(session_time(n)), repo)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        got = restore_with_rdiff_backup(rdiff_backup, repo, session_time(n), tmp_path / f"at{n}")
+        want = _without_extras(scans[n]) if n == 1 else scans[n]
+        assert differences(want, got) == [], f"session {n}"
+    trees.mutate_tree(src, seed=403)
+    proc = run_rdiff_backup(
+        rdiff_backup, "--current-time", str(session_time(3)), "backup", src, repo
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert differences(trees.scan(src), trees.scan(repo)) == []
