@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import socket
 from pathlib import Path
 
@@ -118,3 +119,24 @@ def test_a_directory_over_the_limit_is_stat_ed_one_entry_at_a_time(tmp_path: Pat
         assert st is not None and want is not None and (error, size) == (0, -1)
         assert {f: getattr(st, f) for f in FIELDS} == {f: getattr(want, f) for f in FIELDS}
     assert list(scan_directory(os.fsencode(tmp_path), xattrs=False, limit=8)) == whole
+
+
+def test_float_times_are_those_of_lstat_to_the_last_bit(tmp_path: Path) -> None:
+    """The packed rows carry the float times made in C: the same double as os.lstat's."""
+    rng = random.Random(7)
+    for n in range(300):
+        path = tmp_path / f"f{n}"
+        path.write_bytes(b"")
+        ns = rng.randrange(-(2**40), 2**62)
+        os.utime(path, ns=(ns, rng.randrange(0, 2**62)))
+    for name, st, _error, _size in scan_directory(os.fsencode(tmp_path), xattrs=False):
+        want = os.lstat(tmp_path / os.fsdecode(name))
+        assert st is not None
+        got = (st.st_atime, st.st_mtime, st.st_ctime, st.st_atime_ns, st.st_mtime_ns)
+        assert got == (
+            want.st_atime,
+            want.st_mtime,
+            want.st_ctime,
+            want.st_atime_ns,
+            want.st_mtime_ns,
+        )

@@ -98,6 +98,9 @@ struct rdb_scan {
     char *names;
     int error;              /* out: the errno of opening or reading the directory, or 0 */
     int too_many;           /* out: 1 if it has more than the limit's entries (none given) */
+    size_t names_size;      /* out: the bytes of names, one NUL-terminated after the other */
+    unsigned char *packed;  /* out: per entry, RDB_PACKED_SIZE bytes (see scan.py) */
+    int wide;               /* out: 1 if an entry has a time past 64 bits of nanoseconds */
 };
 
 struct rdb_names {
@@ -517,9 +520,31 @@ void rdb_scan_free(struct rdb_scan *scan)
 {
     free(scan->entries);
     free(scan->names);
+    free(scan->packed);
     scan->entries = NULL;
     scan->names = NULL;
+    scan->packed = NULL;
     scan->count = 0;
+}
+
+/* An entry's lstat as os.stat_result's 19 fields, in its order, then the errno of the lstat
+   and the size of the extended attribute list: "<10q3d8q" in Python's struct notation. The
+   float times are made as CPython makes them (sec + nsec * 1e-9), so they are the same. */
+#define RDB_PACKED_SIZE (21 * 8)
+
+static void rdb_pack(unsigned char *p, const struct rdb_entry *e)
+{
+    long long q[10] = {(long long)e->mode, (long long)e->ino, (long long)e->dev,
+                       (long long)e->nlink, (long long)e->uid, (long long)e->gid, e->size,
+                       e->atime.sec, e->mtime.sec, e->ctime.sec};
+    double d[3] = {(double)e->atime.sec + e->atime.nsec * 1e-9,
+                   (double)e->mtime.sec + e->mtime.nsec * 1e-9,
+                   (double)e->ctime.sec + e->ctime.nsec * 1e-9};
+    long long r[8] = {e->atime_ns, e->mtime_ns, e->ctime_ns, e->blksize, e->blocks,
+                      (long long)e->rdev, (long long)e->error, e->xattr_bytes};
+    memcpy(p, q, sizeof q);
+    memcpy(p + sizeof q, d, sizeof d);
+    memcpy(p + sizeof q + sizeof d, r, sizeof r);
 }
 
 /* The time t in *time, and in nanoseconds since 1970 in *ns: 1, or 0 when those do not fit
@@ -625,6 +650,9 @@ void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *o
     out->count = 0;
     out->error = 0;
     out->too_many = 0;
+    out->names_size = 0;
+    out->packed = NULL;
+    out->wide = 0;
     DIR *dir = opendir(path);
     if (dir == NULL) {
         out->error = errno;
@@ -680,9 +708,22 @@ void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *o
     }
     free(full);
     closedir(dir);
+    unsigned char *packed = malloc(count ? count * RDB_PACKED_SIZE : 1);
+    if (packed == NULL) {
+        free(entries);
+        out->error = ENOMEM;
+        free(names);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        rdb_pack(packed + i * RDB_PACKED_SIZE, &entries[i]);
+        out->wide |= entries[i].wide;
+    }
     /* the names buffer never moves again: the entries point into it */
     out->entries = entries;
     out->names = names;
+    out->names_size = used;
+    out->packed = packed;
     out->count = count;
     return;
 no_memory:

@@ -12,6 +12,7 @@ memory stays bounded by its names, not by all their stats at once.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import Any
@@ -26,6 +27,9 @@ ScanEntry = tuple[bytes, os.stat_result | None, int, int]
 _BY_NAME = itemgetter(0)
 #: More entries than this: :func:`scan_directory` stats them one at a time, as they are used.
 SCAN_LIMIT = 20_000
+#: An entry as the C scan packs it (``rdb_pack``): ``os.stat_result``'s 19 fields in order,
+#: then the errno of its lstat and the size of its extended attribute list.
+_PACKED = struct.Struct("<10q3d8q")
 
 
 def _ns(time: Any) -> int:
@@ -43,6 +47,8 @@ def scan_directory(path: bytes, *, xattrs: bool, limit: int = SCAN_LIMIT) -> Ite
     if scan.error:
         raise OSError(scan.error, os.strerror(scan.error), os.fsdecode(path))
     try:
+        if not scan.wide:
+            return _unpacked(scan)
         entries: list[ScanEntry] = []
         stat_result = os.stat_result
         string = ffi.string
@@ -85,6 +91,23 @@ def scan_directory(path: bytes, *, xattrs: bool, limit: int = SCAN_LIMIT) -> Ite
             entries.append((name, st, 0, e.xattr_bytes))
     finally:
         lib.rdb_scan_free(scan)
+    entries.sort(key=_BY_NAME)
+    return entries
+
+
+def _unpacked(scan: Any) -> list[ScanEntry]:
+    """The entries of a scan from its packed rows: one C-level unpack per entry instead of a
+    cffi field access per stat field (2 µs an entry: as much as the scan's system calls)."""
+    count = scan.count
+    if not count:
+        return []
+    names = ffi.unpack(scan.names, scan.names_size - 1).split(b"\0")
+    rows = _PACKED.iter_unpack(ffi.buffer(scan.packed, count * _PACKED.size))
+    stat_result = os.stat_result
+    entries: list[ScanEntry] = [
+        (name, None, row[19], -1) if row[19] else (name, stat_result(row[:19]), 0, row[20])
+        for name, row in zip(names, rows, strict=True)
+    ]
     entries.sort(key=_BY_NAME)
     return entries
 
