@@ -282,14 +282,36 @@ _LISTING = threading.Lock()
 
 
 class DirHandle:
-    """An open directory of the repository (mirror or increments), or None when absent."""
+    """An open directory of the repository (mirror or increments), or None when absent.
 
-    __slots__ = ("_listing", "fd", "path")
+    Its path (for messages, mostly) is made when first asked for, from the parent's and its
+    name: a ``Path`` per directory had cost the walk's thread more than the directory's
+    ``open``."""
 
-    def __init__(self, fd: int | None, path: Path) -> None:
+    __slots__ = ("_listing", "_name", "_parent", "_path", "fd")
+
+    def __init__(
+        self,
+        fd: int | None,
+        path: Path | None = None,
+        *,
+        parent: DirHandle | None = None,
+        name: bytes = b"",
+    ) -> None:
+        assert path is not None or parent is not None
         self.fd = fd
-        self.path = path
+        self._path = path
+        self._parent = parent
+        self._name = name
         self._listing: dict[bytes, list[IncrementFile]] | None = None
+
+    @property
+    def path(self) -> Path:
+        path = self._path
+        if path is None:
+            assert self._parent is not None
+            path = self._path = self._parent.path / os.fsdecode(self._name)
+        return path
 
     def close(self) -> None:
         if self.fd is not None:
@@ -331,15 +353,15 @@ def open_dir_at(parent: DirHandle | None, name: bytes) -> DirHandle:
     """Open a sub-directory without following symlinks; a handle with fd None if absent."""
     if parent is None or parent.fd is None:
         return DirHandle(None, Path("/nonexistent"))
-    path = parent.path / os.fsdecode(name)
     try:
         fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
     except OSError as error:
         # ENAMETOOLONG: a long name's directory; its entries are in long_filename_data
         if error.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG):
-            return DirHandle(None, path)
+            return DirHandle(None, parent=parent, name=name)
+        path = parent.path / os.fsdecode(name)
         raise CorruptRepository(f"cannot open directory: {error.strerror}", path=path) from None
-    return DirHandle(fd, path)
+    return DirHandle(fd, parent=parent, name=name)
 
 
 def open_root(path: Path) -> DirHandle:

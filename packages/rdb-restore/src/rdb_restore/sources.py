@@ -97,7 +97,7 @@ class SourceTree:
         workers then waited for files ~18% of the oldest session of django)."""
         quoted = self.repo.quoting.quote(name)
         if self.from_mirror_only:
-            increments = DirHandle(None, parent.increments.path)
+            increments = DirHandle(None, parent=parent.increments, name=quoted)
         else:
             increments = open_dir_at(parent.increments, quoted)
         return Place(open_dir_at(parent.mirror, quoted), increments)
@@ -170,12 +170,12 @@ class SourceTree:
         holder = parent.increments
         found = None if self.from_mirror_only else holder.increments(self.repo.quoting).get(name)
         if not found:  # no increment at all: most files of an older session
-            return None if mirror is None else PlainCopy(mirror, quoted, parent.mirror.path)
+            return None if mirror is None else PlainCopy(mirror, quoted, parent.mirror)
         from rdb_increment.rebuild import plan_rebuild
 
         plan = plan_rebuild(found, self.when)
         if plan.base is None and not plan.diffs_newest_first:
-            return None if mirror is None else PlainCopy(mirror, quoted, parent.mirror.path)
+            return None if mirror is None else PlainCopy(mirror, quoted, parent.mirror)
         if (
             not plan.exists
             or holder.fd is None

@@ -31,13 +31,20 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from rdb_fastio import Copied, CopyPlan, CopyStatus, FileCopy, copy_files
 from rdb_format.errors import CorruptRepository
 from rdb_format.progress import Progress
-from rdb_restore.repo import DIR_FLAGS, Entry, Index, cannot_open, close_quietly, not_regular
+from rdb_restore.repo import (
+    DIR_FLAGS,
+    DirHandle,
+    Entry,
+    Index,
+    cannot_open,
+    close_quietly,
+    not_regular,
+)
 from rdb_restore.staging import Staging
 from rdb_restore.target import (
     IS_ROOT,
@@ -93,11 +100,11 @@ CloseContext = Callable[[object], None]
 
 class PlainCopy(NamedTuple):
     """A repository file holding a regular file's bytes as they are: the open directory, the
-    name in it, and the directory's path (for messages)."""
+    name in it, and the directory's handle (its path, for messages)."""
 
     dir_fd: int
     name: bytes
-    where: Path
+    where: DirHandle
 
 
 # What a file copied or rebuilt in C is made as: its name, create mode, size, SHA1, owner,
@@ -808,7 +815,7 @@ class TreeWriter:
         """Raise what the general way would have for the step of ``result`` that failed."""
         copy = item.copy
         assert copy is not None
-        source = copy.where / os.fsdecode(copy.name)
+        source = copy.where.path / os.fsdecode(copy.name)
         status, code = result.status, result.error
         if status == CopyStatus.SOURCE_OPEN:
             raise cannot_open("mirror copy", source, code)
