@@ -528,8 +528,9 @@ void rdb_scan_free(struct rdb_scan *scan)
 }
 
 /* An entry's lstat as os.stat_result's 19 fields, in its order, then the errno of the lstat
-   and the size of the extended attribute list: "<10q3d8q" in Python's struct notation. The
-   float times are made as CPython makes them (sec + nsec * 1e-9), so they are the same. */
+   and the size of the extended attribute list: "<6Q4q3d5qQ2q" in Python's struct notation
+   (the unsigned fields cast to long long keep their bits). The float times are made as
+   CPython makes them (sec + nsec * 1e-9), so they are the same. */
 #define RDB_PACKED_SIZE (21 * 8)
 
 static void rdb_pack(unsigned char *p, const struct rdb_entry *e)

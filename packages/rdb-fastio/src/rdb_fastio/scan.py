@@ -28,8 +28,10 @@ _BY_NAME = itemgetter(0)
 #: More entries than this: :func:`scan_directory` stats them one at a time, as they are used.
 SCAN_LIMIT = 20_000
 #: An entry as the C scan packs it (``rdb_pack``): ``os.stat_result``'s 19 fields in order,
-#: then the errno of its lstat and the size of its extended attribute list.
-_PACKED = struct.Struct("<10q3d8q")
+#: then the errno of its lstat and the size of its extended attribute list. Mode, inode,
+#: device, links, uid, gid and rdev are unsigned, as lstat gives them (an inode number can
+#: pass 2**63: NFS file ids, FUSE file systems that hash them).
+_PACKED = struct.Struct("<6Q4q3d5qQ2q")
 
 
 def _ns(time: Any) -> int:
