@@ -77,8 +77,24 @@ def _is_usage_error(error: BaseException) -> bool:
     )
 
 
+def standard_streams() -> None:
+    """Give a standard descriptor the command was started without (``>&-``, ``2>&-``, as cron
+    jobs may be run) /dev/null: Python has None there, and ``print(..., file=None)`` writes to
+    stdout (into ``rdb-restore ... -``'s bytes), ``None.isatty()`` fails, and the first file
+    the command opens would take the free number, where anything written to "stdout" or
+    "stderr" would then land."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd (those below are open)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
+
+
 def run(app: typer.Typer, *, prog: str | None = None, argv: Sequence[str] | None = None) -> int:
     """Run ``app`` on ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    standard_streams()
     args = list(sys.argv[1:] if argv is None else argv)
     name = prog or app.info.name or Path(sys.argv[0]).name or "rdb"
     json_mode = _wants_json(args)
