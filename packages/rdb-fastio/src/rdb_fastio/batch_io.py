@@ -31,6 +31,34 @@ def _time(ns: int) -> tuple[int, int]:
     return divmod(ns, 1_000_000_000)
 
 
+#: What a packed plan's C routine checks and sets on a file it made: the flags (1 check the
+#: SHA1, 2 set the owner, 4 the mode, 8 the times), uid, gid, mode, atime and mtime (each a
+#: ``struct rdb_time``).
+TargetSettings = tuple[int, int, int, int, tuple[int, int], tuple[int, int]]
+
+
+def target_settings(
+    sha1: bytes | None,
+    owner: tuple[int, int] | None,
+    mode: int | None,
+    times_ns: tuple[int, int] | None,
+) -> TargetSettings:
+    """The settings :class:`CopyPlan` and ``rdb_fastio.rebuild.RebuildPlan`` pack for a file."""
+    flags = 0 if sha1 is None else 1
+    uid = gid = 0
+    if owner is not None:
+        flags |= 2
+        uid, gid = owner
+    if mode is not None:
+        flags |= 4
+    atime = mtime = (0, 0)
+    if times_ns is not None:
+        flags |= 8
+        mtime = _time(times_ns[1])
+        atime = mtime if times_ns[0] == times_ns[1] else _time(times_ns[0])
+    return flags, uid, gid, mode or 0, atime, mtime
+
+
 @dataclass(frozen=True, slots=True)
 class NewFile:
     """One file to create at ``path`` (which must not exist) and then rename to ``target``
@@ -285,18 +313,7 @@ class CopyPlan:
         name_at = source_at + len(source) + 1
         self._at = name_at + len(name) + 1
         self._names += (source, name)
-        flags = 0 if sha1 is None else 1
-        uid = gid = 0
-        if owner is not None:
-            flags |= 2
-            uid, gid = owner
-        if mode is not None:
-            flags |= 4
-        atime = mtime = (0, 0)
-        if times_ns is not None:
-            flags |= 8
-            mtime = _time(times_ns[1])
-            atime = mtime if times_ns[0] == times_ns[1] else _time(times_ns[0])
+        flags, uid, gid, set_mode, atime, mtime = target_settings(sha1, owner, mode, times_ns)
         self._specs += _SPEC.pack(
             src_dir,
             dst_dir,
@@ -308,7 +325,7 @@ class CopyPlan:
             sha1 or _NO_SHA1,
             uid,
             gid,
-            mode or 0,
+            set_mode,
             *atime,
             *mtime,
         )

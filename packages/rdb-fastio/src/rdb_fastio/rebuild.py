@@ -24,6 +24,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rdb_fastio.batch_io import target_settings
+
 try:
     from rdb_fastio._rebuild import ffi, lib
 except ModuleNotFoundError as missing:  # an editable install from before this module
@@ -123,10 +125,6 @@ class PlanRebuilt:
 RepoFile = tuple[int, bytes, bool]
 
 
-def _time(ns: int) -> tuple[int, int]:
-    return divmod(ns, 1_000_000_000)
-
-
 class RebuildPlan:
     """Files to rebuild, packed as they are added (no Python object per file, none made for a
     file done). One thread adds, then one (maybe another) calls :meth:`rebuild`, once."""
@@ -170,17 +168,7 @@ class RebuildPlan:
         for directory, delta, gzipped in deltas_newest_first:
             self._deltas += _DELTA.pack(directory, self._name(delta), gzipped)
         base_dir, base_name, base_gzipped = base
-        flags = 0 if sha1 is None else 1
-        uid = gid = 0
-        if owner is not None:
-            flags |= 2
-            uid, gid = owner
-        if mode is not None:
-            flags |= 4
-        atime = mtime = (0, 0)
-        if times_ns is not None:
-            flags |= 8
-            atime, mtime = _time(times_ns[0]), _time(times_ns[1])
+        flags, uid, gid, set_mode, atime, mtime = target_settings(sha1, owner, mode, times_ns)
         self._specs += _SPEC.pack(
             base_dir,
             self._name(base_name),
@@ -195,7 +183,7 @@ class RebuildPlan:
             flags,
             uid,
             gid,
-            mode or 0,
+            set_mode,
             *atime,
             *mtime,
         )
