@@ -162,11 +162,13 @@ def produce(
     diffs_newest_first: Sequence[Source],
     sink: Sink,
     *,
-    tmpdir: str | None = None,
+    tmpdir: str | int | None = None,
     expected: int | None = None,
 ) -> None:
-    """Write ``base`` with the reverse diffs applied (newest first) to ``sink``. ``expected``:
-    the final size if known (it sizes the patch buffers)."""
+    """Write ``base`` with the reverse diffs applied (newest first) to ``sink``. ``tmpdir``:
+    where intermediate versions too big for memory go (a directory's path or descriptor;
+    None: the temporary directory). ``expected``: the final size if known (it sizes the
+    patch buffers)."""
     if not diffs_newest_first:
         for piece in chunks(base):
             sink(piece)
@@ -226,16 +228,17 @@ def rebuild_into(
     out: int,
     out_label: str,
     expected: int | None = None,
+    scratch: int | None = None,
 ) -> tuple[int, str]:
     """Write the rebuilt file to the open descriptor ``out``; its size and SHA1 (hex).
     ``expected``: the recorded size, if any; the writing stops soon after more than that
     came (the size returned is then over it), so that a damaged repository never fills the
-    disk."""
+    disk. ``scratch``: the directory (descriptor) for intermediate versions, ``out``'s own."""
     if not diffs_newest_first and not base.compressed:
         return _copy_plain(base, out, out_label, expected)
     digest = Digest(fd_writer(out, out_label), limit=expected)
     try:
-        produce(base, diffs_newest_first, digest, expected=expected)
+        produce(base, diffs_newest_first, digest, tmpdir=scratch, expected=expected)
     except _TooLong:
         pass
     return digest.size, digest.hexdigest()

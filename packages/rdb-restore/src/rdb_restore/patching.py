@@ -1,6 +1,6 @@
 """Applying reverse diffs (librsync deltas, §3.6 step 4) to a full copy: whole in memory by one
 C call per delta when every version is small enough, else streamed through librsync's job
-and anonymous temporary files.
+and unnamed temporary files (a restore's: in TARGET, see :func:`scratch_file`).
 
 Apart from :mod:`rdb_restore.content` so that what only a diff needs (librsync, tempfile) is
 loaded only when a diff applies: a restore of the newest session never imports it.
@@ -8,6 +8,8 @@ loaded only when a diff applies: a restore of the newest session never imports i
 
 from __future__ import annotations
 
+import errno
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from typing import IO, BinaryIO, cast
@@ -141,15 +143,49 @@ def _patched_in_memory(
     return basis
 
 
+# what open(O_TMPFILE) fails with where the file system cannot make unnamed files
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+
+
+def scratch_file(where: str | int | None) -> IO[bytes]:
+    """An unnamed temporary file for an intermediate version, in ``where``: a directory open
+    as a descriptor (a restore passes the directory of the file it writes, so a hostile
+    chain of diffs whose versions grow without end fills only the disk the restore writes
+    to anyway, and the restore fails and removes what it wrote; in the temporary directory
+    such a chain filled ``/tmp``), a path, or None (tempfile's default)."""
+    if not isinstance(where, int):
+        return tempfile.TemporaryFile(dir=where)
+    try:
+        fd = os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=where)
+    except OSError as error:
+        if error.errno not in _NO_TMPFILE:
+            raise
+        fd = _named_then_unlinked(where)
+    return os.fdopen(fd, "w+b")
+
+
+def _named_then_unlinked(dir_fd: int) -> int:
+    """A new file in ``dir_fd`` whose name is removed at once (no ``O_TMPFILE`` there)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    while True:
+        name = b".rdb-scratch-%d-%s" % (os.getpid(), os.urandom(6).hex().encode())
+        try:
+            fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+        os.unlink(name, dir_fd=dir_fd)
+        return fd
+
+
 def apply_diffs(
     base: Source,
     diffs_newest_first: Sequence[Source],
     sink: Sink,
-    tmp: str | None,
+    tmp: str | int | None,
     size: int | None,
 ) -> None:
-    """:func:`rdb_restore.content.produce` when at least one diff applies: ``tmp`` is the
-    directory of its temporary files, ``size`` the final size if known."""
+    """:func:`rdb_restore.content.produce` when at least one diff applies: ``tmp`` is where
+    its temporary files go (:func:`scratch_file`), ``size`` the final size if known."""
     whole = _patched_in_memory(base, diffs_newest_first, size)
     if whole is not None:
         sink(whole)
@@ -157,7 +193,7 @@ def apply_diffs(
     opened: list[IO[bytes]] = []
     try:
         if base.compressed:
-            plain = tempfile.TemporaryFile(dir=tmp)  # noqa: SIM115 (closed below)
+            plain = scratch_file(tmp)
             opened.append(plain)
             for piece in chunks(base):
                 plain.write(piece)
@@ -170,7 +206,7 @@ def apply_diffs(
             if position == last:
                 _patch(basis_fd, delta, sink, size)
                 break
-            out = tempfile.TemporaryFile(dir=tmp)  # noqa: SIM115 (closed below)
+            out = scratch_file(tmp)
             opened.append(out)
             _patch(basis_fd, delta, out.write, size)
             out.flush()

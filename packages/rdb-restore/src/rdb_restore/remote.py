@@ -221,9 +221,10 @@ def _fill(
     payload: object,
     out: int,
     out_label: str,
+    scratch: int,
 ) -> tuple[int, str]:
     """Worker: write what the server sent for ``entry`` into ``out``; its size and SHA1."""
-    del context
+    del context, scratch
     sha1 = hashlib.sha1()
     size = 0
     with contextlib.closing(

@@ -70,13 +70,20 @@ class RestoreResult:
 
 
 def _fill_from(
-    tree: SourceTree, entry: Entry, context: object, payload: object, out: int, label: str
+    tree: SourceTree,
+    entry: Entry,
+    context: object,
+    payload: object,
+    out: int,
+    label: str,
+    scratch: int,
 ) -> tuple[int, str]:
-    """Rebuild ``entry`` from the repository into ``out`` (a worker thread)."""
+    """Rebuild ``entry`` from the repository into ``out`` (a worker thread), its intermediate
+    versions in ``scratch``: TARGET's file system, never the temporary directory."""
     del payload
     sources = tree.sources(cast(Place, context), entry.index, entry.record)
     try:
-        return rebuild_into(sources.base, sources.diffs, out, label, entry.record.size)
+        return rebuild_into(sources.base, sources.diffs, out, label, entry.record.size, scratch)
     finally:
         sources.close()
 

@@ -91,9 +91,10 @@ CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEX
 
 # Writes a regular file's bytes into the open descriptor (worker thread); returns the size and
 # SHA1 (hex) of what it wrote. Arguments: the entry, the source context of its directory, the
-# payload the caller gave with the file, the descriptor, and a name for write errors. Raises
+# payload the caller gave with the file, the descriptor, a name for write errors, and the
+# descriptor of the TARGET directory it is in (for unnamed temporary files). Raises
 # CorruptRepository when the bytes cannot be produced.
-Fill = Callable[[Entry, object, object, int, str], tuple[int, str]]
+Fill = Callable[[Entry, object, object, int, str, int], tuple[int, str]]
 # Releases a directory's source context once nothing in it is pending.
 CloseContext = Callable[[object], None]
 
@@ -673,7 +674,7 @@ class TreeWriter:
             try:
                 # errors name the file, not the temporary name it is written under
                 size, sha1 = self.fill(
-                    entry, parent.context, item.payload, out, os.fsdecode(item.name)
+                    entry, parent.context, item.payload, out, os.fsdecode(item.name), parent.fd
                 )
                 check_content(size, sha1, entry, self.label)
                 self._attributes(out, entry, parent.new_owner, mode is not None)
