@@ -28,9 +28,10 @@ import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 from rdb_fastio import Copied, CopyPlan, CopyStatus, FileCopy, copy_files
@@ -747,12 +748,21 @@ class TreeWriter:
     def _check_failed(self, failed: list[tuple[_Item, Copied]]) -> None:
         """Report each file copy_files could not copy: bad if the repository could not give
         it; the first error writing TARGET is raised once all are accounted for."""
-        failure: OSError | None = None
-        for item, result in failed:
+
+        def report(item: _Item, result: Copied) -> None:
             if item.first_of is not None:
                 item.first_of.done.set()
+            self._copy_failed(item, result)
+
+        self._each_accounted_for(partial(report, item, result) for item, result in failed)
+
+    def _each_accounted_for(self, steps: Iterable[Callable[[], None]]) -> None:
+        """Run every step: one that finds the repository wrong (CorruptRepository) reports its
+        file bad; the first error writing TARGET (OSError) is raised once all have run."""
+        failure: OSError | None = None
+        for step in steps:
             try:
-                self._copy_failed(item, result)
+                step()
             except CorruptRepository as error:
                 self.bad(str(error))
             except OSError as error:
@@ -765,22 +775,16 @@ class TreeWriter:
         should is rebuilt the general way (which says what is wrong, or streams one past the
         limit), the others are reported as copies are; the files and bytes done that way.
         The first error writing TARGET is raised once all are accounted for."""
-        files = nbytes = 0
-        failure: OSError | None = None
-        for parent, item, result in failed:
-            try:
-                if result.status.from_repository:
-                    nbytes += self._write(parent, item)
-                    files += 1
-                else:
-                    self._not_written(item, result.status, result.error, result.size, result.sha1)
-            except CorruptRepository as error:
-                self.bad(str(error))
-            except OSError as error:
-                failure = failure or error
-        if failure is not None:
-            raise failure
-        return files, nbytes
+        written: list[int] = []  # the size of each file rebuilt the general way
+
+        def redo(parent: Frame, item: _Item, result: Rebuilt) -> None:
+            if result.status.from_repository:
+                written.append(self._write(parent, item))
+            else:
+                self._not_written(item, result.status, result.error, result.size, result.sha1)
+
+        self._each_accounted_for(partial(redo, *failure) for failure in failed)
+        return len(written), sum(written)
 
     def _copy_fields(self, parent: Frame, item: _Item) -> tuple[bytes, *_TargetFields]:
         """The :class:`FileCopy` of ``item`` (into ``parent``), as its fields in order."""
