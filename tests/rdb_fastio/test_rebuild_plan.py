@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rdb_fastio.rebuild import RebuildPlan, RebuildStatus, RepoFile
+from rdb_fastio.rebuild import CHECK_ONLY, RebuildPlan, RebuildStatus, RepoFile
 
 IS_ROOT = os.geteuid() == 0
 RDIFF = "/usr/bin/rdiff"
@@ -137,6 +137,33 @@ def test_every_version_of_a_chain_is_rebuilt_exactly_with_its_attributes(
         assert st.st_mtime_ns == (far_ns if n == 2 else 1_500_000_000 * 10**9)
         if IS_ROOT:
             assert (st.st_uid, st.st_gid) == (1234, 5678)
+
+
+def test_check_only_rebuilds_and_checks_every_version_and_writes_nothing(
+    history: History, target: tuple[Path, int]
+) -> None:
+    """A CHECK_ONLY target (verify): each version is rebuilt and its SHA1 checked; a wrong
+    one is SHA1 with the bytes' own digest; no file is made anywhere."""
+    path, _ = target
+    plan = RebuildPlan()
+    last = len(history.versions) - 1
+    for n, version in enumerate(history.versions):
+        deltas = history.deltas_to(n) if n < last else []
+        plan.add((history.fd, b"mirror", False), deltas, CHECK_ONLY, b"", 0, sha1=_sha1(version))
+    plan.add((history.fd, b"mirror", False), [], CHECK_ONLY, b"", 0, sha1=_sha1(b"other"))
+    listed = sorted(os.listdir(f"/proc/self/fd/{history.fd}"))
+    done = plan.rebuild()
+    assert done.bytes == sum(len(v) for v in history.versions)
+    assert len(done.failed) == 1
+    n, wrong = done.failed[0]
+    assert (n, wrong.status, wrong.size) == (
+        last + 1,
+        RebuildStatus.SHA1,
+        len(history.versions[-1]),
+    )
+    assert wrong.sha1 == _sha1(history.versions[-1]).hex()
+    assert os.listdir(path) == []
+    assert sorted(os.listdir(f"/proc/self/fd/{history.fd}")) == listed
 
 
 def test_a_snapshot_basis_gzipped_or_plain_with_or_without_deltas(

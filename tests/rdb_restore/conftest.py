@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from tests.interop import trees
 
+from rdb_fastio import rebuild
 from rdb_mirror import session as mirror  # a test dependency (noxfile PACKAGES)
 
 T0 = 1_700_000_000
@@ -92,3 +93,20 @@ def sentinel(tmp_path: Path) -> Sentinel:
 
 def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """[files given to rdb_fastio's RebuildPlan, of them not done there], as the restores (or
+    verify) go."""
+    counts = [0, 0]
+    real = rebuild.RebuildPlan.rebuild
+
+    def counting(plan: rebuild.RebuildPlan) -> rebuild.PlanRebuilt:
+        done = real(plan)
+        counts[0] += plan.count
+        counts[1] += len(done.failed)
+        return done
+
+    monkeypatch.setattr(rebuild.RebuildPlan, "rebuild", counting)
+    return counts

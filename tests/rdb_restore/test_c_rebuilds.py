@@ -20,7 +20,6 @@ from tests.rdb_mirror.helpers import differences
 from tests.rdb_restore.conftest import MirrorRepo
 from tests.rdb_restore.helpers import increments, run_restore, take_way
 
-from rdb_fastio import rebuild
 from rdb_format.errors import CorruptRepository
 from rdb_mirror import session as mirror
 from rdb_restore import restore, writer
@@ -70,22 +69,6 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> MirrorRepo:
         mirror.backup(src, repo, mirror.BackupOptions(current_time=when))
         times.append(when)
     return MirrorRepo(repo, src, times, scans)
-
-
-@pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """[files given to the C rebuilding, of them not done there], as the restores go."""
-    counts = [0, 0]
-    real = rebuild.RebuildPlan.rebuild
-
-    def counting(plan: rebuild.RebuildPlan) -> rebuild.PlanRebuilt:
-        done = real(plan)
-        counts[0] += plan.count
-        counts[1] += len(done.failed)
-        return done
-
-    monkeypatch.setattr(rebuild.RebuildPlan, "rebuild", counting)
-    return counts
 
 
 @pytest.mark.parametrize("limit", [8 << 20, 70_000])

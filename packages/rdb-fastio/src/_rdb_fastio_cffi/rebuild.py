@@ -477,7 +477,8 @@ static int rb_write_out(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Rebuild, check and write one file; its status. */
+/* Rebuild, check and write one file (a negative dst_dir: rebuild and check it only, as a
+   verify does); its status. */
 static int rb_one(struct rb_file *f, const unsigned char *deltas, const char *names,
                   size_t limit)
 {
@@ -498,6 +499,10 @@ static int rb_one(struct rb_file *f, const unsigned char *deltas, const char *na
     if (f->check_sha1 && memcmp(f->sha1, f->sha1_want, 20) != 0) {
         free(data.data);
         return RB_SHA1;
+    }
+    if (f->dst_dir < 0) {
+        free(data.data);
+        return RB_DONE;
     }
     int out = openat(f->dst_dir, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                      f->create_mode);

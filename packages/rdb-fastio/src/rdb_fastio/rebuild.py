@@ -121,6 +121,9 @@ class PlanRebuilt:
     failed: list[tuple[int, Rebuilt]]
 
 
+# The target directory of a file only rebuilt and checked (RebuildPlan.add), never written.
+CHECK_ONLY = -1
+
 # A repository file: its directory's descriptor, its name there, and whether it is gzipped.
 RepoFile = tuple[int, bytes, bool]
 
@@ -163,7 +166,9 @@ class RebuildPlan:
         """One file: ``base`` with ``deltas_newest_first`` applied, created as ``name`` in
         ``dst_dir`` (where it must not exist) with ``create_mode``; it must have ``size``
         bytes and the SHA1 ``sha1`` (20 bytes), and gets ``owner`` (uid, gid), then ``mode``
-        (after the owner: set-ID bits survive) and ``times_ns`` (atime, mtime)."""
+        (after the owner: set-ID bits survive) and ``times_ns`` (atime, mtime). ``dst_dir``
+        :data:`CHECK_ONLY`: the file is rebuilt and checked, nothing is written (a verify;
+        :meth:`rebuild` then counts the bytes checked)."""
         first_delta = len(self._deltas) // _DELTA.size
         for directory, delta, gzipped in deltas_newest_first:
             self._deltas += _DELTA.pack(directory, self._name(delta), gzipped)

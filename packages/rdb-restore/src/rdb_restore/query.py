@@ -1,6 +1,7 @@
 """The read-only questions: sessions, files at a time, what changed, compare, verify.
 
-Nothing here writes. Files of 1 MiB or more are rebuilt in a thread pool for ``verify`` and
+Nothing here writes. ``verify`` rebuilds and checks files of up to 8 MiB in C, many per call
+on a thread pool; other files of 1 MiB or more are rebuilt in a thread pool for ``verify`` and
 ``compare --full`` (smaller ones on the calling thread);
 the metadata is streamed, so memory stays flat in the number of files.
 """
@@ -20,6 +21,7 @@ from rdb_format.errors import CorruptRepository, SourceError
 from rdb_format.metadata import Record, file_type_of, path_key
 from rdb_increment.fsextras import read_acl, read_eas
 from rdb_increment.listing import increment_sizes
+from rdb_restore.checks_in_c import CheckBatches
 from rdb_restore.content import Digest, hash_source, produce
 from rdb_restore.extras import same_acl
 from rdb_restore.repo import FILE_FLAGS, Entry, Index, Repo, show
@@ -217,7 +219,8 @@ class VerifyResult:
 def verify(
     repo: Repo, when: int, *, workers: int | None = None, progress: Progress | None = None
 ) -> VerifyResult:
-    """Rebuild every regular file at ``when`` and check it against its recorded SHA1."""
+    """Rebuild every regular file at ``when`` and check it against its recorded SHA1: in C,
+    many per call on a thread pool (:mod:`rdb_restore.checks_in_c`), or the general way."""
     progress = progress or NullProgress()
     result = VerifyResult(when)
     lock = threading.Lock()
@@ -239,7 +242,7 @@ def verify(
 
     digests: dict[Index, str] = {}
 
-    def jobs() -> Iterator[tuple[Entry, Sources]]:
+    def jobs(batches: CheckBatches) -> Iterator[tuple[Entry, Sources]]:
         for entry, parent in _walk(repo, when, tree):
             if entry.record.type != "reg":
                 continue
@@ -247,6 +250,8 @@ def verify(
             if want is None:
                 result.unchecked.append(show(entry.index))
                 progress.warning(f"{show(entry.index)}: no SHA1 recorded; not checked")
+                continue
+            if batches.take(entry, parent, want):
                 continue
             try:
                 sources = tree.sources(parent, entry.index, entry.record)
@@ -262,24 +267,55 @@ def verify(
             result.bad.append(message)
         progress.warning(message)
 
+    def matched(files: int, size: int) -> None:
+        with lock:
+            result.checked += files
+            result.bytes += size
+        progress.advance(files)
+
+    def checked(entry: Entry, size: int, sha1: str, want: str) -> None:
+        if sha1 == want:
+            matched(1, size)
+            return
+        message = f"{show(entry.index)}: SHA1 {sha1} does not match the recorded {want}"
+        with lock:
+            result.checked += 1
+            result.bytes += size
+            result.bad.append(message)
+        progress.warning(message)
+        progress.advance(1)
+
     def work(entry: Entry, sources: Sources) -> None:
         digest = hash_source(sources.base, sources.diffs)
         with lock:
             want = digests.pop(entry.index)
-            result.checked += 1
-            result.bytes += digest.size
-        if digest.hexdigest() != want:
-            message = (
-                f"{show(entry.index)}: SHA1 {digest.hexdigest()} does not match the recorded {want}"
-            )
-            with lock:
-                result.bad.append(message)
-            progress.warning(message)
-        progress.advance(1)
+        checked(entry, digest.size, digest.hexdigest(), want)
 
+    def redo(entry: Entry, want: str) -> None:
+        """A file C could not give: the general way (on the directory opened again, the
+        walk having moved on) says what is wrong."""
+        parent = tree.place_of(entry.index[:-1])
+        try:
+            sources = tree.sources(parent, entry.index, entry.record)
+        except CorruptRepository as error:
+            bad(entry, error)
+            return
+        finally:
+            parent.close()
+        with lock:
+            digests[entry.index] = want
+        try:
+            work(entry, sources)
+        except CorruptRepository as error:
+            bad(entry, error)
+        finally:
+            sources.close()
+
+    count = workers or default_workers()
     progress.start("verifying", None)
     try:
-        _pool_map(jobs(), work, workers, bad)
+        with CheckBatches(tree, count, matched, checked, redo) as batches:
+            _pool_map(jobs(batches), work, count, bad)
     finally:
         tree.close()
         progress.finish()
