@@ -6,5 +6,6 @@ setup(
     cffi_modules=[
         "src/_rdb_fastio_cffi/build.py:ffibuilder",
         "src/_rdb_fastio_cffi/rebuild.py:ffibuilder",
+        "src/_rdb_fastio_cffi/increment.py:ffibuilder",
     ]
 )

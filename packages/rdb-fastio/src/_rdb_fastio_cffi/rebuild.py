@@ -34,6 +34,31 @@ long long rdb_rebuild_packed(const unsigned char *specs, size_t count,
                              unsigned char *results, size_t *failed);
 """
 
+#: C that rdb_fastio._increment (_rdb_fastio_cffi/increment.py) has too
+SHARED = r"""
+/* Write all n bytes at p (short writes and EINTR retried); 0, or the errno. */
+static int rb_write_out(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void rb_no_trace(rs_loglevel level, char const *msg)
+{
+    (void)level;
+    (void)msg;
+}
+
+"""
+
 SOURCE = r"""
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +72,9 @@ SOURCE = r"""
 #include <librsync.h>
 #include <openssl/evp.h>
 #include <zlib.h>
-
+"""
+SOURCE += SHARED
+SOURCE += r"""
 /* Status of one file (rdb_fastio.rebuild.RebuildStatus); nothing is left at the target's name
    unless it is 0. 1-3, 13-15: the repository could not give the file as it should (the
    caller rebuilds it the general way, which says why or, for 15, streams it). */
@@ -463,20 +490,6 @@ static int rb_rebuild(struct rb_file *f, const unsigned char *deltas, const char
     return RB_DONE;
 }
 
-static int rb_write_out(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Rebuild, check and write one file (a negative dst_dir: rebuild and check it only, as a
    verify does); its status. */
 static int rb_one(struct rb_file *f, const unsigned char *deltas, const char *names,
@@ -530,12 +543,6 @@ static int rb_one(struct rb_file *f, const unsigned char *deltas, const char *na
     if (status != RB_DONE)
         unlinkat(f->dst_dir, f->name, 0);
     return status;
-}
-
-static void rb_no_trace(rs_loglevel level, char const *msg)
-{
-    (void)level;
-    (void)msg;
 }
 
 /* librsync's messages go to stderr unless a trace function is set (process-wide): a damaged
