@@ -17,7 +17,7 @@ PACKAGES: dict[str, list[str]] = {
     "rdiff": [],
     "rdb-format": [],
     "rdb-fastio": [],
-    "rdb-increment": ["rdiff", "rdb-format", "rdb-clikit"],
+    "rdb-increment": ["rdiff", "rdb-fastio", "rdb-format", "rdb-clikit"],
     "rdb-clikit": ["rdb-format"],
     "rdb-mirror": [
         "rdiff",
@@ -41,7 +41,7 @@ PACKAGES: dict[str, list[str]] = {
 # Siblings a package's tests use to make or check repositories (never imported by the package
 # itself): installed in its isolated session too, so no test of it is skipped there.
 TEST_ONLY: dict[str, list[str]] = {
-    "rdb-increment": ["rdb-remote", "rdb-fastio", "rdb-mirror", "rdb-restore"],
+    "rdb-increment": ["rdb-remote", "rdb-mirror", "rdb-restore"],
     "rdb-mirror": ["rdb-restore"],
     "rdb-restore": ["rdb-mirror"],
     # the transport's tests run both programs' servers (rdb-mirror and rdb-restore --server)

@@ -285,6 +285,7 @@ def test_no_partial_file_after_exception_mid_write(
             raise Boom("disk on fire")
 
     monkeypatch.setattr(writer_module, "iter_delta", failing)
+    monkeypatch.setattr(writer_module, "DELTA_LIMIT", -1)  # the Python path, not the C one
     w = writer(repo, options=IncrementOptions(in_place=in_place))
     with pytest.raises(Boom):
         w.write((b"big",), old, new)

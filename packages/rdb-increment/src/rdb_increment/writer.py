@@ -32,6 +32,7 @@ import re
 import secrets
 import stat
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
+from rdb_fastio.increment import DELTA_LIMIT, DeltaJob, DeltaStatus, write_delta_increment
 from rdb_format.atomic import TEMP_PREFIX, fsync_dir
 from rdb_format.errors import RdbError, SourceError
 from rdb_format.exitcodes import ExitCode
@@ -47,6 +49,7 @@ from rdb_format.layout import INCREMENTS, Layout
 from rdb_format.quoting import LONG_NAME_MARGIN, NO_QUOTING, Quoting, long_name_base, name_fits
 from rdiff.api import delta, iter_delta, load_signature, signature
 from rdiff.errors import RdiffError
+from rdiff.params import magic_for
 
 __all__ = [
     "CHUNK",
@@ -86,6 +89,7 @@ PARALLEL_DELTA = 16 * 1024 * 1024
 
 #: Strong-sum length of the signatures rdiff-backup makes (MD4, rollsum).
 STRONG_LEN = 8
+SIGNATURE_MAGIC = magic_for("md4", "rollsum")
 GZIP_LEVEL = 9
 
 Plan = Literal["missing", "dir", "diff", "snapshot", "special"]
@@ -397,8 +401,12 @@ class IncrementWriter:
         compressed = self.compressed_for(index, plan)
         kind: IncrementKind = "diff" if plan == "diff" else "snapshot"
         target = self.increment_path(index, kind, compressed, long_name=long_name)
+        name = self.increment_name(index, kind, compressed, long_name=long_name)
         if plan == "diff":
             assert new is not None and new_st is not None
+            made = self._write_delta_in_c(target, old, old_st, new, new_st, compressed)
+            if made is not None:
+                return self._done(target, name, index, made[0], size=made[1])
 
             def body(out: BinaryIO) -> int:
                 return _write_delta(old, old_st.st_size, new, new_st.st_size, out, jobs)
@@ -409,7 +417,6 @@ class IncrementWriter:
                 return _copy(old, old_st.st_size, out)
 
         read = self._write_regular(target, old_st, compressed, body)
-        name = self.increment_name(index, kind, compressed, long_name=long_name)
         return self._done(target, name, index, read)
 
     def plan_dir_marker(
@@ -595,6 +602,53 @@ class IncrementWriter:
             raise
         return read
 
+    def _write_delta_in_c(
+        self,
+        target: Path,
+        old: Path,
+        old_st: os.stat_result,
+        new: Path,
+        new_st: os.stat_result,
+        compressed: bool,
+    ) -> tuple[int, int] | None:
+        """The ``.diff[.gz]`` increment as :meth:`_write_regular` with :func:`_write_delta`
+        makes it, byte for byte, written by :mod:`rdb_fastio.increment` with the GIL released:
+        (bytes of ``old`` read, increment size), or None if that path is not for this file
+        (not ``in_place``, a version past its limit) or failed, leaving nothing behind (the
+        general path then writes it, or says exactly what is wrong)."""
+        options = self.options
+        if not options.in_place or options.replace:
+            return None
+        if old_st.st_size > DELTA_LIMIT or new_st.st_size > DELTA_LIMIT:
+            return None
+        mtime = int(time.time()) if options.gzip_mtime is None else options.gzip_mtime
+        if not 0 <= mtime <= 0xFFFFFFFF:  # gzip.GzipFile refuses it: its error, then
+            return None
+        self._ensure_dir(target.parent)
+        raw_target = os.fsencode(target)
+        written = write_delta_increment(
+            DeltaJob(
+                old=os.fsencode(old),
+                new=os.fsencode(new),
+                target=raw_target,
+                old_size=old_st.st_size,
+                new_size=new_st.st_size,
+                block_len=block_size_for(new_st.st_size),
+                strong_len=STRONG_LEN,
+                magic=SIGNATURE_MAGIC,
+                mode=stat.S_IMODE(old_st.st_mode),
+                times_ns=(old_st.st_atime_ns, old_st.st_mtime_ns),
+                owner=(old_st.st_uid, old_st.st_gid) if self._chown else None,
+                gzip_name=_gzip_name(raw_target) if compressed else None,
+                level=GZIP_LEVEL,
+                gzip_mtime=mtime,
+                fsync=options.fsync_each,
+            )
+        )
+        if written.status != DeltaStatus.DONE:
+            return None
+        return written.read, written.size
+
     def _copy_attributes(self, fd: int, old_st: os.stat_result) -> None:
         """Old file's owner, mode and mtime on the increment (§3.4); fd-based, pre-rename."""
         if self._chown:
@@ -727,6 +781,12 @@ def _make_special(old: Path, temp: Path, old_st: os.stat_result) -> bool:
         os.close(fd)
         return False
     return True
+
+
+def _gzip_name(target: bytes) -> bytes:
+    """The FNAME ``gzip.GzipFile`` writes for a file named ``target``."""
+    name = os.path.basename(target)
+    return name[:-3] if name.endswith(b".gz") else name
 
 
 def _buffer_for(size: int, most: int) -> int:
