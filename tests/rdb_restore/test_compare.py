@@ -164,6 +164,29 @@ def test_metadata_differences(case: Case) -> None:
     assert f"{len(case.expected)} differences".encode() in proc.stderr
 
 
+def test_extended_attributes_and_acl_removed_since_the_backup(tmp_path: Path) -> None:
+    """A file that had an EA and an ACL at the backup and has neither now (no extended
+    attribute at all: the walk's scan says so without reading any) differs in both; one
+    that still has them does not."""
+    if not _xattrs_work(tmp_path) or posix1e is None:
+        pytest.skip("needs user extended attributes and POSIX ACLs here")
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    for name in ("stripped", "kept"):
+        _write(src / name, b"with extras\n")
+        os.setxattr(src / name, "user.note", b"an ea")
+        posix1e.ACL(text="u::rw-,u:nobody:r--,g::r--,m::r--,o::r--").applyto(str(src / name))
+    os.utime(src, (MTIME, MTIME))
+    rdb_mirror_backup(src, repo)
+    os.removexattr(src / "stripped", "user.note")
+    posix1e.ACL(text="u::rw-,g::r--,o::r--").applyto(str(src / "stripped"))
+    assert os.listxattr(src / "stripped") == []
+    os.utime(src, (MTIME, MTIME))
+    proc = run_restore("compare", src, repo)
+    assert proc.returncode == 1, proc.stderr
+    assert lines_of(proc.stdout) == {"stripped": ("changed", "extended attributes, ACL")}
+
+
 @pytest.mark.parametrize("method", ["hash", "full"])
 def test_content_differences(case: Case, method: str) -> None:
     proc = run_restore("compare", *METHODS[method], case.src, case.repo)
