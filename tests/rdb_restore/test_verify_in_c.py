@@ -158,3 +158,40 @@ def test_a_damaged_mirror_copy_reads_the_same_either_way(
         assert ours == general
         assert len(ours.bad) == 1
         assert ours.bad[0].startswith("d07/inner/edited: ")
+
+
+class _InterruptedAcquire:
+    """A batch slot whose ``nth`` wait is interrupted (Ctrl-C while the pool is busy)."""
+
+    def __init__(self, slots: object, nth: int) -> None:
+        self._slots = slots
+        self._left = nth
+
+    def acquire(self) -> bool:
+        self._left -= 1
+        if self._left == 0:
+            raise KeyboardInterrupt
+        return self._slots.acquire()  # type: ignore[attr-defined, no-any-return]
+
+    def release(self) -> None:
+        self._slots.release()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])  # 3: the last batch, handed over on leaving
+def test_ctrl_c_while_waiting_for_a_batch_slot_leaves_no_descriptor(
+    history: tuple[Path, list[int]], monkeypatch: pytest.MonkeyPatch, nth: int
+) -> None:
+    """Interrupted while it waits to hand a full batch to the pool, verify stops with the
+    KeyboardInterrupt and closes that batch's duplicated descriptors too."""
+    real_init = checks_in_c.CheckBatches.__init__
+
+    def init(self: checks_in_c.CheckBatches, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        self._slots = _InterruptedAcquire(self._slots, nth)  # type: ignore[assignment]
+
+    monkeypatch.setattr(checks_in_c.CheckBatches, "__init__", init)
+    repo, times = history
+    before = _open_fds()
+    with open_repo(repo) as opened, pytest.raises(KeyboardInterrupt):
+        verify(opened, times[0], workers=2)
+    assert _open_fds() == before

@@ -109,10 +109,11 @@ class CheckBatches:
         return True
 
     def _hand_over(self) -> None:
-        batch, self._batch = self._batch, None
+        batch = self._batch
         if batch is None:
             return
-        self._slots.acquire()
+        self._slots.acquire()  # (interrupted: the batch is still ours, closed on exit)
+        self._batch = None
         try:
             self._pool.submit(self._check, batch)
         except BaseException:
@@ -148,10 +149,10 @@ class CheckBatches:
         try:
             if error is None:
                 self._hand_over()
-            elif self._batch is not None:
+        finally:
+            if self._batch is not None:  # not handed over: an error, or one handing it over
                 self._batch.close()
                 self._batch = None
-        finally:
             self._pool.shutdown(wait=True)
         if error is None and self._fatal:
             raise self._fatal[0]
