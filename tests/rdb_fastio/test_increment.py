@@ -8,10 +8,13 @@ descriptor open."""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
 import random
+import resource
+import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -195,3 +198,25 @@ def test_each_failure_leaves_nothing_and_no_descriptor(tmp_path: Path) -> None:
         assert write_delta_increment(_job(old, new, target, True)).status == DeltaStatus.DONE
         target.unlink()
     assert _open_fds() == before
+
+
+def test_a_write_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
+    """The increment's file system refusing more bytes mid-write (as a full disk: here the
+    file size limit, EFBIG, after a first part was written): status WRITE with its errno,
+    nothing at the target, no descriptor left."""
+    rng = random.Random(11)
+    old, new, target = tmp_path / "old", tmp_path / "new", tmp_path / "t.diff"
+    old.write_bytes(rng.randbytes(300_000))  # unrelated versions: a delta of ~300 KB
+    new.write_bytes(rng.randbytes(300_000))
+    assert signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN  # (Python's): write fails
+    before = _open_fds()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:
+        done = write_delta_increment(_job(old, new, target, False))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert (done.status, done.error) == (DeltaStatus.WRITE, errno.EFBIG)
+    assert not target.exists()
+    assert _open_fds() == before
+    assert write_delta_increment(_job(old, new, target, False)).status == DeltaStatus.DONE
