@@ -195,3 +195,69 @@ def test_ctrl_c_while_waiting_for_a_batch_slot_leaves_no_descriptor(
     with open_repo(repo) as opened, pytest.raises(KeyboardInterrupt):
         verify(opened, times[0], workers=2)
     assert _open_fds() == before
+
+
+class _Counting:
+    """A verify progress that counts what it is told."""
+
+    def __init__(self) -> None:
+        self.advanced = 0
+        self.warnings: list[str] = []
+
+    def start(self, task: str, total: int | None = None) -> None:
+        return None
+
+    def advance(self, amount: int = 1) -> None:
+        self.advanced += amount
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def finish(self) -> None:
+        return None
+
+
+def _linked_history(work: Path) -> tuple[Path, list[int]]:
+    """Sessions of directories each holding a file and a pair of hard links that change."""
+    src, repo = work / "src", work / "repo"
+    rng = random.Random(5)
+    times = []
+    for n in range(3):
+        when = T0 - 100 * n
+        for d in range(5):
+            sub = src / f"d{d}"
+            sub.mkdir(parents=True, exist_ok=True)
+            _write(sub / "f", rng.randbytes(3000 + n * 10), when)
+            for name in ("h1", "h2"):
+                (sub / name).unlink(missing_ok=True)
+            _write(sub / "h1", b"hard %d %d\n" % (d, n) * 50, when)
+            os.link(sub / "h1", sub / "h2")
+        mirror.backup(src, repo, mirror.BackupOptions(current_time=T0 + n * STEP))
+        times.append(T0 + n * STEP)
+    return repo, times
+
+
+def test_hard_links_and_sub_paths_verify_the_same_either_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: list[int]
+) -> None:
+    """A hard-link group (its later member checked against the first one's digest), a
+    damaged group, sub-directories and single files (``REPO/sub``): the same results and
+    progress in C as the general way."""
+    repo, times = _linked_history(tmp_path)
+    _flip_a_byte(repo / "d3" / "h1")  # both names of the group are this one file
+    for when in times:
+        for where in (repo, repo / "d1", repo / "d3", repo / "d1" / "h1", repo / "d2" / "f"):
+            seen = []
+            for take in (checks_in_c.CheckBatches.take, lambda *_: False):
+                progress = _Counting()
+                with monkeypatch.context() as patch:
+                    patch.setattr(checks_in_c.CheckBatches, "take", take)
+                    with open_repo(where) as opened:
+                        result = verify(opened, when, workers=2, progress=progress)
+                seen.append((result, progress.advanced, sorted(progress.warnings)))
+            assert seen[0] == seen[1], (where, when)
+    assert counted[0] > 0
+    with open_repo(repo) as opened:
+        newest = verify(opened, times[-1], workers=2)
+    assert newest.checked == 15
+    assert [line.split(":")[0] for line in newest.bad] == ["d3/h1", "d3/h2"]
