@@ -8,6 +8,7 @@ descriptor open."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gzip
 import io
@@ -21,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from rdb_fastio.increment import DELTA_LIMIT, DeltaJob, DeltaStatus, write_delta_increment
+from rdb_fastio.increment import (
+    DELTA_LIMIT,
+    DeltaBatch,
+    DeltaJob,
+    DeltaStatus,
+    write_delta_increment,
+)
 
 RDIFF = "/usr/bin/rdiff"
 SIGNATURE = [RDIFF, "--force", "-H", "md4", "-R", "rollsum", "-b"]
@@ -220,3 +227,36 @@ def test_a_write_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
     assert not target.exists()
     assert _open_fds() == before
     assert write_delta_increment(_job(old, new, target, False)).status == DeltaStatus.DONE
+
+
+def test_a_batch_writes_each_as_alone(tmp_path: Path) -> None:
+    """DeltaBatch: many increments in one call, each the bytes it has written alone, and a
+    failed one in the middle fails alone."""
+    rng = random.Random(11)
+    batch = DeltaBatch()
+    alone = []
+    for n in range(12):
+        older, newer = _pair(rng, CASES[n % len(CASES)], rng.choice(SIZES[:9]))
+        old, new = tmp_path / f"old{n}", tmp_path / f"new{n}"
+        old.write_bytes(older)
+        new.write_bytes(newer)
+        job = _job(old, new, tmp_path / f"t{n}.diff.gz", n % 2 == 0)
+        if n == 5:
+            job = _job(tmp_path / "gone", new, tmp_path / f"t{n}.diff.gz", True)
+        assert batch.add(job) == n
+        solo = tmp_path / f"solo{n}.diff.gz"
+        alone.append(write_delta_increment(dataclasses.replace(job, target=os.fsencode(solo))))
+    before = _open_fds()
+    batch.run()
+    assert _open_fds() == before
+    for n in range(12):
+        done = batch.result(n)
+        assert done == alone[n]
+        if n == 5:
+            assert done.status == DeltaStatus.OPEN_OLD and not (tmp_path / "t5.diff.gz").exists()
+        else:
+            made = (tmp_path / f"t{n}.diff.gz").read_bytes()
+            assert (
+                done.status == DeltaStatus.DONE
+                and made == (tmp_path / f"solo{n}.diff.gz").read_bytes()
+            )

@@ -22,7 +22,9 @@ from tests.rdb_mirror.helpers import (
 )
 
 import rdb_increment.writer as writer_module
-from rdb_fastio.increment import DeltaStatus, write_delta_increment
+import rdb_mirror.repo_side as repo_side
+from rdb_fastio.increment import DeltaBatch, DeltaStatus, write_delta_increment
+from rdb_format.timestamps import format_timestring
 from rdb_mirror import BackupOptions, backup
 
 pytestmark = pytest.mark.interop
@@ -82,9 +84,9 @@ def _increments(repo: Path) -> dict[str, bytes]:
     return out
 
 
-def test_a_history_written_in_c_restores_with_both_tools(
-    rdiff_backup: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _c_statuses(monkeypatch: pytest.MonkeyPatch) -> list[DeltaStatus]:
+    """The status of every increment the C routine writes from now on (one at a time through
+    the writer, or in the session's batches)."""
     statuses: list[DeltaStatus] = []
 
     def spy(job: Any) -> Any:
@@ -92,7 +94,22 @@ def test_a_history_written_in_c_restores_with_both_tools(
         statuses.append(done.status)
         return done
 
+    class SpiedBatch(DeltaBatch):
+        __slots__ = ()
+
+        def run(self) -> None:
+            super().run()
+            statuses.extend(self.result(n).status for n in range(len(self)))
+
     monkeypatch.setattr(writer_module, "write_delta_increment", spy)
+    monkeypatch.setattr(repo_side, "DeltaBatch", SpiedBatch)
+    return statuses
+
+
+def test_a_history_written_in_c_restores_with_both_tools(
+    rdiff_backup: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statuses = _c_statuses(monkeypatch)
     repo = tmp_path / "repo"
     scans = _history(tmp_path / "src", repo)
     assert len(statuses) >= 20 and set(statuses) == {DeltaStatus.DONE}
@@ -111,3 +128,37 @@ def test_a_history_written_in_c_restores_with_both_tools(
     _history(tmp_path / "src2", python_repo)
     assert statuses == []
     assert _increments(repo) == _increments(python_repo)
+
+
+@pytest.mark.parametrize("path", ["C", "Python"])
+def test_a_leftover_increment_in_a_changed_files_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The increment's name is taken (a leftover of an unfinished session): the file is kept
+    as it was with the same warning either way, and the leftover is not written over."""
+    statuses = _c_statuses(monkeypatch)
+    if path == "Python":
+        monkeypatch.setattr(writer_module, "DELTA_LIMIT", -1)
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    for n in range(5):
+        (src / f"f{n}").write_bytes(b"first %d\n" % n * 100)
+    assert backup(src, repo, BackupOptions(current_time=session_time(0))).errors == []
+    for n in range(5):
+        (src / f"f{n}").write_bytes(b"second %d\n" % n * 120)
+    stamp = format_timestring(session_time(0))
+    planted = repo / "rdiff-backup-data" / "increments" / f"f2.{stamp}.diff.gz"
+    planted.write_bytes(b"not ours")
+    result = backup(src, repo, BackupOptions(current_time=session_time(1)))
+    assert [error.replace(str(tmp_path), "TMP") for error in result.errors] == [
+        f"UpdateError: 'f2' TMP/repo/rdiff-backup-data/increments/f2.{stamp}.diff.gz: "
+        "increment already exists (an unfinished session? regress first)"
+    ]
+    assert planted.read_bytes() == b"not ours"
+    assert (repo / "f2").read_bytes() == b"first 2\n" * 100  # kept as it was
+    assert (repo / "f3").read_bytes() == b"second 3\n" * 120
+    if path == "C":  # the four others' increments; f2's attempt in the batch, then the
+        # general path's own (the writer tries C first, then Python, which says why)
+        assert sorted(statuses) == [DeltaStatus.DONE] * 4 + [DeltaStatus.CREATE] * 2
+    else:
+        assert statuses == []

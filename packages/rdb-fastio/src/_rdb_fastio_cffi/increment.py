@@ -47,8 +47,10 @@ struct rdb_delta_job {
 };
 """
 
-CDEF = (
-    STRUCTS + "void rdb_delta_quiet(void);\n" + "void rdb_write_delta(struct rdb_delta_job *job);\n"
+CDEF = STRUCTS + (
+    "void rdb_delta_quiet(void);\n"
+    "void rdb_write_delta(struct rdb_delta_job *job);\n"
+    "void rdb_write_deltas(struct rdb_delta_job **jobs, size_t count);\n"
 )
 
 SOURCE = (
@@ -376,6 +378,13 @@ void rdb_write_delta(struct rdb_delta_job *j)
     if (status != DJ_DONE)
         unlink(j->target);
     j->status = status;
+}
+
+/* Many increments, one after the other (see rdb_write_delta). */
+void rdb_write_deltas(struct rdb_delta_job **jobs, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        rdb_write_delta(jobs[i]);
 }
 
 /* librsync's messages go to stderr unless a trace function is set (process-wide): a failed

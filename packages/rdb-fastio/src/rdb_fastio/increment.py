@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 try:
     from rdb_fastio._increment import ffi, lib  # type: ignore[import-not-found]  # no stubs
@@ -98,22 +99,20 @@ class DeltaJob:
     fsync: bool = False
 
 
-def write_delta_increment(job: DeltaJob) -> DeltaWritten:
-    """Write ``job``'s increment in one C call, with the GIL released."""
+def _c_job(job: DeltaJob) -> tuple[Any, list[Any]]:
+    """``job`` as the C struct, and the buffers it points into (keep them while it runs)."""
     c = ffi.new("struct rdb_delta_job *")
-    old = ffi.new("char[]", job.old)
-    new = ffi.new("char[]", job.new)
-    target = ffi.new("char[]", job.target)
-    c.old, c.new, c.target = old, new, target
+    keep = [ffi.new("char[]", job.old), ffi.new("char[]", job.new), ffi.new("char[]", job.target)]
+    c.old, c.new, c.target = keep
     c.old_size, c.new_size = job.old_size, job.new_size
     c.block_len, c.strong_len, c.magic = job.block_len, job.strong_len, job.magic
-    name = ffi.NULL
+    c.gzip_name = ffi.NULL
     if job.gzip_name is not None:
-        name = ffi.new("char[]", job.gzip_name)
+        keep.append(ffi.new("char[]", job.gzip_name))
+        c.gzip_name = keep[-1]
         c.gzip = 1
         c.level = job.level
         c.gzip_mtime = job.gzip_mtime & 0xFFFFFFFF
-    c.gzip_name = name
     if job.owner is not None:
         c.set_owner = 1
         c.uid, c.gid = job.owner
@@ -121,5 +120,46 @@ def write_delta_increment(job: DeltaJob) -> DeltaWritten:
     c.atime_sec, c.atime_nsec = divmod(job.times_ns[0], _NS)
     c.mtime_sec, c.mtime_nsec = divmod(job.times_ns[1], _NS)
     c.fsync = job.fsync
-    lib.rdb_write_delta(c)
+    return c, keep
+
+
+def _written(c: Any) -> DeltaWritten:
     return DeltaWritten(DeltaStatus(c.status), c.error, c.size, c.read)
+
+
+def write_delta_increment(job: DeltaJob) -> DeltaWritten:
+    """Write ``job``'s increment in one C call, with the GIL released."""
+    c, _keep = _c_job(job)
+    lib.rdb_write_delta(c)
+    return _written(c)
+
+
+class DeltaBatch:
+    """Increments written together in one C call with the GIL released: each job is made
+    into its C form as it is added (on the adding thread), then :meth:`run` (once, from any
+    thread), then :meth:`result` of each."""
+
+    __slots__ = ("_jobs", "_keep")
+
+    def __init__(self) -> None:
+        self._jobs: list[Any] = []
+        self._keep: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def add(self, job: DeltaJob) -> int:
+        """Add ``job``; its position, for :meth:`result`."""
+        c, keep = _c_job(job)
+        self._jobs.append(c)
+        self._keep.append(keep)
+        return len(self._jobs) - 1
+
+    def run(self) -> None:
+        """Write every increment of the batch, in the order added."""
+        if self._jobs:
+            lib.rdb_write_deltas(ffi.new("struct rdb_delta_job *[]", self._jobs), len(self._jobs))
+
+    def result(self, position: int) -> DeltaWritten:
+        """What became of the job at ``position`` (after :meth:`run`)."""
+        return _written(self._jobs[position])

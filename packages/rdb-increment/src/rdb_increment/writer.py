@@ -40,7 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
-from rdb_fastio.increment import DELTA_LIMIT, DeltaJob, DeltaStatus, write_delta_increment
+from rdb_fastio.increment import (
+    DELTA_LIMIT,
+    DeltaJob,
+    DeltaStatus,
+    DeltaWritten,
+    write_delta_increment,
+)
 from rdb_format.atomic import TEMP_PREFIX, fsync_dir
 from rdb_format.errors import RdbError, SourceError
 from rdb_format.exitcodes import ExitCode
@@ -63,6 +69,7 @@ __all__ = [
     "IncrementWriter",
     "NullProgress",
     "Plan",
+    "PlannedDelta",
     "PlannedMarker",
     "WrittenIncrement",
     "block_size_for",
@@ -218,6 +225,16 @@ class PlannedMarker:
     owner: tuple[int, int] | None
     atime_ns: int
     mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedDelta:
+    """A ``.diff[.gz]`` increment for the caller to write (:meth:`IncrementWriter.plan_delta`):
+    the C routine's ``job``, and the increment it makes (its size and bytes read once made:
+    :meth:`IncrementWriter.delta_made`)."""
+
+    job: DeltaJob
+    increment: WrittenIncrement
 
 
 class NullProgress:
@@ -614,40 +631,88 @@ class IncrementWriter:
         """The ``.diff[.gz]`` increment as :meth:`_write_regular` with :func:`_write_delta`
         makes it, byte for byte, written by :mod:`rdb_fastio.increment` with the GIL released:
         (bytes of ``old`` read, increment size), or None if that path is not for this file
-        (not ``in_place``, a version past its limit) or failed, leaving nothing behind (the
-        general path then writes it, or says exactly what is wrong)."""
-        options = self.options
-        if not options.in_place or options.replace:
+        (see :meth:`_delta_job`) or failed, leaving nothing behind (the general path then
+        writes it, or says exactly what is wrong)."""
+        job = self._delta_job(target, old, old_st, new, new_st.st_size, compressed)
+        if job is None:
             return None
-        if old_st.st_size > DELTA_LIMIT or new_st.st_size > DELTA_LIMIT:
-            return None
-        mtime = int(time.time()) if options.gzip_mtime is None else options.gzip_mtime
-        if not 0 <= mtime <= 0xFFFFFFFF:  # gzip.GzipFile refuses it: its error, then
-            return None
-        self._ensure_dir(target.parent)
-        raw_target = os.fsencode(target)
-        written = write_delta_increment(
-            DeltaJob(
-                old=os.fsencode(old),
-                new=os.fsencode(new),
-                target=raw_target,
-                old_size=old_st.st_size,
-                new_size=new_st.st_size,
-                block_len=block_size_for(new_st.st_size),
-                strong_len=STRONG_LEN,
-                magic=SIGNATURE_MAGIC,
-                mode=stat.S_IMODE(old_st.st_mode),
-                times_ns=(old_st.st_atime_ns, old_st.st_mtime_ns),
-                owner=(old_st.st_uid, old_st.st_gid) if self._chown else None,
-                gzip_name=_gzip_name(raw_target) if compressed else None,
-                level=GZIP_LEVEL,
-                gzip_mtime=mtime,
-                fsync=options.fsync_each,
-            )
-        )
+        written = write_delta_increment(job)
         if written.status != DeltaStatus.DONE:
             return None
         return written.read, written.size
+
+    def _delta_job(
+        self,
+        target: Path,
+        old: Path,
+        old_st: os.stat_result,
+        new: Path,
+        new_size: int,
+        compressed: bool,
+    ) -> DeltaJob | None:
+        """The C routine's job for ``target``, or None where only the Python path goes: not
+        ``in_place``, a version past its limit, a gzip MTIME ``gzip.GzipFile`` refuses."""
+        options = self.options
+        if not options.in_place or options.replace:
+            return None
+        if old_st.st_size > DELTA_LIMIT or new_size > DELTA_LIMIT:
+            return None
+        mtime = int(time.time()) if options.gzip_mtime is None else options.gzip_mtime
+        if not 0 <= mtime <= 0xFFFFFFFF:
+            return None
+        self._ensure_dir(target.parent)
+        raw_target = os.fsencode(target)
+        return DeltaJob(
+            old=os.fsencode(old),
+            new=os.fsencode(new),
+            target=raw_target,
+            old_size=old_st.st_size,
+            new_size=new_size,
+            block_len=block_size_for(new_size),
+            strong_len=STRONG_LEN,
+            magic=SIGNATURE_MAGIC,
+            mode=stat.S_IMODE(old_st.st_mode),
+            times_ns=(old_st.st_atime_ns, old_st.st_mtime_ns),
+            owner=(old_st.st_uid, old_st.st_gid) if self._chown else None,
+            gzip_name=_gzip_name(raw_target) if compressed else None,
+            level=GZIP_LEVEL,
+            gzip_mtime=mtime,
+            fsync=options.fsync_each,
+        )
+
+    def plan_delta(
+        self,
+        index: tuple[bytes, ...],
+        old: Path,
+        new: Path,
+        new_size: int,
+        *,
+        long_name: int | None = None,
+    ) -> PlannedDelta | None:
+        """The ``.diff[.gz]`` increment :meth:`write` would make for the regular file ``old``
+        replaced by the regular file ``new`` of ``new_size`` bytes, as a job for the caller to
+        run when ``new`` is written (many per C call, off its thread: an
+        :class:`rdb_fastio.increment.DeltaBatch`) and then report with :meth:`delta_made`.
+        None where :meth:`write` must do it (``old`` no regular file, a version past the C
+        routine's limit, a writer not ``in_place``); so must the caller if the job fails
+        (nothing is left behind: :meth:`write` then writes it or says what is wrong)."""
+        old_st = _stat(old)
+        if old_st is None or not stat.S_ISREG(old_st.st_mode):
+            return None
+        compressed = self.compressed_for(index, "diff")
+        target = self.increment_path(index, "diff", compressed, long_name=long_name)
+        job = self._delta_job(target, old, old_st, new, new_size, compressed)
+        if job is None:
+            return None
+        name = self.increment_name(index, "diff", compressed, long_name=long_name)
+        return PlannedDelta(job, WrittenIncrement(target, name, index, 0, 0))
+
+    def delta_made(self, planned: PlannedDelta, written: DeltaWritten) -> WrittenIncrement:
+        """Note a planned increment the caller's job wrote (for :meth:`sync` and progress)."""
+        increment = planned.increment
+        return self._done(
+            increment.path, increment.name, increment.index, written.read, written.size
+        )
 
     def _copy_attributes(self, fd: int, old_st: os.stat_result) -> None:
         """Old file's owner, mode and mtime on the increment (§3.4); fd-based, pre-rename."""

@@ -36,6 +36,7 @@ from typing import BinaryIO, Generic, NamedTuple, TypeVar
 
 from rdb_clikit.protocol import Progress
 from rdb_fastio import NewFile, write_new_files
+from rdb_fastio.increment import DeltaBatch, DeltaStatus
 from rdb_format.atomic import sync_filesystems
 from rdb_format.eas_acls import ACLEntry, ACLRecord, EARecord
 from rdb_format.errors import ProtocolError, RdbError
@@ -45,6 +46,7 @@ from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, allocate_long_name, na
 from rdb_increment.writer import (
     PARALLEL_DELTA,
     IncrementWriter,
+    PlannedDelta,
     PlannedMarker,
     WrittenIncrement,
     creation_error,
@@ -97,6 +99,9 @@ HELD_BYTES = 16 << 20
 HELD_FILE = 256 << 10
 #: New files of a first backup written by one pool job (rdb_fastio).
 STAGE_BATCH = 64
+#: Small changed files held in memory written by one pool job: their staged copies in one C
+#: call, then their increments in another (rdb_fastio.increment), with the GIL released.
+DELTA_BATCH = 32
 #: ``.dir`` markers created per pool job (one C call): a release's incremental changes the
 #: mtime of nearly every directory (django: 3,232 markers, five system calls each)
 MARKER_BATCH = 64
@@ -303,21 +308,25 @@ class _Emit:
 
 
 class _StageBatch:
-    """New files held in memory, written together by one pool job (``job``, None until the
-    batch is handed over)."""
+    """Files held in memory, written together by one pool job, ``write`` (``job``, None until
+    the batch is handed over); ``deltas``: their increments, for a batch of changed files."""
 
-    __slots__ = ("files", "job")
+    __slots__ = ("deltas", "files", "job", "write")
 
-    def __init__(self) -> None:
+    def __init__(
+        self, write: Callable[[_StageBatch], None], deltas: DeltaBatch | None = None
+    ) -> None:
         self.files: list[_Staged] = []
         self.job: Job[None] | None = None
+        self.write = write
+        self.deltas = deltas
 
 
 class _Staged:
     """An output slot for one file of a :class:`_StageBatch`: its :class:`_Emit` once the
     batch is written (``done`` and ``result`` as a :class:`Job`'s)."""
 
-    __slots__ = ("acl", "batch", "eas", "emit", "item", "marks", "record")
+    __slots__ = ("acl", "batch", "eas", "emit", "item", "marks", "planned", "record", "staged")
 
     def __init__(
         self,
@@ -335,6 +344,8 @@ class _Staged:
         self.acl = acl
         self.marks = marks
         self.emit: _Emit | None = None
+        self.planned: PlannedDelta | None = None  # a changed file's increment
+        self.staged: bytes = b""  # where a changed file is staged
 
     def done(self) -> bool:
         job = self.batch.job
@@ -517,6 +528,7 @@ class RepositorySide:
         self._next_request = 0
         self._outputs: deque[_Emit | Job[_Emit] | _Same | _Staged] = deque()
         self._stage_batch: _StageBatch | None = None
+        self._delta_batch: _StageBatch | None = None
         self._olds: deque[RawRecord | None] = deque()  # each output's previous record
         self._pool = Workers(workers, "rdb-mirror")
         self._release = Releaser()
@@ -958,7 +970,7 @@ class RepositorySide:
                 if not block and not head.done() and len(self._outputs) <= 4 * self.window:
                     return
                 if type(head) is _Staged and head.batch.job is None:
-                    self._hand_over_batch()
+                    self._hand_over(head.batch)
                 emit = head.result()
             else:
                 assert isinstance(head, _Emit)
@@ -1360,6 +1372,12 @@ class RepositorySide:
                 self._outputs.append(self._stage_later(item, record, eas, acl, marks))
                 self._touch(item.index)
                 return
+            if group is None and self._delta_batchable(item, record, eas, acl):
+                slot = self._delta_later(item, record, eas, acl, marks)
+                if slot is not None:
+                    self._outputs.append(slot)
+                    self._touch(item.index)
+                    return
             # a small file held in memory is written here: handing it to the pool costs more
             # than writing it (two thread wake-ups, each a cross-CPU one with two CPUs)
             small = item.data is not None and (old is None or (old.size or 0) <= HELD_FILE)
@@ -1529,11 +1547,31 @@ class RepositorySide:
         """Whether ``item`` can be written by :mod:`rdb_fastio`: a new file held
         in memory in a first session (no increment to write first), with no EAs or ACL to
         set and plain permissions (the general path handles the rest)."""
+        return self.writer is None and item.old is None and self._plain(item, record, eas, acl)
+
+    def _delta_batchable(
+        self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]
+    ) -> bool:
+        """Whether ``item`` and its increment can be written by :mod:`rdb_fastio`: a small
+        changed regular file held in memory (its increment a ``.diff[.gz]``) and as
+        :meth:`_plain` says."""
+        old = item.old
+        return (
+            self.writer is not None
+            and old is not None
+            and old.type == "reg"
+            and (old.size or 0) <= HELD_FILE
+            and item.copy is None
+            and not item.delta
+            and item.staged is None
+            and self._plain(item, record, eas, acl)
+        )
+
+    def _plain(self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]) -> bool:
+        """A file held in memory with no EAs or ACL to set and plain permissions."""
         entry = item.entry
         return (
-            self.writer is None
-            and item.old is None
-            and item.data is not None
+            item.data is not None
             and entry is not None
             and not eas
             and not acl
@@ -1551,49 +1589,115 @@ class RepositorySide:
     ) -> _Staged:
         batch = self._stage_batch
         if batch is None:
-            batch = self._stage_batch = _StageBatch()
+            batch = self._stage_batch = _StageBatch(self._write_batch)
         slot = _Staged(batch, item, record, eas, acl, marks)
         batch.files.append(slot)
         if len(batch.files) >= STAGE_BATCH:
-            self._hand_over_batch()
+            self._hand_over(batch)
         return slot
 
-    def _hand_over_batch(self) -> None:
-        batch, self._stage_batch = self._stage_batch, None
-        if batch is not None:
-            batch.job = self._pool.submit(self._write_batch, batch)
+    def _delta_later(
+        self,
+        item: _Item,
+        record: Record,
+        eas: EAs,
+        acl: tuple[ACLEntry, ...],
+        marks: list[WrittenIncrement],
+    ) -> _Staged | None:
+        """A slot of the next batch of changed files for ``item``, or None if its increment
+        is not for the C routine (the general path then writes it)."""
+        old, data = item.old, item.data
+        assert self.writer is not None and old is not None and data is not None
+        staged = temp_path(self.layout.data_dir)
+        try:
+            planned = self.writer.plan_delta(
+                item.index,
+                self.mirror_path(item.index, old),
+                staged,
+                len(data),
+                long_name=self._long(old),
+            )
+        except (OSError, RdbError):  # the general path's pool job meets it again, and says so
+            return None
+        if planned is None:
+            return None
+        batch = self._delta_batch
+        if batch is None:
+            batch = self._delta_batch = _StageBatch(self._write_delta_batch, DeltaBatch())
+        assert batch.deltas is not None
+        batch.deltas.add(planned.job)  # made into its C form here, not on the pool
+        slot = _Staged(batch, item, record, eas, acl, marks)
+        slot.planned = planned
+        slot.staged = os.fsencode(staged)
+        batch.files.append(slot)
+        if len(batch.files) >= DELTA_BATCH:
+            self._hand_over(batch)
+        return slot
+
+    def _hand_over(self, batch: _StageBatch) -> None:
+        if batch is self._stage_batch:
+            self._stage_batch = None
+        elif batch is self._delta_batch:
+            self._delta_batch = None
+        batch.job = self._pool.submit(batch.write, batch)
+
+    def _new_file(self, slot: _Staged, path: bytes, target: bytes) -> NewFile:
+        """``slot``'s file for :func:`rdb_fastio.write_new_files`: created at ``path``,
+        renamed to ``target``, with the record's permissions, owner and times."""
+        item, record = slot.item, slot.record
+        entry = item.entry
+        assert entry is not None and item.data is not None and record.permissions is not None
+        owner = None
+        if self.caps.ownership and record.uid is not None and record.gid is not None:
+            owner = (record.uid, record.gid)
+        return NewFile(
+            path, target, item.data, record.permissions, owner, entry.atime_ns, entry.mtime_ns
+        )
+
+    def _written_from_memory(self, item: _Item) -> None:
+        data = item.data
+        assert data is not None
+        item.data = None
+        with self._held_lock:
+            self._held -= len(data)
+
+    def _write_delta_batch(self, batch: _StageBatch) -> None:
+        """Pool job: the batch's changed files staged in one C call, their increments written
+        in another, then each staged copy queued to replace its mirror copy after the next
+        sync; a file that failed either way goes the general way (:meth:`_write_regular`),
+        which fails the same way and says so as usual."""
+        assert batch.deltas is not None and self.writer is not None
+        slots = batch.files
+        staged = write_new_files([self._new_file(slot, slot.staged, slot.staged) for slot in slots])
+        batch.deltas.run()  # a file not staged fails to open, leaving nothing
+        for n, (slot, error) in enumerate(zip(slots, staged, strict=True)):
+            item, record = slot.item, slot.record
+            written = batch.deltas.result(n)
+            assert slot.planned is not None
+            if error is None and written.status == DeltaStatus.DONE:
+                self._written_from_memory(item)
+                increments = [*slot.marks, self.writer.delta_made(slot.planned, written)]
+                self._durable.replace(
+                    slot.staged, self._bpath(item.index, record), record.size or 0
+                )
+                slot.emit = _updated(item, record, slot.eas, slot.acl, increments)
+                continue
+            if error is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(slot.staged)
+            slot.emit = self._write_regular(item, record, slot.eas, slot.acl, slot.marks)
 
     def _write_batch(self, batch: _StageBatch) -> None:
         """Pool job: the batch's files in one C call; a file that failed goes the general
         way (:meth:`_write_regular`), which fails the same way and says so as usual."""
-        ownership = self.caps.ownership
         files = []
         for slot in batch.files:
-            item, record = slot.item, slot.record
-            entry = item.entry
-            assert entry is not None and item.data is not None and record.permissions is not None
-            owner = None
-            if ownership and record.uid is not None and record.gid is not None:
-                owner = (record.uid, record.gid)
-            files.append(
-                NewFile(
-                    os.fsencode(temp_path(self.layout.data_dir)),
-                    self._bpath(item.index, record),
-                    item.data,
-                    record.permissions,
-                    owner,
-                    entry.atime_ns,
-                    entry.mtime_ns,
-                )
-            )
+            target = self._bpath(slot.item.index, slot.record)
+            files.append(self._new_file(slot, os.fsencode(temp_path(self.layout.data_dir)), target))
         for slot, error in zip(batch.files, write_new_files(files), strict=True):
             item = slot.item
             if error is None:
-                data = item.data
-                assert data is not None
-                item.data = None
-                with self._held_lock:
-                    self._held -= len(data)
+                self._written_from_memory(item)
                 slot.emit = _updated(item, slot.record, slot.eas, slot.acl, list(slot.marks))
             else:
                 slot.emit = self._write_regular(item, slot.record, slot.eas, slot.acl, slot.marks)
