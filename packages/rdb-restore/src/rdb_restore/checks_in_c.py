@@ -5,7 +5,8 @@ reverse diffs, of at most :data:`rdb_fastio.rebuild.DEFAULT_LIMIT` bytes per ver
 Each batch is one :class:`rdb_fastio.rebuild.RebuildPlan` call with ``CHECK_ONLY`` targets: the
 files are rebuilt in memory and hashed with the GIL released, nothing is written. The walk
 closes a directory's descriptors once it has moved on, so a batch holds duplicates of those its
-files are read through (a batch ends at :data:`BATCH_DIRS` directories, to bound them). A file
+files are read through (a batch ends at :data:`BATCH_DIRS` directories, fewer with many workers:
+all the batches in flight hold at most :data:`DESCRIPTOR_BUDGET`). A file
 the C routine cannot give (a file missing, a damaged gzip or delta, a version past the limit)
 is handed back to the caller (``redo``), whose general way says exactly what is wrong.
 """
@@ -26,8 +27,12 @@ from rdb_restore.writer import PlainCopy
 #: A batch ends at this many files ...
 BATCH_FILES = 128
 #: ... or at this many directories (each holds up to two duplicated descriptors until it is
-#: done; with the batches in flight they stay far under the usual limit of 1024 open files).
+#: done), fewer with many workers: ...
 BATCH_DIRS = 32
+#: ... so that all the batches in flight (2 per worker, and the one being filled) hold at most
+#: this many, well under the usual limit of 1024 open files (16 workers, 33 batches of 32
+#: directories, had held 2112).
+DESCRIPTOR_BUDGET = 512
 
 # files found as recorded: how many, and their bytes (counted at once, per batch: the pool's
 # thread then holds the GIL the walk needs for as short as it can)
@@ -80,6 +85,7 @@ class CheckBatches:
         self._redo = redo
         self._batch: _Batch | None = None
         self._slots = threading.BoundedSemaphore(workers * 2)
+        self._dirs = max(1, min(BATCH_DIRS, DESCRIPTOR_BUDGET // (2 * (workers * 2 + 1))))
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rdb-verify")
         self._fatal: list[BaseException] = []
 
@@ -104,7 +110,7 @@ class CheckBatches:
             deltas = tuple((batch.descriptor(parent, d), n, gz) for d, n, gz in found.deltas)
         batch.plan.add(base, deltas, CHECK_ONLY, b"", 0, None, bytes.fromhex(sha1))
         batch.files.append((entry, sha1))
-        if len(batch.files) >= BATCH_FILES or len(batch.places) >= BATCH_DIRS:
+        if len(batch.files) >= BATCH_FILES or len(batch.places) >= self._dirs:
             self._hand_over()
         return True
 
