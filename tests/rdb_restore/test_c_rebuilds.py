@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,10 @@ from tests.rdb_mirror.helpers import differences
 from tests.rdb_restore.conftest import MirrorRepo
 from tests.rdb_restore.helpers import increments, run_restore, take_way
 
+from rdb_fastio.rebuild import PlanRebuilt, RebuildPlan
 from rdb_format.errors import CorruptRepository
 from rdb_mirror import session as mirror
-from rdb_restore import restore, writer
+from rdb_restore import RestoreOptions, restore, writer
 
 T0 = 1_700_000_000
 STEP = 3600
@@ -235,11 +238,9 @@ def _limit_open_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
 
 
-def test_many_one_file_directories_rebuilt_in_c_under_512_open_files(tmp_path: Path) -> None:
-    """Each file rebuilt in C is read through its directories' descriptors (mirror and
-    increments), held until its run is done: the runs' bound on directories keeps a restore
-    of an older session of 700 one-file directories under 512 open files."""
-    src, repo, target = tmp_path / "src", tmp_path / "repo", tmp_path / "target"
+def _one_file_directories(src: Path, repo: Path) -> list[trees.Snapshot]:
+    """Two sessions of DIRS directories of one file, each file rebuilt from a diff at the
+    first; the scans of both."""
     scans = []
     for session in range(2):
         for n in range(DIRS):
@@ -251,6 +252,15 @@ def test_many_one_file_directories_rebuilt_in_c_under_512_open_files(tmp_path: P
         scans.append(trees.scan(src))
         mirror.backup(src, repo, mirror.BackupOptions(current_time=T0 + session * STEP))
     assert len(increments(repo, ".diff.gz")) == DIRS  # each file rebuilt from a diff
+    return scans
+
+
+def test_many_one_file_directories_rebuilt_in_c_under_512_open_files(tmp_path: Path) -> None:
+    """Each file rebuilt in C is read through its directories' descriptors (mirror and
+    increments), held until its run is done: the runs' bound on directories keeps a restore
+    of an older session of 700 one-file directories under 512 open files."""
+    src, repo, target = tmp_path / "src", tmp_path / "repo", tmp_path / "target"
+    scans = _one_file_directories(src, repo)
     proc = subprocess.run(
         [sys.executable, "-m", "rdb_restore", "-q", "--at", str(T0), str(repo), str(target)],
         capture_output=True,
@@ -259,4 +269,28 @@ def test_many_one_file_directories_rebuilt_in_c_under_512_open_files(tmp_path: P
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
+    assert differences(scans[0], trees.scan(target)) == []
+
+
+def test_many_workers_restore_under_the_usual_open_file_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 workers (the default on a machine of 16 CPUs) and rebuilds slower than the walk
+    (every run in flight waits): the restore still works under the usual limit of 1024 open
+    files. Each run in flight holds three descriptors per directory; 44 runs of 16 held 2112."""
+    src, repo, target = tmp_path / "src", tmp_path / "repo", tmp_path / "target"
+    scans = _one_file_directories(src, repo)
+    real = RebuildPlan.rebuild
+
+    def slow(plan: RebuildPlan) -> PlanRebuilt:
+        time.sleep(0.2)
+        return real(plan)
+
+    monkeypatch.setattr(RebuildPlan, "rebuild", slow)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+        restore(str(repo), str(target), at=str(T0), options=RestoreOptions(workers=16))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert differences(scans[0], trees.scan(target)) == []

@@ -72,7 +72,8 @@ def test_a_run_gathers_files_of_many_directories_up_to_its_bound(
         return CopyPlan.copy(plan)
 
     monkeypatch.setattr(writer, "CopyPlan", plan_class(counting))
-    restore(str(repo), str(target), options=RestoreOptions())
+    # (2 workers: with more, a run gathers fewer directories; writer.RUN_DESCRIPTORS)
+    restore(str(repo), str(target), options=RestoreOptions(workers=2))
     assert differences(trees.scan(src), trees.scan(target)) == []
     assert max(calls) == RUN_DIRS
     assert sum(calls) == DIRS

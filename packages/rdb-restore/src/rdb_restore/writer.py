@@ -86,8 +86,11 @@ POOL_COPIES = 16
 RUN_FILES = 128
 # ... and of at most this many directories: each holds its descriptors (TARGET's and the
 # repository's, up to three) until its run is done, and with the runs in flight they must stay
-# well under the usual limit of 1024 open files.
+# well under the usual limit of 1024 open files: fewer directories with many workers, so that
+# all the runs in flight (3 per worker, and the one being gathered) hold at most
+# RUN_DESCRIPTORS (16 workers: 49 runs of 16 directories had held 2352).
 RUN_DIRS = 16
+RUN_DESCRIPTORS = 384
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # Writes a regular file's bytes into the open descriptor (worker thread); returns the size and
@@ -337,6 +340,7 @@ class TreeWriter:
         self.run: _CopyRun | None = None
         self.staging: Staging | None = None
         self.slots = threading.BoundedSemaphore(workers * 3)
+        self.run_dirs = max(1, min(RUN_DIRS, RUN_DESCRIPTORS // (3 * (workers * 3 + 1))))
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rdb-restore")
 
     def __enter__(self) -> TreeWriter:
@@ -574,7 +578,7 @@ class TreeWriter:
 
     def _grown(self, run: _CopyRun, item: _Item) -> None:
         run.size += item.entry.record.size or 0
-        if run.count >= RUN_FILES or len(run.frames) >= RUN_DIRS or run.size >= BATCH_BYTES:
+        if run.count >= RUN_FILES or len(run.frames) >= self.run_dirs or run.size >= BATCH_BYTES:
             self._flush_run()
 
     def _flush_run(self) -> None:
