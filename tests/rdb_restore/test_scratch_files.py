@@ -86,3 +86,29 @@ def test_streamed_rebuilds_keep_their_intermediate_versions_in_target(
         assert differences(mirror_repo_master.scans[n], trees.scan(target)) == [], f"session {n}"
     assert places, "no intermediate version was made: the test proves nothing"
     assert all(isinstance(where, int) for where in places)
+
+
+def test_an_intermediate_version_that_cannot_be_written_names_its_file(
+    mirror_repo_master: MirrorRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write error on an intermediate version (TARGET's disk full) is one line naming the
+    file being restored, as any error writing TARGET is, and no partial tree is left."""
+    real = patching.scratch_file
+
+    def unwritable(where: str | int | None) -> IO[bytes]:
+        file = real(where)
+        full = os.open("/dev/full", os.O_WRONLY)  # every write there: ENOSPC
+        os.dup2(full, file.fileno())
+        os.close(full)
+        return file
+
+    monkeypatch.setattr(patching, "scratch_file", unwritable)
+    monkeypatch.setattr(patching, "IN_MEMORY_LIMIT", 0)
+    monkeypatch.setattr(writer, "REBUILD_LIMIT", 0)
+    target = tmp_path / "t"
+    named = r"cannot write an intermediate version of .+: No space left on device$"
+    with pytest.raises(OSError, match=named) as raised:
+        restore(str(mirror_repo_master.path), str(target), at=str(mirror_repo_master.times[0]))
+    assert raised.value.errno == errno.ENOSPC
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []

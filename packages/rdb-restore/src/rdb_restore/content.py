@@ -164,11 +164,12 @@ def produce(
     *,
     tmpdir: str | int | None = None,
     expected: int | None = None,
+    label: str = "a file",
 ) -> None:
     """Write ``base`` with the reverse diffs applied (newest first) to ``sink``. ``tmpdir``:
     where intermediate versions too big for memory go (a directory's path or descriptor;
     None: the temporary directory). ``expected``: the final size if known (it sizes the
-    patch buffers)."""
+    patch buffers). ``label`` names the file in an error writing an intermediate version."""
     if not diffs_newest_first:
         for piece in chunks(base):
             sink(piece)
@@ -177,7 +178,7 @@ def produce(
     # the newest session
     from rdb_restore.patching import apply_diffs
 
-    apply_diffs(base, diffs_newest_first, sink, tmpdir, expected)
+    apply_diffs(base, diffs_newest_first, sink, tmpdir, expected, label)
 
 
 def write_all(fd: int, data: bytes | memoryview, label: str) -> None:
@@ -238,7 +239,9 @@ def rebuild_into(
         return _copy_plain(base, out, out_label, expected)
     digest = Digest(fd_writer(out, out_label), limit=expected)
     try:
-        produce(base, diffs_newest_first, digest, tmpdir=scratch, expected=expected)
+        produce(
+            base, diffs_newest_first, digest, tmpdir=scratch, expected=expected, label=out_label
+        )
     except _TooLong:
         pass
     return digest.size, digest.hexdigest()

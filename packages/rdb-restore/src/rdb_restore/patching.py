@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import IO, BinaryIO, cast
 
 from rdb_format.errors import CorruptRepository
-from rdb_restore.content import CHUNK, Sink, Source, chunks
+from rdb_restore.content import CHUNK, Sink, Source, chunks, fd_writer, write_all
 from rdiff.api import PATCH_IN_MEMORY, patch, patch_in_memory
 from rdiff.errors import RdiffError
 
@@ -183,21 +183,23 @@ def apply_diffs(
     sink: Sink,
     tmp: str | int | None,
     size: int | None,
+    label: str = "a file",
 ) -> None:
     """:func:`rdb_restore.content.produce` when at least one diff applies: ``tmp`` is where
-    its temporary files go (:func:`scratch_file`), ``size`` the final size if known."""
+    its temporary files go (:func:`scratch_file`), ``size`` the final size if known; a write
+    error there (a full TARGET disk) names ``label``."""
     whole = _patched_in_memory(base, diffs_newest_first, size)
     if whole is not None:
         sink(whole)
         return
     opened: list[IO[bytes]] = []
     try:
+        what = f"an intermediate version of {label}"
         if base.compressed:
             plain = scratch_file(tmp)
             opened.append(plain)
             for piece in chunks(base):
-                plain.write(piece)
-            plain.flush()
+                write_all(plain.fileno(), piece, what)
             basis_fd = plain.fileno()
         else:
             basis_fd = base.fd
@@ -208,8 +210,7 @@ def apply_diffs(
                 break
             out = scratch_file(tmp)
             opened.append(out)
-            _patch(basis_fd, delta, out.write, size)
-            out.flush()
+            _patch(basis_fd, delta, fd_writer(out.fileno(), what), size)
             basis_fd = out.fileno()
     finally:
         for stream in opened:
