@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rdb_format.errors import CorruptRepository
 from rdb_format.metadata import (
+    RawRecord,
     Record,
     format_record,
     iter_records,
@@ -19,6 +20,7 @@ from rdb_format.metadata import (
 )
 from rdb_format.metadata_diff import (
     apply_diffs,
+    apply_raw_diffs,
     convert_to_diff,
     diff_records,
     list_metadata_files,
@@ -99,6 +101,34 @@ def test_diff_apply_roundtrip_in_memory(history: list[list[Record]]) -> None:
     for i, state in enumerate(history):
         chain = list(reversed(diffs[i:]))  # newest first
         assert list(apply_diffs(newest, chain)) == state
+
+
+def _raw(records: list[Record]) -> list[RawRecord]:
+    return [RawRecord(path_key(r.path), r, b"text of " + r.path) for r in records]
+
+
+@settings(max_examples=300)
+@given(st.lists(states, min_size=1, max_size=6))
+def test_raw_merge_gives_what_apply_diffs_gives(history: list[list[Record]]) -> None:
+    """apply_raw_diffs (the two-way merge for one diff, the heap for more) picks the same
+    records as apply_diffs, each with the key and text of the stream it came from."""
+    diffs = [list(diff_records(history[i + 1], history[i])) for i in range(len(history) - 1)]
+    newest = history[-1]
+    for i, state in enumerate(history):
+        chain = list(reversed(diffs[i:]))
+        merged = list(apply_raw_diffs(_raw(newest), [_raw(d) for d in chain]))
+        assert [raw.record for raw in merged] == state == list(apply_diffs(newest, chain))
+        assert all(raw.key == path_key(raw.record.path) for raw in merged)
+        assert all(raw.text == b"text of " + raw.record.path for raw in merged)
+
+
+def test_raw_merge_of_one_diff_keeps_the_tail_of_either_stream() -> None:
+    snapshot = [rec(b"a", 3), rec(b"b", 3), rec(b"d", 3)]
+    diff = [rec(b"b", 1), Record.missing(b"d"), rec(b"e", 1), rec(b"f", 1)]
+    merged = [raw.record for raw in apply_raw_diffs(_raw(snapshot), [_raw(diff)])]
+    assert merged == [rec(b"a", 3), rec(b"b", 1), rec(b"e", 1), rec(b"f", 1)]
+    merged = [raw.record for raw in apply_raw_diffs(_raw(diff[:1]), [_raw([])])]
+    assert merged == [rec(b"b", 1)]
 
 
 @settings(

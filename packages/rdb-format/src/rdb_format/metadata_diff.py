@@ -38,6 +38,7 @@ __all__ = [
     "MetadataFile",
     "SessionFileIndex",
     "apply_diffs",
+    "apply_raw_diffs",
     "convert_to_diff",
     "diff_records",
     "find_session_file",
@@ -121,6 +122,59 @@ def apply_diffs(snapshot: Iterable[Record], diffs: Sequence[Iterable[Record]]) -
             yield record
 
 
+def apply_raw_diffs(
+    snapshot: Iterable[RawRecord], diffs: Sequence[Iterable[RawRecord]]
+) -> Iterator[RawRecord]:
+    """:func:`apply_diffs` over parsed streams (:func:`~rdb_format.metadata.iter_raw_records`),
+    whose keys the parser has made and checked to increase strictly: no key is made again
+    per record, and the commonest case, one diff, is a plain two-way merge (restoring the
+    session before the newest, and every backup's previous state after a first one)."""
+    if len(diffs) == 1:
+        yield from _merge_two(iter(snapshot), iter(diffs[0]))
+        return
+    layers = [
+        _raw_ranked(stream, len(diffs) - age) for age, stream in enumerate([snapshot, *diffs])
+    ]
+    last: _Key | None = None
+    for key, _rank, raw in heapq.merge(*layers):
+        if key == last:
+            continue  # a newer stream's record for a path already decided
+        last = key
+        if raw.record.type != "None":
+            yield raw
+
+
+def _raw_ranked(stream: Iterable[RawRecord], rank: int) -> Iterator[tuple[_Key, int, RawRecord]]:
+    for raw in stream:
+        yield raw.key, rank, raw
+
+
+def _merge_two(newer: Iterator[RawRecord], older: Iterator[RawRecord]) -> Iterator[RawRecord]:
+    """The records of ``newer`` (a snapshot) with ``older`` (its reverse diff) applied: the
+    diff's record wins where both have the path; ``Type None`` winners are dropped."""
+    new = next(newer, None)
+    old = next(older, None)
+    while new is not None and old is not None:
+        if new.key < old.key:
+            if new.record.type != "None":
+                yield new
+            new = next(newer, None)
+        else:
+            if old.record.type != "None":
+                yield old
+            if old.key == new.key:
+                new = next(newer, None)
+            old = next(older, None)
+    for rest, first in ((newer, new), (older, old)):
+        if first is not None:
+            yield from (raw for raw in _chain_first(first, rest) if raw.record.type != "None")
+
+
+def _chain_first(first: RawRecord, rest: Iterator[RawRecord]) -> Iterator[RawRecord]:
+    yield first
+    yield from rest
+
+
 # ---------------------------------------------------------------------------------------------
 # Files in rdiff-backup-data
 
@@ -137,6 +191,10 @@ class MetadataFile:
     def records(self) -> Iterator[Record]:
         """Stream this file's records."""
         return iter_records(self.path)
+
+    def raw_records(self) -> Iterator[RawRecord]:
+        """Stream this file's records with their keys and stored text."""
+        return iter_raw_records(self.path)
 
 
 def list_metadata_files(
@@ -314,7 +372,8 @@ def records_at(
     if not diffs:
         yield from (r for r in snapshot.records() if r.exists)
         return
-    yield from apply_diffs(snapshot.records(), [d.records() for d in diffs])
+    for raw in apply_raw_diffs(snapshot.raw_records(), [d.raw_records() for d in diffs]):
+        yield raw.record
 
 
 def raw_records_at(
@@ -328,8 +387,8 @@ def raw_records_at(
     if not diffs:
         yield from (r for r in iter_raw_records(snapshot.path) if r.record.type != "None")
         return
-    for record in apply_diffs(snapshot.records(), [d.records() for d in diffs]):
-        yield RawRecord(path_key(record.path), record, None)
+    for raw in apply_raw_diffs(snapshot.raw_records(), [d.raw_records() for d in diffs]):
+        yield raw if raw.text is None else RawRecord(raw.key, raw.record, None)
 
 
 def convert_to_diff(

@@ -37,7 +37,7 @@ from rdb_format.layout import (
     split_repository_path,
 )
 from rdb_format.metadata import Record, path_key
-from rdb_format.metadata_diff import find_session_file, records_at
+from rdb_format.metadata_diff import find_session_file, raw_records_at
 from rdb_format.quoting import Quoting
 from rdb_format.repository import RepositoryState, read_state
 from rdb_format.timestamps import resolve_time_spec, session_at_or_before
@@ -130,14 +130,15 @@ class Repo:
         in metadata order, with their EAs and ACLs (§2.4, §2.7). Streaming."""
         prefix = self.sub if sub is None else sub
         data_dir = self.layout.data_dir
-        records = records_at(data_dir, when, quoting=self.quoting)
+        # with the keys the parser made, merged with the diffs without making them again
+        # (the walk thread's CPU restoring django's oldest session: 0.58 -> 0.55 s)
+        records = raw_records_at(data_dir, when, quoting=self.quoting)
         eas = _ea_stream(data_dir, when, self.quoting)
         acls = _acl_stream(data_dir, when, self.quoting)
         ea_next = next(eas, None)
         acl_next = next(acls, None)
         depth = len(prefix)
-        for record in records:
-            key = path_key(record.path)
+        for key, record, _text in records:
             if key[:depth] != prefix:
                 if key > prefix:
                     return  # sorted: nothing more under the prefix
