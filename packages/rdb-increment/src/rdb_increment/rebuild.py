@@ -9,6 +9,7 @@ alternately); the final version is streamed. Memory stays a few MiB whatever the
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import os
 import tempfile
@@ -16,7 +17,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 from rdb_format.errors import CorruptRepository
 from rdb_format.increments import IncrementName, parse_increment_name
@@ -37,12 +38,51 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, order=True)
-class IncrementFile:
-    """One increment on disk: its parsed (unquoted) name and its path."""
+class _HasPath(Protocol):
+    @property
+    def path(self) -> Path: ...
 
-    name: IncrementName
-    path: Path
+
+@functools.total_ordering
+class IncrementFile:
+    """One increment on disk: its parsed (unquoted) name and its path.
+
+    Made from a directory's listing (``directory`` and ``raw_name``), the path is made only
+    when first asked for: a restore of an older session lists thousands of increments and
+    rebuilds most of them in C from the directory's descriptor and the raw name alone (a
+    ``Path`` each had cost its walk more than the listing). Compared, ordered and hashed by
+    (name, path), as the frozen dataclass it was."""
+
+    __slots__ = ("_directory", "_path", "_raw_name", "name")
+
+    def __init__(
+        self,
+        name: IncrementName,
+        path: Path | None = None,
+        *,
+        directory: _HasPath | None = None,
+        raw_name: bytes | None = None,
+    ) -> None:
+        if path is None and (directory is None or raw_name is None):
+            raise TypeError("IncrementFile needs a path, or a directory and a raw name")
+        self.name = name
+        self._path = path
+        self._directory = directory
+        self._raw_name = raw_name
+
+    @property
+    def path(self) -> Path:
+        path = self._path
+        if path is None:
+            assert self._directory is not None and self._raw_name is not None
+            path = self._path = self._directory.path / os.fsdecode(self._raw_name)
+        return path
+
+    @property
+    def raw_name(self) -> bytes:
+        """The file's name on disk (quoted), as bytes."""
+        raw = self._raw_name
+        return os.fsencode(self.path.name) if raw is None else raw
 
     @property
     def time(self) -> int:
@@ -51,6 +91,25 @@ class IncrementFile:
     @property
     def kind(self) -> str:
         return self.name.kind
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IncrementFile):
+            return NotImplemented
+        return self.name == other.name and self.path == other.path
+
+    def __lt__(self, other: IncrementFile) -> bool:
+        """By name, then path (made only when the names are equal)."""
+        if not isinstance(other, IncrementFile):
+            return NotImplemented
+        if self.name != other.name:
+            return self.name < other.name
+        return self.path < other.path
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.path))
+
+    def __repr__(self) -> str:
+        return f"IncrementFile(name={self.name!r}, path={self.path!r})"
 
 
 def _listdir(directory: Path) -> list[bytes]:

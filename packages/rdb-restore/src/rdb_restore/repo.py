@@ -338,14 +338,15 @@ class DirHandle:
         listing: dict[bytes, list[IncrementFile]] = {}
         if self.fd is not None:
             for raw in list_names(self.fd):
-                try:
-                    name = parse_increment_name(quoting.unquote(raw, path=self.path))
+                try:  # a name that cannot be unquoted is not an increment's (no path needed)
+                    name = parse_increment_name(quoting.unquote(raw))
                 except CorruptRepository:
                     continue
                 if name is None or name.kind == "data":
                     continue
+                # its path made only if asked for (a message, or the general way)
                 listing.setdefault(name.base, []).append(
-                    IncrementFile(name, self.path / os.fsdecode(raw))
+                    IncrementFile(name, directory=self, raw_name=raw)
                 )
         return listing
 

@@ -210,11 +210,11 @@ class SourceTree:
 
 
 def _repo_file(directory: int, inc: IncrementFile) -> tuple[int, bytes, bool]:
-    return directory, os.fsencode(inc.path.name), inc.name.compressed
+    return directory, inc.raw_name, inc.name.compressed
 
 
 def _open_increment(holder: DirHandle, inc: IncrementFile) -> Source:
-    fd, size = open_file_at(holder, os.fsencode(inc.path.name), what="increment")
+    fd, size = open_file_at(holder, inc.raw_name, what="increment")
     return Source(fd, inc.name.compressed, inc.path, "", size)
 
 
