@@ -44,6 +44,31 @@ def rdiff_backup() -> str:
     return need_tool("rdiff-backup 2.2.7", path or shutil.which("rdiff-backup"))
 
 
+def _command_imports(module: str, argv: list[str]) -> tuple[int, list[str]]:
+    """Run ``<module>.main()`` as a command with ``argv`` in a fresh interpreter (stdin, stdout
+    and stderr not terminals): its exit status and every module it imported, sorted."""
+    code = (
+        "import atexit, sys\n"
+        "def _report():\n"
+        "    sys.stderr.write('\\nIMPORTED:' + ','.join(sorted(sys.modules)) + '\\n')\n"
+        "atexit.register(_report)\n"
+        f"sys.argv = ['cmd', *{argv!r}]\n"
+        f"from {module} import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+    )
+    marker = done.stderr.rsplit("IMPORTED:", 1)
+    assert len(marker) == 2, done.stderr
+    return done.returncode, marker[1].strip().split(",")
+
+
 @pytest.fixture(scope="session")
 def heavy_imports() -> Callable[[str, list[str]], tuple[int, list[str]]]:
     """Run ``<module>.main()`` as a command with ``argv`` in a fresh interpreter (stdin, stdout
@@ -51,29 +76,25 @@ def heavy_imports() -> Callable[[str, list[str]], tuple[int, list[str]]]:
     typer's rich help it imported: a regression guard for the commands' start-up cost."""
 
     def run(module: str, argv: list[str]) -> tuple[int, list[str]]:
-        code = (
-            "import atexit, sys\n"
-            "def _report():\n"
-            "    heavy = ('rich', 'pydantic', 'typer.rich_utils')\n"
-            "    found = ','.join(m for m in heavy if m in sys.modules)\n"
-            "    sys.stderr.write('\\nIMPORTED:' + found + '\\n')\n"
-            "atexit.register(_report)\n"
-            f"sys.argv = ['cmd', *{argv!r}]\n"
-            f"from {module} import main\n"
-            "main()\n"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=120,
-        )
-        marker = done.stderr.rsplit("IMPORTED:", 1)
-        assert len(marker) == 2, done.stderr
-        found = marker[1].strip()
-        return done.returncode, found.split(",") if found else []
+        status, imported = _command_imports(module, argv)
+        heavy = ("rich", "pydantic", "typer.rich_utils")
+        return status, [m for m in heavy if m in imported]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def lazy_imports() -> Callable[[str, list[str], list[str]], tuple[int, list[str]]]:
+    """``run(module, argv, lazy)``: run ``<module>.main()`` as :func:`heavy_imports` does and
+    return its exit status and which of the ``lazy`` modules (or their submodules) it imported.
+    A regression guard for the modules a command imports only when it needs them (start-up
+    cost: docs/architecture.md, "What an rdb-* command pays before it works")."""
+
+    def run(module: str, argv: list[str], lazy: list[str]) -> tuple[int, list[str]]:
+        status, imported = _command_imports(module, argv)
+        return status, [
+            name for name in lazy if any(m == name or m.startswith(name + ".") for m in imported)
+        ]
 
     return run
 

@@ -11,6 +11,7 @@ import pytest
 from rdb_mirror.session import BackupOptions, backup  # a test dependency (noxfile TEST_ONLY)
 
 Imports = Callable[[str, list[str]], tuple[int, list[str]]]
+LazyImports = Callable[[str, list[str], list[str]], tuple[int, list[str]]]
 
 
 @pytest.fixture
@@ -36,3 +37,20 @@ def repo(tmp_path: Path) -> Path:
 def test_scripted_runs_import_no_rich(argv: list[str], repo: Path, heavy_imports: Imports) -> None:
     status, heavy = heavy_imports("rdb_increment.cli", [a.format(repo=repo) for a in argv])
     assert (status, heavy) == (0, [])
+
+
+@pytest.mark.parametrize("argv", [["list", "{repo}"], ["list", "--size", "{repo}", "a.txt"]])
+def test_listing_loads_no_writer(argv: list[str], repo: Path, lazy_imports: LazyImports) -> None:
+    """Listing increments reads names and sizes: the increment writer (and the C copier,
+    thread pool and hashing it brings), session statistics, the lock's random tokens and
+    json (without --json) are not imported for it."""
+    lazy = [
+        "rdb_increment.writer",
+        "rdb_fastio",
+        "concurrent.futures",
+        "rdb_format.statistics",
+        "secrets",
+        "json",
+    ]
+    status, loaded = lazy_imports("rdb_increment.cli", [a.format(repo=repo) for a in argv], lazy)
+    assert (status, loaded) == (0, [])

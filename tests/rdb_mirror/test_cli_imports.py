@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 Imports = Callable[[str, list[str]], tuple[int, list[str]]]
+LazyImports = Callable[[str, list[str], list[str]], tuple[int, list[str]]]
 
 
 @pytest.mark.parametrize("flags", [["--json"], ["--quiet"], []], ids=["json", "quiet", "piped"])
@@ -29,3 +30,30 @@ def test_backups_import_no_rich(flags: list[str], tmp_path: Path, heavy_imports:
 
 def test_help_still_imports_the_rich_help(heavy_imports: Imports) -> None:
     assert heavy_imports("rdb_mirror.cli", ["--help"]) == (0, ["rich", "typer.rich_utils"])
+
+
+def test_a_local_backup_loads_no_transport(tmp_path: Path, lazy_imports: LazyImports) -> None:
+    """The ssh transport (rdb_remote, rdb_mirror.remote and its codec) and json are imported
+    only by the runs that use them: a local backup of a tree does not pay for them."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"one\n")
+    lazy = ["rdb_remote", "rdb_mirror.remote", "json"]
+    for when in ("1700000000", "1700003600"):  # a first backup, then one with nothing new
+        argv = ["--current-time", when, str(src), str(repo)]
+        assert lazy_imports("rdb_mirror.cli", argv, lazy) == (0, [])
+    assert lazy_imports("rdb_mirror.cli", ["--json", "--regress", str(repo)], lazy) == (0, ["json"])
+    import rdb_mirror.protocol as protocol
+    from rdb_mirror.protocol import CODEC  # built on first use, then a plain attribute
+
+    assert protocol.CODEC is CODEC
+    assert CODEC.decode(CODEC.encode(protocol.Credit(3))) == protocol.Credit(3)
+
+
+def test_the_timeout_default_is_the_transports() -> None:
+    """rdb_mirror.cli spells --timeout's default itself (importing rdb_remote for it would
+    cost every local run); it must stay the transport's."""
+    from rdb_mirror import cli
+    from rdb_remote.connection import DEFAULT_TIMEOUT
+
+    assert cli.DEFAULT_TIMEOUT == DEFAULT_TIMEOUT

@@ -10,6 +10,7 @@ import pytest
 from tests.rdb_restore.conftest import MirrorRepo
 
 Imports = Callable[[str, list[str]], tuple[int, list[str]]]
+LazyImports = Callable[[str, list[str], list[str]], tuple[int, list[str]]]
 
 
 @pytest.mark.parametrize(
@@ -38,3 +39,28 @@ def test_scripted_runs_import_no_rich(
 def test_help_and_usage_errors_still_work(heavy_imports: Imports) -> None:
     assert heavy_imports("rdb_restore.cli", ["--help"]) == (0, ["rich", "typer.rich_utils"])
     assert heavy_imports("rdb_restore.cli", ["list"])[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "lazy"),
+    [
+        (["{repo}", "{tmp}/plain"], ["rdb_format.statistics", "rdb_remote", "json"]),
+        (
+            ["list", "{repo}"],
+            ["rdb_increment.writer", "rdb_format.statistics", "rdb_remote", "secrets", "json"],
+        ),
+    ],
+    ids=["restore", "list"],
+)
+def test_what_a_command_does_not_need_is_not_loaded(
+    argv: list[str],
+    lazy: list[str],
+    mirror_repo: MirrorRepo,
+    tmp_path: Path,
+    lazy_imports: LazyImports,
+) -> None:
+    """A restore's summary line and 'list' print sizes without loading session statistics;
+    neither loads the ssh transport, nor json without --json, nor ('list') the increment
+    writer."""
+    args = [a.format(repo=mirror_repo.path, tmp=tmp_path) for a in argv]
+    assert lazy_imports("rdb_restore.cli", args, lazy) == (0, [])

@@ -9,6 +9,7 @@ import pytest
 from tests.rdb_stats.conftest import Synthetic
 
 Imports = Callable[[str, list[str]], tuple[int, list[str]]]
+LazyImports = Callable[[str, list[str], list[str]], tuple[int, list[str]]]
 
 
 @pytest.mark.parametrize("flags", [["--json"], ["--csv"], ["--json", "--no-files", "-q"]])
@@ -24,3 +25,11 @@ def test_tables_still_use_rich(full_repo: Synthetic, heavy_imports: Imports) -> 
     status, heavy = heavy_imports("rdb_stats.cli", [str(full_repo.root)])
     assert status in (0, 3)
     assert heavy == ["rich"]
+
+
+def test_json_only_with_json(full_repo: Synthetic, lazy_imports: LazyImports) -> None:
+    status, loaded = lazy_imports("rdb_stats.cli", [str(full_repo.root)], ["json", "rdb_remote"])
+    assert status in (0, 3)
+    assert loaded == []
+    status, loaded = lazy_imports("rdb_stats.cli", ["--json", str(full_repo.root)], ["json"])
+    assert (status in (0, 3), loaded) == (True, ["json"])

@@ -7,7 +7,6 @@ for a bar (:func:`progress_for` picks :class:`PlainProgress` when stderr is not 
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import IO, TYPE_CHECKING
@@ -117,6 +116,8 @@ class JsonLinesProgress:
         self._last = 0.0
 
     def _emit(self, **fields: object) -> None:
+        import json  # only for --json: its import is start-up cost
+
         self._stream.write(json.dumps(fields, separators=(",", ":")) + "\n")
         self._stream.flush()
 

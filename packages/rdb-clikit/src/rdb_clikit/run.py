@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import errno
-import json
 import os
 import sys
 import threading
@@ -150,6 +149,8 @@ def _report(error: RdbError, name: str, *, json_mode: bool) -> int:
     """Print ``error`` as one line on stderr (with ``--json``: a JSON object on stdout);
     its exit status."""
     if json_mode:
+        import json  # only for --json: its import is start-up cost
+
         print(json.dumps(error_document(error)), flush=True)
     else:
         print(f"{name}: {_one_line(str(error))}", file=sys.stderr, flush=True)

@@ -22,7 +22,6 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +141,8 @@ class WriterLock:
                 "has no rdiff-backup-data directory; give the backup destination",
                 path=self.layout.root,
             )
+        import secrets  # here: its import (hmac, hashlib) is start-up cost for readers
+
         owner = LockOwner(
             host=_this_host(),
             pid=os.getpid(),
@@ -223,6 +224,8 @@ class WriterLock:
             )
         # Stale. Move it aside under a unique name and check that what we moved is what we
         # judged: another breaker may have replaced it in between.
+        import secrets
+
         aside = path.with_name(f"{path.name}.stale.{secrets.token_hex(8)}")
         try:
             path.rename(aside)

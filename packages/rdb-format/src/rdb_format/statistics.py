@@ -31,6 +31,7 @@ from rdb_format.metadata import (
     unquote_path,
     write_data_file,
 )
+from rdb_format.units import format_bytes, format_seconds
 
 __all__ = [
     "FILE_STATISTICS_HEADER",
@@ -54,41 +55,6 @@ __all__ = [
 ]
 
 _READ_CHUNK: Final = 1 << 18
-
-
-def format_bytes(count: int) -> str:
-    """rdiff-backup's human size: ``1 byte``, ``18 bytes``, ``1.29 KB``, ``196 KB``, ``-3.5 MB``.
-
-    1024-based units, three significant figures (two, one or no decimals).
-    """
-    sign = "-" if count < 0 else ""
-    count = abs(count)
-    for unit, name in ((1 << 40, "TB"), (1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")):
-        if count >= unit:
-            scaled = count / unit
-            decimals = 0 if scaled >= 100 else 1 if scaled >= 10 else 2
-            return f"{sign}{scaled:.{decimals}f} {name}"
-    return f"{sign}1 byte" if count == 1 else f"{sign}{count} bytes"
-
-
-def format_seconds(seconds: float) -> str:
-    """rdiff-backup's human duration: ``0.75 seconds``, ``1 hour 2 minutes 3.40 seconds``.
-
-    Hours and minutes are whole and singular when 1; the seconds part is ``1 second``, or
-    ``%.2f seconds`` when more than one (or when it is the only part).
-    """
-    parts: list[str] = []
-    hours, rest = divmod(seconds, 3600)
-    if hours >= 1:
-        parts.append("1 hour" if hours == 1 else f"{int(hours)} hours")
-    minutes, rest = divmod(rest, 60)
-    if minutes >= 1:
-        parts.append("1 minute" if minutes == 1 else f"{int(minutes)} minutes")
-    if rest == 1:
-        parts.append("1 second")
-    elif not parts or rest > 1:
-        parts.append(f"{rest:.2f} seconds")
-    return " ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ statuses by :func:`rdb_clikit.run.run` (docs/exit-codes.md).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -23,8 +22,8 @@ from rdb_format.errors import SourceError, UsageError
 from rdb_format.layout import open_repository
 from rdb_format.locking import WriterLock
 from rdb_format.repository import read_state
-from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring, resolve_time_spec
+from rdb_format.units import format_bytes
 from rdb_increment.listing import (
     IncrementListing,
     ListedIncrement,
@@ -36,15 +35,10 @@ from rdb_increment.listing import (
     list_increments,
     parse_index,
 )
-from rdb_increment.writer import (
-    DEFAULT_NO_COMPRESSION_REGEXP,
-    IncrementOptions,
-    IncrementWriter,
-    WrittenIncrement,
-)
 
-if TYPE_CHECKING:  # 'remove' is imported when it runs (it is the largest module here)
+if TYPE_CHECKING:  # 'remove' and 'writer' are imported by the commands that run them
     from rdb_increment.remove import RemoveResult
+    from rdb_increment.writer import WrittenIncrement
 
 app = make_app(name="rdb-increment")
 
@@ -147,12 +141,16 @@ def list_cmd(
     if size:
         sizes = increment_sizes(repo, path)
         if json_output:
+            import json  # only for --json: its import is start-up cost
+
             print(json.dumps(_sizes_document(path, sizes)))
         else:
             sys.stdout.write(format_sizes(sizes))
         return 0
     listing = list_increments(repo, path)
     if json_output:
+        import json
+
         print(json.dumps(_listing_document(listing)))
     elif parsable:
         sys.stdout.write(format_parsable(listing))
@@ -258,6 +256,12 @@ def make_cmd(
         when = state.current_time
     else:
         when = resolve_time_spec(at, now=int(time.time()), sessions=state.sessions)
+    from rdb_increment.writer import (
+        DEFAULT_NO_COMPRESSION_REGEXP,
+        IncrementOptions,
+        IncrementWriter,
+    )
+
     options = IncrementOptions(
         compression=not no_compression,
         no_compression_regexp=no_compression_regexp or DEFAULT_NO_COMPRESSION_REGEXP,
@@ -268,6 +272,8 @@ def make_cmd(
         written = writer.write(index, old_path, new)
         writer.sync()
     if json_output:
+        import json
+
         print(json.dumps(_written_document(written)))
     else:
         print(_show(written.path))
@@ -432,6 +438,8 @@ def remove_cmd(
         repo, policy, RemoveOptions(dry_run=dry_run, force=force, workers=workers), progress
     )
     if json_output:
+        import json
+
         print(json.dumps(_removal_document(result)))
     else:
         sys.stdout.write(_removal_text(result))

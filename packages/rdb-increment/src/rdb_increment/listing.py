@@ -26,6 +26,7 @@ from rdb_format.metadata import path_key
 from rdb_format.metadata_diff import list_metadata_files
 from rdb_format.quoting import LONG_NAME_MARGIN, Quoting, name_max
 from rdb_format.repository import read_state
+from rdb_format.units import format_bytes
 from rdb_increment.rebuild import IncrementFile, find_increments
 
 __all__ = [
@@ -289,15 +290,9 @@ def _pretty(epoch: int) -> str:
 
 
 def byte_summary(count: int) -> str:
-    """rdiff-backup's human byte count: ``1 byte``, ``134 bytes``, ``203 KB``, ``1.50 MB``."""
-    sign = "-" if count < 0 else ""
-    value = abs(count)
-    for unit_bytes, unit in ((1 << 40, "TB"), (1 << 30, "GB"), (1 << 20, "MB"), (1 << 10, "KB")):
-        if value >= unit_bytes:
-            scaled = value / unit_bytes
-            digits = 0 if scaled >= 100 else 1 if scaled >= 10 else 2
-            return f"{sign}{scaled:.{digits}f} {unit}"
-    return f"{sign}1 byte" if value == 1 else f"{sign}{value} bytes"
+    """rdiff-backup's human byte count: ``1 byte``, ``134 bytes``, ``203 KB``, ``1.50 MB``
+    (:func:`rdb_format.units.format_bytes`)."""
+    return format_bytes(count)
 
 
 def format_listing(listing: IncrementListing) -> str:

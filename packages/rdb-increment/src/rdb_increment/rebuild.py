@@ -23,9 +23,13 @@ from rdb_format.errors import CorruptRepository
 from rdb_format.increments import IncrementName, parse_increment_name
 from rdb_format.layout import INCREMENTS, Layout
 from rdb_format.quoting import NO_QUOTING, Quoting
-from rdb_increment.writer import CHUNK, IncrementError
 from rdiff.api import iter_patch
 from rdiff.errors import RdiffError
+
+#: Read and write unit for streaming (memory per worker stays a few of these); the writer's
+#: too. Defined here so that listing increments (which imports this module) does not load
+#: the writer.
+CHUNK = 1024 * 1024
 
 __all__ = [
     "IncrementFile",
@@ -207,6 +211,8 @@ def _open_data(source: Source, *, base: bool = False) -> Iterator[BinaryIO]:
     try:
         raw = open(path, "rb")  # noqa: SIM115 (closed by the with below)
     except OSError as error:
+        from rdb_increment.writer import IncrementError  # an error path: loaded when needed
+
         raise IncrementError(f"cannot open: {error.strerror}", path=path) from error
     with raw:
         if compressed:
@@ -308,6 +314,8 @@ def rebuild_at(
         parts = [os.fsdecode(p) for p in quoting.quote_path(index)]
         mirror = layout.root.joinpath(*parts)
         if not os.path.lexists(mirror):
+            from rdb_increment.writer import IncrementError
+
             raise IncrementError("mirror copy is missing", path=mirror)
         base: Source = mirror
     else:

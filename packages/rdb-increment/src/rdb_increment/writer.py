@@ -53,6 +53,7 @@ from rdb_format.exitcodes import ExitCode
 from rdb_format.increments import IncrementKind, IncrementName
 from rdb_format.layout import INCREMENTS, Layout
 from rdb_format.quoting import LONG_NAME_MARGIN, NO_QUOTING, Quoting, long_name_base, name_fits
+from rdb_increment.rebuild import CHUNK  # read and write unit (a few per worker in memory)
 from rdiff.api import delta, iter_delta, load_signature, signature
 from rdiff.errors import RdiffError
 from rdiff.params import magic_for
@@ -77,8 +78,6 @@ __all__ = [
     "creation_error",
 ]
 
-#: Read and write unit for streaming (memory per worker stays a few of these).
-CHUNK = 1024 * 1024
 #: The largest librsync output buffer a delta or signature of one file gets (its default).
 OUT_BUFFER = 256 * 1024
 

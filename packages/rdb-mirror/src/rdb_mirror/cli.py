@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
 from contextvars import ContextVar
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -16,15 +15,22 @@ from rdb_clikit.protocol import Progress
 from rdb_clikit.run import error_document, exit_now, run
 from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
-from rdb_format.statistics import format_bytes
 from rdb_format.timestamps import format_timestring
-from rdb_mirror.remote import RemoteSource, backup_to_remote
+from rdb_format.units import format_bytes
 from rdb_mirror.selection import Selection, extract_selection_args
 from rdb_mirror.session import BackupOptions, BackupResult, backup
-from rdb_remote import default_schema, parse_location
-from rdb_remote.connection import DEFAULT_TIMEOUT
+
+if TYPE_CHECKING:
+    from rdb_remote.spawn import RemoteLocation
+
+# rdb_remote and rdb_mirror.remote (the ssh transport, its codec) are imported only for a
+# location that may be remote: a local backup does not load them
+# (tests/rdb_mirror/test_cli_imports.py).
 
 PROG = "rdb-mirror"
+#: --timeout's default: rdb_remote.connection.DEFAULT_TIMEOUT (a test checks they agree), not
+#: imported from there, since importing rdb_remote costs every local run
+DEFAULT_TIMEOUT = 300
 app = make_app(name=PROG)
 
 NOTES = (
@@ -165,11 +171,11 @@ def main_command(
     elif len(paths) != 2:
         raise UsageError("give SRC and DEST (or --regress DEST / --check DEST)")
     remote_src, remote_dest = (
-        (parse_location(p) for p in paths[:2])
+        (_remote(p) for p in paths[:2])
         if len(paths) == 2
         else (
             None,
-            parse_location(paths[0]),
+            _remote(paths[0]),
         )
     )
     if remote_src is not None and remote_dest is not None:
@@ -248,14 +254,19 @@ def main_command(
     )
     if chars_to_quote is not None and remote_dest is not None:
         raise UsageError("--chars-to-quote applies when DEST is on this host")
-    schema = remote_schema or default_schema(PROG)
     if remote_dest is not None:
+        from rdb_mirror.remote import backup_to_remote
+
         result_ = backup_to_remote(
-            paths[0], remote_dest, schema, options, progress, timeout=timeout or None
-        )
+            paths[0], remote_dest, _schema(remote_schema), options, progress,
+            timeout=timeout or None,
+        )  # fmt: skip
     elif remote_src is not None:
+        from rdb_mirror.remote import RemoteSource
+
         source = RemoteSource(
-            remote_src, schema, tuple(selection_args), workers, stdin=sys.stdin.buffer,
+            remote_src, _schema(remote_schema), tuple(selection_args), workers,
+            stdin=sys.stdin.buffer,
             timeout=timeout or None,
         )  # fmt: skip
         try:
@@ -320,6 +331,23 @@ def _text(result: BackupResult) -> str:
     return "\n".join(lines)
 
 
+def _remote(location: str) -> RemoteLocation | None:
+    """``[user@]host::path`` as a RemoteLocation; None for a local path (rdb_remote is only
+    imported for a location that may be remote)."""
+    if "::" not in location:
+        return None
+    from rdb_remote.spawn import parse_location
+
+    return parse_location(location)
+
+
+def _schema(given: str | None) -> str:
+    """--remote-schema, or the default one."""
+    from rdb_remote.spawn import default_schema
+
+    return given or default_schema(PROG)
+
+
 def _progress(json_output: bool, quiet: bool) -> Progress:
     """JSON lines on stdout, nothing (quiet), a rich bar on a terminal, else plain warnings."""
     from rdb_clikit.progress import progress_for
@@ -329,6 +357,8 @@ def _progress(json_output: bool, quiet: bool) -> Progress:
 
 def _say(json_output: bool, quiet: bool, summary: dict[str, object], text: str) -> None:
     if json_output:
+        import json  # only for --json: its import is start-up cost
+
         print(json.dumps({"summary": summary}), flush=True)
     elif not quiet:
         print(text, file=sys.stderr, flush=True)
@@ -346,6 +376,8 @@ def run_cli(argv: Sequence[str]) -> int:
         selection_args, rest = extract_selection_args(argv)
     except UsageError as error:
         if "--json" in argv[: argv.index("--") if "--" in argv else len(argv)]:
+            import json
+
             print(json.dumps(error_document(error)), flush=True)
         else:
             print(f"{PROG}: {error}", file=sys.stderr, flush=True)

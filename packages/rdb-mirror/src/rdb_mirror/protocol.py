@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.metadata import Record
 from rdb_format.statistics import SessionStatistics
-from rdb_remote.wire import Codec
+
+if TYPE_CHECKING:
+    from rdb_remote.wire import Codec
 
 __all__ = [
     "CODEC",
@@ -319,32 +321,50 @@ OLDEST_PROTOCOL = 2
 
 #: The wire encoding of protocol 1 (docs/protocol.md): a message's type number is its
 #: position here, so new messages are appended (and the protocol version raised).
-CODEC = Codec(
-    [
-        ACLEntry,
-        Entry,
-        Problem,
-        Batch,
-        WalkDone,
-        Chunk,
-        Content,
-        ContentEnd,
-        ContentFailed,
-        ContentRequest,
-        Credit,
-        Finish,
-        SignatureChunk,
-        DeltaRequest,
-        RepositoryStart,
-        SourceStart,
-        Ready,
-        Begin,
-        ProgressEvent,
-        SessionStatistics,
-        Done,
-        Failed,
-    ]
-)
+#: Built on first use (``from rdb_mirror.protocol import CODEC``): only a remote session needs
+#: it, and building it (type hints of every message, rdb_remote) costs every local run.
+CODEC: Codec
+
+
+def _codec() -> Codec:
+    from rdb_remote.wire import Codec
+
+    return Codec(
+        [
+            ACLEntry,
+            Entry,
+            Problem,
+            Batch,
+            WalkDone,
+            Chunk,
+            Content,
+            ContentEnd,
+            ContentFailed,
+            ContentRequest,
+            Credit,
+            Finish,
+            SignatureChunk,
+            DeltaRequest,
+            RepositoryStart,
+            SourceStart,
+            Ready,
+            Begin,
+            ProgressEvent,
+            SessionStatistics,
+            Done,
+            Failed,
+        ]
+    )
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:  # PEP 562: CODEC is made the first time it is asked
+        if name == "CODEC":
+            codec = globals()["CODEC"] = _codec()
+            return codec
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 T_contra = TypeVar("T_contra", contravariant=True)
 T_co = TypeVar("T_co", covariant=True)

@@ -9,7 +9,6 @@ verify.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ from rdb_format.errors import UsageError
 from rdb_format.exitcodes import ExitCode
 from rdb_format.metadata import Record, path_key
 from rdb_format.timestamps import format_timestring
+from rdb_format.units import format_bytes
 from rdb_restore.repo import open_repo, show
 from rdb_restore.restore import RestoreOptions, limit_heap_growth, restore
 
@@ -105,12 +105,6 @@ def _remote(location: str) -> RemoteLocation | None:
     return parse_location(location)
 
 
-def _size(n: int) -> str:
-    from rdb_format.statistics import format_bytes
-
-    return format_bytes(n)
-
-
 def _progress(json_output: bool, quiet: bool, *, stream_stdout: bool = True) -> Progress:
     return progress_for(
         prog=PROG,
@@ -121,6 +115,8 @@ def _progress(json_output: bool, quiet: bool, *, stream_stdout: bool = True) -> 
 
 
 def _emit(json_output: bool, document: dict[str, object]) -> None:
+    import json  # only for --json: its import is start-up cost
+
     print(json.dumps(document), flush=True)
     del json_output
 
@@ -207,13 +203,15 @@ def restore_command(
     if json_output and not to_stdout:
         _emit(json_output, {"summary": summary})
     elif json_output:
+        import json
+
         print(json.dumps({"summary": summary}), file=sys.stderr, flush=True)
     else:
         _say(
             quiet or to_stdout,
             f"restored {result.source} as of {format_timestring(result.time)} into "
             f"{result.target}: {result.entries} entries, {result.files} files "
-            f"({_size(result.bytes)})",
+            f"({format_bytes(result.bytes)})",
         )
     return int(ExitCode.WARNINGS if result.warnings else ExitCode.OK)
 
@@ -265,9 +263,8 @@ def list_command(
     print(f"{'Session':<27} {'Size':>12} {'Cumulative':>12}")
     for s in sessions:
         mark = "  (current mirror)" if s.current else ""
-        print(
-            f"{format_timestring(s.time):<27} {_size(s.size):>12} {_size(s.total_size):>12}{mark}"
-        )
+        size, total = format_bytes(s.size), format_bytes(s.total_size)
+        print(f"{format_timestring(s.time):<27} {size:>12} {total:>12}{mark}")
     return 0
 
 
@@ -480,7 +477,7 @@ def verify_command(
             print(f"bad: {line}")
         _say(
             quiet,
-            f"verified {result.checked} files ({_size(result.bytes)}) of the session "
+            f"verified {result.checked} files ({format_bytes(result.bytes)}) of the session "
             f"{format_timestring(when)}: "
             + ("all match their SHA1" if result.ok else f"{len(result.bad)} bad"),
         )

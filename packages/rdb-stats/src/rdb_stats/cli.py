@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -253,6 +252,8 @@ def stats(
         if verbose:
             _note(quiet, f"{PROG}: wrote {plot}")
     if json_output:
+        import json  # only for --json: its import is start-up cost
+
         json.dump(to_document(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif csv_output:
