@@ -99,6 +99,24 @@ def lazy_imports() -> Callable[[str, list[str], list[str]], tuple[int, list[str]
     return run
 
 
+def string_annotations(app: object) -> list[str]:
+    """The parameters of a typer app's commands (and callback) annotated with a string: typer
+    compiles and evaluates each of them every run (a CLI module without ``from __future__
+    import annotations`` has none)."""
+    import inspect
+
+    registered = [*app.registered_commands, app.registered_callback]  # type: ignore[attr-defined]
+    found = []
+    for info in registered:
+        function = getattr(info, "callback", None)
+        if function is None:
+            continue
+        for name, parameter in inspect.signature(function).parameters.items():
+            if isinstance(parameter.annotation, str):
+                found.append(f"{function.__name__}({name})")
+    return found
+
+
 #: 2300-01-01T00:00:00.123456789Z: after 2262-04-11, nanoseconds since 1970 no longer fit in
 #: 64 bits (ext4, XFS with bigtime, btrfs and tmpfs keep such times)
 FAR_FUTURE_NS = 10_413_792_000 * 1_000_000_000 + 123_456_789

@@ -54,3 +54,11 @@ def test_listing_loads_no_writer(argv: list[str], repo: Path, lazy_imports: Lazy
     ]
     status, loaded = lazy_imports("rdb_increment.cli", [a.format(repo=repo) for a in argv], lazy)
     assert (status, loaded) == (0, [])
+
+
+def test_typer_reads_no_string_annotations() -> None:
+    from tests.conftest import string_annotations
+
+    from rdb_increment import cli
+
+    assert string_annotations(cli.app) == []

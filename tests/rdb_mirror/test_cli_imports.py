@@ -57,3 +57,11 @@ def test_the_timeout_default_is_the_transports() -> None:
     from rdb_remote.connection import DEFAULT_TIMEOUT
 
     assert cli.DEFAULT_TIMEOUT == DEFAULT_TIMEOUT
+
+
+def test_typer_reads_no_string_annotations() -> None:
+    from tests.conftest import string_annotations
+
+    from rdb_mirror import cli
+
+    assert string_annotations(cli.app) == []

@@ -64,3 +64,11 @@ def test_what_a_command_does_not_need_is_not_loaded(
     writer."""
     args = [a.format(repo=mirror_repo.path, tmp=tmp_path) for a in argv]
     assert lazy_imports("rdb_restore.cli", args, lazy) == (0, [])
+
+
+def test_typer_reads_no_string_annotations() -> None:
+    from tests.conftest import string_annotations
+
+    from rdb_restore import cli
+
+    assert string_annotations(cli.app) == []

@@ -33,3 +33,11 @@ def test_json_only_with_json(full_repo: Synthetic, lazy_imports: LazyImports) ->
     assert loaded == []
     status, loaded = lazy_imports("rdb_stats.cli", ["--json", str(full_repo.root)], ["json"])
     assert (status in (0, 3), loaded) == (True, ["json"])
+
+
+def test_typer_reads_no_string_annotations() -> None:
+    from tests.conftest import string_annotations
+
+    from rdb_stats import cli
+
+    assert string_annotations(cli.app) == []

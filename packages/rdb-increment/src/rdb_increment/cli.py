@@ -4,7 +4,9 @@ Thin: parses options, calls :mod:`rdb_increment`'s library, prints. Errors are m
 statuses by :func:`rdb_clikit.run.run` (docs/exit-codes.md).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: typer reads every command's annotations
+# when it builds the command line, and from strings that is a compile and an eval per
+# parameter, ~2 ms of every run (test_cli_imports.py checks they stay objects).
 
 import os
 import sys
@@ -159,7 +161,7 @@ def list_cmd(
     return 0
 
 
-def _written_document(written: WrittenIncrement) -> dict[str, object]:
+def _written_document(written: "WrittenIncrement") -> dict[str, object]:
     return {
         "increment": {
             "path": _show(written.path),
@@ -284,7 +286,7 @@ def _session_document(when: int) -> dict[str, object]:
     return {"time": when, "time_string": format_timestring(when)}
 
 
-def _removal_document(result: RemoveResult) -> dict[str, object]:
+def _removal_document(result: "RemoveResult") -> dict[str, object]:
     return {
         "repository": _show(result.repository),
         "dry_run": result.dry_run,
@@ -299,7 +301,7 @@ def _removal_document(result: RemoveResult) -> dict[str, object]:
     }
 
 
-def _removal_text(result: RemoveResult) -> str:
+def _removal_text(result: "RemoveResult") -> str:
     def line(when: int) -> str:
         return f"    {format_timestring(when)}   {time.asctime(time.localtime(when))}"
 

@@ -1,6 +1,8 @@
 """The ``rdb-mirror`` command: one backup session (or ``--regress`` / ``--check``)."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: typer reads every command's annotations
+# when it builds the command line, and from strings that is a compile and an eval per
+# parameter, ~2 ms of every run (test_cli_imports.py checks they stay objects).
 
 import os
 import sys
@@ -331,7 +333,7 @@ def _text(result: BackupResult) -> str:
     return "\n".join(lines)
 
 
-def _remote(location: str) -> RemoteLocation | None:
+def _remote(location: str) -> "RemoteLocation | None":
     """``[user@]host::path`` as a RemoteLocation; None for a local path (rdb_remote is only
     imported for a location that may be remote)."""
     if "::" not in location:

@@ -1,6 +1,8 @@
 """``rdb-stats``: parse, call :func:`rdb_stats.core.collect`, render, exit."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: typer reads every command's annotations
+# when it builds the command line, and from strings that is a compile and an eval per
+# parameter, ~2 ms of every run (test_cli_imports.py checks they stay objects).
 
 import sys
 import time
@@ -79,7 +81,7 @@ def _cell(value: float | None, is_size: bool, *, average: bool = False, field: s
     return _count(value, decimals=1 if average else 0)
 
 
-def sessions_table(report: StatsReport) -> Table:
+def sessions_table(report: "StatsReport") -> "Table":
     from rich.table import Table
 
     table = Table(title="Sessions", title_justify="left", show_footer=False)
@@ -101,7 +103,7 @@ def sessions_table(report: StatsReport) -> Table:
     return table
 
 
-def growth_table(report: StatsReport) -> Table:
+def growth_table(report: "StatsReport") -> "Table":
     from rich.table import Table
 
     table = Table(title="Repository growth", title_justify="left")
@@ -126,7 +128,7 @@ def growth_table(report: StatsReport) -> Table:
     return table
 
 
-def top_table(report: StatsReport, metric: str) -> Table:
+def top_table(report: "StatsReport", metric: str) -> "Table":
     from rich.table import Table
 
     table = Table(title=_TOP_TITLES[metric], title_justify="left")
@@ -140,7 +142,7 @@ def top_table(report: StatsReport, metric: str) -> Table:
     return table
 
 
-def render_tables(report: StatsReport, console: Console) -> None:
+def render_tables(report: "StatsReport", console: "Console") -> None:
     console.print(f"Repository {report.repository}")
     console.print(sessions_table(report))
     if report.mirror_bytes is not None:
