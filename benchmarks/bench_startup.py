@@ -4,20 +4,24 @@ and the mirror_metadata parse rate, this tree's reader against an older commit's
 Usage::
 
     python benchmarks/bench_startup.py                        # both parts
-    python benchmarks/bench_startup.py --repeat 20 --no-parse
+    python benchmarks/bench_startup.py --repeat 20 --no-parse --baseline main
     python benchmarks/bench_startup.py --no-startup --baseline 4feea19 --records 200000
 
 **Start-up.** A tiny repository (three files, two sessions) is made once with rdiff-backup
 2.2.7, so that both tools read the same one. Each command (``--help``, ``rdb-restore list``,
-``rdb-increment list``, ``rdb-stats``, a no-change ``rdb-mirror`` of the three files, and
-rdiff-backup's equivalents) runs ``--repeat`` times, interleaved with the others, as of this
-tree ("now") and as of ``--baseline`` ("before", the packages before the start-up work),
-stdout and stderr to /dev/null (not a terminal: no progress bar, as in a script). The rdb-*
-commands run as ``python -m rdb_x`` from a snapshot of the committed packages (``git archive HEAD``,
-byte-compiled, as bench_mirror does), so edits during a run do not leak in. Reported: the
-median and best wall time, the median CPU time (user + system, from ``wait4``), and CPU
-ratios to ``python -c pass`` and to rdiff-backup's command for the same question (CPU time,
-because on a shared machine wall time mostly measures the neighbours).
+``rdb-increment list``, ``rdb-stats``, a no-change ``rdb-mirror`` of the three files, a
+restore of a path that is not in the backup, which fails after all of a restore's imports,
+``rdiff signature`` of a 1 KiB file, and the peers' equivalents: rdiff-backup 2.2.7's, Debian's
+``/usr/bin/rdiff``) runs ``--repeat`` times, interleaved with the others, as of this tree
+("now") and as of ``--baseline`` ("before", any git revision), stdout and stderr to /dev/null
+(not a terminal: no progress bar, as in a script); ``python -c pass`` and ``rdiff-backup
+--version`` give each tool's floor. The rdb-* commands (and rdiff) run as their console
+scripts do (``from rdb_x.cli import main``; ``python -m`` would add runpy's ~5 ms), from a
+snapshot of the committed packages (``git archive``, byte-compiled, as bench_mirror does), so
+edits during a run do not leak in. Reported: the median and best wall time, the median CPU
+time (user + system, from ``wait4``), now ÷ before in median wall time, and CPU ratios to
+``python -c pass`` and to the peer's command for the same question (CPU time, because on a
+shared machine wall time mostly measures the neighbours).
 
 **Metadata parse.** A ``mirror_metadata`` snapshot of ``--records`` entries (regular files
 with SHA1 in 1000-entry directories, the shape of a real tree) and a 20,000-record one, each
@@ -51,6 +55,8 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 RDIFF_BACKUP = os.environ.get("RDB_RDIFF_BACKUP") or str(
     ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
 )
+#: Debian's rdiff (librsync 2.3), the peer of ``rdiff signature``.
+RDIFF = os.environ.get("RDB_REFERENCE_RDIFF", "/usr/bin/rdiff")
 T0 = 1_700_000_000
 #: The reader before this benchmark's changes (main when it was written).
 DEFAULT_BASELINE = "4feea19"
@@ -92,17 +98,31 @@ def tiny_repository(work: Path) -> tuple[Path, Path]:
     return src, repo
 
 
-def startup_cases(work: Path) -> list[tuple[str, list[str], list[str] | None]]:
-    """(what, our command, rdiff-backup's equivalent or None)."""
+@dataclass(frozen=True)
+class Case:
+    """One row: our command, the peer's equivalent (or None), and the exit statuses that are
+    not a failure of the benchmark (a row may measure a command that fails on purpose)."""
+
+    what: str
+    ours: list[str]
+    theirs: list[str] | None
+    ok: tuple[int, ...] = (0, 3)
+
+
+def startup_cases(work: Path) -> list[Case]:
     src, repo = tiny_repository(work)
     mirror_repo = work / "mirror-repo"
     rb = [RDIFF_BACKUP, "--api-version", "201"]
     stats = str(Path(RDIFF_BACKUP).with_name("rdiff-backup-statistics"))
+    one_kib = work / "1KiB"
+    one_kib.write_bytes(bytes(range(256)) * 4)
 
-    def rdb(module: str, *args: str) -> list[str]:
-        return [PYTHON, "-m", module, *args]
+    def rdb(package: str, *args: str) -> list[str]:
+        # what the console script runs (``python -m`` would add runpy's imports, ~5 ms)
+        script = f"import sys; from {package}.cli import main; sys.exit(main())"
+        return [PYTHON, "-c", script, *args]
 
-    return [
+    rows = [
         ("rdb-restore --help", rdb("rdb_restore", "--help"), [*rb, "--help"]),
         ("rdb-mirror --help", rdb("rdb_mirror", "--help"), [*rb, "backup", "--help"]),
         ("rdb-increment --help", rdb("rdb_increment", "--help"), [*rb, "list", "--help"]),
@@ -130,33 +150,55 @@ def startup_cases(work: Path) -> list[tuple[str, list[str], list[str] | None]]:
             [*rb, "backup", str(src), str(work / "rb-repo")],
         ),
     ]
+    return [
+        *(Case(what, ours, theirs) for what, ours, theirs in rows),
+        # what a script pays to learn that a path is not in the backup: every import of a
+        # restore, none of its work
+        Case(
+            "rdb-restore REPO/missing TARGET (fails)",
+            rdb("rdb_restore", f"{repo}/missing", str(work / "not-restored")),
+            [*rb, "restore", f"{repo}/missing", str(work / "not-restored")],
+            ok=(0, 1, 2, 3),
+        ),
+        Case(
+            "rdiff signature (1 KiB file)",
+            rdb("rdiff", "signature", str(one_kib), "-"),
+            [RDIFF, "signature", str(one_kib), "-"],
+        ),
+    ]
 
 
 def run_startup(repeat: int, envs: dict[str, dict[str, str]], work: Path) -> list[str]:
     """``envs``: "now" (this tree's snapshot) and "before" (the baseline's), same commands."""
     cases = startup_cases(work)
     plain = envs["now"]
-    runs: list[tuple[str, str, list[str], dict[str, str]]] = []  # (case, column, argv, env)
-    for what, ours, theirs in cases:
+    # (case, column, argv, env, statuses that are not a failure)
+    runs: list[tuple[str, str, list[str], dict[str, str], tuple[int, ...]]] = []
+    for case in cases:
         for column, env in envs.items():
-            argv = ours
-            if ours[-1].endswith("mirror-repo"):  # one repository per column: a session a second
-                argv = [*ours[:-1], f"{ours[-1]}-{column}"]
+            argv = case.ours
+            if argv[-1].endswith("mirror-repo"):  # one repository per column: a session a second
+                argv = [*argv[:-1], f"{argv[-1]}-{column}"]
                 subprocess.run(argv, env=env, check=True, capture_output=True)  # the first one
-            runs.append((what, column, argv, env))
-        if theirs is not None:
-            if theirs[-1].endswith("rb-repo"):
-                subprocess.run(theirs, env=plain, check=True, capture_output=True)
-            runs.append((what, "rdiff-backup", theirs, plain))
-    bare = Timing([], [])
-    results: dict[tuple[str, str], Timing] = {(w, c): Timing([], []) for w, c, _, _ in runs}
+            runs.append((case.what, column, argv, env, case.ok))
+        if case.theirs is not None:
+            if case.theirs[-1].endswith("rb-repo"):
+                subprocess.run(case.theirs, env=plain, check=True, capture_output=True)
+            runs.append((case.what, "peer", case.theirs, plain, case.ok))
+    floors = {
+        "`python -c pass`": [PYTHON, "-c", "pass"],
+        "rdiff-backup 2.2.7 `--version`": [RDIFF_BACKUP, "--version"],
+    }
+    bare = {name: Timing([], []) for name in floors}
+    results: dict[tuple[str, str], Timing] = {(w, c): Timing([], []) for w, c, *_ in runs}
     for _ in range(repeat):
-        child = run_child([PYTHON, "-c", "pass"], env=plain, check=False)
-        bare.walls.append(child.wall)
-        bare.cpus.append(child.cpu)
-        for what, column, argv, env in runs:
+        for name, argv in floors.items():
+            child = run_child(argv, env=plain, check=False)
+            bare[name].walls.append(child.wall)
+            bare[name].cpus.append(child.cpu)
+        for what, column, argv, env, ok in runs:
             child = run_child(argv, env=env, check=False)
-            if child.status not in (0, 3):
+            if child.status not in ok:
                 again = subprocess.run(argv, env=env, capture_output=True, text=True)
                 raise SystemExit(f"{' '.join(argv)}: exit status {child.status}\n{again.stderr}")
             results[what, column].walls.append(child.wall)
@@ -169,21 +211,28 @@ def run_startup(repeat: int, envs: dict[str, dict[str, str]], work: Path) -> lis
             f"{timing.median * 1000:.0f} ms ({timing.best * 1000:.0f}) | {timing.cpu * 1000:.0f} ms"
         )
 
+    python = bare["`python -c pass`"]
     lines = [
-        f"`python -c pass`: median {bare.median * 1000:.0f} ms (best {bare.best * 1000:.0f}, "
-        f"CPU {bare.cpu * 1000:.0f} ms)",
-        "",
-        "| command | before: median (best) | CPU | now: median (best) | CPU | now × `python -c "
-        "pass` (CPU) | rdiff-backup: median (best) | CPU | rdiff-backup ÷ now (CPU) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"{name}: median {t.median * 1000:.0f} ms (best {t.best * 1000:.0f}, "
+        f"CPU {t.cpu * 1000:.0f} ms)"
+        for name, t in bare.items()
     ]
-    for what, _ours, _theirs in cases:
-        now = results[what, "now"]
-        theirs_t = results.get((what, "rdiff-backup"))
+    lines += [
+        "",
+        "| command | before: median (best) | CPU | now: median (best) | CPU | now ÷ before "
+        "(median wall) | now × `python -c pass` (CPU) | peer: median (best) | CPU "
+        "| peer ÷ now (CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in cases:
+        now = results[case.what, "now"]
+        before = results.get((case.what, "before"))
+        theirs_t = results.get((case.what, "peer"))
         ratio = "—" if theirs_t is None else f"{theirs_t.cpu / now.cpu:.2f}"
+        gain = "—" if before is None else f"{now.median / before.median:.2f}"
         lines.append(
-            f"| `{what}` | {cell(results.get((what, 'before')))} | {cell(now)} "
-            f"| {now.cpu / bare.cpu:.1f} | {cell(theirs_t)} | {ratio} |"
+            f"| `{case.what}` | {cell(before)} | {cell(now)} | {gain} "
+            f"| {now.cpu / python.cpu:.1f} | {cell(theirs_t)} | {ratio} |"
         )
     return lines
 
