@@ -27,8 +27,9 @@ def test_tables_still_use_rich(full_repo: Synthetic, heavy_imports: Imports) -> 
     assert heavy == ["rich"]
 
 
-def test_json_only_with_json(full_repo: Synthetic, lazy_imports: LazyImports) -> None:
-    status, loaded = lazy_imports("rdb_stats.cli", [str(full_repo.root)], ["json", "rdb_remote"])
+def test_json_and_csv_only_when_asked(full_repo: Synthetic, lazy_imports: LazyImports) -> None:
+    lazy = ["json", "rdb_stats.export", "csv", "rdb_remote"]
+    status, loaded = lazy_imports("rdb_stats.cli", [str(full_repo.root)], lazy)
     assert status in (0, 3)
     assert loaded == []
     status, loaded = lazy_imports("rdb_stats.cli", ["--json", str(full_repo.root)], ["json"])

@@ -232,7 +232,6 @@ def stats(
     if plot is not None and plot.suffix.lower() not in (".svg", ".png"):
         raise UsageError(f"--plot {plot}: the file name must end in .svg or .png")
     from rdb_stats.core import StatsOptions, collect
-    from rdb_stats.export import to_document, write_csv
 
     progress = progress_for(prog=PROG, quiet=quiet)
     options = StatsOptions(
@@ -256,9 +255,13 @@ def stats(
     if json_output:
         import json  # only for --json: its import is start-up cost
 
+        from rdb_stats.export import to_document
+
         json.dump(to_document(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif csv_output:
+        from rdb_stats.export import write_csv
+
         write_csv(report, sys.stdout)
     else:
         from rdb_clikit.console import stdout_console
