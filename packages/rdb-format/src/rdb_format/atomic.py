@@ -205,6 +205,12 @@ def sync_filesystems(*paths: PathArg) -> str:
     return "syncfs"
 
 
+def syncfs_descriptor(fd: int) -> bool:
+    """``syncfs`` of the file system holding open file ``fd``; False when this system has
+    none. A failure (e.g. EIO: written data is lost) raises OSError."""
+    return _syncfs(fd)
+
+
 def _syncfs(fd: int) -> bool:
     """syncfs(fd) through libc; False when this system has no syncfs."""
     function = _libc_syncfs()

@@ -96,6 +96,7 @@ from rdb_mirror.regress import RegressResult, regress_locked
 from rdb_mirror.repo_side import Counters, OldState, RepositorySide
 from rdb_mirror.source import IncludeAll, Selection, SourceOptions
 from rdb_mirror.stepped_source import SteppedSource
+from rdb_mirror.writeback import EarlyWriteback
 
 __all__ = ["BackupOptions", "BackupResult", "LocalSource", "SourceEndpoint", "backup"]
 
@@ -586,8 +587,17 @@ class _Session:
         self.report.start("backup", self._expected_total())
         outputs: list[StreamedFile] = [metadata]
         outputs += [f for f in (ea_file, acl_file, file_stats, diff_file) if f is not None]
+        c = repo.counters
+        writeback = EarlyWriteback(
+            (layout.root, layout.data_dir),
+            lambda: c.new_file_size + c.changed_source_size + c.increment_file_size,
+        )
         try:
-            self.src.run(repo, caps, workers)
+            try:
+                self.src.run(repo, caps, workers)
+            finally:
+                writeback.stop()
+            writeback.check()  # an early sync's error: no commit, as a failed commit sync
             written = [f.commit() for f in (metadata, ea_file, acl_file) if f is not None]
             written.append(errors.write(self.path(ERROR_LOG, "data"), compress=compress))
             testhooks.point("metadata-written")
@@ -610,7 +620,6 @@ class _Session:
         if file_stats is not None:
             file_stats.commit()
         ended = time.time()
-        c = repo.counters
         statistics = _statistics(c, self.now, started, ended, self.prev is None)
         write_session_statistics(self.path(SESSION_STATISTICS, "data"), statistics, fsync=False)
         BackupLog(data_dir / BACKUP_LOG).write(
