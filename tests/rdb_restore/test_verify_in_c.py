@@ -266,13 +266,15 @@ def test_hard_links_and_sub_paths_verify_the_same_either_way(
     assert [line.split(":")[0] for line in newest.bad] == ["d3/h1", "d3/h2"]
 
 
+@pytest.mark.parametrize("workers", [16, 300])
 def test_many_workers_stay_under_the_usual_open_file_limit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
-    """16 workers (the default on a machine of 16 CPUs), a tree of many directories of one
-    file each, and checks slower than the walk (the batches in flight all wait): verify
-    still passes under the usual limit of 1024 open files. Each batch in flight holds
-    duplicates of its directories' descriptors; 33 batches of 32 directories had held 2112."""
+    """16 workers (the default on a machine of 16 CPUs), or 300 (--workers 300), a tree of
+    many directories of one file each, and checks slower than the walk (the batches in flight
+    all wait): verify still passes under the usual limit of 1024 open files. Each batch in
+    flight holds duplicates of its directories' descriptors; 33 batches of 32 directories had
+    held 2112, and with 300 workers 601 batches of one directory would hold 1202."""
     src, repo = tmp_path / "src", tmp_path / "repo"
     for n in range(2):  # the older session: a mirror copy and a diff in every directory
         for d in range(1100):
@@ -290,7 +292,7 @@ def test_many_workers_stay_under_the_usual_open_file_limit(
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
     try:
         with open_repo(repo) as opened:
-            result = verify(opened, T0, workers=16)
+            result = verify(opened, T0, workers=workers)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert result.ok and result.checked == 1100

@@ -84,8 +84,11 @@ class CheckBatches:
         self._mismatched = mismatched
         self._redo = redo
         self._batch: _Batch | None = None
-        self._slots = threading.BoundedSemaphore(workers * 2)
         self._dirs = max(1, min(BATCH_DIRS, DESCRIPTOR_BUDGET // (2 * (workers * 2 + 1))))
+        # with very many workers even a directory a batch is too many: fewer batches in
+        # flight (--workers 300 had held 1202 descriptors), the rest of the workers idle
+        in_flight = min(workers * 2, max(1, DESCRIPTOR_BUDGET // (2 * self._dirs) - 1))
+        self._slots = threading.BoundedSemaphore(in_flight)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="rdb-verify")
         self._fatal: list[BaseException] = []
 

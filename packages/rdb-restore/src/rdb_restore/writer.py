@@ -339,8 +339,10 @@ class TreeWriter:
         self.batch: _Batch | None = None
         self.run: _CopyRun | None = None
         self.staging: Staging | None = None
-        self.slots = threading.BoundedSemaphore(workers * 3)
         self.run_dirs = max(1, min(RUN_DIRS, RUN_DESCRIPTORS // (3 * (workers * 3 + 1))))
+        # with very many workers even a directory a run is too many: fewer runs in flight
+        in_flight = min(workers * 3, max(1, RUN_DESCRIPTORS // (3 * self.run_dirs) - 1))
+        self.slots = threading.BoundedSemaphore(in_flight)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="rdb-restore")
 
     def __enter__(self) -> TreeWriter:
