@@ -498,6 +498,8 @@ class RepositorySide:
         workers: int = 4,
         window: int = 4096,
         deltas: bool = False,
+        counters: Counters | None = None,
+        sync: Callable[..., object] = sync_filesystems,
     ) -> None:
         self.layout = layout
         self._root = os.fsencode(layout.root)
@@ -514,7 +516,7 @@ class RepositorySide:
         self.caps = capabilities
         self.progress = progress
         self.window = window
-        self.counters = Counters()
+        self.counters = Counters() if counters is None else counters
         self._old_records = _Peek(old.records if old else None, _raw_key)
         self._old_eas = _Peek(old.eas if old else None, lambda r: path_key(r.path))
         self._old_acls = _Peek(old.acls if old else None, lambda r: path_key(r.path))
@@ -533,9 +535,7 @@ class RepositorySide:
         self._pool = Workers(workers, "rdb-mirror")
         self._release = Releaser()
         # mirror files with data are replaced or removed only after a sync (power loss)
-        self._durable = DurableOrder(
-            (layout.root, layout.data_dir), self._release, sync_filesystems
-        )
+        self._durable = DurableOrder((layout.root, layout.data_dir), self._release, sync)
         self._markers: list[PlannedMarker] = []  # planned, for the next marker job
         self._marker_jobs: deque[Job[None]] = deque()
         self._groups: dict[tuple[int, int], _Group] = {}

@@ -568,30 +568,38 @@ class _Session:
         )
         errors = ErrorLog()
         workers = opts.workers or default_workers()
-        repo = RepositorySide(
-            layout,
-            self.quoting,
-            old=old,
-            writer=writer,
-            metadata=metadata,
-            diff_file=diff_file,
-            ea_file=ea_file,
-            acl_file=acl_file,
-            file_stats=file_stats,
-            errors=errors,
-            capabilities=caps,
-            progress=self.report,
-            workers=workers,
-            deltas=opts.deltas if opts.deltas is not None else self.src.remote,
-        )
         self.report.start("backup", self._expected_total())
         outputs: list[StreamedFile] = [metadata]
         outputs += [f for f in (ea_file, acl_file, file_stats, diff_file) if f is not None]
-        c = repo.counters
+        c = Counters()
+        # syncs the file systems as the session writes (its error fails the session's syncs,
+        # DurableOrder's before it replaces mirror copies, and the commit: writeback.py)
         writeback = EarlyWriteback(
             (layout.root, layout.data_dir),
             lambda: c.new_file_size + c.changed_source_size + c.increment_file_size,
         )
+        try:
+            repo = RepositorySide(
+                layout,
+                self.quoting,
+                old=old,
+                writer=writer,
+                metadata=metadata,
+                diff_file=diff_file,
+                ea_file=ea_file,
+                acl_file=acl_file,
+                file_stats=file_stats,
+                errors=errors,
+                capabilities=caps,
+                progress=self.report,
+                workers=workers,
+                deltas=opts.deltas if opts.deltas is not None else self.src.remote,
+                counters=c,
+                sync=writeback.sync,
+            )
+        except BaseException:
+            writeback.stop()
+            raise
         try:
             try:
                 self.src.run(repo, caps, workers)

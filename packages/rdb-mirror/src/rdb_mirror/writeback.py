@@ -11,7 +11,10 @@ syncfs finds little left. Nothing changes for a session that writes less than th
 These early syncs are not what makes the session durable (the commit's is), but an error one
 of them meets must not be lost: the kernel reports a writeback error to each descriptor
 once, and a later syncfs through a new descriptor no longer sees one already reported. So
-:meth:`EarlyWriteback.check` raises it, before the commit, as a failed commit sync would.
+:meth:`EarlyWriteback.check` raises it, before the commit, as a failed commit sync would, and
+the session's other syncs go through :meth:`EarlyWriteback.sync`, which raises it too: the
+sync after which :class:`~rdb_mirror.durable.DurableOrder` replaces mirror copies must fail
+when the increments keeping their previous versions may have lost their data.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 
-from rdb_format.atomic import PathArg, syncfs_descriptor
+from rdb_format.atomic import PathArg, sync_filesystems, syncfs_descriptor
 
 #: bytes written between two early syncs
 STEP = 16 * 1024 * 1024
@@ -59,6 +62,7 @@ class EarlyWriteback:
         self._poll = poll
         self._syncfs = syncfs
         self._stopping = threading.Event()
+        self._syncing = threading.Lock()  # held by an early sync until its error is kept
         self._error: OSError | None = None
         self.syncs = 0  # early syncs done (for tests and statistics)
         self._thread = threading.Thread(target=self._run, name="rdb-writeback", daemon=True)
@@ -71,13 +75,14 @@ class EarlyWriteback:
             if written - synced < self._step:
                 continue
             synced = written
-            try:
-                for fd in self._fds:
-                    if not self._syncfs(fd):
-                        return  # no syncfs on this system: nothing to start early
-            except OSError as error:
-                self._error = error
-                return
+            with self._syncing:
+                try:
+                    for fd in self._fds:
+                        if not self._syncfs(fd):
+                            return  # no syncfs on this system: nothing to start early
+                except OSError as error:
+                    self._error = error
+                    return
             self.syncs += 1
 
     def stop(self) -> None:
@@ -90,6 +95,17 @@ class EarlyWriteback:
         """Raise the OSError an early sync met: the session must then not commit."""
         if self._error is not None:
             raise self._error
+
+    def sync(self, *paths: PathArg) -> str:
+        """:func:`~rdb_format.atomic.sync_filesystems` for the session's other syncs before
+        its commit (DurableOrder's), failing also with the error an early sync met: through
+        its new descriptor that sync is not told of an error an early sync was told of."""
+        self.check()
+        how = sync_filesystems(*paths)
+        with self._syncing:  # an early sync in progress may be the one told of an error
+            pass
+        self.check()
+        return how
 
     def _close(self) -> None:
         fds, self._fds = self._fds, []
