@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,18 @@ def _data(size: int, seed: int) -> bytes:
     return (block * (size // len(block) + 1))[:size]
 
 
-def _counting_copies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _counting_copies(monkeypatch: pytest.MonkeyPatch, parts: list[int] | None = None) -> list[int]:
+    """The size of each file copied in the kernel; in ``parts``, each part reported."""
     calls: list[int] = []
     real = repo_side._copy_in_kernel
 
-    def counting(source: int, target: int) -> int:
-        copied = real(source, target)
+    def counting(source: int, target: int, progress: Callable[[int], None]) -> int:
+        def report(size: int) -> None:
+            if parts is not None:
+                parts.append(size)
+            progress(size)
+
+        copied = real(source, target, report)
         calls.append(copied)
         return copied
 
@@ -69,6 +76,21 @@ def test_large_files_are_copied_in_the_kernel(
     assert not [name for name in os.listdir(repo / "rdiff-backup-data") if ".tmp." in name]
 
 
+def test_a_large_copy_reports_its_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part of a large file copied in the kernel counts as written as it is copied (the
+    early writeback's trigger): 5 MiB in parts of 1 MiB."""
+    parts: list[int] = []
+    copies = _counting_copies(monkeypatch, parts)
+    monkeypatch.setattr(repo_side, "KERNEL_COPY_PART", MIB)
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "big").write_bytes(_data(5 * MIB + 17, 1))
+    assert backup(src, repo, BackupOptions(current_time=session_time(0))).errors == []
+    assert copies == [5 * MIB + 17]
+    assert parts == [MIB] * 5 + [17]
+    assert (repo / "big").read_bytes() == (src / "big").read_bytes()
+
+
 def test_without_copy_file_range_the_copy_goes_through_user_space(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -94,7 +116,7 @@ def test_a_failed_copy_keeps_the_old_version(
     first = trees.scan(src)
     assert backup(src, repo, BackupOptions(current_time=session_time(0))).errors == []
 
-    def failing(source: int, target: int) -> int:
+    def failing(source: int, target: int, progress: Callable[[int], None]) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(repo_side, "_copy_in_kernel", failing)
@@ -128,11 +150,11 @@ def test_a_file_changed_after_it_was_hashed_while_it_is_copied_is_not_updated(
         real_end(*args)
         hashed.set()
 
-    def copy_after_a_write(fd: int, target: int) -> int:
+    def copy_after_a_write(fd: int, target: int, progress: Callable[[int], None]) -> int:
         assert hashed.wait(60)  # ContentEnd sent: the SHA1 is that of _data(2 MiB, 6)
         with open(src / "big", "r+b") as writer:
             writer.write(b"written meanwhile")
-        return real_copy(fd, target)
+        return real_copy(fd, target, progress)
 
     monkeypatch.setattr(source, "_end", end_then_signal)
     monkeypatch.setattr(repo_side, "_copy_in_kernel", copy_after_a_write)

@@ -110,13 +110,19 @@ CHANGED_WHILE_READ = "changed while being read; not updated"
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
 
 
-def _copy_in_kernel(source: int, target: int) -> int:
+# a large file is copied this much at a time, each part counted as written (early writeback)
+KERNEL_COPY_PART = 64 << 20
+
+
+def _copy_in_kernel(source: int, target: int, progress: Callable[[int], None]) -> int:
     """Copy the open file ``source`` to ``target`` with ``copy_file_range`` (through user
-    space where the kernel cannot, e.g. across file systems on old kernels); bytes copied."""
+    space where the kernel cannot, e.g. across file systems on old kernels); bytes copied.
+    ``progress`` is told of each part copied in the kernel."""
     copied = 0
     try:
-        while done := os.copy_file_range(source, target, 1 << 30, copied):
+        while done := os.copy_file_range(source, target, KERNEL_COPY_PART, copied):
             copied += done
+            progress(done)
     except OSError as error:
         if error.errno not in _NO_KERNEL_COPY:
             raise
@@ -135,16 +141,24 @@ class _KernelCopy:
     read; the copy may end later, so the file must still have ``expected`` (its stat key)
     when the copy is done, else the copy may hold other bytes than those hashed."""
 
-    __slots__ = ("_expected", "_fds", "job")
+    __slots__ = ("_expected", "_fds", "_progress", "job")
 
-    def __init__(self, pool: Workers, source: int, target: int, expected: StatKey) -> None:
+    def __init__(
+        self,
+        pool: Workers,
+        source: int,
+        target: int,
+        expected: StatKey,
+        progress: Callable[[int], None],
+    ) -> None:
         self._fds = [source, target]
         self._expected = expected
+        self._progress = progress
         self.job = pool.submit(self._run)
 
     def _run(self) -> int:
         try:
-            copied = _copy_in_kernel(self._fds[0], self._fds[1])
+            copied = _copy_in_kernel(self._fds[0], self._fds[1], self._progress)
             if stat_key(os.fstat(self._fds[0])) != self._expected:
                 raise OSError(errno.ESTALE, CHANGED_WHILE_READ)
             return copied
@@ -240,6 +254,9 @@ class Counters:
     increment_file_size: int = 0
     errors: int = 0
     bytes_read: int = 0
+    # bytes large files have been copied in the kernel so far, counted as the copies go, for
+    # the early writeback (pool threads: an update lost between two only delays an early sync)
+    kernel_copied: int = 0
 
 
 @dataclass
@@ -643,6 +660,9 @@ class RepositorySide:
             for item in self._requests.values():
                 self._discard(item)
 
+    def _kernel_copied(self, size: int) -> None:
+        self.counters.kernel_copied += size
+
     def _advance(self, out: Sender[RepositoryMessage]) -> None:
         while self._pending and self._pending[0].state != "waiting":
             item = self._pending.popleft()
@@ -818,7 +838,9 @@ class RepositorySide:
             os.close(message.fd)
             raise
         assert item.entry is not None
-        item.copy = _KernelCopy(self._pool, message.fd, target, item.entry.stat_key)
+        item.copy = _KernelCopy(
+            self._pool, message.fd, target, item.entry.stat_key, self._kernel_copied
+        )
 
     def _content_end(self, message: ContentEnd) -> None:
         item = self._answered(message.request, last=True)

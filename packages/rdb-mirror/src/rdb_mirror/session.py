@@ -576,7 +576,11 @@ class _Session:
         # DurableOrder's before it replaces mirror copies, and the commit: writeback.py)
         writeback = EarlyWriteback(
             (layout.root, layout.data_dir),
-            lambda: c.new_file_size + c.changed_source_size + c.increment_file_size,
+            # done files, and the parts of large ones copied so far (counted twice once done:
+            # the early syncs of a session of large files come twice as often)
+            lambda: (
+                c.new_file_size + c.changed_source_size + c.increment_file_size + c.kernel_copied
+            ),
         )
         try:
             repo = RepositorySide(
