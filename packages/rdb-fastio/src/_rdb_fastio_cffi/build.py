@@ -201,7 +201,9 @@ static int rdb_stage_one(struct rdb_stage *f)
         f->step = 5;
         goto failed_closed;
     }
-    if (rename(f->path, f->target) != 0) {
+    /* made under its final name (an increment's marker): renaming it onto itself would do
+       nothing but take its directory's lock */
+    if (strcmp(f->path, f->target) != 0 && rename(f->path, f->target) != 0) {
         f->step = 6;
         goto failed_closed;
     }

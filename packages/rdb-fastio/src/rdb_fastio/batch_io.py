@@ -62,8 +62,7 @@ def target_settings(
 @dataclass(frozen=True, slots=True)
 class NewFile:
     """One file to create at ``path`` (which must not exist) and then rename to ``target``
-    (``target == path``: made under its final name; renaming a file onto itself does
-    nothing)."""
+    (``target == path``: made under its final name, not renamed)."""
 
     path: bytes
     target: bytes
