@@ -213,10 +213,18 @@ class _Peek(Generic[T]):
 
     def take(self, key: Index) -> T | None:
         """The item at exactly ``key`` (skipping smaller ones), if any."""
-        for _ in self.before(key):
-            pass
-        if self._next is not None and self._key(self._next) == key:
+        item = self._next
+        if item is None:  # done (an old session without EAs or ACLs: every entry)
+            return None
+        found = self._key(item)
+        if found < key:  # rare: skip what is below (entries gone from the source)
+            for _ in self.before(key):
+                pass
             item = self._next
+            if item is None:
+                return None
+            found = self._key(item)
+        if found == key:
             self._advance()
             return item
         return None
