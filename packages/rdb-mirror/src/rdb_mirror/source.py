@@ -213,11 +213,12 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
                     yield from held
                     held.clear()
                 return
+        prefix = path if path.endswith(b"/") else path + b"/"  # os.path.join's, once
         for name, child_st, stat_error, xattr_bytes in scanned:
             if not index and name == _DATA_DIR:
                 continue
             child = (*index, name)
-            child_path = os.path.join(path, name)
+            child_path = prefix + name
             if child_st is None:
                 if stat_error != errno.ENOENT:  # else it vanished since it was listed
                     why = os.strerror(stat_error)
