@@ -337,6 +337,7 @@ class DirHandle:
 
         listing: dict[bytes, list[IncrementFile]] = {}
         if self.fd is not None:
+            where = _ListedIn(self._path, self._parent, self._name)
             for raw in list_names(self.fd):
                 try:  # a name that cannot be unquoted is not an increment's (no path needed)
                     name = parse_increment_name(quoting.unquote(raw))
@@ -346,9 +347,30 @@ class DirHandle:
                     continue
                 # its path made only if asked for (a message, or the general way)
                 listing.setdefault(name.base, []).append(
-                    IncrementFile(name, directory=self, raw_name=raw)
+                    IncrementFile(name, directory=where, raw_name=raw)
                 )
         return listing
+
+
+class _ListedIn:
+    """The directory a listed increment is in, for the increment's path when asked: not its
+    DirHandle, whose listing holds the increment (that cycle left each directory's listing to
+    the cycle collector, memory growing with the directories restored until it ran)."""
+
+    __slots__ = ("_name", "_parent", "_path")
+
+    def __init__(self, path: Path | None, parent: DirHandle | None, name: bytes) -> None:
+        self._path = path
+        self._parent = parent
+        self._name = name
+
+    @property
+    def path(self) -> Path:
+        path = self._path
+        if path is None:
+            assert self._parent is not None
+            path = self._path = self._parent.path / os.fsdecode(self._name)
+        return path
 
 
 def open_dir_at(parent: DirHandle | None, name: bytes) -> DirHandle:
