@@ -289,7 +289,7 @@ class DirHandle:
     name: a ``Path`` per directory had cost the walk's thread more than the directory's
     ``open``."""
 
-    __slots__ = ("_listing", "_name", "_parent", "_path", "fd")
+    __slots__ = ("_listing", "_where", "fd")
 
     def __init__(
         self,
@@ -301,18 +301,12 @@ class DirHandle:
     ) -> None:
         assert path is not None or parent is not None
         self.fd = fd
-        self._path = path
-        self._parent = parent
-        self._name = name
+        self._where = _Where(path, parent, name)
         self._listing: dict[bytes, list[IncrementFile]] | None = None
 
     @property
     def path(self) -> Path:
-        path = self._path
-        if path is None:
-            assert self._parent is not None
-            path = self._path = self._parent.path / os.fsdecode(self._name)
-        return path
+        return self._where.path
 
     def close(self) -> None:
         if self.fd is not None:
@@ -337,7 +331,6 @@ class DirHandle:
 
         listing: dict[bytes, list[IncrementFile]] = {}
         if self.fd is not None:
-            where = _ListedIn(self._path, self._parent, self._name)
             for raw in list_names(self.fd):
                 try:  # a name that cannot be unquoted is not an increment's (no path needed)
                     name = parse_increment_name(quoting.unquote(raw))
@@ -347,15 +340,16 @@ class DirHandle:
                     continue
                 # its path made only if asked for (a message, or the general way)
                 listing.setdefault(name.base, []).append(
-                    IncrementFile(name, directory=where, raw_name=raw)
+                    IncrementFile(name, directory=self._where, raw_name=raw)
                 )
         return listing
 
 
-class _ListedIn:
-    """The directory a listed increment is in, for the increment's path when asked: not its
-    DirHandle, whose listing holds the increment (that cycle left each directory's listing to
-    the cycle collector, memory growing with the directories restored until it ran)."""
+class _Where:
+    """Where a repository directory is, its path made when first asked for. Listed
+    increments refer to it, not to their DirHandle, whose listing holds them (that cycle
+    left each directory's listing to the cycle collector, memory growing with the
+    directories restored until it ran)."""
 
     __slots__ = ("_name", "_parent", "_path")
 
