@@ -32,6 +32,7 @@ KILL_POINTS = [
         {"RDB_MIRROR_TEST_KILL_AT": point}
         for point in (
             "marker-written",
+            "walked",
             "metadata-written",
             "diff-written",
             "converted",

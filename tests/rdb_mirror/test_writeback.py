@@ -135,10 +135,18 @@ def _source(tmp_path: Path) -> tuple[Path, Path]:
 def _watch(
     monkeypatch: pytest.MonkeyPatch, repo: Path, *, fail: bool = False
 ) -> list[tuple[str, int]]:
-    """Record the early syncs of the next session (see _recording_writeback), which is
-    slowed down by 2 ms an entry so that they are seen whatever the machine's speed."""
+    """Record the early syncs of the next session (see _recording_writeback). Once every
+    entry is written, the session waits (up to 10 s) for a first early sync before it stops
+    the early writeback, so that one is seen whatever the machine's load."""
     events: list[tuple[str, int]] = []
-    monkeypatch.setattr(testhooks, "file_done", partial(time.sleep, 0.002))
+    point = testhooks.point
+
+    def wait_for_a_sync(name: str) -> None:
+        if name == "walked":
+            _wait_for(lambda: events, 10.0)
+        point(name)
+
+    monkeypatch.setattr(testhooks, "point", wait_for_a_sync)
     monkeypatch.setattr(session, "EarlyWriteback", _recording_writeback(repo, events, fail))
     return events
 

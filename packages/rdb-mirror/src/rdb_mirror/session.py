@@ -607,6 +607,7 @@ class _Session:
         try:
             try:
                 self.src.run(repo, caps, workers)
+                testhooks.point("walked")
             finally:
                 writeback.stop()
             writeback.check()  # an early sync's error: no commit, as a failed commit sync

@@ -11,6 +11,7 @@ from rdb_increment.testhooks import KillSwitch
 
 POINTS = (
     "marker-written",  # incremental: the new current_mirror marker is on disk
+    "walked",  # every entry processed and its files written; the early writeback still runs
     "metadata-written",  # the new snapshot, EA/ACL files and error log are in place
     "diff-written",  # the previous snapshot's diff is written, the snapshot not yet removed
     "converted",  # the previous snapshot is now a diff
