@@ -129,6 +129,37 @@ def test_usage_errors_are_2_with_one_line(
     assert "Traceback" not in err
 
 
+def _required_argument() -> typer.Typer:
+    app = make_app(name="rdb-demo")
+
+    @app.command()
+    def needs(repo: Annotated[str, typer.Argument()], *, json_output: JsonOpt = False) -> None:
+        """A command whose argument is required."""
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("app", "argv"),
+    [
+        (_required_argument(), ["--json"]),
+        (make("ok"), ["ok", "--json", "--count", "many"]),
+        (make("ok"), ["a", "b", "--json"]),
+    ],
+)
+def test_usage_errors_with_json_are_a_json_error_on_stdout(
+    capsys: pytest.CaptureFixture[str], app: typer.Typer, argv: list[str]
+) -> None:
+    assert run(app, argv=argv) == 2
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert out.count("\n") == 1
+    document = json.loads(out)
+    assert document["error"]["type"] == "UsageError"
+    assert document["error"]["exit_code"] == 2
+    assert document["error"]["message"].endswith("(try 'rdb-demo --help')")
+
+
 def test_unexpected_exception_shows_traceback_and_is_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

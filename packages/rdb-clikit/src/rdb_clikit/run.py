@@ -5,7 +5,8 @@ raised                      exit status  printed
 ==========================  ===========  ==============================================
 ``RdbError``                its code     ``<prog>: <message>`` on stderr; with ``--json``
                                          ``{"error": {...}}`` on stdout instead
-usage error (typer)         2            ``<prog>: <message> (try '<prog> --help')``
+usage error (typer)         2            ``<prog>: <message> (try '<prog> --help')``; with
+                                         ``--json`` the ``{"error": {...}}`` of a ``UsageError``
 ``KeyboardInterrupt``       130          ``<prog>: interrupted``
 broken pipe on stdout       1            nothing
 the machine's ``OSError``   1            as an ``RdbError``: ``<prog>: [<file>: ]<error>``
@@ -36,7 +37,7 @@ import typer
 import typer.main
 
 from rdb_clikit.coercion import install
-from rdb_format.errors import RdbError
+from rdb_format.errors import RdbError, UsageError
 from rdb_format.exitcodes import ExitCode
 
 #: errno values of the machine's trouble, not of a bug (see above)
@@ -119,6 +120,8 @@ def run(app: typer.Typer, *, prog: str | None = None, argv: Sequence[str] | None
     except Exception as error:
         if _is_usage_error(error):
             message = _one_line(error.format_message())  # type: ignore[attr-defined]
+            if json_mode:  # a script asked for JSON: the error is one too, on stdout
+                return _report(UsageError(f"{message} (try '{name} --help')"), name, json_mode=True)
             print(f"{name}: {message} (try '{name} --help')", file=sys.stderr, flush=True)
             return int(error.exit_code)  # type: ignore[attr-defined]
         if isinstance(error, OSError) and error.errno == errno.EPIPE:
