@@ -422,6 +422,50 @@ def test_streaming_memory_is_flat(
     assert out.read_bytes() == old.read_bytes()
 
 
+@pytest.mark.parametrize("compatible", [False, True])
+def test_planned_dir_markers_are_named_as_written_ones(
+    repo: Layout, tmp_path: Path, compatible: bool
+) -> None:
+    """A planned marker's path (built without pathlib) is the one :meth:`write` gives the
+    same directory, quoted and nested, the root's included; its increments directories exist;
+    the old directory may be given as bytes."""
+    old_dir = tmp_path / "olddir"
+    old_dir.mkdir()
+    quoting = Quoting(b"A-Z")
+    planner = writer(
+        repo, quoting=quoting, compatible=compatible, options=IncrementOptions(in_place=True)
+    )
+    reference = writer(repo, quoting=quoting, compatible=compatible)
+    for index in [(), (b"Sub",), (b"Sub", b"In;ner"), (b"Sub", b"In;ner", b"DEEP")]:
+        planned = planner.plan_dir_marker(index, os.fsencode(old_dir))
+        assert planned is not None
+        assert planned.increment.path == reference.increment_path(index, "dir")
+        assert planned.increment.path.parent.is_dir()
+        if index:
+            assert (planned.increment.path.parent / os.fsdecode(quoting.quote(index[-1]))).is_dir()
+        assert planned.increment.name == reference.increment_name(index, "dir", False)
+    assert repo.increments_dir / ";083ub" / ";073n;059ner" / ";068;069;069;080" in {
+        p for p in repo.increments_dir.rglob("*") if p.is_dir()
+    }
+
+
+def test_a_writer_told_not_to_remember_keeps_no_paths(repo: Layout, tmp_path: Path) -> None:
+    """A backup session syncs the file system itself: its writer keeps no set of every
+    increment written (it would grow with each), and sync() has nothing to do."""
+    old = tmp_path / "old"
+    old.write_bytes(b"x" * 100)
+    new = tmp_path / "new"
+    new.write_bytes(b"y" * 100)
+    options = IncrementOptions(in_place=True, remember_written=False)
+    w = writer(repo, options=options)
+    for n in range(20):
+        w.write((b"d%d" % n, b"f"), old, new)
+    assert not w._pending.files and not w._pending.dirs
+    remembering = IncrementWriter(repo, T1 + 1, options=IncrementOptions(in_place=True))
+    remembering.write((b"d0", b"f"), old, new)
+    assert remembering._pending.files
+
+
 def test_planned_dir_marker(repo: Layout, tmp_path: Path) -> None:
     """What a caller creating .dir markers itself is told: path, attributes; the directory's
     own increments directory exists at once; only for an in-place writer and a directory."""

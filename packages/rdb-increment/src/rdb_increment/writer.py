@@ -53,6 +53,7 @@ from rdb_format.exitcodes import ExitCode
 from rdb_format.increments import IncrementKind, IncrementName
 from rdb_format.layout import INCREMENTS, Layout
 from rdb_format.quoting import LONG_NAME_MARGIN, NO_QUOTING, Quoting, long_name_base, name_fits
+from rdb_format.timestamps import format_timestring
 from rdb_increment.rebuild import CHUNK  # read and write unit (a few per worker in memory)
 from rdiff.api import delta, iter_delta, load_signature, signature
 from rdiff.errors import RdiffError
@@ -149,6 +150,9 @@ class IncrementOptions:
     (ignored with ``replace``).
     ``gzip_mtime``: the gzip header's MTIME (None: the write time, as rdiff-backup).
     ``preserve_owner``: chown increments to the old file's owner (default: when root).
+    ``remember_written``: keep the path of each file and directory written, for
+    :meth:`IncrementWriter.sync`; off for a caller that syncs the whole file system instead
+    (a backup session), for which that set would only grow with every increment.
     """
 
     compression: bool = True
@@ -158,6 +162,7 @@ class IncrementOptions:
     in_place: bool = False
     gzip_mtime: int | None = None
     preserve_owner: bool | None = None
+    remember_written: bool = True
 
     def compiled_regexp(self) -> re.Pattern[bytes]:
         raw = self.no_compression_regexp
@@ -243,7 +248,7 @@ class NullProgress:
         return None
 
 
-def _stat(path: Path | None) -> os.stat_result | None:
+def _stat(path: Path | bytes | None) -> os.stat_result | None:
     if path is None:
         return None
     try:
@@ -299,8 +304,10 @@ class IncrementWriter:
         self._pending = _Pending()
         owner = self.options.preserve_owner
         self._chown = os.geteuid() == 0 if owner is None else owner
-        self._made_dirs: set[Path] = set()
+        self._made_dirs: set[str] = set()  # as str: hashing a new Path costs several µs
         self._dirs_lock = threading.Lock()
+        self._increments_root = os.fspath(layout.increments_dir)
+        self._stamp: bytes | None = None  # this writer's time as increment names give it
 
     # ---- names -------------------------------------------------------------------------
 
@@ -341,10 +348,30 @@ class IncrementWriter:
     ) -> Path:
         """Where ``index``'s increment of ``kind`` goes (quoted, §3.1 and §1.6)."""
         name = self.increment_name(index, kind, compressed, long_name=long_name)
-        raw = self.quoting.quote(
-            name.format(compatible=self._compatible, utc_offset=self._utc_offset)
+        return self._increment_dir(index, long_name) / os.fsdecode(self._quoted_name(name))
+
+    def _quoted_name(self, name: IncrementName) -> bytes:
+        """``name`` formatted and quoted as its file is named (the time string made once)."""
+        stamp = self._stamp
+        if stamp is None:
+            stamp = self._stamp = format_timestring(
+                self.time, compatible=self._compatible, utc_offset=self._utc_offset
+            ).encode("ascii")
+        if name.time != self.time:
+            raw = name.format(compatible=self._compatible, utc_offset=self._utc_offset)
+        else:
+            raw = b"%s.%s.%s" % (name.base, stamp, name.kind.encode("ascii"))
+            if name.compressed:
+                raw += b".gz"
+        return self.quoting.quote(raw)
+
+    def _increment_dir_str(self, index: tuple[bytes, ...]) -> str:
+        """:meth:`_increment_dir` (no long name) as a str, joined without pathlib."""
+        if not index:
+            return os.fspath(self.layout.data_dir)
+        return os.path.join(
+            self._increments_root, *[os.fsdecode(p) for p in self.quoting.quote_path(index[:-1])]
         )
-        return self._increment_dir(index, long_name) / os.fsdecode(raw)
 
     def _increment_dir(self, index: tuple[bytes, ...], long_name: int | None) -> Path:
         if long_name is not None:
@@ -362,21 +389,22 @@ class IncrementWriter:
         self._ensure_dir(directory)
         return not name_fits(directory, self.quoting.quote(index[-1]), margin=LONG_NAME_MARGIN)
 
-    def _ensure_dir(self, directory: Path) -> None:
-        if directory in self._made_dirs:
+    def _ensure_dir(self, directory: Path | str) -> None:
+        key = os.fspath(directory)
+        if key in self._made_dirs:
             return
         with self._dirs_lock:
-            if directory in self._made_dirs:
+            if key in self._made_dirs:
                 return
-            if not directory.is_dir():
+            if not os.path.isdir(key):
                 try:
-                    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    os.makedirs(key, mode=0o700, exist_ok=True)
                 except OSError as error:
                     raise IncrementError(
-                        f"cannot create increments directory: {error.strerror}", path=directory
+                        f"cannot create increments directory: {error.strerror}", path=key
                     ) from error
-                self._note_dir(directory.parent)
-            self._made_dirs.add(directory)
+                self._note_dir(Path(key).parent)
+            self._made_dirs.add(key)
 
     def ensure_increment_dir(self, index: tuple[bytes, ...]) -> Path:
         """Create ``increments/<index>/`` (rdiff-backup does for directories, old or new)."""
@@ -436,7 +464,7 @@ class IncrementWriter:
         return self._done(target, name, index, read)
 
     def plan_dir_marker(
-        self, index: tuple[bytes, ...], old: Path, *, long_name: int | None = None
+        self, index: tuple[bytes, ...], old: Path | bytes, *, long_name: int | None = None
     ) -> PlannedMarker | None:
         """The ``.dir`` marker :meth:`write` would make for the directory ``old``, for the
         caller to create (many at a time, off its thread) and then report with
@@ -447,11 +475,19 @@ class IncrementWriter:
         old_st = _stat(old)
         if old_st is None or not stat.S_ISDIR(old_st.st_mode):
             return None
-        if index and long_name is None:
-            self.ensure_increment_dir(index)
-        target = self.increment_path(index, "dir", long_name=long_name)
-        self._ensure_dir(target.parent)
+        # as ensure_increment_dir and increment_path, in str: a directory's few µs of
+        # pathlib were most of this (a release unpacked again changes every directory)
+        if long_name is None:
+            directory = self._increment_dir_str(index)
+            if index:
+                self._ensure_dir(
+                    os.path.join(directory, os.fsdecode(self.quoting.quote(index[-1])))
+                )
+        else:
+            directory = os.fspath(self.layout.long_filename_dir)
+        self._ensure_dir(directory)
         name = self.increment_name(index, "dir", False, long_name=long_name)
+        target = Path(os.path.join(directory, os.fsdecode(self._quoted_name(name))))
         return PlannedMarker(
             WrittenIncrement(target, name, index, 0, 0),
             stat.S_IMODE(old_st.st_mode) & 0o777,
@@ -520,11 +556,15 @@ class IncrementWriter:
     # ---- internals ---------------------------------------------------------------------
 
     def _note(self, path: Path) -> None:
+        if not self.options.remember_written:
+            return
         with self._pending.lock:
             self._pending.files.add(path)
             self._pending.dirs.add(path.parent)
 
     def _note_dir(self, path: Path) -> None:
+        if not self.options.remember_written:
+            return
         with self._pending.lock:
             self._pending.dirs.add(path)
 

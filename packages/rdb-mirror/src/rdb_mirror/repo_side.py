@@ -1178,7 +1178,7 @@ class RepositorySide:
                 continue
             self._marked.add(directory)
             old = self._long_dirs.get(directory)
-            written.append(self._dir_marker(directory, self.mirror_path(directory, old), old))
+            written.append(self._dir_marker(directory, self._bpath(directory, old), old))
         return written
 
     def _open_ancestors(self, index: Index) -> None:
@@ -1207,16 +1207,17 @@ class RepositorySide:
         if item.index in self._marked:
             return []
         self._marked.add(item.index)
-        return [self._dir_marker(item.index, self.mirror_path(item.index, item.old), item.old)]
+        return [self._dir_marker(item.index, self._bpath(item.index, item.old), item.old)]
 
-    def _dir_marker(self, index: Index, path: Path, old: Record | None) -> WrittenIncrement:
+    def _dir_marker(self, index: Index, path: bytes, old: Record | None) -> WrittenIncrement:
         """The ``.dir`` increment of the old directory at ``path``: planned here (its old
         attributes read now), created with others by a pool job (:data:`MARKER_BATCH`)."""
         assert self.writer is not None
         long_name = self._long(old)
         planned = self.writer.plan_dir_marker(index, path, long_name=long_name)
         if planned is None:  # not a directory after all: whatever write makes of it
-            return self.writer.write(index, path, path, long_name=long_name)
+            mirror = Path(os.fsdecode(path))
+            return self.writer.write(index, mirror, mirror, long_name=long_name)
         self._markers.append(planned)
         if len(self._markers) >= MARKER_BATCH:
             self._submit_markers()

@@ -542,6 +542,7 @@ class _Session:
                     compression=opts.compression,
                     no_compression_regexp=opts.no_compression_regexp,
                     in_place=True,
+                    remember_written=False,  # the commit syncs the whole file system
                 ),
             )
         compress = opts.compression
