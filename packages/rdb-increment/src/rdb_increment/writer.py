@@ -496,6 +496,26 @@ class IncrementWriter:
             old_st.st_mtime_ns,
         )
 
+    def plan_missing_marker(
+        self, index: tuple[bytes, ...], *, long_name: int | None = None
+    ) -> PlannedMarker | None:
+        """The ``.missing`` marker :meth:`write` would make for ``index``, new in this session,
+        for the caller to create (an empty file, mode 0600, never over an existing one: many
+        per C call, off its thread, after the new file) and then report with
+        :meth:`markers_made`; its increments directory is made now. None if the writer is not
+        ``in_place`` (call :meth:`write`)."""
+        if not self.options.in_place or self.options.replace:
+            return None
+        if long_name is None:
+            directory = self._increment_dir_str(index)
+        else:
+            directory = os.fspath(self.layout.long_filename_dir)
+        self._ensure_dir(directory)
+        name = self.increment_name(index, "missing", False, long_name=long_name)
+        target = Path(os.path.join(directory, os.fsdecode(self._quoted_name(name))))
+        now = time.time_ns()  # an empty file's times: when it is made, as write's
+        return PlannedMarker(WrittenIncrement(target, name, index, 0, 0), 0o600, None, now, now)
+
     def markers_made(self, markers: Iterable[PlannedMarker]) -> None:
         """Note planned markers the caller has created (for :meth:`sync` and progress)."""
         for marker in markers:

@@ -97,7 +97,7 @@ T = TypeVar("T")
 #: this many bytes in all; beyond it they are staged at once, as large files are.
 HELD_BYTES = 16 << 20
 HELD_FILE = 256 << 10
-#: New files of a first backup written by one pool job (rdb_fastio).
+#: New files written by one pool job (rdb_fastio).
 STAGE_BATCH = 64
 #: Small changed files held in memory written by one pool job: their staged copies in one C
 #: call, then their increments in another (rdb_fastio.increment), with the GIL released.
@@ -351,7 +351,18 @@ class _Staged:
     """An output slot for one file of a :class:`_StageBatch`: its :class:`_Emit` once the
     batch is written (``done`` and ``result`` as a :class:`Job`'s)."""
 
-    __slots__ = ("acl", "batch", "eas", "emit", "item", "marks", "planned", "record", "staged")
+    __slots__ = (
+        "acl",
+        "batch",
+        "eas",
+        "emit",
+        "item",
+        "marks",
+        "missing",
+        "planned",
+        "record",
+        "staged",
+    )
 
     def __init__(
         self,
@@ -370,6 +381,7 @@ class _Staged:
         self.marks = marks
         self.emit: _Emit | None = None
         self.planned: PlannedDelta | None = None  # a changed file's increment
+        self.missing: PlannedMarker | None = None  # a new file's increment (not a first backup)
         self.staged: bytes = b""  # where a changed file is staged
 
     def done(self) -> bool:
@@ -1400,9 +1412,17 @@ class RepositorySide:
                 return
             marks = self._mark(item.index)
             if group is None and self._batchable(item, record, eas, acl):
-                self._outputs.append(self._stage_later(item, record, eas, acl, marks))
-                self._touch(item.index)
-                return
+                missing = None
+                if self.writer is not None:
+                    missing = self.writer.plan_missing_marker(
+                        item.index, long_name=self._long(record)
+                    )
+                if self.writer is None or missing is not None:
+                    new_slot = self._stage_later(item, record, eas, acl, marks)
+                    new_slot.missing = missing
+                    self._outputs.append(new_slot)
+                    self._touch(item.index)
+                    return
             if group is None and self._delta_batchable(item, record, eas, acl):
                 slot = self._delta_later(item, record, eas, acl, marks)
                 if slot is not None:
@@ -1575,10 +1595,10 @@ class RepositorySide:
         )
 
     def _batchable(self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]) -> bool:
-        """Whether ``item`` can be written by :mod:`rdb_fastio`: a new file held
-        in memory in a first session (no increment to write first), with no EAs or ACL to
-        set and plain permissions (the general path handles the rest)."""
-        return self.writer is None and item.old is None and self._plain(item, record, eas, acl)
+        """Whether ``item`` can be written by :mod:`rdb_fastio`: a new file held in memory
+        (its increment, after a first backup, a ``.missing`` marker made after it), with no
+        EAs or ACL to set and plain permissions (the general path handles the rest)."""
+        return item.old is None and self._plain(item, record, eas, acl)
 
     def _delta_batchable(
         self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]
@@ -1719,17 +1739,29 @@ class RepositorySide:
             slot.emit = self._write_regular(item, record, slot.eas, slot.acl, slot.marks)
 
     def _write_batch(self, batch: _StageBatch) -> None:
-        """Pool job: the batch's files in one C call; a file that failed goes the general
-        way (:meth:`_write_regular`), which fails the same way and says so as usual."""
+        """Pool job: the batch's files in one C call, then the ``.missing`` markers of those
+        written in another; a file that failed goes the general way (:meth:`_write_regular`),
+        which fails the same way and says so as usual (and makes its own marker)."""
         files = []
         for slot in batch.files:
             target = self._bpath(slot.item.index, slot.record)
             files.append(self._new_file(slot, os.fsencode(temp_path(self.layout.data_dir)), target))
-        for slot, error in zip(batch.files, write_new_files(files), strict=True):
+        written = write_new_files(files)
+        missing = [
+            slot.missing
+            for slot, error in zip(batch.files, written, strict=True)
+            if error is None and slot.missing is not None
+        ]
+        if missing:
+            self._make_markers(missing)
+        for slot, error in zip(batch.files, written, strict=True):
             item = slot.item
             if error is None:
                 self._written_from_memory(item)
-                slot.emit = _updated(item, slot.record, slot.eas, slot.acl, list(slot.marks))
+                increments = list(slot.marks)
+                if slot.missing is not None:
+                    increments.append(slot.missing.increment)
+                slot.emit = _updated(item, slot.record, slot.eas, slot.acl, increments)
             else:
                 slot.emit = self._write_regular(item, slot.record, slot.eas, slot.acl, slot.marks)
 
