@@ -207,6 +207,47 @@ def test_each_failure_leaves_nothing_and_no_descriptor(tmp_path: Path) -> None:
     assert _open_fds() == before
 
 
+def test_a_snapshot_is_the_old_version_or_nothing(tmp_path: Path) -> None:
+    """``snapshot=True``: the old version whole, gzipped as Python's gzip.GzipFile writes it or
+    not, with the old file's attributes; a version missing, a symlink, another size or a
+    directory leave nothing and no descriptor."""
+    old = tmp_path / "old"
+    old.write_bytes(b"the old version\n" * 3000)
+    link = tmp_path / "link"
+    link.symlink_to(old)
+    none = tmp_path / "none"  # (never read: a snapshot reads no new version)
+    target = tmp_path / "t.snapshot.gz"
+    before = _open_fds()
+    for gzipped in (True, False):
+        done = write_delta_increment(_job(old, none, target, gzipped, snapshot=True))
+        assert (done.status, done.error) == (DeltaStatus.DONE, 0)
+        st = target.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o640 and (st.st_atime_ns, st.st_mtime_ns) == TIMES
+        want = old.read_bytes()
+        if gzipped:
+            out = io.BytesIO()
+            with gzip.GzipFile(
+                filename=b"t.snapshot", mode="wb", compresslevel=9, fileobj=out, mtime=MTIME
+            ) as gz:
+                gz.write(want)
+            want = out.getvalue()
+        assert target.read_bytes() == want
+        assert (done.size, done.read) == (len(want), old.stat().st_size)
+        target.unlink()
+    cases: list[tuple[DeltaJob, DeltaStatus, int]] = [
+        (_job(tmp_path / "gone", none, target, True, snapshot=True), DeltaStatus.OPEN_OLD, 2),
+        (_job(link, none, target, True, snapshot=True), DeltaStatus.OPEN_OLD, 40),
+        (_job(old, none, target, True, snapshot=True, old_size=5), DeltaStatus.CHANGED, 0),
+        (_job(old, none, target, False, snapshot=True, old_size=10**6), DeltaStatus.CHANGED, 0),
+        (_job(tmp_path, none, target, True, snapshot=True), DeltaStatus.CHANGED, 0),
+    ]
+    for job, status, error in cases:
+        done = write_delta_increment(job)
+        assert (done.status, done.error) == (status, error), job
+        assert not target.exists()
+    assert _open_fds() == before
+
+
 def test_a_write_that_fails_midway_leaves_nothing(tmp_path: Path) -> None:
     """The increment's file system refusing more bytes mid-write (as a full disk: here the
     file size limit, EFBIG, after a first part was written): status WRITE with its errno,

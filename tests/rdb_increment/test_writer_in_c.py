@@ -1,6 +1,7 @@
-"""A session's ``.diff[.gz]`` increments written in C (rdb_fastio.increment) must be the very
-files the Python path writes: same bytes, name, mode, owner and times, same sizes reported;
-and every failure must end exactly as on the Python path (same exception, same message)."""
+"""A session's ``.diff[.gz]`` and ``.snapshot[.gz]`` increments written in C
+(rdb_fastio.increment) must be the very files the Python path writes: same bytes, name, mode,
+owner and times, same sizes reported; and every failure must end exactly as on the Python path
+(same exception, same message)."""
 
 from __future__ import annotations
 
@@ -224,3 +225,49 @@ def test_only_in_place_writers_and_files_within_the_limit(
     monkeypatch.setattr(writer_module, "DELTA_LIMIT", 399)  # the files have 400 bytes
     _writer(tmp_path / "c").write((b"f",), old, new)
     assert c_calls == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, 3_000_001])
+@pytest.mark.parametrize("text", [False, True])
+def test_same_snapshots_as_the_python_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    c_calls: list[DeltaStatus],
+    size: int,
+    text: bool,
+) -> None:
+    """A deleted file's .snapshot[.gz] (a .gz name stays uncompressed: rdiff-backup's default
+    list) in C: the Python path's bytes, name, mode, times and sizes."""
+    rng = random.Random(size)
+    content = (
+        b"".join(b"line %d\n" % rng.randrange(99) for _ in range(size // 4 + 1))[:size]
+        if text
+        else rng.randbytes(size)
+    )
+    old = tmp_path / "old"
+    old.write_bytes(content)
+    old.chmod(0o640)
+    os.utime(old, ns=TIMES)
+    seen = {}
+    for in_c in (False, True):
+        w = _writer(tmp_path / f"repo-{in_c}")
+        for name in (b"f", b"f.gz"):
+            if in_c:
+                inc = w.write((name,), old, None)
+            else:
+                with python_path(monkeypatch):
+                    inc = w.write((name,), old, None)
+            st = inc.path.lstat()
+            seen[in_c, name] = (
+                inc.path.name,
+                inc.path.read_bytes(),
+                inc.size,
+                inc.source_bytes,
+                stat.S_IMODE(st.st_mode),
+                st.st_mtime_ns,
+            )
+    assert c_calls == [DeltaStatus.DONE, DeltaStatus.DONE]  # the two made in C
+    for name in (b"f", b"f.gz"):
+        assert seen[True, name] == seen[False, name]
+    assert seen[True, b"f"][0].endswith(".snapshot.gz")
+    assert seen[True, b"f.gz"][1] == content

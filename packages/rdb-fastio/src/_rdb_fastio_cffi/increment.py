@@ -40,6 +40,8 @@ struct rdb_delta_job {
     long long mtime_sec;
     long mtime_nsec;
     int fsync;                /* fsync the increment before closing it */
+    int snapshot;             /* 1: the old version whole (a .snapshot[.gz]), no delta: new,
+                                 new_size and the signature's parameters are not used */
     int status;               /* out: 0 written; else the step that failed (nothing left) */
     int error;                /* out: its errno, or 0 */
     long long size;           /* out: the increment's bytes */
@@ -335,6 +337,37 @@ static int dj_make(struct rdb_delta_job *j, struct dj_bytes *out)
     return status;
 }
 
+/* The old version whole, gzipped if asked, in *out (a snapshot increment). */
+static int dj_snapshot(struct rdb_delta_job *j, struct dj_bytes *out)
+{
+    int fd;
+    int status = dj_open(j->old, j->old_size, DJ_OPEN_OLD, &fd, &j->error);
+    if (status != DJ_DONE)
+        return status;
+    struct dj_bytes raw = {NULL, 0, 0};
+    struct dj_bytes *into = j->gzip ? &raw : out;
+    size_t room = (size_t)j->old_size + 1;  /* one more: a file that grew is seen */
+    if (dj_reserve(into, room) != 0) {
+        close(fd);
+        return DJ_MEMORY;
+    }
+    ssize_t got = dj_read_full(fd, into->data + into->len, room);
+    if (got < 0) {
+        j->error = errno;
+        status = DJ_READ_OLD;
+    } else {
+        into->len += (size_t)got;
+        j->read = (long long)got;
+        if ((long long)got != j->old_size)
+            status = DJ_CHANGED;
+        else if (j->gzip)
+            status = dj_gzip(j, &raw, out);
+    }
+    close(fd);
+    free(raw.data);
+    return status;
+}
+
 /* Write one increment; the target is removed again unless all went well. */
 void rdb_write_delta(struct rdb_delta_job *j)
 {
@@ -349,7 +382,7 @@ void rdb_write_delta(struct rdb_delta_job *j)
         return;
     }
     struct dj_bytes out = {NULL, 0, 0};
-    int status = dj_make(j, &out);
+    int status = j->snapshot ? dj_snapshot(j, &out) : dj_make(j, &out);
     if (status == DJ_DONE && (j->error = rb_write_out(fd, (const char *)out.data, out.len)) != 0)
         status = DJ_WRITE;
     free(out.data);

@@ -1,6 +1,7 @@
 """The reverse increment of one changed regular file, written in one C call with the GIL
 released: the librsync signature of the new version, the delta of the old version against it,
-gzipped or not, then the old file's owner, mode and times on the increment.
+gzipped or not, then the old file's owner, mode and times on the increment. Or the old version
+whole, gzipped or not (a snapshot increment: a file deleted or replaced by another type).
 
 Done in Python (rdb_increment.writer's general path) a small file's increment was ~0.6 ms of
 Python holding the GIL (a BytesIO signature, its loading, a delta generator, a GzipFile, the
@@ -80,7 +81,9 @@ class DeltaJob:
     mode 0600 and then the ``owner`` (uid, gid; failures ignored; None: left), ``mode`` and
     ``times_ns`` (atime, mtime) of the old file. The signature: ``block_len``, ``strong_len``,
     ``magic``. ``gzip_name``: gzip it with this FNAME in the header (None: not gzipped) at
-    ``level`` with ``gzip_mtime``. ``fsync``: fsync it before it is closed."""
+    ``level`` with ``gzip_mtime``. ``fsync``: fsync it before it is closed. ``snapshot``: the
+    increment is ``old`` whole instead (a ``.snapshot[.gz]`` of a deleted or replaced file),
+    gzipped or not as above; ``new`` and the signature's fields are then not used."""
 
     old: bytes
     new: bytes
@@ -97,6 +100,7 @@ class DeltaJob:
     level: int = 9
     gzip_mtime: int = 0
     fsync: bool = False
+    snapshot: bool = False  # the old version whole (a .snapshot[.gz]): new is not read
 
 
 def _c_job(job: DeltaJob) -> tuple[Any, list[Any]]:
@@ -120,6 +124,7 @@ def _c_job(job: DeltaJob) -> tuple[Any, list[Any]]:
     c.atime_sec, c.atime_nsec = divmod(job.times_ns[0], _NS)
     c.mtime_sec, c.mtime_nsec = divmod(job.times_ns[1], _NS)
     c.fsync = job.fsync
+    c.snapshot = job.snapshot
     return c, keep
 
 

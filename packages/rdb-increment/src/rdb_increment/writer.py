@@ -456,6 +456,9 @@ class IncrementWriter:
                 return _write_delta(old, old_st.st_size, new, new_st.st_size, out, jobs)
 
         else:
+            made = self._write_delta_in_c(target, old, old_st, None, None, compressed)
+            if made is not None:
+                return self._done(target, name, index, made[0], size=made[1])
 
             def body(out: BinaryIO) -> int:
                 return _copy(old, old_st.st_size, out)
@@ -683,16 +686,18 @@ class IncrementWriter:
         target: Path,
         old: Path,
         old_st: os.stat_result,
-        new: Path,
-        new_st: os.stat_result,
+        new: Path | None,
+        new_st: os.stat_result | None,
         compressed: bool,
     ) -> tuple[int, int] | None:
         """The ``.diff[.gz]`` increment as :meth:`_write_regular` with :func:`_write_delta`
-        makes it, byte for byte, written by :mod:`rdb_fastio.increment` with the GIL released:
-        (bytes of ``old`` read, increment size), or None if that path is not for this file
-        (see :meth:`_delta_job`) or failed, leaving nothing behind (the general path then
-        writes it, or says exactly what is wrong)."""
-        job = self._delta_job(target, old, old_st, new, new_st.st_size, compressed)
+        makes it (``new`` None: the ``.snapshot[.gz]`` it makes with :func:`_copy`), byte for
+        byte, written by :mod:`rdb_fastio.increment` with the GIL released: (bytes of ``old``
+        read, increment size), or None if that path is not for this file (see
+        :meth:`_delta_job`) or failed, leaving nothing behind (the general path then writes
+        it, or says exactly what is wrong)."""
+        new_size = new_st.st_size if new_st is not None else 0
+        job = self._delta_job(target, old, old_st, new, new_size, compressed)
         if job is None:
             return None
         written = write_delta_increment(job)
@@ -705,12 +710,13 @@ class IncrementWriter:
         target: Path,
         old: Path,
         old_st: os.stat_result,
-        new: Path,
+        new: Path | None,
         new_size: int,
         compressed: bool,
     ) -> DeltaJob | None:
-        """The C routine's job for ``target``, or None where only the Python path goes: not
-        ``in_place``, a version past its limit, a gzip MTIME ``gzip.GzipFile`` refuses."""
+        """The C routine's job for ``target`` (``new`` None: a snapshot of ``old``), or None
+        where only the Python path goes: not ``in_place``, a version past its limit, a gzip
+        MTIME ``gzip.GzipFile`` refuses."""
         options = self.options
         if not options.in_place or options.replace:
             return None
@@ -723,7 +729,7 @@ class IncrementWriter:
         raw_target = os.fsencode(target)
         return DeltaJob(
             old=os.fsencode(old),
-            new=os.fsencode(new),
+            new=os.fsencode(new) if new is not None else b"",
             target=raw_target,
             old_size=old_st.st_size,
             new_size=new_size,
@@ -737,6 +743,7 @@ class IncrementWriter:
             level=GZIP_LEVEL,
             gzip_mtime=mtime,
             fsync=options.fsync_each,
+            snapshot=new is None,
         )
 
     def plan_delta(
