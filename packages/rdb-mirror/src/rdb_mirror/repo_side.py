@@ -453,6 +453,21 @@ def _updated(
     )
 
 
+def _old_kept(item: _Item, kind: str, error: tuple[str, str] | None = None) -> _Emit:
+    """``item``'s old record, kept as it was (unchanged, kept, or after a failure)."""
+    return _Emit(
+        item.index,
+        item.old,
+        item.old_eas,
+        item.old_acl,
+        changed=False,
+        source_size=_size_of(item.old),
+        mirror_size=_size_of(item.old),
+        kind=kind,
+        error=error,
+    )
+
+
 def _kept_after_failure(
     item: _Item, record: Record, message: str, increments: list[WrittenIncrement]
 ) -> _Emit:
@@ -586,6 +601,7 @@ class RepositorySide:
         self._closed: dict[Index, Record] = {}
         self._opened: set[Index] = set()
         self._deferred: list[tuple[Index, Callable[[], None]]] = []
+        self._deleting: deque[Job[_Emit]] = deque()  # deleted files' jobs (see _end_subtrees)
         self._dirs: dict[Index, _DirState] = {}
         self._touched: set[Index] = set()
         self._dirs_changed: set[Index] = set()
@@ -1101,6 +1117,7 @@ class RepositorySide:
             if index is not None and index[: len(top)] == top and index != top:
                 return
             self._deferred.pop()
+            self._await_deletions()
             action()
 
     def _process(self, item: _Item) -> None:
@@ -1157,19 +1174,7 @@ class RepositorySide:
         resync = self._resync_eas or self._resync_acls
         if resync and kind == "unchanged" and item.entry is not None and item.old is not None:
             self._resync_extras(item.entry, item.old)
-        self._outputs.append(
-            _Emit(
-                item.index,
-                item.old,
-                item.old_eas,
-                item.old_acl,
-                changed=False,
-                source_size=_size_of(item.old),
-                mirror_size=_size_of(item.old),
-                kind=kind,
-                error=error,
-            )
-        )
+        self._outputs.append(_old_kept(item, kind, error))
 
     def _touch(self, index: Index) -> None:
         if index:
@@ -2048,6 +2053,16 @@ class RepositorySide:
         try:
             if self.writer is not None:
                 increments += self._mark(item.index)
+                if old.type == "reg":
+                    # its snapshot (read, gzipped: C with the GIL released) on the pool
+                    job = self._pool.submit(self._delete_regular, item, target, increments)
+                    deleting = self._deleting
+                    while deleting and deleting[0].done():  # (only those still running kept)
+                        deleting.popleft()
+                    deleting.append(job)
+                    self._outputs.append(job)
+                    self._touch(item.index)
+                    return
                 if old.type == "dir":
                     increments += self._mark_self_dir(item)
                 else:
@@ -2079,6 +2094,35 @@ class RepositorySide:
                 kind="deleted",
             )
         )
+
+    def _delete_regular(
+        self, item: _Item, target: Path, increments: list[WrittenIncrement]
+    ) -> _Emit:
+        """Pool job: the snapshot increment of a deleted regular file, then its mirror copy
+        queued for removal after the next sync (:meth:`_delete`'s steps for one)."""
+        old = item.old
+        assert self.writer is not None and old is not None
+        try:
+            increments.append(
+                self.writer.write(item.index, target, None, long_name=self._long(old))
+            )
+            self._durable.unlink(target)
+        except (OSError, RdbError) as failure:
+            return _old_kept(item, "failed", ("UpdateError", _failure_text(failure)))
+        return _Emit(
+            item.index,
+            None,
+            changed=True,
+            mirror_size=_size_of(old),
+            increments=increments,
+            kind="deleted",
+        )
+
+    def _await_deletions(self) -> None:
+        """Every deleted file's snapshot written and its removal queued: before a deferred
+        step that removes or replaces their directory (which must not run before them)."""
+        while self._deleting:
+            self._deleting.popleft().result()
 
     # -- the end
 
