@@ -468,6 +468,13 @@ def _old_kept(item: _Item, kind: str, error: tuple[str, str] | None = None) -> _
     )
 
 
+def _deleted(old: Record, index: Index, increments: list[WrittenIncrement]) -> _Emit:
+    """An entry deleted from the mirror (``old``: its record), its increments written."""
+    return _Emit(
+        index, None, changed=True, mirror_size=_size_of(old), increments=increments, kind="deleted"
+    )
+
+
 def _kept_after_failure(
     item: _Item, record: Record, message: str, increments: list[WrittenIncrement]
 ) -> _Emit:
@@ -2084,16 +2091,7 @@ class RepositorySide:
             self._emit_old(item, "failed", ("UpdateError", message))
             return
         self._touch(item.index)
-        self._outputs.append(
-            _Emit(
-                item.index,
-                None,
-                changed=True,
-                mirror_size=_size_of(old),
-                increments=increments,
-                kind="deleted",
-            )
-        )
+        self._outputs.append(_deleted(old, item.index, increments))
 
     def _delete_regular(
         self, item: _Item, target: Path, increments: list[WrittenIncrement]
@@ -2109,14 +2107,7 @@ class RepositorySide:
             self._durable.unlink(target)
         except (OSError, RdbError) as failure:
             return _old_kept(item, "failed", ("UpdateError", _failure_text(failure)))
-        return _Emit(
-            item.index,
-            None,
-            changed=True,
-            mirror_size=_size_of(old),
-            increments=increments,
-            kind="deleted",
-        )
+        return _deleted(old, item.index, increments)
 
     def _await_deletions(self) -> None:
         """Every deleted file's snapshot written and its removal queued: before a deferred
