@@ -238,6 +238,40 @@ def test_regress_removes_a_long_name_the_failed_session_added(tmp_path: Path) ->
     assert differences(trees.scan(src), restored(repo, session_time(2), tmp_path / "r")) == []
 
 
+@pytest.mark.parametrize("point", ["metadata-written", "before-commit"])
+def test_regress_finds_the_quoted_increments_of_long_names(point: str, tmp_path: Path) -> None:
+    """With chars_to_quote, increment names in long_filename_data are quoted too (the time
+    string's T and Z): regress must unquote them to find them. A killed session that deleted
+    and changed long-named files: regress brings their previous versions back from those
+    increments and removes them; the next session then writes its own, and every session
+    restores (a regress that did not see them lost the deleted file's data and left
+    increments that failed the next backup: "increment already exists")."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    _make_source(src)
+    first = trees.scan(src)
+    proc = run_mirror("--chars-to-quote", "A-Z", "--current-time", session_time(0), src, repo)
+    assert proc.returncode == 0, proc.stderr
+    (src / os.fsdecode(LONG)).unlink()
+    (src / os.fsdecode(LONG_DIR) / "f").write_bytes(b"in a long directory, changed\n" * 20)
+    env = {"RDB_MIRROR_TEST_KILL_AT": point}
+    proc = run_mirror("--current-time", session_time(1), src, repo, env=env)
+    assert proc.returncode == -9, proc.stderr
+    long_dir = repo / "rdiff-backup-data" / "long_filename_data"
+    quoted = [name for name in os.listdir(long_dir) if ";084" in name]
+    assert quoted  # the failed session's increments, their time strings quoted
+    proc = run_mirror("--regress", repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    assert [name for name in os.listdir(long_dir) if ";084" in name] == []
+    assert check(repo).problems == []
+    assert differences(first, restored(repo, session_time(0), tmp_path / "r0")) == []
+    second = trees.scan(src)
+    proc = run_mirror("--current-time", session_time(2), src, repo)
+    assert proc.returncode == 0, proc.stderr
+    assert differences(first, restored(repo, session_time(0), tmp_path / "r0b")) == []
+    assert differences(second, restored(repo, session_time(2), tmp_path / "r2")) == []
+
+
 def test_chars_to_quote_is_checked_before_anything_is_written(tmp_path: Path) -> None:
     src, repo = tmp_path / "src", tmp_path / "repo"
     src.mkdir()
