@@ -227,7 +227,8 @@ class _Regress:
         long_dir = os.fsencode(self.layout.long_filename_dir)
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(long_dir):
-                parsed = parse_increment_name(name)
+                # quoted as every name in the repository (the time string's T and Z too)
+                parsed = parse_increment_name(self.quoting.unquote(name, path=long_dir))
                 if parsed is None or parsed.time != self.r or not parsed.base.isdigit():
                     continue
                 inc = IncrementFile(parsed, Path(os.fsdecode(os.path.join(long_dir, name))))
