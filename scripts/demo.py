@@ -113,6 +113,8 @@ def backup_demo() -> bool:
 
 
 def main() -> int:
+    # each line out before the commands run after it write theirs (stdout a pipe: CI, | tee)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     backup_ok = backup_demo()
     print()
     rdiff = BIN / "rdiff"
