@@ -259,8 +259,10 @@ def reading(pid: int) -> bool:
 
 
 def default_signals() -> None:
-    # A shell's background job inherits SIGINT ignored; rdiff rightly keeps it ignored then.
+    # A shell's background job inherits SIGINT ignored, and one started by nohup SIGHUP:
+    # rdiff rightly keeps them ignored then.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(
