@@ -10,6 +10,7 @@ import pytest
 from tests.interop import trees
 from tests.rdb_mirror.helpers import differences, restored, session_time
 
+from rdb_mirror import repo_side
 from rdb_mirror import session as mirror
 
 
@@ -78,3 +79,44 @@ def test_a_new_owner_keeps_the_file_capability(tmp_path: Path) -> None:
     assert os.lstat(repo / "ping").st_uid == 4321
     assert os.getxattr(repo / "ping", "security.capability") == CAPABILITY
     assert differences(trees.scan(src), trees.scan(repo)) == []
+
+
+def test_times_only_changes_are_set_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files whose only change is their times (a release unpacked again) get them in C
+    batches on the pool: the mirror and both sessions' restores are exact, no increment is
+    written for them, and a file whose times cannot be set is a warning naming it, the
+    others still set."""
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    names = [f"file-{n:03}" for n in range(300)]
+    for name in names:
+        (src / name).write_bytes(name.encode())
+    mirror.backup(src, repo, mirror.BackupOptions(current_time=session_time(1)))
+    first = trees.scan(src)
+    for n, name in enumerate(names):
+        os.utime(src / name, ns=(1_650_000_000_000_000_000 + n, 1_660_000_000_123_456_789 + n))
+    real = repo_side.set_times
+    batches: list[int] = []
+
+    def one_fails(files: list[tuple[bytes, int, int]]) -> list[OSError | None]:
+        batches.append(len(files))
+        results = real(files)
+        for n, (path, _, _) in enumerate(files):
+            if path.endswith(b"file-123"):
+                results[n] = OSError(1, "Operation not permitted")
+        return results
+
+    monkeypatch.setattr(repo_side, "set_times", one_fails)
+    result = mirror.backup(src, repo, mirror.BackupOptions(current_time=session_time(2)))
+    assert sum(batches) == len(names) and len(batches) >= 3
+    assert len(result.errors) == 1
+    assert "file-123" in result.errors[0]
+    assert "cannot set attributes: Operation not permitted" in result.errors[0]
+    increments = list((repo / "rdiff-backup-data" / "increments").iterdir())
+    assert [p.name for p in increments if p.name.startswith("file-")] == []
+    os.utime(repo / "file-123", ns=(1_650_000_000_000_000_123, 1_660_000_000_123_456_912))
+    assert differences(trees.scan(src), trees.scan(repo)) == []
+    assert differences(first, restored(repo, session_time(1), tmp_path / "at1")) == []
+    assert differences(trees.scan(src), restored(repo, session_time(2), tmp_path / "at2")) == []

@@ -47,9 +47,20 @@ struct rdb_delta_job {
     long long size;           /* out: the increment's bytes */
     long long read;           /* out: the bytes of the old version read */
 };
+
+/* One file's new access and modification times (rdb_fastio.increment.set_times). */
+struct rdb_times {
+    const char *path;         /* no symlink followed */
+    long long atime_sec;
+    long atime_nsec;
+    long long mtime_sec;
+    long mtime_nsec;
+    int error;                /* out: the errno of utimensat, or 0 */
+};
 """
 
 CDEF = STRUCTS + (
+    "void rdb_set_times(struct rdb_times *files, size_t count);\n"
     "void rdb_delta_quiet(void);\n"
     "void rdb_write_delta(struct rdb_delta_job *job);\n"
     "void rdb_write_deltas(struct rdb_delta_job **jobs, size_t count);\n"
@@ -418,6 +429,21 @@ void rdb_write_deltas(struct rdb_delta_job **jobs, size_t count)
 {
     for (size_t i = 0; i < count; i++)
         rdb_write_delta(jobs[i]);
+}
+
+/* Each file's times (a session's attribute-only changes: a release unpacked again changes
+   thousands of mtimes), one utimensat each, in one call. */
+void rdb_set_times(struct rdb_times *files, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        struct rdb_times *f = &files[i];
+        struct timespec times[2];
+        times[0].tv_sec = (time_t)f->atime_sec;
+        times[0].tv_nsec = f->atime_nsec;
+        times[1].tv_sec = (time_t)f->mtime_sec;
+        times[1].tv_nsec = f->mtime_nsec;
+        f->error = utimensat(AT_FDCWD, f->path, times, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+    }
 }
 
 /* librsync's messages go to stderr unless a trace function is set (process-wide): a failed

@@ -21,7 +21,9 @@ then takes its general path, which says exactly what is wrong.
 from __future__ import annotations
 
 import enum
+import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,3 +170,25 @@ class DeltaBatch:
     def result(self, position: int) -> DeltaWritten:
         """What became of the job at ``position`` (after :meth:`run`)."""
         return _written(self._jobs[position])
+
+
+def set_times(files: Sequence[tuple[bytes, int, int]]) -> list[OSError | None]:
+    """Set each ``(path, atime_ns, mtime_ns)``'s times (no symlink followed) in one C call
+    with the GIL released; per file, None or the OSError of its ``utimensat``."""
+    count = len(files)
+    if count == 0:
+        return []
+    batch = ffi.new("struct rdb_times[]", count)
+    keep: list[Any] = []
+    for n, (path, atime_ns, mtime_ns) in enumerate(files):
+        c = batch[n]
+        keep.append(ffi.new("char[]", path))
+        c.path = keep[-1]
+        c.atime_sec, c.atime_nsec = divmod(atime_ns, _NS)
+        c.mtime_sec, c.mtime_nsec = divmod(mtime_ns, _NS)
+    lib.rdb_set_times(batch, count)
+    results: list[OSError | None] = []
+    for n, (path, _, _) in enumerate(files):
+        error = batch[n].error
+        results.append(OSError(error, os.strerror(error), os.fsdecode(path)) if error else None)
+    return results

@@ -36,7 +36,7 @@ from typing import BinaryIO, Generic, NamedTuple, TypeVar
 
 from rdb_clikit.protocol import Progress
 from rdb_fastio import NewFile, write_new_files
-from rdb_fastio.increment import DeltaBatch, DeltaStatus
+from rdb_fastio.increment import DeltaBatch, DeltaStatus, set_times
 from rdb_format.atomic import sync_filesystems
 from rdb_format.eas_acls import ACLEntry, ACLRecord, EARecord
 from rdb_format.errors import ProtocolError, RdbError
@@ -105,6 +105,9 @@ DELTA_BATCH = 32
 #: ``.dir`` markers created per pool job (one C call): a release's incremental changes the
 #: mtime of nearly every directory (django: 3,232 markers, five system calls each)
 MARKER_BATCH = 64
+#: Attribute-only changes whose times alone are set, per pool job (one C call): a release
+#: unpacked again changes the mtime of nearly every file (django: 5,500 of them)
+TIMES_BATCH = 128
 _STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CHANGED_WHILE_READ = "changed while being read; not updated"
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
@@ -590,6 +593,7 @@ class RepositorySide:
         self._outputs: deque[_Emit | Job[_Emit] | _Same | _Staged] = deque()
         self._stage_batch: _StageBatch | None = None
         self._delta_batch: _StageBatch | None = None
+        self._times_batch: _StageBatch | None = None
         self._olds: deque[RawRecord | None] = deque()  # each output's previous record
         self._pool = Workers(workers, "rdb-mirror")
         self._release = Releaser()
@@ -1471,9 +1475,51 @@ class RepositorySide:
         place, no increment (rdiff-backup's API 201; restores take them from the metadata)."""
         assert item.entry is not None and item.old is not None
         increments = self._mark(item.index)
+        if self._times_only(item, record, eas, acl):
+            # only utimensat to call (a release unpacked again: thousands of files), so in a
+            # batch on the pool: the session's thread made one system call per file, and
+            # with the pool busy each one handed the GIL away
+            batch = self._times_batch
+            if batch is None:
+                batch = self._times_batch = _StageBatch(self._set_times_batch)
+            slot = _Staged(batch, item, record, eas, acl, increments)
+            batch.files.append(slot)
+            if len(batch.files) >= TIMES_BATCH:
+                self._hand_over(batch)
+            self._outputs.append(slot)
+            return
         path = self._bpath(item.index, record)
         error = self._apply(path, record, item.entry, eas, acl, had=item)
         self._outputs.append(_updated(item, record, eas, acl, increments, error))
+
+    def _times_only(self, item: _Item, record: Record, eas: EAs, acl: tuple[ACLEntry, ...]) -> bool:
+        """Whether :meth:`_set_attributes` would only set ``item``'s times: a regular file
+        whose owner, permissions, EAs and ACL are its old record's (see :meth:`_apply`)."""
+        entry, old = item.entry, item.old
+        assert entry is not None and old is not None
+        return (
+            record.type == "reg"
+            and old.type == "reg"
+            and record.permissions == old.permissions
+            and (not self.caps.ownership or (record.uid, record.gid) == (old.uid, old.gid))
+            and (not self.caps.eas or entry.eas is None or eas == item.old_eas)
+            and (not self.caps.acls or entry.acl is None or acl == item.old_acl)
+        )
+
+    def _set_times_batch(self, batch: _StageBatch) -> None:
+        """Pool job: the batch's files' times in one C call (as :meth:`_apply` sets them)."""
+        files = []
+        for slot in batch.files:
+            entry = slot.item.entry
+            assert entry is not None
+            mtime = entry.mtime_ns
+            atime = entry.atime_ns if entry.atime_ns is not None else mtime
+            files.append((self._bpath(slot.item.index, slot.record), atime, mtime))
+        for slot, failed in zip(batch.files, set_times(files), strict=True):
+            error = None
+            if failed is not None:
+                error = ("UpdateError", f"cannot set attributes: {failed.strerror}")
+            slot.emit = _updated(slot.item, slot.record, slot.eas, slot.acl, slot.marks, error)
 
     def _flush_now(self) -> None:
         """Run the waiting destructive steps now (after their sync), once every entry before
@@ -1702,6 +1748,8 @@ class RepositorySide:
             self._stage_batch = None
         elif batch is self._delta_batch:
             self._delta_batch = None
+        elif batch is self._times_batch:
+            self._times_batch = None
         batch.job = self._pool.submit(batch.write, batch)
 
     def _new_file(self, slot: _Staged, path: bytes, target: bytes) -> NewFile:
