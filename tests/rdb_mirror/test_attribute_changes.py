@@ -10,6 +10,7 @@ import pytest
 from tests.interop import trees
 from tests.rdb_mirror.helpers import differences, restored, session_time
 
+from rdb_fastio.increment import set_times
 from rdb_mirror import repo_side
 from rdb_mirror import session as mirror
 
@@ -97,7 +98,7 @@ def test_times_only_changes_are_set_in_batches(
     first = trees.scan(src)
     for n, name in enumerate(names):
         os.utime(src / name, ns=(1_650_000_000_000_000_000 + n, 1_660_000_000_123_456_789 + n))
-    real = repo_side.set_times
+    real = set_times
     batches: list[int] = []
 
     def one_fails(files: list[tuple[bytes, int, int]]) -> list[OSError | None]:

@@ -1479,13 +1479,10 @@ class RepositorySide:
             # only utimensat to call (a release unpacked again: thousands of files), so in a
             # batch on the pool: the session's thread made one system call per file, and
             # with the pool busy each one handed the GIL away
-            batch = self._times_batch
-            if batch is None:
-                batch = self._times_batch = _StageBatch(self._set_times_batch)
-            slot = _Staged(batch, item, record, eas, acl, increments)
-            batch.files.append(slot)
-            if len(batch.files) >= TIMES_BATCH:
-                self._hand_over(batch)
+            slot, self._times_batch = self._join(
+                self._times_batch, self._set_times_batch, TIMES_BATCH, item, record, eas, acl
+            )
+            slot.marks = increments
             self._outputs.append(slot)
             return
         path = self._bpath(item.index, record)
@@ -1696,14 +1693,32 @@ class RepositorySide:
         acl: tuple[ACLEntry, ...],
         marks: list[WrittenIncrement],
     ) -> _Staged:
-        batch = self._stage_batch
-        if batch is None:
-            batch = self._stage_batch = _StageBatch(self._write_batch)
-        slot = _Staged(batch, item, record, eas, acl, marks)
-        batch.files.append(slot)
-        if len(batch.files) >= STAGE_BATCH:
-            self._hand_over(batch)
+        slot, self._stage_batch = self._join(
+            self._stage_batch, self._write_batch, STAGE_BATCH, item, record, eas, acl
+        )
+        slot.marks = marks
         return slot
+
+    def _join(
+        self,
+        batch: _StageBatch | None,
+        write: Callable[[_StageBatch], None],
+        limit: int,
+        item: _Item,
+        record: Record,
+        eas: EAs,
+        acl: tuple[ACLEntry, ...],
+    ) -> tuple[_Staged, _StageBatch | None]:
+        """A slot for ``item`` in ``batch`` (a new one written by ``write`` if None), and the
+        batch still open: None once it has ``limit`` files and is handed to the pool."""
+        if batch is None:
+            batch = _StageBatch(write)
+        slot = _Staged(batch, item, record, eas, acl, [])
+        batch.files.append(slot)
+        if len(batch.files) < limit:
+            return slot, batch
+        batch.job = self._pool.submit(batch.write, batch)
+        return slot, None
 
     def _delta_later(
         self,
