@@ -19,8 +19,8 @@ import pytest
 from tests.conftest import need_tool
 from tests.interop import trees
 from tests.rdb_mirror.helpers import differences, run_mirror, session_time
-from tests.rdb_mirror.syscall_kill import module_command
-from tests.rdb_mirror.test_crash_syscalls import assert_restores, make_sweep, run_sweep, sample
+from tests.rdb_mirror.syscall_kill import SWEEP_ALL, module_command
+from tests.rdb_mirror.test_crash_syscalls import assert_restores, make_sweep, run_sweep
 
 from rdb_format.layout import Layout
 from rdb_format.repository import read_state
@@ -107,4 +107,7 @@ def test_deletions_and_new_files_killed_at_each_call(tmp_path: Path, options: li
             expected[session_time(1)] = second
         assert_restores(killed, expected, scratch)
 
-    run_sweep(sweep, tmp_path / "kills", after_kill, sample("strace"))
+    # 10, not 8: the last point (always chosen) is the main thread's last call of its kind,
+    # whose number the pool's timing moves (the one point of 379 not reached in the whole
+    # sweep): 8 points allow no point unreached, 10 allow one
+    run_sweep(sweep, tmp_path / "kills", after_kill, None if SWEEP_ALL else 10)
