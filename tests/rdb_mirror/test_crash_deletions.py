@@ -10,6 +10,7 @@ kills at every point."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable
@@ -107,7 +108,11 @@ def test_deletions_and_new_files_killed_at_each_call(tmp_path: Path, options: li
             expected[session_time(1)] = second
         assert_restores(killed, expected, scratch)
 
-    # 10, not 8: the last point (always chosen) is the main thread's last call of its kind,
-    # whose number the pool's timing moves (the one point of 379 not reached in the whole
-    # sweep): 8 points allow no point unreached, 10 allow one
+    if not SWEEP_ALL:
+        # a sample of the pool's calls named by their path (snapshots, new files, markers):
+        # the main thread's Nth call of a kind is not always reached, as the pool's timing
+        # moves calls between the threads (2 of a 10-point sample in a full run under load),
+        # and run_sweep fails a sample with more than one in ten of its points unreached
+        targeted = [point for point in sweep.dry.points if point.path]
+        sweep.dry = dataclasses.replace(sweep.dry, points=targeted)
     run_sweep(sweep, tmp_path / "kills", after_kill, None if SWEEP_ALL else 10)
