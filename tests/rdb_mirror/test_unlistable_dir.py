@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rdb_fastio import scan_directory
+from rdb_fastio import ScanAhead, scan_directory
 from rdb_mirror import session as mirror
 from rdb_mirror import source
 from rdb_restore import RestoreOptions, restore
@@ -30,7 +30,15 @@ def test_an_unlistable_directory_keeps_its_old_contents(
             raise PermissionError(errno.EACCES, "Permission denied")
         return scan_directory(path, xattrs=xattrs)
 
+    def take(self: ScanAhead, path: bytes) -> object:  # its listing read ahead, if it was
+        if path.endswith(b"/locked"):
+            taken(self, path)
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return taken(self, path)
+
+    taken = ScanAhead.take
     monkeypatch.setattr(source, "scan_directory", scan)
+    monkeypatch.setattr(ScanAhead, "take", take)
     (src / "open.txt").write_bytes(b"two, longer\n")
     result = mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_003_600))
     assert [e for e in result.errors if "locked" in e and "cannot list: Permission denied" in e]

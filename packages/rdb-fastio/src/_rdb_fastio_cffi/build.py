@@ -103,6 +103,25 @@ struct rdb_scan {
     int wide;               /* out: 1 if an entry has a time past 64 bits of nanoseconds */
 };
 
+/* What a directory scanner (rdb_ahead_*) has done so far, and its peaks */
+struct rdb_ahead_stats {
+    unsigned long long scans;        /* directories scanned on its thread */
+    unsigned long long ready;        /* taken, their scan done */
+    unsigned long long unstarted;    /* asked for before their scan began: the caller lists it */
+    unsigned long long unfinished;   /* asked for while being scanned: the caller lists it */
+    unsigned long long missing;      /* asked for, not queued (dropped for room, or never) */
+    unsigned long long skipped;      /* queued, then passed by the walk without being taken */
+    unsigned long long requeued;     /* results dropped for a directory needed sooner */
+    unsigned long long dropped;      /* queued, then dropped for one needed sooner (full) */
+    unsigned long long explored;     /* queued by the thread (explore) */
+    unsigned long long queued;       /* now: directories queued, being scanned or ready */
+    unsigned long long held;         /* now: results being made or ready */
+    unsigned long long most_held;    /* the most results ever held at once */
+    unsigned long long most_entries; /* the most entries ever held in ready results */
+    int running;                     /* 1 while its thread runs */
+    int idle;                        /* 1 while it waits for work or room */
+};
+
 struct rdb_names {
     char *names;            /* out: count NUL-terminated names, one after the other */
     size_t size;            /* out: their bytes, the NULs included */
@@ -121,6 +140,14 @@ CDEF = (
     + "void rdb_scan_free(struct rdb_scan *scan);\n"
     + "void rdb_list_names(int dir_fd, struct rdb_names *out);\n"
     + "void rdb_names_free(struct rdb_names *names);\n"
+    + "typedef struct rdb_ahead rdb_ahead_t;\n"
+    + "rdb_ahead_t *rdb_ahead_new(int xattrs, size_t limit, size_t capacity, size_t results,\n"
+    + "                           size_t entries, const char *explore_skip);\n"
+    + "size_t rdb_ahead_submit(rdb_ahead_t *ahead, const char *paths, size_t count);\n"
+    + "int rdb_ahead_take(rdb_ahead_t *ahead, const char *path, struct rdb_scan *out);\n"
+    + "void rdb_ahead_stats(rdb_ahead_t *ahead, struct rdb_ahead_stats *out);\n"
+    + "void rdb_ahead_free(rdb_ahead_t *ahead);\n"
+    + "int rdb_ahead_threads(void);\n"
 )
 
 SOURCE = (
@@ -128,6 +155,8 @@ SOURCE = (
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -734,6 +763,416 @@ no_memory:
     free(names);
     closedir(dir);
 }
+
+/* ---- directories scanned ahead, on a thread of their own -------------------------------
+
+   A walk submits the directories it will list next and takes each one's scan (rdb_scan_dir's
+   result) when it gets there, by its path. One thread scans them, the one the walk needs
+   first first; it never touches Python, so it runs while the walk's thread holds the GIL.
+   The walk must list directories in the order of a depth-first walk of sorted listings
+   (rdb_walk_order): a directory it passes without taking it is dropped. With explore, the
+   thread also queues the subdirectories of each directory it scans (for a walk that lists
+   every directory below its root but skip). Bounded: at most capacity directories queued,
+   at most max_results scans being made or ready, and no scan starts while the ready ones
+   hold max_entries entries or more; past that, the ones needed last give way. */
+
+enum { RDB_QUEUED = 1, RDB_RUNNING = 2, RDB_READY = 3 };
+
+struct rdb_ahead_item {
+    char *path;
+    int state;
+    int abandoned;          /* passed by the walk while being scanned: the thread frees it */
+    struct rdb_scan scan;
+};
+
+typedef struct rdb_ahead rdb_ahead_t;
+
+struct rdb_ahead {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    pthread_t thread;
+    pid_t pid;              /* the process that made it: after a fork nothing is scanned */
+    int started, stop, failed, xattrs, explore;
+    int idle;               /* the thread waits for work or room, and was not woken yet */
+    char *skip;             /* never queued by exploring (the repository's own directory) */
+    size_t limit, capacity, max_results, max_entries;
+    struct rdb_ahead_item **items;  /* in the walk's order: items[0] is needed first */
+    size_t count;
+    size_t results;         /* items being scanned or ready (abandoned ones included) */
+    size_t entries;         /* the entries of the ready ones */
+    struct rdb_ahead_stats stats;
+};
+
+static int rdb_ahead_alive;  /* scanner threads running in this process */
+
+/* The order a depth-first walk of sorted listings reaches paths under one root in: component
+   by component, each compared bytewise ("a" < "a/b" < "a-c": '/' sorts before any byte). */
+static int rdb_walk_order(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int x = *a == '/' ? 1 : *a ? (unsigned char)*a + 1 : 0;
+        int y = *b == '/' ? 1 : *b ? (unsigned char)*b + 1 : 0;
+        if (x != y)
+            return x < y ? -1 : 1;
+        if (x == 0)
+            return 0;
+    }
+}
+
+/* The first position whose path is not before path in the walk's order */
+static size_t rdb_ahead_find(struct rdb_ahead *a, const char *path)
+{
+    size_t low = 0, high = a->count;
+    while (low < high) {
+        size_t mid = (low + high) / 2;
+        if (rdb_walk_order(a->items[mid]->path, path) < 0)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low;
+}
+
+static void rdb_ahead_release(struct rdb_ahead *a, struct rdb_ahead_item *item)
+{
+    if (item->state == RDB_READY) {
+        a->entries -= item->scan.count;
+        a->results--;
+        rdb_scan_free(&item->scan);
+    }
+    free(item->path);
+    free(item);
+}
+
+/* Take items[at] out; freed, or left to the thread if it is being scanned. */
+static void rdb_ahead_remove(struct rdb_ahead *a, size_t at)
+{
+    struct rdb_ahead_item *item = a->items[at];
+    memmove(a->items + at, a->items + at + 1, (a->count - at - 1) * sizeof *a->items);
+    a->count--;
+    if (item->state == RDB_RUNNING)
+        item->abandoned = 1;
+    else
+        rdb_ahead_release(a, item);
+}
+
+/* Queue path (malloc'd: kept or freed here): 1 queued, 0 already there, -1 no room (full,
+   and every directory queued is needed before it or being scanned). */
+static int rdb_ahead_insert(struct rdb_ahead *a, char *path)
+{
+    size_t at = rdb_ahead_find(a, path);
+    if (at < a->count && rdb_walk_order(a->items[at]->path, path) == 0) {
+        free(path);
+        return 0;
+    }
+    if (a->count == a->capacity) {
+        size_t last = a->count;  /* the one needed last gives way, if needed after this one */
+        while (last > at && a->items[last - 1]->state == RDB_RUNNING)
+            last--;
+        if (last == at) {
+            free(path);
+            return -1;
+        }
+        rdb_ahead_remove(a, last - 1);
+        a->stats.dropped++;
+    }
+    struct rdb_ahead_item *item = calloc(1, sizeof *item);
+    if (item == NULL) {
+        free(path);
+        return -1;
+    }
+    item->path = path;
+    item->state = RDB_QUEUED;
+    memmove(a->items + at + 1, a->items + at, (a->count - at) * sizeof *a->items);
+    a->items[at] = item;
+    a->count++;
+    return 1;
+}
+
+static int rdb_by_name(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* The paths of the subdirectories in scan (of path), sorted by name, skip left out: a
+   malloc'd array of malloc'd paths, *count of them (NULL if none, or out of memory). */
+static char **rdb_subdirectories(const char *path, const struct rdb_scan *scan,
+                                 const char *skip, size_t *count)
+{
+    *count = 0;
+    const char **names = malloc(scan->count * sizeof *names);
+    if (names == NULL)
+        return NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < scan->count; i++)
+        if (scan->entries[i].error == 0 && S_ISDIR(scan->entries[i].mode))
+            names[n++] = scan->entries[i].name;
+    char **paths = n ? malloc(n * sizeof *paths) : NULL;
+    if (paths == NULL) {
+        free(names);
+        return NULL;
+    }
+    qsort(names, n, sizeof *names, rdb_by_name);
+    size_t base = strlen(path);
+    int slash = base > 0 && path[base - 1] == '/';  /* as the walk joins them */
+    for (size_t i = 0; i < n; i++) {
+        size_t length = strlen(names[i]);
+        char *p = malloc(base + 1 + length + 1);
+        if (p == NULL)
+            break;
+        memcpy(p, path, base);
+        if (!slash)
+            p[base] = '/';
+        memcpy(p + base + !slash, names[i], length + 1);
+        if (skip != NULL && strcmp(p, skip) == 0) {
+            free(p);
+            continue;
+        }
+        paths[(*count)++] = p;
+    }
+    free(names);
+    return paths;
+}
+
+static void *rdb_ahead_run(void *arg)
+{
+    struct rdb_ahead *a = arg;
+    pthread_mutex_lock(&a->lock);
+    while (!a->stop) {
+        size_t first = 0;
+        while (first < a->count && a->items[first]->state != RDB_QUEUED)
+            first++;
+        if (first == a->count) {
+            a->idle = 1;
+            pthread_cond_wait(&a->changed, &a->lock);
+            a->idle = 0;
+            continue;
+        }
+        if (a->results >= a->max_results || a->entries >= a->max_entries) {
+            /* full: a ready scan needed later than this one gives its room back */
+            size_t last = a->count;
+            while (--last > first && a->items[last]->state != RDB_READY)
+                ;
+            if (last > first) {
+                struct rdb_ahead_item *later = a->items[last];
+                a->entries -= later->scan.count;
+                a->results--;
+                rdb_scan_free(&later->scan);
+                later->state = RDB_QUEUED;
+                a->stats.requeued++;
+            } else {
+                a->idle = 1;
+                pthread_cond_wait(&a->changed, &a->lock);
+                a->idle = 0;
+            }
+            continue;
+        }
+        struct rdb_ahead_item *item = a->items[first];
+        item->state = RDB_RUNNING;
+        a->results++;
+        if (a->results > a->stats.most_held)
+            a->stats.most_held = a->results;
+        pthread_mutex_unlock(&a->lock);
+        struct rdb_scan scan;
+        rdb_scan_dir(item->path, a->xattrs, a->limit, &scan);
+        size_t found = 0, keep;
+        char **below = NULL;
+        if (a->explore && scan.error == 0)
+            below = rdb_subdirectories(item->path, &scan, a->skip, &found);
+        pthread_mutex_lock(&a->lock);
+        a->stats.scans++;
+        item->scan = scan;
+        if (item->abandoned) {  /* the walk is past it, and past its subdirectories */
+            rdb_scan_free(&item->scan);
+            free(item->path);
+            free(item);
+            a->results--;
+            keep = 0;
+        } else {
+            item->state = RDB_READY;
+            a->entries += scan.count;
+            if (a->entries > a->stats.most_entries)
+                a->stats.most_entries = a->entries;
+            keep = found;
+        }
+        size_t i = 0;
+        while (i < keep) {
+            int queued = rdb_ahead_insert(a, below[i++]);  /* (kept, or freed) */
+            if (queued < 0)
+                break;
+            a->stats.explored += (unsigned long long)queued;
+        }
+        for (; i < found; i++)
+            free(below[i]);
+        free(below);
+    }
+    pthread_mutex_unlock(&a->lock);
+    __atomic_sub_fetch(&rdb_ahead_alive, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+rdb_ahead_t *rdb_ahead_new(int xattrs, size_t limit, size_t capacity, size_t results,
+                           size_t entries, const char *explore_skip)
+{
+    struct rdb_ahead *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return NULL;
+    a->items = calloc(capacity ? capacity : 1, sizeof *a->items);
+    if (explore_skip != NULL)
+        a->skip = strdup(explore_skip);
+    if (a->items == NULL || (explore_skip != NULL && a->skip == NULL)) {
+        free(a->items);
+        free(a->skip);
+        free(a);
+        return NULL;
+    }
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->changed, NULL);
+    a->pid = getpid();
+    a->xattrs = xattrs;
+    a->explore = explore_skip != NULL;
+    a->limit = limit;
+    a->capacity = capacity;
+    a->max_results = results ? results : 1;
+    a->max_entries = entries ? entries : 1;
+    return a;
+}
+
+/* The thread starts with the first directory submitted (not before: a process that forks
+   before walking has no thread to lose), with every signal blocked (they are the caller's). */
+static int rdb_ahead_start(struct rdb_ahead *a)
+{
+    sigset_t all, old;
+    pthread_attr_t attr;
+    sigfillset(&all);
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    __atomic_add_fetch(&rdb_ahead_alive, 1, __ATOMIC_SEQ_CST);
+    int error = pthread_create(&a->thread, &attr, rdb_ahead_run, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (error != 0) {
+        __atomic_sub_fetch(&rdb_ahead_alive, 1, __ATOMIC_SEQ_CST);
+        a->failed = 1;
+        return 0;
+    }
+    a->started = 1;
+    return 1;
+}
+
+/* Queue count paths (one NUL-terminated after the other, each needed after the one before
+   it) to be scanned ahead: how many of the first are queued or were already; the rest are
+   not (no room: every directory queued is needed before them). */
+size_t rdb_ahead_submit(rdb_ahead_t *a, const char *paths, size_t count)
+{
+    size_t accepted = 0;
+    if (a->pid != getpid())
+        return 0;
+    pthread_mutex_lock(&a->lock);
+    if (a->failed || a->stop || (!a->started && !rdb_ahead_start(a))) {
+        pthread_mutex_unlock(&a->lock);
+        return 0;
+    }
+    const char *p = paths;
+    for (; accepted < count; accepted++, p += strlen(p) + 1) {
+        char *path = strdup(p);
+        if (path == NULL || rdb_ahead_insert(a, path) < 0)
+            break;
+    }
+    if (accepted && a->idle) {
+        a->idle = 0;  /* (woken: not waiting any more, as far as anyone can tell) */
+        pthread_cond_signal(&a->changed);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return accepted;
+}
+
+/* The scan of directory path, into *out (to be freed with rdb_scan_free): 1 if it is
+   ready; 0 if not (the caller lists it: it never waits for the thread, which may be off the
+   CPU). The walk is past every directory needed before this one: those not taken are
+   dropped, and so is this one. */
+int rdb_ahead_take(rdb_ahead_t *a, const char *path, struct rdb_scan *out)
+{
+    if (a->pid != getpid() || !a->started)
+        return 0;
+    pthread_mutex_lock(&a->lock);
+    size_t at = rdb_ahead_find(a, path);
+    int found = at < a->count && rdb_walk_order(a->items[at]->path, path) == 0;
+    for (; at > 0; at--) {
+        rdb_ahead_remove(a, 0);
+        a->stats.skipped++;
+    }
+    int ready = 0;
+    if (!found) {
+        a->stats.missing++;
+    } else if (a->items[0]->state != RDB_READY) {
+        if (a->items[0]->state == RDB_QUEUED)
+            a->stats.unstarted++;
+        else
+            a->stats.unfinished++;
+        rdb_ahead_remove(a, 0);
+    } else {
+        struct rdb_ahead_item *item = a->items[0];
+        a->stats.ready++;
+        *out = item->scan;
+        a->entries -= item->scan.count;
+        a->results--;
+        memmove(a->items, a->items + 1, (a->count - 1) * sizeof *a->items);
+        a->count--;
+        free(item->path);
+        free(item);
+        ready = 1;
+    }
+    /* room again (half of it: not one wake-up per directory taken) */
+    if (a->idle && a->results <= a->max_results / 2 && a->entries <= a->max_entries / 2) {
+        a->idle = 0;
+        pthread_cond_signal(&a->changed);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return ready;
+}
+
+void rdb_ahead_stats(rdb_ahead_t *a, struct rdb_ahead_stats *out)
+{
+    if (a->pid != getpid()) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    pthread_mutex_lock(&a->lock);
+    *out = a->stats;
+    out->queued = a->count;
+    out->held = a->results;
+    out->running = a->started && !a->stop;
+    out->idle = a->idle;
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* Stop the thread (after the scan it is making), wait for it, and free every scan. In a
+   forked child, whose copy has no thread and whose lock may be held forever: nothing. */
+void rdb_ahead_free(rdb_ahead_t *a)
+{
+    if (a == NULL || a->pid != getpid())
+        return;
+    pthread_mutex_lock(&a->lock);
+    a->stop = 1;
+    pthread_cond_broadcast(&a->changed);
+    pthread_mutex_unlock(&a->lock);
+    if (a->started)
+        pthread_join(a->thread, NULL);
+    while (a->count > 0)
+        rdb_ahead_remove(a, a->count - 1);
+    pthread_mutex_destroy(&a->lock);
+    pthread_cond_destroy(&a->changed);
+    free(a->items);
+    free(a->skip);
+    free(a);
+}
+
+int rdb_ahead_threads(void)
+{
+    return __atomic_load_n(&rdb_ahead_alive, __ATOMIC_SEQ_CST);
+}
 """
 )
 
@@ -775,7 +1214,7 @@ ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "rdb_fastio._batchio",
     SOURCE,
-    libraries=["crypto"],
+    libraries=["crypto", "pthread"],
     include_dirs=INCLUDE_DIRS,
     library_dirs=LIBRARY_DIRS,
     py_limited_api=True,

@@ -14,7 +14,7 @@ from rdb_fastio.batch_io import (
     read_small_files,
     write_new_files,
 )
-from rdb_fastio.scan import ScanEntry, list_names, scan_directory
+from rdb_fastio.scan import ScanAhead, ScanEntry, list_names, scan_ahead_threads, scan_directory
 
 __all__ = [
     "Copied",
@@ -23,12 +23,14 @@ __all__ = [
     "FileCopy",
     "NewFile",
     "PlanCopied",
+    "ScanAhead",
     "ScanEntry",
     "SmallRead",
     "copy_files",
     "copy_files_between",
     "list_names",
     "read_small_files",
+    "scan_ahead_threads",
     "scan_directory",
     "write_new_files",
 ]

@@ -32,6 +32,11 @@ SCAN_LIMIT = 20_000
 #: device, links, uid, gid and rdev are unsigned, as lstat gives them (an inode number can
 #: pass 2**63: NFS file ids, FUSE file systems that hash them).
 _PACKED = struct.Struct("<6Q4q3d5qQ2q")
+#: :class:`ScanAhead`'s bounds: directories queued, scans being made or ready, and the entries
+#: of the ready ones past which no scan starts (a scan holds at most SCAN_LIMIT entries).
+AHEAD_QUEUE = 256
+AHEAD_RESULTS = 64
+AHEAD_ENTRIES = 16_384
 
 
 def _ns(time: Any) -> int:
@@ -44,6 +49,11 @@ def scan_directory(path: bytes, *, xattrs: bool, limit: int = SCAN_LIMIT) -> Ite
     Raises OSError if the directory cannot be opened or read."""
     scan = ffi.new("struct rdb_scan *")
     lib.rdb_scan_dir(path, 1 if xattrs else 0, limit, scan)
+    return _listing(path, scan)
+
+
+def _listing(path: bytes, scan: Any) -> Iterable[ScanEntry]:
+    """:func:`scan_directory`'s answer from the C scan of ``path`` (which it frees)."""
     if scan.too_many:
         return _one_at_a_time(path, sorted(os.listdir(path)))
     if scan.error:
@@ -112,6 +122,88 @@ def _unpacked(scan: Any) -> list[ScanEntry]:
     ]
     entries.sort(key=_BY_NAME)
     return entries
+
+
+class ScanAhead:
+    """Directories scanned ahead of a walk, on a C thread that never needs the GIL (a Python
+    thread would need it to start each scan and to hand it back, and wait for it behind a
+    walk that holds it).
+
+    The walk :meth:`submit` s the directories it will list, and :meth:`take` s each one's
+    listing when it gets there: the scan made ahead if it is ready, else None (then the walk
+    lists it itself: it never waits for the thread, which may be off the CPU). The walk must list directories in the order
+    of a depth-first walk of sorted listings (a directory, its subdirectories, its next
+    sibling), and give their paths as ``parent + b"/" + name`` (one slash): a directory
+    queued and passed is dropped. With ``explore``, the thread also queues the
+    subdirectories of each directory it scans, for a walk that lists every directory below
+    its root but ``explore``, the path given.
+
+    Bounded: at most ``queue`` directories queued, at most ``results`` scans being made or
+    ready, and no scan starts while the ready ones hold ``entries`` entries or more (the
+    directories needed last give way to those needed first). The thread starts with the
+    first directory submitted; :meth:`close` stops it and frees what was not taken (the walk
+    must close it, also when it ends early). One walk's thread uses it. In a child forked
+    meanwhile nothing is scanned ahead."""
+
+    def __init__(
+        self,
+        *,
+        xattrs: bool,
+        explore: bytes | None = None,
+        limit: int = SCAN_LIMIT,
+        queue: int = AHEAD_QUEUE,
+        results: int = AHEAD_RESULTS,
+        entries: int = AHEAD_ENTRIES,
+    ) -> None:
+        skip = ffi.NULL if explore is None else explore
+        handle = lib.rdb_ahead_new(1 if xattrs else 0, limit, queue, results, entries, skip)
+        if handle == ffi.NULL:
+            raise MemoryError("cannot make a directory scanner")
+        self._handle: Any = ffi.gc(handle, lib.rdb_ahead_free)
+        self._scan = ffi.new("struct rdb_scan *")
+        #: at most this many directories are queued: submit no more at once
+        self.capacity = queue
+        self.closed = False
+
+    def submit(self, paths: list[bytes]) -> int:
+        """Queue ``paths`` (each one reached after the one before it by the walk) to be
+        scanned ahead: how many of the first ones are (or already were); the rest are not
+        (no room: every directory queued is needed before them)."""
+        if self.closed or not paths:
+            return 0
+        return int(lib.rdb_ahead_submit(self._handle, b"\0".join(paths), len(paths)))
+
+    def take(self, path: bytes) -> Iterable[ScanEntry] | None:
+        """The listing of directory ``path`` as :func:`scan_directory` gives it (and raises
+        OSError as it does, for an error of the scan made ahead), if its scan ahead is ready;
+        None if not. It is dropped then, and so are the directories queued before it."""
+        if self.closed or not lib.rdb_ahead_take(self._handle, path, self._scan):
+            return None
+        return _listing(path, self._scan)
+
+    def stats(self) -> dict[str, int]:
+        """What it did so far (see ``struct rdb_ahead_stats``): for tests and measurements."""
+        out = ffi.new("struct rdb_ahead_stats *")
+        if not self.closed:
+            lib.rdb_ahead_stats(self._handle, out)
+        return {field: int(getattr(out, field)) for field in dir(out)}
+
+    def close(self) -> None:
+        """Stop the thread (once the scan it is making ends) and free every scan not taken."""
+        if not self.closed:
+            self.closed = True
+            ffi.release(self._handle)
+
+    def __enter__(self) -> ScanAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def scan_ahead_threads() -> int:
+    """The threads of :class:`ScanAhead` s running in this process (for tests)."""
+    return int(lib.rdb_ahead_threads())
 
 
 def _one_at_a_time(path: bytes, names: list[bytes]) -> Iterator[ScanEntry]:

@@ -13,12 +13,12 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from rdb_fastio import ScanEntry, scan_directory
+from rdb_fastio import ScanAhead, ScanEntry, scan_directory
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.errors import ProtocolError
 from rdb_format.layout import DATA_DIR
@@ -164,7 +164,7 @@ def source_path(root: bytes, index: Index) -> bytes:
     return os.path.join(root, *index) if index else root
 
 
-def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
+def walk(options: SourceOptions, out: Batcher) -> Generator[Entry, None, None]:
     """Entries in metadata order; problems are sent to ``out`` directly."""
     root = options.root
     names = Names()
@@ -194,27 +194,64 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
                 eas, acl = read_eas_and_acl(path, is_dir, eas=caps.eas, acls=caps.acls)
         return Entry(index, record, stat_key(st), st.st_mtime_ns, st.st_atime_ns, eas, acl)
 
+    decide = selection.decide
+    is_dir_mode = stat.S_ISDIR
+    # the directories the walk will list are scanned ahead on a C thread (rdb_fastio.scan:
+    # the walk's thread is the busy one): those it submits, the subdirectories of each one it
+    # lists, once decided; when everything is included, the thread also goes down on its own
+    # (not into the repository's directory). A directory is read a little before its turn:
+    # a backup is not a snapshot
+    everything = type(selection) is IncludeAll
+    root_prefix = root if root.endswith(b"/") else root + b"/"
+    ahead = ScanAhead(xattrs=want_xattrs, explore=root_prefix + _DATA_DIR if everything else None)
+    room = ahead.capacity
+
+    def listing_of(path: bytes) -> tuple[Iterable[ScanEntry], bool]:
+        """The listing of ``path``, and whether its subdirectories are queued already."""
+        listing = ahead.take(path)
+        if listing is not None:
+            return listing, everything
+        # names and lstat in one C call (rdb_fastio.scan: no GIL hand-off per file)
+        return scan_directory(path, xattrs=want_xattrs), False
+
     def rec(
         index: Index,
         path: bytes,
         st: os.stat_result,
         held: list[Entry],
-        scanned: Iterable[ScanEntry] | None = None,
+        scanned: tuple[Iterable[ScanEntry], bool] | None = None,
     ) -> Iterator[Entry]:
         """Walk one directory ``index`` (its entry is already decided or held; ``scanned``:
-        its listing, if already read)."""
+        its listing, if already read, as :func:`listing_of` gives it)."""
         if scanned is None:
             try:
-                # names and lstat in one C call (rdb_fastio.scan: no GIL hand-off per file)
-                scanned = scan_directory(path, xattrs=want_xattrs)
+                scanned = listing_of(path)
             except OSError as error:
                 out.send(Problem(index, "ListError", f"cannot list: {error.strerror}"))
                 if held:
                     yield from held
                     held.clear()
                 return
+        listing, queued = scanned
         prefix = path if path.endswith(b"/") else path + b"/"  # os.path.join's, once
-        for name, child_st, stat_error, xattr_bytes in scanned:
+        # its subdirectories, decided now (selection is a pure function of the entry) so
+        # that those the walk will list are submitted to be scanned ahead
+        decided: dict[bytes, bool | None] = {}
+        if not queued and type(listing) is list:  # (not a huge directory's lazy listing)
+            wanted: list[bytes] = []
+            for name, child_st, _, _ in listing:
+                if child_st is None or not is_dir_mode(child_st.st_mode):
+                    continue
+                if not index and name == _DATA_DIR:
+                    continue
+                child_path = prefix + name
+                verdict = decide((*index, name), child_path, child_st)
+                decided[name] = verdict
+                if verdict is not False and len(wanted) < room:
+                    wanted.append(child_path)
+            if wanted:
+                ahead.submit(wanted)
+        for name, child_st, stat_error, xattr_bytes in listing:
             if not index and name == _DATA_DIR:
                 continue
             child = (*index, name)
@@ -224,8 +261,8 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
                     why = os.strerror(stat_error)
                     out.send(Problem(child, "ListError", f"cannot stat: {why}"))
                 continue
-            verdict = selection.decide(child, child_path, child_st)
-            is_dir = stat.S_ISDIR(child_st.st_mode)
+            is_dir = is_dir_mode(child_st.st_mode)
+            verdict = decided[name] if is_dir and decided else decide(child, child_path, child_st)
             if verdict is False or (verdict is None and not is_dir):
                 continue
             try:
@@ -241,12 +278,12 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
                 if held:
                     yield from held
                     held.clear()
-                listing = None
+                below = None
                 if is_dir:
                     # listed before its entry goes out: an unlistable directory is sent as
                     # such (its old contents are kept); the listing is then walked below
                     try:
-                        listing = scan_directory(child_path, xattrs=want_xattrs)
+                        below = listing_of(child_path)
                     except OSError as error:
                         why = error.strerror or str(error)
                         out.send(Problem(child, "ListError", f"cannot list: {why}"))
@@ -262,20 +299,23 @@ def walk(options: SourceOptions, out: Batcher) -> Iterator[Entry]:
                         )
                         continue
                 yield entry
-                if listing is not None:
-                    yield from rec(child, child_path, child_st, held, listing)
+                if below is not None:
+                    yield from rec(child, child_path, child_st, held, below)
             else:  # a directory included only if something below it is
                 held.append(entry)
                 yield from rec(child, child_path, child_st, held)
                 if held and held[-1] is entry:
                     held.pop()
 
-    root_st = os.lstat(root)
-    first = describe((), root, root_st)
-    if first is None:
-        return
-    yield first
-    yield from rec((), root, root_st, [])
+    try:
+        root_st = os.lstat(root)
+        first = describe((), root, root_st)
+        if first is None:
+            return
+        yield first
+        yield from rec((), root, root_st, [])
+    finally:  # also when the walk is left early (closed, or failed): no thread left behind
+        ahead.close()
 
 
 def _open_checked(
@@ -522,8 +562,9 @@ def run_source(
     server.start()
     count = 0
     batcher = Batcher(out)
+    entries = walk(options, batcher)
     try:
-        for entry in walk(options, batcher):
+        for entry in entries:
             if not credits.try_take():
                 batcher.flush()  # the repository side must see them before it grants more
                 if not credits.take():
@@ -533,6 +574,7 @@ def run_source(
     except BaseException as error:  # reported to the repository side as the end of the walk
         failure.append(error)
     finally:
+        entries.close()  # a walk left early stops scanning ahead now
         batcher.flush()
         out.send(WalkDone(count, walk_failure(failure[0]) if failure else None))
     server.join()

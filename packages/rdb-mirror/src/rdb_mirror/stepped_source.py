@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from rdb_fastio import read_small_files
 from rdb_mirror.fsmeta import IS_ROOT
@@ -139,7 +139,7 @@ class SteppedSource:
         self._ready: deque[SourceMessage] = deque()
         self._credits = options.window
         self._batcher = Batcher(self._here)
-        self._entries: Iterator[Entry] | None = walk(options, self._batcher)
+        self._entries: Generator[Entry, None, None] | None = walk(options, self._batcher)
         self._walked = 0
         self.failure: BaseException | None = None
         self.finished = False
@@ -179,6 +179,9 @@ class SteppedSource:
         """Wait for the pool's jobs, after the repository side is done or ``failed`` (then
         the jobs not started are dropped). Answers nobody will receive are discarded
         meanwhile: a job waiting for room in the inbox must not wait forever."""
+        if self._entries is not None:  # the walk was left early: its scans ahead stop now
+            self._entries.close()
+            self._entries = None
         if failed or self.failure is not None:
             self.pool.cancel()
         stopped = threading.Event()
