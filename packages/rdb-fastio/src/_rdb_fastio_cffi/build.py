@@ -156,6 +156,7 @@ SOURCE = (
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -937,6 +938,12 @@ static char **rdb_subdirectories(const char *path, const struct rdb_scan *scan,
 static void *rdb_ahead_run(void *arg)
 {
     struct rdb_ahead *a = arg;
+#ifdef SCHED_IDLE
+    /* only a CPU nothing else wants: scanning ahead must not take the walk's own CPU (nor
+       another process's) when there is no idle one; then the walk lists for itself */
+    struct sched_param lowest = {0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_IDLE, &lowest);
+#endif
     pthread_mutex_lock(&a->lock);
     while (!a->stop) {
         size_t first = 0;
