@@ -1074,9 +1074,8 @@ static int rdb_ahead_start(struct rdb_ahead *a)
 size_t rdb_ahead_submit(rdb_ahead_t *a, const char *paths, size_t count)
 {
     size_t accepted = 0;
-    if (a->pid != getpid())
-        return 0;
-    pthread_mutex_lock(&a->lock);
+    if (a->pid != getpid() || pthread_mutex_trylock(&a->lock) != 0)
+        return 0;  /* (see rdb_ahead_take) */
     if (a->failed || a->stop || (!a->started && !rdb_ahead_start(a))) {
         pthread_mutex_unlock(&a->lock);
         return 0;
@@ -1098,12 +1097,14 @@ size_t rdb_ahead_submit(rdb_ahead_t *a, const char *paths, size_t count)
 /* The scan of directory path, into *out (to be freed with rdb_scan_free): 1 if it is
    ready; 0 if not (the caller lists it: it never waits for the thread, which may be off the
    CPU). The walk is past every directory needed before this one: those not taken are
-   dropped, and so is this one. */
+   dropped, and so is this one (unless the thread holds the lock just then: they are
+   dropped by the next take). */
 int rdb_ahead_take(rdb_ahead_t *a, const char *path, struct rdb_scan *out)
 {
-    if (a->pid != getpid() || !a->started)
+    /* never waits for the lock either: the thread holding it may be off the CPU for long
+       (it runs only on an idle one), and the walk would wait with it */
+    if (a->pid != getpid() || !a->started || pthread_mutex_trylock(&a->lock) != 0)
         return 0;
-    pthread_mutex_lock(&a->lock);
     size_t at = rdb_ahead_find(a, path);
     int found = at < a->count && rdb_walk_order(a->items[at]->path, path) == 0;
     for (; at > 0; at--) {
@@ -1161,6 +1162,10 @@ void rdb_ahead_free(rdb_ahead_t *a)
 {
     if (a == NULL || a->pid != getpid())
         return;
+    if (a->started) {  /* its scan ends at the caller's priority, not on an idle CPU only */
+        struct sched_param normal = {0};
+        (void)pthread_setschedparam(a->thread, SCHED_OTHER, &normal);
+    }
     pthread_mutex_lock(&a->lock);
     a->stop = 1;
     pthread_cond_broadcast(&a->changed);
