@@ -6,7 +6,9 @@ per file (with two CPUs, a cross-CPU wake-up each time: a 20,000-file backup spe
 its walk in ``os.listdir``). :func:`scan_directory` reads the names, stats them and, if
 asked, sizes each one's extended attribute list, all in C. A directory of more than
 :data:`SCAN_LIMIT` entries is listed and stat'ed one entry at a time as before, so that
-memory stays bounded by its names, not by all their stats at once.
+memory stays bounded by its names, not by all their stats at once. :class:`ScanAhead` makes
+those scans ahead of a walk on a C thread of its own (idle CPU time only), so that the walk's
+thread finds the directories it lists next scanned already.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ SCAN_LIMIT = 20_000
 #: device, links, uid, gid and rdev are unsigned, as lstat gives them (an inode number can
 #: pass 2**63: NFS file ids, FUSE file systems that hash them).
 _PACKED = struct.Struct("<6Q4q3d5qQ2q")
-#: :class:`ScanAhead`'s bounds: directories queued, scans being made or ready, and the entries
-#: of the ready ones past which no scan starts (a scan holds at most SCAN_LIMIT entries).
+#: :class:`ScanAhead`'s bounds: directories queued (their paths only), scans being made or
+#: ready, and the entries of the ready ones past which no scan starts (a scan holds at most
+#: SCAN_LIMIT entries, ~200 bytes each: at most ~7 MiB held in all).
 AHEAD_QUEUE = 256
 AHEAD_RESULTS = 64
 AHEAD_ENTRIES = 16_384
@@ -127,16 +130,17 @@ def _unpacked(scan: Any) -> list[ScanEntry]:
 class ScanAhead:
     """Directories scanned ahead of a walk, on a C thread that never needs the GIL (a Python
     thread would need it to start each scan and to hand it back, and wait for it behind a
-    walk that holds it).
+    walk that holds it), and runs only on an idle CPU (SCHED_IDLE: it must not take the
+    walk's CPU, nor another process's).
 
     The walk :meth:`submit` s the directories it will list, and :meth:`take` s each one's
     listing when it gets there: the scan made ahead if it is ready, else None (then the walk
-    lists it itself: it never waits for the thread, which may be off the CPU). The walk must list directories in the order
-    of a depth-first walk of sorted listings (a directory, its subdirectories, its next
-    sibling), and give their paths as ``parent + b"/" + name`` (one slash): a directory
-    queued and passed is dropped. With ``explore``, the thread also queues the
-    subdirectories of each directory it scans, for a walk that lists every directory below
-    its root but ``explore``, the path given.
+    lists it itself: it never waits for the thread, nor for its lock). The walk must list
+    directories in the order of a depth-first walk of sorted listings (a directory, its
+    subdirectories, its next sibling), and give their paths as ``parent + b"/" + name``
+    (one slash): a directory queued and passed is dropped. With ``explore``, the thread also
+    queues the subdirectories of each directory it scans, for a walk that lists every
+    directory below its root but ``explore``, the path given.
 
     Bounded: at most ``queue`` directories queued, at most ``results`` scans being made or
     ready, and no scan starts while the ready ones hold ``entries`` entries or more (the
