@@ -676,7 +676,17 @@ void rdb_list_names(int dir_fd, struct rdb_names *out)
 /* One directory's names (no "." or "..") and each one's lstat, and with xattrs the size of
    its extended attribute list (symlinks not asked: their attributes are not kept); nothing
    but too_many if it has more than limit entries (their stats would all be held at once). */
+static void rdb_scan_dir_unless(const char *path, int xattrs, size_t limit,
+                                struct rdb_scan *out, const int *stop);
+
 void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *out)
+{
+    rdb_scan_dir_unless(path, xattrs, limit, out, NULL);
+}
+
+/* rdb_scan_dir, given up (ECANCELED, nothing kept) once *stop is set, if stop is given */
+static void rdb_scan_dir_unless(const char *path, int xattrs, size_t limit,
+                                struct rdb_scan *out, const int *stop)
 {
     out->entries = NULL;
     out->names = NULL;
@@ -714,6 +724,12 @@ void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *o
     for (size_t i = 0; i < count; i++, n += strlen(n) + 1) {
         struct rdb_entry *e = &entries[i];
         struct stat st;
+        if (stop != NULL && __atomic_load_n(stop, __ATOMIC_RELAXED)) {
+            free(entries);
+            free(full);
+            out->error = ECANCELED;
+            goto failed;
+        }
         e->name = n;
         e->xattr_bytes = -1;
         if (RDB_RETRY(fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW)) != 0) {
@@ -761,6 +777,7 @@ void rdb_scan_dir(const char *path, int xattrs, size_t limit, struct rdb_scan *o
     return;
 no_memory:
     out->error = ENOMEM;
+failed:
     free(names);
     closedir(dir);
 }
@@ -981,7 +998,7 @@ static void *rdb_ahead_run(void *arg)
             a->stats.most_held = a->results;
         pthread_mutex_unlock(&a->lock);
         struct rdb_scan scan;
-        rdb_scan_dir(item->path, a->xattrs, a->limit, &scan);
+        rdb_scan_dir_unless(item->path, a->xattrs, a->limit, &scan, &a->stop);
         size_t found = 0, keep;
         char **below = NULL;
         if (a->explore && scan.error == 0)
@@ -1162,12 +1179,12 @@ void rdb_ahead_free(rdb_ahead_t *a)
 {
     if (a == NULL || a->pid != getpid())
         return;
-    if (a->started) {  /* its scan ends at the caller's priority, not on an idle CPU only */
+    if (a->started) {  /* it gives up its scan at the caller's priority (if allowed: root) */
         struct sched_param normal = {0};
         (void)pthread_setschedparam(a->thread, SCHED_OTHER, &normal);
     }
     pthread_mutex_lock(&a->lock);
-    a->stop = 1;
+    __atomic_store_n(&a->stop, 1, __ATOMIC_RELAXED);  /* (read by its scan, unlocked) */
     pthread_cond_broadcast(&a->changed);
     pthread_mutex_unlock(&a->lock);
     if (a->started)
