@@ -223,3 +223,25 @@ def test_a_forked_child_scans_nothing_ahead_and_does_not_hang(tmp_path: Path) ->
         assert os.waitstatus_to_exitcode(status) == 0
         _until(ahead, "scans", 10)
         assert all(ahead.take(d) is not None for d in dirs[:10])
+
+
+def test_listing_takes_or_scans_now(tmp_path: Path) -> None:
+    """``listing``: the scan made ahead if ready (True), else one made now (False), the same
+    either way; after close, scan_directory's."""
+    _tree(tmp_path)
+    dirs = _walk_order(tmp_path)
+    with ScanAhead(xattrs=True) as ahead:
+        got, ahead_of_walk = ahead.listing(dirs[0])  # nothing submitted: scanned now
+        assert not ahead_of_walk
+        _same(got, scan_directory(dirs[0], xattrs=True))
+        ahead.submit(dirs[1:])
+        _until(ahead, "scans", len(dirs) - 1)
+        for path in dirs[1:]:
+            got, ahead_of_walk = ahead.listing(path)
+            assert ahead_of_walk
+            _same(got, scan_directory(path, xattrs=True))
+        with pytest.raises(FileNotFoundError):
+            ahead.listing(os.fsencode(tmp_path / "missing"))
+    got, ahead_of_walk = ahead.listing(dirs[0])
+    assert not ahead_of_walk
+    _same(got, scan_directory(dirs[0], xattrs=True))

@@ -5,13 +5,13 @@ tests run as root, who lists anything) by failing the walk's listing of that dir
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
-from rdb_fastio import ScanAhead, scan_directory
+from rdb_fastio import ScanAhead, ScanEntry
 from rdb_mirror import session as mirror
-from rdb_mirror import source
 from rdb_restore import RestoreOptions, restore
 
 
@@ -25,20 +25,14 @@ def test_an_unlistable_directory_keeps_its_old_contents(
     (src / "open.txt").write_bytes(b"one\n")
     mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_000_000))
 
-    def scan(path: bytes, *, xattrs: bool) -> object:
+    def listing(self: ScanAhead, path: bytes) -> tuple[Iterable[ScanEntry], bool]:
+        got = listed(self, path)  # (scanned ahead or now: either way it fails)
         if path.endswith(b"/locked"):
             raise PermissionError(errno.EACCES, "Permission denied")
-        return scan_directory(path, xattrs=xattrs)
+        return got
 
-    def take(self: ScanAhead, path: bytes) -> object:  # its listing read ahead, if it was
-        if path.endswith(b"/locked"):
-            taken(self, path)
-            raise PermissionError(errno.EACCES, "Permission denied")
-        return taken(self, path)
-
-    taken = ScanAhead.take
-    monkeypatch.setattr(source, "scan_directory", scan)
-    monkeypatch.setattr(ScanAhead, "take", take)
+    listed = ScanAhead.listing
+    monkeypatch.setattr(ScanAhead, "listing", listing)
     (src / "open.txt").write_bytes(b"two, longer\n")
     result = mirror.backup(src, repo, mirror.BackupOptions(current_time=1_700_003_600))
     assert [e for e in result.errors if "locked" in e and "cannot list: Permission denied" in e]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from rdb_fastio import ScanAhead, ScanEntry, scan_ahead_threads
+from rdb_fastio import ScanAhead, ScanEntry, scan_ahead_threads, scan_directory
 from rdb_format.errors import ProtocolError
 from rdb_mirror import source
 from rdb_mirror.fsmeta import Index, probe
@@ -31,14 +31,14 @@ class _Never:
 
     capacity = 256
 
-    def __init__(self, **_: Any) -> None:
-        pass
+    def __init__(self, *, xattrs: bool, **_: Any) -> None:
+        self.xattrs = xattrs
 
     def submit(self, paths: list[bytes]) -> int:
         return 0
 
-    def take(self, path: bytes) -> Iterable[ScanEntry] | None:
-        return None
+    def listing(self, path: bytes) -> tuple[Iterable[ScanEntry], bool]:
+        return scan_directory(path, xattrs=self.xattrs), False
 
     def close(self) -> None:
         pass

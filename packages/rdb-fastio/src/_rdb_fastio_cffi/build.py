@@ -145,6 +145,7 @@ CDEF = (
     + "                           size_t entries, const char *explore_skip);\n"
     + "size_t rdb_ahead_submit(rdb_ahead_t *ahead, const char *paths, size_t count);\n"
     + "int rdb_ahead_take(rdb_ahead_t *ahead, const char *path, struct rdb_scan *out);\n"
+    + "int rdb_ahead_list(rdb_ahead_t *ahead, const char *path, struct rdb_scan *out);\n"
     + "void rdb_ahead_stats(rdb_ahead_t *ahead, struct rdb_ahead_stats *out);\n"
     + "void rdb_ahead_free(rdb_ahead_t *ahead);\n"
     + "int rdb_ahead_threads(void);\n"
@@ -1156,6 +1157,16 @@ int rdb_ahead_take(rdb_ahead_t *a, const char *path, struct rdb_scan *out)
     }
     pthread_mutex_unlock(&a->lock);
     return ready;
+}
+
+/* The scan of directory path, into *out: taken (1) as rdb_ahead_take does, else made now on
+   the caller's thread (0), as rdb_scan_dir does; one call, so one release of the GIL */
+int rdb_ahead_list(rdb_ahead_t *a, const char *path, struct rdb_scan *out)
+{
+    if (rdb_ahead_take(a, path, out))
+        return 1;
+    rdb_scan_dir(path, a->xattrs, a->limit, out);
+    return 0;
 }
 
 void rdb_ahead_stats(rdb_ahead_t *a, struct rdb_ahead_stats *out)

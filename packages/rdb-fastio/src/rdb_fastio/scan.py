@@ -165,6 +165,8 @@ class ScanAhead:
             raise MemoryError("cannot make a directory scanner")
         self._handle: Any = ffi.gc(handle, lib.rdb_ahead_free)
         self._scan = ffi.new("struct rdb_scan *")
+        self._xattrs = xattrs
+        self._limit = limit
         #: at most this many directories are queued: submit no more at once
         self.capacity = queue
         self.closed = False
@@ -184,6 +186,15 @@ class ScanAhead:
         if self.closed or not lib.rdb_ahead_take(self._handle, path, self._scan):
             return None
         return _listing(path, self._scan)
+
+    def listing(self, path: bytes) -> tuple[Iterable[ScanEntry], bool]:
+        """The listing of directory ``path`` as :func:`scan_directory` gives it (and raises
+        OSError as it does): taken as :meth:`take` takes it (then True), else scanned now, in
+        the same C call (one release of the GIL, as scan_directory's own)."""
+        if self.closed:
+            return scan_directory(path, xattrs=self._xattrs, limit=self._limit), False
+        ahead = bool(lib.rdb_ahead_list(self._handle, path, self._scan))
+        return _listing(path, self._scan), ahead
 
     def stats(self) -> dict[str, int]:
         """What it did so far (see ``struct rdb_ahead_stats``): for tests and measurements."""

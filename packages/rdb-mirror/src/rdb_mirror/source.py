@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from rdb_fastio import ScanAhead, ScanEntry, scan_directory
+from rdb_fastio import ScanAhead, ScanEntry
 from rdb_format.eas_acls import ACLEntry
 from rdb_format.errors import ProtocolError
 from rdb_format.layout import DATA_DIR
@@ -207,12 +207,11 @@ def walk(options: SourceOptions, out: Batcher) -> Generator[Entry, None, None]:
     room = ahead.capacity
 
     def listing_of(path: bytes) -> tuple[Iterable[ScanEntry], bool]:
-        """The listing of ``path``, and whether its subdirectories are queued already."""
-        listing = ahead.take(path)
-        if listing is not None:
-            return listing, everything
-        # names and lstat in one C call (rdb_fastio.scan: no GIL hand-off per file)
-        return scan_directory(path, xattrs=want_xattrs), False
+        """The listing of ``path`` (names and lstat in one C call, rdb_fastio.scan: no GIL
+        hand-off per file; scanned ahead or now), and whether its subdirectories are queued
+        already."""
+        listing, ahead_of_walk = ahead.listing(path)
+        return listing, ahead_of_walk and everything
 
     def rec(
         index: Index,
