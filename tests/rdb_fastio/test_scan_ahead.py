@@ -245,3 +245,24 @@ def test_listing_takes_or_scans_now(tmp_path: Path) -> None:
     got, ahead_of_walk = ahead.listing(dirs[0])
     assert not ahead_of_walk
     _same(got, scan_directory(dirs[0], xattrs=True))
+
+
+def test_exploring_a_listing_made_now_queues_its_subdirectories(tmp_path: Path) -> None:
+    """With ``explore`` the walk submits nothing: a directory it lists itself has its
+    subdirectories queued by that same call (the thread starting then), but the one to skip."""
+    _tree(tmp_path)
+    root = os.fsencode(tmp_path)
+    skip = os.fsencode(tmp_path / "z")
+    dirs = [d for d in _walk_order(tmp_path) if d != skip]
+    before = scan_ahead_threads()
+    with ScanAhead(xattrs=False, explore=skip) as ahead:
+        _, ahead_of_walk = ahead.listing(root)
+        assert not ahead_of_walk and scan_ahead_threads() == before + 1
+        _until(ahead, "scans", len(dirs))
+        for path in dirs:
+            got, ahead_of_walk = ahead.listing(path)
+            assert ahead_of_walk
+            _same(got, scan_directory(path, xattrs=False))
+        assert ahead.take(skip) is None
+        stats = ahead.stats()
+    assert stats["scans"] == len(dirs) and stats["missing"] == 1

@@ -45,7 +45,7 @@ class _Never:
 
 
 class _Eager(ScanAhead):
-    """Every directory taken from the thread (each submission waits until the thread has
+    """Every directory taken from the thread (each listing waits until the thread has
     scanned all it may): the walk's other path. Records what was submitted and explored."""
 
     made: ClassVar[list[_Eager]] = []
@@ -59,11 +59,16 @@ class _Eager(ScanAhead):
 
     def submit(self, paths: list[bytes]) -> int:
         self.submitted += paths
-        accepted = super().submit(paths)
+        return super().submit(paths)
+
+    def listing(self, path: bytes) -> tuple[Iterable[ScanEntry], bool]:
         deadline = time.monotonic() + 60  # (a wait for the thread, not a timing)
-        while not self.stats()["idle"] and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            stats = self.stats()
+            if not stats["running"] or stats["idle"]:
+                break
             time.sleep(0.001)
-        return accepted
+        return super().listing(path)
 
     def close(self) -> None:
         if not self.closed:

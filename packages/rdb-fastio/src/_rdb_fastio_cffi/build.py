@@ -953,6 +953,24 @@ static char **rdb_subdirectories(const char *path, const struct rdb_scan *scan,
     return paths;
 }
 
+/* Queue the first keep of found paths (malloc'd, in the walk's order, as
+   rdb_subdirectories makes them), as room allows; the rest and the array are freed. */
+static void rdb_ahead_insert_all(struct rdb_ahead *a, char **below, size_t keep, size_t found)
+{
+    size_t i = 0;
+    while (i < keep) {
+        int queued = rdb_ahead_insert(a, below[i++]);  /* (kept, or freed) */
+        if (queued < 0)
+            break;
+        a->stats.explored += (unsigned long long)queued;
+    }
+    for (; i < found; i++)
+        free(below[i]);
+    free(below);
+}
+
+static int rdb_ahead_start(struct rdb_ahead *a);
+
 static void *rdb_ahead_run(void *arg)
 {
     struct rdb_ahead *a = arg;
@@ -1020,16 +1038,7 @@ static void *rdb_ahead_run(void *arg)
                 a->stats.most_entries = a->entries;
             keep = found;
         }
-        size_t i = 0;
-        while (i < keep) {
-            int queued = rdb_ahead_insert(a, below[i++]);  /* (kept, or freed) */
-            if (queued < 0)
-                break;
-            a->stats.explored += (unsigned long long)queued;
-        }
-        for (; i < found; i++)
-            free(below[i]);
-        free(below);
+        rdb_ahead_insert_all(a, below, keep, found);
     }
     pthread_mutex_unlock(&a->lock);
     __atomic_sub_fetch(&rdb_ahead_alive, 1, __ATOMIC_SEQ_CST);
@@ -1166,6 +1175,23 @@ int rdb_ahead_list(rdb_ahead_t *a, const char *path, struct rdb_scan *out)
     if (rdb_ahead_take(a, path, out))
         return 1;
     rdb_scan_dir(path, a->xattrs, a->limit, out);
+    if (a->explore && out->error == 0 && a->pid == getpid()) {
+        /* its subdirectories queued here, as the thread does for what it scans (and it
+           starts with the first): the walk need not submit them */
+        size_t found = 0;
+        char **below = rdb_subdirectories(path, out, a->skip, &found);
+        if (below != NULL && pthread_mutex_trylock(&a->lock) == 0) {
+            int running = !a->failed && !a->stop && (a->started || rdb_ahead_start(a));
+            rdb_ahead_insert_all(a, below, running ? found : 0, found);
+            if (running && a->idle) {
+                a->idle = 0;
+                pthread_cond_signal(&a->changed);
+            }
+            pthread_mutex_unlock(&a->lock);
+        } else if (below != NULL) {
+            rdb_ahead_insert_all(a, below, 0, found);
+        }
+    }
     return 0;
 }
 

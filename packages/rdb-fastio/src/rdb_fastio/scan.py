@@ -138,9 +138,10 @@ class ScanAhead:
     lists it itself: it never waits for the thread, nor for its lock). The walk must list
     directories in the order of a depth-first walk of sorted listings (a directory, its
     subdirectories, its next sibling), and give their paths as ``parent + b"/" + name``
-    (one slash): a directory queued and passed is dropped. With ``explore``, the thread also
-    queues the subdirectories of each directory it scans, for a walk that lists every
-    directory below its root but ``explore``, the path given.
+    (one slash): a directory queued and passed is dropped. With ``explore``, for a walk that
+    lists every directory below its root but ``explore`` (the path given), the
+    subdirectories of every directory scanned (ahead, or by :meth:`listing`) are queued
+    without being submitted.
 
     Bounded: at most ``queue`` directories queued, at most ``results`` scans being made or
     ready, and no scan starts while the ready ones hold ``entries`` entries or more (the

@@ -198,9 +198,9 @@ def walk(options: SourceOptions, out: Batcher) -> Generator[Entry, None, None]:
     is_dir_mode = stat.S_ISDIR
     # the directories the walk will list are scanned ahead on a C thread (rdb_fastio.scan:
     # the walk's thread is the busy one): those it submits, the subdirectories of each one it
-    # lists, once decided; when everything is included, the thread also goes down on its own
-    # (not into the repository's directory). A directory is read a little before its turn:
-    # a backup is not a snapshot
+    # lists, once decided; when everything is included, rdb_fastio queues the subdirectories
+    # of every directory listed itself (not the repository's directory), and nothing is
+    # submitted. A directory is read a little before its turn: a backup is not a snapshot
     everything = type(selection) is IncludeAll
     root_prefix = root if root.endswith(b"/") else root + b"/"
     ahead = ScanAhead(xattrs=want_xattrs, explore=root_prefix + _DATA_DIR if everything else None)
@@ -210,8 +210,8 @@ def walk(options: SourceOptions, out: Batcher) -> Generator[Entry, None, None]:
         """The listing of ``path`` (names and lstat in one C call, rdb_fastio.scan: no GIL
         hand-off per file; scanned ahead or now), and whether its subdirectories are queued
         already."""
-        listing, ahead_of_walk = ahead.listing(path)
-        return listing, ahead_of_walk and everything
+        listing, _ = ahead.listing(path)
+        return listing, everything  # (then the thread queued them, or the listing's call did)
 
     def rec(
         index: Index,
