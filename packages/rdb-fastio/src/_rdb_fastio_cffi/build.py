@@ -146,6 +146,7 @@ CDEF = (
     + "size_t rdb_ahead_submit(rdb_ahead_t *ahead, const char *paths, size_t count);\n"
     + "int rdb_ahead_take(rdb_ahead_t *ahead, const char *path, struct rdb_scan *out);\n"
     + "int rdb_ahead_list(rdb_ahead_t *ahead, const char *path, struct rdb_scan *out);\n"
+    + "void rdb_ahead_scan_free(rdb_ahead_t *ahead, struct rdb_scan *scan);\n"
     + "void rdb_ahead_stats(rdb_ahead_t *ahead, struct rdb_ahead_stats *out);\n"
     + "void rdb_ahead_free(rdb_ahead_t *ahead);\n"
     + "int rdb_ahead_threads(void);\n"
@@ -796,6 +797,7 @@ failed:
    hold max_entries entries or more; past that, the ones needed last give way. */
 
 enum { RDB_QUEUED = 1, RDB_RUNNING = 2, RDB_READY = 3 };
+#define RDB_GARBAGE 192
 
 struct rdb_ahead_item {
     char *path;
@@ -820,6 +822,9 @@ struct rdb_ahead {
     size_t results;         /* items being scanned or ready (abandoned ones included) */
     size_t entries;         /* the entries of the ready ones */
     struct rdb_ahead_stats stats;
+    void *garbage[RDB_GARBAGE];  /* taken scans' buffers, freed by the thread (see below) */
+    size_t garbage_count;
+    size_t garbage_entries;  /* the entries of those scans: at most max_entries */
 };
 
 static int rdb_ahead_alive;  /* scanner threads running in this process */
@@ -982,6 +987,9 @@ static void *rdb_ahead_run(void *arg)
 #endif
     pthread_mutex_lock(&a->lock);
     while (!a->stop) {
+        for (size_t i = 0; i < a->garbage_count; i++)
+            free(a->garbage[i]);
+        a->garbage_count = a->garbage_entries = 0;
         size_t first = 0;
         while (first < a->count && a->items[first]->state != RDB_QUEUED)
             first++;
@@ -1195,6 +1203,30 @@ int rdb_ahead_list(rdb_ahead_t *a, const char *path, struct rdb_scan *out)
     return 0;
 }
 
+/* Free a scan taken from the thread: its buffers go back to the thread, which frees them
+   in its own malloc arena. The walk's thread freeing them itself takes that arena's lock,
+   which the thread may hold (inside malloc) while it is off the CPU for long (SCHED_IDLE
+   on a busy machine): the walk would wait with it. Freed here when the lock is held just
+   then, or too many wait already (the thread not running). */
+void rdb_ahead_scan_free(rdb_ahead_t *a, struct rdb_scan *scan)
+{
+    if (a->pid == getpid() && pthread_mutex_trylock(&a->lock) == 0) {
+        if (a->garbage_count + 3 <= RDB_GARBAGE
+            && a->garbage_entries + scan->count <= a->max_entries) {
+            a->garbage_entries += scan->count;
+            a->garbage[a->garbage_count++] = scan->entries;
+            a->garbage[a->garbage_count++] = scan->names;
+            a->garbage[a->garbage_count++] = scan->packed;
+            scan->entries = NULL;
+            scan->names = NULL;
+            scan->packed = NULL;
+            scan->count = 0;
+        }
+        pthread_mutex_unlock(&a->lock);
+    }
+    rdb_scan_free(scan);  /* (nothing left to free if it was handed over) */
+}
+
 void rdb_ahead_stats(rdb_ahead_t *a, struct rdb_ahead_stats *out)
 {
     if (a->pid != getpid()) {
@@ -1228,6 +1260,8 @@ void rdb_ahead_free(rdb_ahead_t *a)
         pthread_join(a->thread, NULL);
     while (a->count > 0)
         rdb_ahead_remove(a, a->count - 1);
+    for (size_t i = 0; i < a->garbage_count; i++)
+        free(a->garbage[i]);
     pthread_mutex_destroy(&a->lock);
     pthread_cond_destroy(&a->changed);
     free(a->items);

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable, Iterator
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
@@ -55,8 +56,9 @@ def scan_directory(path: bytes, *, xattrs: bool, limit: int = SCAN_LIMIT) -> Ite
     return _listing(path, scan)
 
 
-def _listing(path: bytes, scan: Any) -> Iterable[ScanEntry]:
-    """:func:`scan_directory`'s answer from the C scan of ``path`` (which it frees)."""
+def _listing(path: bytes, scan: Any, free: Any = lib.rdb_scan_free) -> Iterable[ScanEntry]:
+    """:func:`scan_directory`'s answer from the C scan of ``path`` (which it frees with
+    ``free``)."""
     if scan.too_many:
         return _one_at_a_time(path, sorted(os.listdir(path)))
     if scan.error:
@@ -105,7 +107,7 @@ def _listing(path: bytes, scan: Any) -> Iterable[ScanEntry]:
             )
             entries.append((name, st, 0, e.xattr_bytes))
     finally:
-        lib.rdb_scan_free(scan)
+        free(scan)
     entries.sort(key=_BY_NAME)
     return entries
 
@@ -166,6 +168,8 @@ class ScanAhead:
             raise MemoryError("cannot make a directory scanner")
         self._handle: Any = ffi.gc(handle, lib.rdb_ahead_free)
         self._scan = ffi.new("struct rdb_scan *")
+        # a scan taken is freed by the thread, in its own malloc arena (rdb_ahead_scan_free)
+        self._give_back = partial(lib.rdb_ahead_scan_free, self._handle)
         self._xattrs = xattrs
         self._limit = limit
         #: at most this many directories are queued: submit no more at once
@@ -186,7 +190,7 @@ class ScanAhead:
         None if not. It is dropped then, and so are the directories queued before it."""
         if self.closed or not lib.rdb_ahead_take(self._handle, path, self._scan):
             return None
-        return _listing(path, self._scan)
+        return _listing(path, self._scan, self._give_back)
 
     def listing(self, path: bytes) -> tuple[Iterable[ScanEntry], bool]:
         """The listing of directory ``path`` as :func:`scan_directory` gives it (and raises
@@ -194,8 +198,9 @@ class ScanAhead:
         the same C call (one release of the GIL, as scan_directory's own)."""
         if self.closed:
             return scan_directory(path, xattrs=self._xattrs, limit=self._limit), False
-        ahead = bool(lib.rdb_ahead_list(self._handle, path, self._scan))
-        return _listing(path, self._scan), ahead
+        if lib.rdb_ahead_list(self._handle, path, self._scan):
+            return _listing(path, self._scan, self._give_back), True
+        return _listing(path, self._scan), False
 
     def stats(self) -> dict[str, int]:
         """What it did so far (see ``struct rdb_ahead_stats``): for tests and measurements."""
