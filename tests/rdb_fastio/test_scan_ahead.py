@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.rdb_fastio.test_scan import FIELDS
@@ -40,6 +41,16 @@ def _until(ahead: ScanAhead, done: str, count: int) -> dict[str, int]:
     while (stats := ahead.stats())[done] < count and time.monotonic() < deadline:
         time.sleep(0.005)
     return stats
+
+
+def _taken(ahead: ScanAhead, path: bytes) -> Any:
+    """``ahead.take(path)`` of a scan known ready: take never waits for the thread's lock,
+    and the thread (SCHED_IDLE, on a busy machine) may be off the CPU holding it, so take
+    returns None then and leaves the scan there; asked again until the lock is free."""
+    deadline = time.monotonic() + 60
+    while (got := ahead.take(path)) is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return got
 
 
 def _same(got: object, want: object) -> None:
@@ -120,7 +131,7 @@ def test_a_directory_over_the_limit_is_listed_lazily(tmp_path: Path) -> None:
     with ScanAhead(xattrs=False, limit=3) as ahead:
         ahead.submit([big])
         _until(ahead, "scans", 1)
-        lazy = ahead.take(big)
+        lazy = _taken(ahead, big)
         assert lazy is not None and not isinstance(lazy, list)
         _same(lazy, scan_directory(big, xattrs=False))
         assert ahead.stats()["most_entries"] == 0  # none held: the stats are made as used
@@ -135,7 +146,7 @@ def test_passed_and_unready_directories_are_listed_by_the_caller(tmp_path: Path)
         assert ahead.take(a) is None  # nothing submitted yet
         ahead.submit([a, b, c])
         _until(ahead, "scans", 3)
-        assert ahead.take(b) is not None  # a passed: dropped
+        assert _taken(ahead, b) is not None  # a passed: dropped
         assert ahead.take(a) is None
         stats = ahead.stats()
         assert (stats["skipped"], stats["queued"], stats["held"]) == (1, 1, 1)
@@ -178,10 +189,10 @@ def test_subdirectories_explored_but_the_one_to_skip(tmp_path: Path) -> None:
         ahead.submit(top)
         _until(ahead, "scans", len(dirs) - 2)
         for path in dirs:
-            got = ahead.take(path)
             if path == skip or path.startswith(skip + b"/"):
-                assert got is None  # never queued, never read
+                assert ahead.take(path) is None  # never queued, never read
             else:
+                got = _taken(ahead, path)
                 assert got is not None
                 _same(got, scan_directory(path, xattrs=False))
         stats = ahead.stats()
@@ -222,7 +233,7 @@ def test_a_forked_child_scans_nothing_ahead_and_does_not_hang(tmp_path: Path) ->
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         _until(ahead, "scans", 10)
-        assert all(ahead.take(d) is not None for d in dirs[:10])
+        assert all(_taken(ahead, d) is not None for d in dirs[:10])
 
 
 def test_listing_takes_or_scans_now(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def _every_third_fails(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return failed
 
 
+@pytest.mark.interop
 @pytest.mark.parametrize("batch_fails", [False, True])
 def test_new_files_of_a_later_backup_get_one_missing_marker_each(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rdiff_backup: str, batch_fails: bool

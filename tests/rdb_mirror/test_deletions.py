@@ -30,6 +30,7 @@ def _files(directory: Path, count: int) -> list[Path]:
     return paths
 
 
+@pytest.mark.interop
 def test_deleted_files_keep_their_snapshots_when_their_directory_goes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rdiff_backup: str
 ) -> None:
