@@ -12,8 +12,10 @@ Each REF runs from a byte-compiled snapshot of its committed packages (``bench_m
 ``--work`` between runs). Each round, for each corpus and each REF (the order flips every
 round): a fresh ``cp -a`` of the base, the incremental backup of B into it, then a no-change
 backup of B again, each a measured child process (benchmarks/measure.py). The copies are made
-right before their runs and nothing is deleted until the end (the machine's ext4 has no
-journal: creates right after a large delete are slow; see bench_mirror's docstring).
+right before their runs, and written back before them (``run_child`` syncs first: the
+copy's writeback is not charged to the backup's commit sync), and nothing is deleted until
+the end (the machine's ext4 has no journal: creates right after a large delete are slow; see
+bench_mirror's docstring).
 
 Prints one line per run and a table: each REF's median wall time (min; median CPU) and the
 ratio of the first REF's median to the last's; ``docs/benchmarks.md`` takes the table with

@@ -27,7 +27,9 @@ the benchmark machine's ext4 has no journal, and there the inode allocator scans
 inode freed in the last 60 s (5 min while its table block is dirty) on each create
 (``recently_deleted`` in ``fs/ext4/ialloc.c``), so a backup right after ``rm -rf`` of the
 previous tool's destination paid several seconds of kernel time (``cp -a`` of 20,000 files:
-0.3 s on fresh inodes, 3.5-5 s after deleting such a tree, measured with ``perf``).
+0.3 s on fresh inodes, 3.5-5 s after deleting such a tree, measured with ``perf``). And
+every command starts with nothing dirty in the page cache (``measure.run_child`` syncs first),
+so rdb-mirror's commit sync does not write back the previous tool's destination.
 
 The flatness check generates trees of N tiny files (20,000 and ``--flat-files``, default
 200,000; 200 files per directory) and compares rdb-mirror's peak RSS for the initial and the
