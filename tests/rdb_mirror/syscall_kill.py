@@ -21,6 +21,7 @@ never happens; "killed just after call K" is "killed before the next one".
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
@@ -218,8 +219,10 @@ LIBC = "libc"
 
 @functools.cache
 def shim_library() -> Path:
-    """killshim.c compiled once per test run."""
-    target = Path(tempfile.mkdtemp(prefix="rdb-killshim-")) / "killshim.so"
+    """killshim.c compiled once per test run (into a directory removed when the run ends)."""
+    directory = tempfile.mkdtemp(prefix="rdb-killshim-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    target = Path(directory) / "killshim.so"
     compiler = os.environ.get("CC") or shutil.which("cc") or "gcc"
     source = Path(__file__).with_name("killshim.c")
     subprocess.run(
