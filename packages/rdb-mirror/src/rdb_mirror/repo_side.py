@@ -424,6 +424,19 @@ def _drop_own_increment(item: _Item, increments: list[WrittenIncrement]) -> None
             increments.pop().path.unlink()
 
 
+def _taken_back(target: bytes, marker: PlannedMarker, failure: OSError) -> OSError:
+    """``failure``, after removing the new file ``target`` again from the mirror: its
+    ``.missing`` ``marker`` could not be made, and a restore of the previous session would
+    show the file without it. Raises (the session ends) if the file cannot be removed."""
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        raise creation_error(marker.increment.path, failure) from error
+    return failure
+
+
 def _named(index: Index) -> str:
     """``index`` quoted for a one-line message (``'dir/file'``)."""
     return repr(os.fsdecode(render(index)))
@@ -1258,6 +1271,13 @@ class RepositorySide:
 
     def _make_markers(self, markers: list[PlannedMarker]) -> None:
         """Pool job: create planned markers; raises for the first that could not be made."""
+        for marker, error in zip(markers, self._create_markers(markers), strict=True):
+            if error is not None:
+                raise creation_error(marker.increment.path, error)
+
+    def _create_markers(self, markers: list[PlannedMarker]) -> list[OSError | None]:
+        """Create planned markers in one C call, noting those made with the writer; each
+        one's error (None: made)."""
         assert self.writer is not None
         paths = [os.fsencode(m.increment.path) for m in markers]
         # under its final name (O_EXCL), "renamed" onto itself: nothing
@@ -1269,9 +1289,7 @@ class RepositorySide:
         self.writer.markers_made(
             m for m, error in zip(markers, errors, strict=True) if error is None
         )
-        for marker, error in zip(markers, errors, strict=True):
-            if error is not None:
-                raise creation_error(marker.increment.path, error)
+        return errors
 
     def _finish_markers(self) -> None:
         """Every planned marker made (before the session's data is synced and committed)."""
@@ -1429,11 +1447,15 @@ class RepositorySide:
             marks = self._mark(item.index)
             if group is None and self._batchable(item, record, eas, acl):
                 missing = None
+                planned = True
                 if self.writer is not None:
-                    missing = self.writer.plan_missing_marker(
-                        item.index, long_name=self._long(record)
-                    )
-                if self.writer is None or missing is not None:
+                    try:
+                        missing = self.writer.plan_missing_marker(
+                            item.index, long_name=self._long(record)
+                        )
+                    except (OSError, RdbError):  # the general path meets it again, and says so
+                        planned = False
+                if self.writer is None or (planned and missing is not None):
                     new_slot = self._stage_later(item, record, eas, acl, marks)
                     new_slot.missing = missing
                     self._outputs.append(new_slot)
@@ -1815,20 +1837,24 @@ class RepositorySide:
 
     def _write_batch(self, batch: _StageBatch) -> None:
         """Pool job: the batch's files in one C call, then the ``.missing`` markers of those
-        written in another; a file that failed goes the general way (:meth:`_write_regular`),
-        which fails the same way and says so as usual (and makes its own marker)."""
+        written in another; a file that failed either way (taken out of the mirror again if
+        its marker did) goes the general way (:meth:`_write_regular`), which fails the same
+        way and says so as usual (and makes its own marker first)."""
         files = []
         for slot in batch.files:
             target = self._bpath(slot.item.index, slot.record)
             files.append(self._new_file(slot, os.fsencode(temp_path(self.layout.data_dir)), target))
         written = write_new_files(files)
-        missing = [
-            slot.missing
-            for slot, error in zip(batch.files, written, strict=True)
+        marked = [
+            (n, slot.missing)
+            for n, (slot, error) in enumerate(zip(batch.files, written, strict=True))
             if error is None and slot.missing is not None
         ]
-        if missing:
-            self._make_markers(missing)
+        if marked:
+            made = self._create_markers([marker for _, marker in marked])
+            for (n, marker), failure in zip(marked, made, strict=True):
+                if failure is not None:
+                    written[n] = _taken_back(files[n].target, marker, failure)
         for slot, error in zip(batch.files, written, strict=True):
             item = slot.item
             if error is None:
