@@ -5,6 +5,7 @@ owner and times, same sizes reported; and every failure must end exactly as on t
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import stat
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 import rdb_increment.writer as writer_module
-from rdb_fastio.increment import DeltaStatus, write_delta_increment
+from rdb_fastio.increment import DELTA_LIMIT, DeltaStatus, write_delta_increment
 from rdb_format.errors import RdbError
 from rdb_format.layout import Layout
 from rdb_increment import IncrementExists, IncrementOptions, IncrementWriter, WrittenIncrement
@@ -271,3 +272,45 @@ def test_same_snapshots_as_the_python_path(
         assert seen[True, name] == seen[False, name]
     assert seen[True, b"f"][0].endswith(".snapshot.gz")
     assert seen[True, b"f.gz"][1] == content
+
+
+def _gzip_fields(data: bytes) -> tuple[object, ...]:
+    """A gzip member's header fields (RFC 1952: CM, FLG, MTIME, XFL, OS, FNAME) and what it
+    holds uncompressed."""
+    assert data[:2] == b"\x1f\x8b"
+    flags = data[3]
+    name = data[10 : data.index(b"\0", 10)] if flags & 0x08 else None
+    return data[2], flags, int.from_bytes(data[4:8], "little"), data[8], data[9], name
+
+
+@pytest.mark.parametrize("at", ["limit", "limit+1"])
+def test_snapshots_at_the_c_routines_size_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c_calls: list[DeltaStatus], at: str
+) -> None:
+    """A version of DELTA_LIMIT bytes has its snapshot written in C, one of a byte more in
+    Python: either way the Python path's bytes, the gzip header fields it writes (FNAME the
+    name without .gz, MTIME the writer's, XFL for level 9, OS unknown) and the old bytes
+    inside. (Incompressible content: the gzipped snapshot is larger than the limit.)"""
+    size = DELTA_LIMIT + (at == "limit+1")
+    content = random.Random(size).randbytes(size)
+    old = _file(tmp_path / "old", content, 0o640)
+    made = {}
+    for path in ("default", "Python"):
+        w = _writer(tmp_path / f"repo-{path}")
+        for name in (b"f", b"f.gz"):  # gzipped, and not (a .gz name)
+            if path == "default":
+                inc = w.write((name,), old, None)
+            else:
+                with python_path(monkeypatch):
+                    inc = w.write((name,), old, None)
+            os.utime(old, ns=TIMES)
+            made[path, name] = _what(inc, tmp_path / f"repo-{path}")
+    assert c_calls == ([DeltaStatus.DONE] * 2 if at == "limit" else [])
+    for name in (b"f", b"f.gz"):
+        assert made["default", name] == made["Python", name]
+    zipped, plain = made["default", b"f"][-1], made["default", b"f.gz"][-1]
+    assert isinstance(zipped, bytes) and isinstance(plain, bytes)
+    assert plain == content
+    snapshot = "f.2023-11-14T22:13:20Z.snapshot"
+    assert _gzip_fields(zipped) == (8, 0x08, 1_234_567_890, 2, 255, snapshot.encode())
+    assert gzip.decompress(zipped) == content
