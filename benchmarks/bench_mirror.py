@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_mirror.py                      # all corpora + the 200k flatness check
     python benchmarks/bench_mirror.py --only small --no-flat
     python benchmarks/bench_mirror.py --corpus /tmp/corpus --flat-files 200000
+    python benchmarks/bench_mirror.py --only small,django,big --repeat 3 --no-flat
 
 The corpora come from ``../shared/bench/corpus.sh`` (``CORPUS``, default ``/tmp/corpus``; run
 it first): ``django-a`` → ``django-b`` (two releases of a real source tree), ``small-a`` →
@@ -15,7 +16,11 @@ packages taken at start (``--no-snapshot``: the working tree), so edits during a
 leak into it; the snapshot is byte-compiled, as an installed package is.
 
 For each corpus and tool: an **initial** backup of A into an empty destination, an
-**incremental** backup of B into it, then a **no-change** backup of B again. rdb-mirror and
+**incremental** backup of B into it, then a **no-change** backup of B again. ``--repeat N``
+runs that N times (fresh destinations each round, the tools' order turned by one per round)
+and the table gives each cell's median run with the fastest and slowest wall times: on this
+machine one run can be twice another (the 512 MiB first backup: 0.7 or 1.8 s, rsync's too,
+by the kernel's block allocation). rdb-mirror and
 rdiff-backup get ``--current-time`` one hour apart per session; rsync is ``rsync -aH --delete
 SRC/ DEST/``. Every command is its own child process (benchmarks/measure.py): wall time around
 it, peak RSS from ``os.wait4``'s rusage (Linux reports the maximum over the child and the
@@ -48,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from measure import Measure, run_child
@@ -156,26 +162,43 @@ def corpus_sources(corpus: Path, name: str, work: Path) -> tuple[Path, Path]:
 
 
 def bench_corpus(
-    name: str, a: Path, b: Path, work: Path, binaries: dict[str, str], tools: Sequence[str]
-) -> dict[tuple[str, str], Measure]:
-    results: dict[tuple[str, str], Measure] = {}
-    for tool in tools:
-        dest = work / f"dest-{name}-{tool}"
-        for session, (phase, src) in enumerate(zip(PHASES, (a, b, b), strict=True)):
-            measure = run(command(tool, src, dest, session, binaries))
-            results[(tool, phase)] = measure
-            if measure.status not in (0, 3) and not (tool == "rsync" and measure.status == 24):
-                print(f"  !! {tool} {phase} exited {measure.status}", file=sys.stderr)
-            want, got = entries(src), entries(dest)
-            if want != got:
-                print(f"  !! {tool} {phase}: {got} entries in the mirror, {want} in the source")
-            print(
-                f"  {name:7} {phase:12} {tool:13} {measure.wall:8.2f} s "
-                f"{measure.cpu:7.2f} cpu {measure.rss_mib:7.1f} MiB",
-                flush=True,
-            )
-        # kept until the run ends: see "nothing is deleted" in the module's docstring
+    name: str,
+    a: Path,
+    b: Path,
+    work: Path,
+    binaries: dict[str, str],
+    tools: Sequence[str],
+    rounds: int = 1,
+) -> dict[tuple[str, str], list[Measure]]:
+    """Every tool's three sessions, ``rounds`` times, each round into fresh destinations and
+    with the tools' order turned by one (no tool always runs first); every run's measure."""
+    results: dict[tuple[str, str], list[Measure]] = {}
+    for round_ in range(rounds):
+        order = [*tools[round_ % len(tools) :], *tools[: round_ % len(tools)]]
+        for tool in order:
+            dest = work / f"dest-{name}-{tool}-{round_}"
+            for session, (phase, src) in enumerate(zip(PHASES, (a, b, b), strict=True)):
+                measure = run(command(tool, src, dest, session, binaries))
+                results.setdefault((tool, phase), []).append(measure)
+                if measure.status not in (0, 3) and not (tool == "rsync" and measure.status == 24):
+                    print(f"  !! {tool} {phase} exited {measure.status}", file=sys.stderr)
+                want, got = entries(src), entries(dest)
+                if want != got:
+                    print(f"  !! {tool} {phase}: {got} entries in the mirror, {want} in the source")
+                print(
+                    f"  {name:7} {phase:12} {tool:13} {measure.wall:8.2f} s "
+                    f"{measure.cpu:7.2f} cpu {measure.rss_mib:7.1f} MiB",
+                    flush=True,
+                )
+            # kept until the run ends: see "nothing is deleted" in the module's docstring
     return results
+
+
+def median_run(measures: Sequence[Measure]) -> Measure:
+    """The run of median wall time (the lower of the two middle ones for an even count),
+    with the largest peak RSS of all."""
+    middle = sorted(measures, key=lambda m: m.wall)[(len(measures) - 1) // 2]
+    return replace(middle, rss_kib=max(m.rss_kib for m in measures))
 
 
 def make_tiny_tree(root: Path, files: int, per_dir: int = 200) -> None:
@@ -207,7 +230,11 @@ def flatness(work: Path, binaries: dict[str, str], sizes: Sequence[int]) -> list
     return rows
 
 
-def table(all_results: dict[str, dict[tuple[str, str], Measure]], tools: Sequence[str]) -> str:
+def table(
+    all_results: dict[str, dict[tuple[str, str], list[Measure]]], tools: Sequence[str]
+) -> str:
+    """Each cell the median run (its wall and CPU seconds; with several rounds, the fastest
+    and slowest wall times after it); the ratios are of the medians."""
     head = "| corpus | backup | " + " | ".join(f"{t} s (cpu s)" for t in tools)
     head += " | " + " | ".join(f"{t} MiB" for t in tools)
     ratios = []
@@ -220,15 +247,18 @@ def table(all_results: dict[str, dict[tuple[str, str], Measure]], tools: Sequenc
     lines = [head, sep]
     for corpus, results in all_results.items():
         for phase in PHASES:
-            cells = [
-                f"{results[(t, phase)].wall:.2f} ({results[(t, phase)].cpu:.2f})" for t in tools
-            ]
-            cells += [f"{results[(t, phase)].rss_mib:.0f}" for t in tools]
-            ours = results[("rdb-mirror", phase)].wall if "rdb-mirror" in tools else None
+            medians = {t: median_run(results[(t, phase)]) for t in tools}
+            cells = []
+            for t in tools:
+                walls = sorted(m.wall for m in results[(t, phase)])
+                spread = f" {walls[0]:.2f}–{walls[-1]:.2f}" if len(walls) > 1 else ""
+                cells.append(f"{medians[t].wall:.2f} ({medians[t].cpu:.2f}){spread}")
+            cells += [f"{medians[t].rss_mib:.0f}" for t in tools]
+            ours = medians["rdb-mirror"].wall if "rdb-mirror" in tools else None
             if ours is not None and "rsync" in tools:
-                cells.append(f"{ours / results[('rsync', phase)].wall:.2f}×")
+                cells.append(f"{ours / medians['rsync'].wall:.2f}×")
             if ours is not None and "rdiff-backup" in tools:
-                cells.append(f"{results[('rdiff-backup', phase)].wall / ours:.1f}×")
+                cells.append(f"{medians['rdiff-backup'].wall / ours:.1f}×")
             lines.append(f"| {corpus} | {phase} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -258,6 +288,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default="django,small,big", help="comma-separated corpora")
     parser.add_argument("--tools", default=",".join(TOOLS))
     parser.add_argument("--ref", default="HEAD", help="the commit whose packages run")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every tool's sessions (fresh destinations each; the table gives medians)",
+    )
     parser.add_argument("--no-flat", action="store_true", help="skip the flatness check")
     parser.add_argument("--flat-files", type=int, default=200_000)
     parser.add_argument(
@@ -293,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     print(f"machine: {machine()}", flush=True)
-    all_results: dict[str, dict[tuple[str, str], Measure]] = {}
+    all_results: dict[str, dict[tuple[str, str], list[Measure]]] = {}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-mirror-", dir=args.work or corpus.parent) as tmp:
         work = Path(tmp)
@@ -310,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             a, b = corpus_sources(corpus, name, work)
             warm(a)
             warm(b)
-            all_results[name] = bench_corpus(name, a, b, work, binaries, tools)
+            all_results[name] = bench_corpus(name, a, b, work, binaries, tools, args.repeat)
             loads.append(os.getloadavg()[0])
         print()
         print(table(all_results, tools))
