@@ -145,7 +145,7 @@ class Chunk:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as Entry: one per file asked for
 class Content:
     """The whole content of request ``request`` in one message (small files): the same as
     one :class:`Chunk` then :class:`ContentEnd`, half the messages."""
@@ -184,7 +184,7 @@ class ContentFailed:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as Entry: one per file asked for
 class ContentRequest:
     """Send the content of ``index`` if it still has ``stat_key`` (else fail the request)."""
 
