@@ -1083,11 +1083,11 @@ class RepositorySide:
         record = emit.record
         old = old_raw.record if old_raw is not None else None
         if self.diff_file is not None:
-            if old is None:
+            if old_raw is None:
                 if record is not None:
                     self.diff_file.add(Record.missing(record.path))
             elif record != old:
-                self.diff_file.add(old)
+                self.diff_file.add_raw(old_raw)  # as stored: not formatted again
         if record is not None:
             if old_raw is not None and record is old:
                 self.metadata.add_raw(old_raw)  # the stored text, not formatted again
