@@ -25,6 +25,7 @@ exit code and a one-line message naming the file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import io
 import os
@@ -400,8 +401,15 @@ class IncrementWriter:
                 try:
                     os.makedirs(key, mode=0o700, exist_ok=True)
                 except OSError as error:
+                    why = error.strerror
+                    if error.errno in (errno.EEXIST, errno.ENOTDIR):
+                        # never made so by a backup: increments are named NAME.TIME.KIND
+                        why = (
+                            f"something that is not a directory is in its way ({why}); the "
+                            "repository is damaged: move it aside and run the backup again"
+                        )
                     raise IncrementError(
-                        f"cannot create increments directory: {error.strerror}", path=key
+                        f"cannot create increments directory: {why}", path=key
                     ) from error
                 self._note_dir(Path(key).parent)
             self._made_dirs.add(key)
