@@ -176,6 +176,17 @@ class IncrementOptions:
             raise IncrementError(f"bad --no-compression-regexp {raw!r}: {error}") from None
 
 
+def _cannot_make_dir(path: str, error: OSError) -> IncrementError:
+    why = error.strerror
+    if error.errno in (errno.EEXIST, errno.ENOTDIR):
+        # never made so by a backup: increments are named NAME.TIME.KIND
+        why = (
+            f"something that is not a directory is in its way ({why}); the repository is "
+            "damaged: move it aside and run the backup again"
+        )
+    return IncrementError(f"cannot create increments directory: {why}", path=path)
+
+
 @dataclass(frozen=True)
 class WrittenIncrement:
     """One increment file now in the repository."""
@@ -306,6 +317,7 @@ class IncrementWriter:
         owner = self.options.preserve_owner
         self._chown = os.geteuid() == 0 if owner is None else owner
         self._made_dirs: set[str] = set()  # as str: hashing a new Path costs several µs
+        self._created_dirs: set[str] = set()  # those of them this writer made
         self._dirs_lock = threading.Lock()
         self._increments_root = os.fspath(layout.increments_dir)
         self._stamp: bytes | None = None  # this writer's time as increment names give it
@@ -397,20 +409,24 @@ class IncrementWriter:
         with self._dirs_lock:
             if key in self._made_dirs:
                 return
-            if not os.path.isdir(key):
+            if os.path.dirname(key) in self._created_dirs:
+                # its parent was made by this session, so it is not there: one mkdir, not a
+                # stat then makedirs' own calls (every directory of a first backup but the
+                # top ones)
+                try:
+                    os.mkdir(key, 0o700)
+                except OSError as error:
+                    if not isinstance(error, FileExistsError) or not os.path.isdir(key):
+                        raise _cannot_make_dir(key, error) from error
+                else:
+                    self._created_dirs.add(key)
+                    self._note_dir(Path(key).parent)
+            elif not os.path.isdir(key):
                 try:
                     os.makedirs(key, mode=0o700, exist_ok=True)
                 except OSError as error:
-                    why = error.strerror
-                    if error.errno in (errno.EEXIST, errno.ENOTDIR):
-                        # never made so by a backup: increments are named NAME.TIME.KIND
-                        why = (
-                            f"something that is not a directory is in its way ({why}); the "
-                            "repository is damaged: move it aside and run the backup again"
-                        )
-                    raise IncrementError(
-                        f"cannot create increments directory: {why}", path=key
-                    ) from error
+                    raise _cannot_make_dir(key, error) from error
+                self._created_dirs.add(key)
                 self._note_dir(Path(key).parent)
             self._made_dirs.add(key)
 
@@ -418,9 +434,11 @@ class IncrementWriter:
         """Create ``increments/<index>/`` (rdiff-backup does for directories, old or new)."""
         if not index:
             return self.layout.increments_dir
-        path = self._increment_dir(index, None) / os.fsdecode(self.quoting.quote(index[-1]))
+        path = os.path.join(
+            self._increment_dir_str(index), os.fsdecode(self.quoting.quote(index[-1]))
+        )
         self._ensure_dir(path)
-        return path
+        return Path(path)
 
     # ---- writing -----------------------------------------------------------------------
 

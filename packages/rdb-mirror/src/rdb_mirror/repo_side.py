@@ -2050,10 +2050,13 @@ class RepositorySide:
         """Make ``target`` the entry ``record`` describes (replacing a non-directory)."""
         kind = record.type
         if kind == "dir":
-            if (os.path.lexists(target) and not target.is_dir()) or target.is_symlink():
-                target.unlink()
-            if not target.is_dir():
-                target.mkdir(mode=0o700)
+            try:
+                # nothing there, usually (a new directory): one mkdir, not three stats first
+                os.mkdir(target, 0o700)
+            except FileExistsError:
+                if not target.is_dir() or target.is_symlink():
+                    target.unlink()
+                    target.mkdir(mode=0o700)
             if record.alternate_mirror_name is not None:
                 return None  # a long name's increments are in long_filename_data
             if self.writer is not None and item.index:
