@@ -409,23 +409,23 @@ class IncrementWriter:
         with self._dirs_lock:
             if key in self._made_dirs:
                 return
-            if os.path.dirname(key) in self._created_dirs:
-                # its parent was made by this session, so it is not there: one mkdir, not a
-                # stat then makedirs' own calls (every directory of a first backup but the
-                # top ones)
-                try:
+            # its parent made by this session: it is not there, so one mkdir, not a stat then
+            # makedirs' own calls (every directory of a first backup but the top ones)
+            fresh = os.path.dirname(key) in self._created_dirs
+            try:
+                if fresh:
                     os.mkdir(key, 0o700)
-                except OSError as error:
-                    if not isinstance(error, FileExistsError) or not os.path.isdir(key):
-                        raise _cannot_make_dir(key, error) from error
+                elif os.path.isdir(key):
+                    self._made_dirs.add(key)
+                    return
                 else:
-                    self._created_dirs.add(key)
-                    self._note_dir(Path(key).parent)
-            elif not os.path.isdir(key):
-                try:
                     os.makedirs(key, mode=0o700, exist_ok=True)
-                except OSError as error:
+            except FileExistsError as error:
+                if not (fresh and os.path.isdir(key)):
                     raise _cannot_make_dir(key, error) from error
+            except OSError as error:
+                raise _cannot_make_dir(key, error) from error
+            else:
                 self._created_dirs.add(key)
                 self._note_dir(Path(key).parent)
             self._made_dirs.add(key)
