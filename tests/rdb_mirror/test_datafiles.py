@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rdb_format.statistics import FILE_STATISTICS_HEADER
 from rdb_mirror import datafiles
 from rdb_mirror.datafiles import StreamedFile
 
@@ -46,3 +47,21 @@ def test_an_error_of_the_compression_thread_surfaces(
         out.commit()
     out.abort()
     assert os.listdir(tmp_path) == []  # no final file, no temp file
+
+
+def test_unchanged_rows_are_the_rows_add_row_writes(tmp_path: Path) -> None:
+    """An unchanged entry's short-cut row is byte for byte the general row, odd names
+    (quoted: backslash, newline) and more than one chunk's worth included."""
+    paths = [b"plain", b"dir/sub/file.txt", b"back\\slash", b"new\nline", b"\xff\xfe"]
+    paths += [b"d%03d/f%05d" % (i % 7, i) for i in range(5000)]
+    sizes = [0, 1, 4096, 10**12, 7]
+    general = datafiles.FileStatistics(tmp_path / "file_statistics.A.data", compress=False)
+    short = datafiles.FileStatistics(tmp_path / "file_statistics.B.data", compress=False)
+    for number, path in enumerate(paths):
+        size = sizes[number % len(sizes)]
+        general.add_row(path, False, size, size, None)
+        short.add_unchanged(path, size)
+    written = general.commit().read_bytes()
+    assert short.commit().read_bytes() == written
+    assert b"back\\\\slash 0 4096 " in written and b"new\\nline 0 10000" in written  # quoted
+    assert written.count(b"\n") == len(paths) + len(FILE_STATISTICS_HEADER)

@@ -222,6 +222,17 @@ class FileStatistics(StreamedFile):
             self.write(b"".join(self._chunk))
             self._chunk = []
 
+    def add_unchanged(self, path: bytes, size: int) -> None:
+        """:meth:`add_row` for an entry found unchanged (``0 size size NA``), formatted
+        in one operation: most rows of an incremental backup are these."""
+        if b"\\" in path or b"\n" in path:
+            self.add_row(path, False, size, size, None)
+            return
+        self._chunk.append(b"%s 0 %d %d NA\n" % (path, size, size))
+        if len(self._chunk) >= 4096:
+            self.write(b"".join(self._chunk))
+            self._chunk = []
+
     def commit(self) -> Path:
         if self._chunk:
             self.write(b"".join(self._chunk))

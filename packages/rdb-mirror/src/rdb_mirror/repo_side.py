@@ -190,44 +190,44 @@ class _KernelCopy:
 
 
 class _Peek(Generic[T]):
-    """A sorted iterator read up to a key."""
+    """A sorted iterator read up to a key; the next item's key is computed once."""
 
     def __init__(self, items: Iterator[T] | None, key: Callable[[T], Index]) -> None:
         self._items = items
         self._key = key
         self._next: T | None = None
-        self._done = items is None
+        self.next_key: Index | None = None  # the next item's (None: no more items)
         self._advance()
 
     def _advance(self) -> None:
-        self._next = None
-        if not self._done and self._items is not None:
-            try:
-                self._next = next(self._items)
-            except StopIteration:
-                self._done = True
+        items = self._items
+        item = None if items is None else next(items, None)
+        self._next = item
+        if item is None:
+            self._items = None
+            self.next_key = None
+        else:
+            self.next_key = self._key(item)
 
     def before(self, key: Index | None) -> Iterator[T]:
         """Items with a key below ``key`` (all remaining ones for None)."""
-        while self._next is not None and (key is None or self._key(self._next) < key):
+        while self.next_key is not None and (key is None or self.next_key < key):
             item = self._next
+            assert item is not None
             self._advance()
             yield item
 
     def take(self, key: Index) -> T | None:
         """The item at exactly ``key`` (skipping smaller ones), if any."""
-        item = self._next
-        if item is None:  # done (an old session without EAs or ACLs: every entry)
+        found = self.next_key
+        if found is None:  # done (an old session without EAs or ACLs: every entry)
             return None
-        found = self._key(item)
         if found < key:  # rare: skip what is below (entries gone from the source)
             for _ in self.before(key):
                 pass
-            item = self._next
-            if item is None:
-                return None
-            found = self._key(item)
+            found = self.next_key
         if found == key:
+            item = self._next
             self._advance()
             return item
         return None
@@ -765,7 +765,9 @@ class RepositorySide:
 
     def _arrive(self, entry: Entry, out: Sender[RepositoryMessage]) -> None:
         index = entry.index
-        self._old_only(index)
+        below = self._old_records.next_key
+        if below is not None and below < index:  # old entries gone from the source
+            self._old_only(index)
         old_raw = self._old_records.take(index)
         old_eas = self._old_eas.take(index)
         old_acl = self._old_acls.take(index)
@@ -1076,7 +1078,7 @@ class RepositorySide:
         c.mirror_files += 1
         c.mirror_file_size += size
         if self.file_stats is not None:
-            self.file_stats.add_row(record.path, False, size, size, None)
+            self.file_stats.add_unchanged(record.path, size)
 
     def _write(self, emit: _Emit, old_raw: RawRecord | None) -> None:
         c = self.counters
