@@ -776,14 +776,22 @@ def _common(match: re.Match[bytes]) -> RawRecord | None:
     key = () if path == b"." else tuple(path.split(b"/"))
     if b"" in key or b"." in key or b".." in key:
         return None
+    uid, uname, gid, gname, perms = owner
     if size is None:  # a directory
-        fields: tuple[object, ...] = (path, "dir", None, None, None, None, None, None, None)
+        record = _tuple_new(
+            Record,
+            (path, "dir", None, None, None, None, None, None, None, None, None,
+             int(mod_time), uid, uname, gid, gname, perms, None, None),
+        )  # fmt: skip
     elif len(size) > 18:
         return None
     else:
-        digest = None if sha1 is None else sha1.decode("ascii")
-        fields = (path, "reg", int(size), None, None, None, None, None, digest)
-    record = _tuple_new(Record, (*fields, None, None, int(mod_time), *owner, None, None))
+        record = _tuple_new(
+            Record,
+            (path, "reg", int(size), None, None, None, None, None,
+             None if sha1 is None else sha1.decode("ascii"), None, None,
+             int(mod_time), uid, uname, gid, gname, perms, None, None),
+        )  # fmt: skip
     return _tuple_new(RawRecord, (key, record, match.group()))
 
 
@@ -1032,7 +1040,13 @@ class MetadataWriter:
                 f"metadata record {show_path(raw.record.path)!r} out of order "
                 "(not after the previous)"
             )
-        self._append(key, text)
+        # _append's work, inline: most records of an incremental backup come this way
+        self._last = key
+        self.count += 1
+        self._chunk.append(text)
+        self._chunk_size += len(text)
+        if self._chunk_size >= _WRITE_CHUNK:
+            self.flush()
 
     def _append(self, key: tuple[bytes, ...], data: bytes) -> None:
         self._last = key

@@ -39,39 +39,41 @@ file_type = file_type_of  # the format's mapping of st_mode to a record type
 
 
 _UNKNOWN = object()
+_S_IFMT = 0o170000
+_S_IFREG = stat.S_IFREG
 
 
 class Names:
     """uid → user name and gid → group name, cached; None when unknown or unreadable."""
 
     def __init__(self) -> None:
-        self._users: dict[int, str | None] = {}
-        self._groups: dict[int, str | None] = {}
+        self.users: dict[int, str | None] = {}  # read directly by record_from_stat
+        self.groups: dict[int, str | None] = {}
         self._lock = threading.Lock()
 
     def user(self, uid: int) -> str | None:
-        known = self._users.get(uid, _UNKNOWN)
+        known = self.users.get(uid, _UNKNOWN)
         if known is not _UNKNOWN:
             return cast("str | None", known)
         with self._lock:
-            if uid not in self._users:
+            if uid not in self.users:
                 try:
-                    self._users[uid] = safe_name(pwd.getpwuid(uid).pw_name)
+                    self.users[uid] = safe_name(pwd.getpwuid(uid).pw_name)
                 except KeyError:
-                    self._users[uid] = None
-            return self._users[uid]
+                    self.users[uid] = None
+            return self.users[uid]
 
     def group(self, gid: int) -> str | None:
-        known = self._groups.get(gid, _UNKNOWN)
+        known = self.groups.get(gid, _UNKNOWN)
         if known is not _UNKNOWN:
             return cast("str | None", known)
         with self._lock:
-            if gid not in self._groups:
+            if gid not in self.groups:
                 try:
-                    self._groups[gid] = safe_name(grp.getgrgid(gid).gr_name)
+                    self.groups[gid] = safe_name(grp.getgrgid(gid).gr_name)
                 except KeyError:
-                    self._groups[gid] = None
-            return self._groups[gid]
+                    self.groups[gid] = None
+            return self.groups[gid]
 
 
 def record_from_stat(
@@ -79,6 +81,34 @@ def record_from_stat(
 ) -> Record | None:
     """The metadata record of an entry (no SHA1 yet); None for an unknown file type."""
     mode = st.st_mode
+    if mode & _S_IFMT == _S_IFREG and st.st_nlink == 1:  # most entries: the short way
+        uid, gid = st.st_uid, st.st_gid
+        uname = names.users.get(uid, _UNKNOWN)
+        gname = names.groups.get(gid, _UNKNOWN)
+        if uname is not _UNKNOWN and gname is not _UNKNOWN:
+            return _new_record(
+                (
+                    b"/".join(index) if index else b".",
+                    "reg",
+                    st.st_size,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    st.st_mtime_ns // 1_000_000_000,
+                    uid,
+                    uname,
+                    gid,
+                    gname,
+                    mode & 0o7777,
+                    None,
+                    None,
+                )
+            )
     kind = file_type(mode)
     if kind is None:
         return None
