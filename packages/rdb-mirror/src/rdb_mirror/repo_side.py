@@ -108,6 +108,9 @@ MARKER_BATCH = 64
 #: Attribute-only changes whose times alone are set, per pool job (one C call): a release
 #: unpacked again changes the mtime of nearly every file (django: 5,500 of them)
 TIMES_BATCH = 128
+#: A batch at the head of the outputs is handed over unfilled once this many outputs wait
+#: behind it (few changed files among many unchanged: it would fill only near the end).
+EARLY_HAND_OVER = 1024
 _STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 CHANGED_WHILE_READ = "changed while being read; not updated"
 _NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP})
@@ -704,6 +707,7 @@ class RepositorySide:
                 self._advance(out)
             out.send(Finish())
             self._end_subtrees(None)
+            self._submit_markers()  # made on the pool while the rest is written
             self._drain(block=True)
             self._finish_markers()
             self._durable.flush()  # before the directories' times: it writes in them
@@ -1052,6 +1056,14 @@ class RepositorySide:
                 continue
             if isinstance(head, Job | _Staged):
                 if not block and not head.done() and len(self._outputs) <= 4 * self.window:
+                    if (
+                        type(head) is _Staged
+                        and head.batch.job is None
+                        and len(self._outputs) > EARLY_HAND_OVER
+                    ):
+                        # a batch still filling holds back what came after it: written now,
+                        # on the pool, not in one go at the end of the walk
+                        self._hand_over(head.batch)
                     return
                 if type(head) is _Staged and head.batch.job is None:
                     self._hand_over(head.batch)
