@@ -22,9 +22,12 @@ and the table gives each cell's median run with the fastest and slowest wall tim
 machine one run can be twice another (the 512 MiB first backup: 0.7 or 1.8 s, rsync's too,
 by the kernel's block allocation). rdb-mirror and
 rdiff-backup get ``--current-time`` one hour apart per session; rsync is ``rsync -aH --delete
-SRC/ DEST/``. Every command is its own child process (benchmarks/measure.py): wall time around
-it, peak RSS from ``os.wait4``'s rusage (Linux reports the maximum over the child and the
-descendants it waited for, so rsync's forked receiver counts). Output is discarded. The
+SRC/ DEST/``; ``rsync+sync`` is the same followed by ``sync -f DEST`` (a ``syncfs`` of the
+destination's file system): rdb-mirror's session is on disk when it exits, rsync's copy is
+still in the page cache, so this is the durable copy to set a backup beside. Every command is
+its own child process (benchmarks/measure.py): wall time around it, peak RSS from
+``os.wait4``'s rusage (Linux reports the maximum over the child and the descendants it waited
+for, so rsync's forked receiver counts). Output is discarded. The
 page cache is warm (every source is read once before the timings).
 
 **Nothing is deleted until the run ends** (every tool and corpus gets its own destination):
@@ -63,7 +66,7 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 RDIFF_BACKUP = ROOT / ".venv-rdiff-backup" / "bin" / "rdiff-backup"
 T0 = 1_700_000_000
 PHASES = ("initial", "incremental", "no-change")
-TOOLS = ("rdb-mirror", "rdiff-backup", "rsync")
+TOOLS = ("rdb-mirror", "rdiff-backup", "rsync", "rsync+sync")
 
 
 def snapshot(dest: Path, ref: str = "HEAD") -> str:
@@ -118,7 +121,10 @@ def command(tool: str, src: Path, dest: Path, session: int, binaries: dict[str, 
             str(src),
             str(dest),
         ]
-    return [binaries[tool], "-aH", "--delete", f"{src}/", f"{dest}/"]
+    copy = [binaries["rsync"], "-aH", "--delete", f"{src}/", f"{dest}/"]
+    if tool == "rsync+sync":  # then everything on disk, as a backup's commit
+        return ["sh", "-c", '"$@" && exec sync -f "$0"', str(dest), *copy]
+    return copy
 
 
 def warm(path: Path) -> int:
@@ -240,6 +246,8 @@ def table(
     ratios = []
     if "rsync" in tools and "rdb-mirror" in tools:
         ratios.append("rdb/rsync")
+    if "rsync+sync" in tools and "rdb-mirror" in tools:
+        ratios.append("rdb/(rsync+sync)")
     if "rdiff-backup" in tools and "rdb-mirror" in tools:
         ratios.append("rdiff-backup/rdb")
     head += "".join(f" | {r}" for r in ratios) + " |"
@@ -257,6 +265,8 @@ def table(
             ours = medians["rdb-mirror"].wall if "rdb-mirror" in tools else None
             if ours is not None and "rsync" in tools:
                 cells.append(f"{ours / medians['rsync'].wall:.2f}×")
+            if ours is not None and "rsync+sync" in tools:
+                cells.append(f"{ours / medians['rsync+sync'].wall:.2f}×")
             if ours is not None and "rdiff-backup" in tools:
                 cells.append(f"{medians['rdiff-backup'].wall / ours:.1f}×")
             lines.append(f"| {corpus} | {phase} | " + " | ".join(cells) + " |")
@@ -318,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rdiff-backup": args.rdiff_backup,
         "rsync": shutil.which("rsync") or "/usr/bin/rsync",
     }
+    binaries["rsync+sync"] = binaries["rsync"]
     corpus: Path = args.corpus
     names = [n for n in args.only.split(",") if n]
     missing = [
