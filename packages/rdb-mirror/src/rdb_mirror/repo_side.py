@@ -1470,8 +1470,7 @@ class RepositorySide:
                     except (OSError, RdbError):  # the general path meets it again, and says so
                         planned = False
                 if self.writer is None or (planned and missing is not None):
-                    new_slot = self._stage_later(item, record, eas, acl, marks)
-                    new_slot.missing = missing
+                    new_slot = self._stage_later(item, record, eas, acl, marks, missing)
                     self._outputs.append(new_slot)
                     self._touch(item.index)
                     return
@@ -1516,9 +1515,15 @@ class RepositorySide:
             # batch on the pool: the session's thread made one system call per file, and
             # with the pool busy each one handed the GIL away
             slot, self._times_batch = self._join(
-                self._times_batch, self._set_times_batch, TIMES_BATCH, item, record, eas, acl
+                self._times_batch,
+                self._set_times_batch,
+                TIMES_BATCH,
+                item,
+                record,
+                eas,
+                acl,
+                increments,
             )
-            slot.marks = increments
             self._outputs.append(slot)
             return
         path = self._bpath(item.index, record)
@@ -1728,11 +1733,19 @@ class RepositorySide:
         eas: EAs,
         acl: tuple[ACLEntry, ...],
         marks: list[WrittenIncrement],
+        missing: PlannedMarker | None,
     ) -> _Staged:
         slot, self._stage_batch = self._join(
-            self._stage_batch, self._write_batch, STAGE_BATCH, item, record, eas, acl
+            self._stage_batch,
+            self._write_batch,
+            STAGE_BATCH,
+            item,
+            record,
+            eas,
+            acl,
+            marks,
+            missing,
         )
-        slot.marks = marks
         return slot
 
     def _join(
@@ -1744,12 +1757,16 @@ class RepositorySide:
         record: Record,
         eas: EAs,
         acl: tuple[ACLEntry, ...],
+        marks: list[WrittenIncrement],
+        missing: PlannedMarker | None = None,
     ) -> tuple[_Staged, _StageBatch | None]:
         """A slot for ``item`` in ``batch`` (a new one written by ``write`` if None), and the
-        batch still open: None once it has ``limit`` files and is handed to the pool."""
+        batch still open: None once it has ``limit`` files and is handed to the pool. The slot
+        is complete (``marks``, ``missing``) before that: the pool's job may run at once."""
         if batch is None:
             batch = _StageBatch(write)
-        slot = _Staged(batch, item, record, eas, acl, [])
+        slot = _Staged(batch, item, record, eas, acl, marks)
+        slot.missing = missing
         batch.files.append(slot)
         if len(batch.files) < limit:
             return slot, batch
