@@ -123,7 +123,9 @@ def command(tool: str, src: Path, dest: Path, session: int, binaries: dict[str, 
         ]
     copy = [binaries["rsync"], "-aH", "--delete", f"{src}/", f"{dest}/"]
     if tool == "rsync+sync":  # then everything on disk, as a backup's commit
-        return ["sh", "-c", '"$@" && exec sync -f "$0"', str(dest), *copy]
+        # rsync's 24 (source files vanished) is not a failure: the sync runs after it too
+        script = '"$@"; status=$?; sync -f "$0" || exit 1; exit $status'
+        return ["sh", "-c", script, str(dest), *copy]
     return copy
 
 
@@ -186,7 +188,8 @@ def bench_corpus(
             for session, (phase, src) in enumerate(zip(PHASES, (a, b, b), strict=True)):
                 measure = run(command(tool, src, dest, session, binaries))
                 results.setdefault((tool, phase), []).append(measure)
-                if measure.status not in (0, 3) and not (tool == "rsync" and measure.status == 24):
+                vanished = tool.startswith("rsync") and measure.status == 24
+                if measure.status not in (0, 3) and not vanished:
                     print(f"  !! {tool} {phase} exited {measure.status}", file=sys.stderr)
                 want, got = entries(src), entries(dest)
                 if want != got:
