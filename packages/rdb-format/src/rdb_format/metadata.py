@@ -1040,13 +1040,7 @@ class MetadataWriter:
                 f"metadata record {show_path(raw.record.path)!r} out of order "
                 "(not after the previous)"
             )
-        # _append's work, inline: most records of an incremental backup come this way
-        self._last = key
-        self.count += 1
-        self._chunk.append(text)
-        self._chunk_size += len(text)
-        if self._chunk_size >= _WRITE_CHUNK:
-            self.flush()
+        self._append(key, text)
 
     def _append(self, key: tuple[bytes, ...], data: bytes) -> None:
         self._last = key
