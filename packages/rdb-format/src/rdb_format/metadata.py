@@ -776,22 +776,14 @@ def _common(match: re.Match[bytes]) -> RawRecord | None:
     key = () if path == b"." else tuple(path.split(b"/"))
     if b"" in key or b"." in key or b".." in key:
         return None
-    uid, uname, gid, gname, perms = owner
     if size is None:  # a directory
-        record = _tuple_new(
-            Record,
-            (path, "dir", None, None, None, None, None, None, None, None, None,
-             int(mod_time), uid, uname, gid, gname, perms, None, None),
-        )  # fmt: skip
+        fields: tuple[object, ...] = (path, "dir", None, None, None, None, None, None, None)
     elif len(size) > 18:
         return None
     else:
-        record = _tuple_new(
-            Record,
-            (path, "reg", int(size), None, None, None, None, None,
-             None if sha1 is None else sha1.decode("ascii"), None, None,
-             int(mod_time), uid, uname, gid, gname, perms, None, None),
-        )  # fmt: skip
+        digest = None if sha1 is None else sha1.decode("ascii")
+        fields = (path, "reg", int(size), None, None, None, None, None, digest)
+    record = _tuple_new(Record, (*fields, None, None, int(mod_time), *owner, None, None))
     return _tuple_new(RawRecord, (key, record, match.group()))
 
 

@@ -217,18 +217,18 @@ class FileStatistics(StreamedFile):
         increment_size: int | None,
     ) -> None:
         """One row; ``path`` is a metadata path of this session (known to be safe)."""
-        self._chunk.append(file_stat_row(path, changed, source_size, mirror_size, increment_size))
-        if len(self._chunk) >= 4096:
-            self.write(b"".join(self._chunk))
-            self._chunk = []
+        self._append(file_stat_row(path, changed, source_size, mirror_size, increment_size))
 
     def add_unchanged(self, path: bytes, size: int) -> None:
         """:meth:`add_row` for an entry found unchanged (``0 size size NA``), formatted
         in one operation: most rows of an incremental backup are these."""
-        if b"\\" in path or b"\n" in path:
+        if b"\\" in path or b"\n" in path:  # quoted: the general way
             self.add_row(path, False, size, size, None)
-            return
-        self._chunk.append(b"%s 0 %d %d NA\n" % (path, size, size))
+        else:
+            self._append(b"%s 0 %d %d NA\n" % (path, size, size))
+
+    def _append(self, row: bytes) -> None:
+        self._chunk.append(row)
         if len(self._chunk) >= 4096:
             self.write(b"".join(self._chunk))
             self._chunk = []

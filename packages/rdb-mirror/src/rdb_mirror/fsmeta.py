@@ -81,35 +81,8 @@ def record_from_stat(
 ) -> Record | None:
     """The metadata record of an entry (no SHA1 yet); None for an unknown file type."""
     mode = st.st_mode
-    if mode & _S_IFMT == _S_IFREG and st.st_nlink == 1:  # most entries: the short way
-        uid, gid = st.st_uid, st.st_gid
-        uname = names.users.get(uid, _UNKNOWN)
-        gname = names.groups.get(gid, _UNKNOWN)
-        if uname is not _UNKNOWN and gname is not _UNKNOWN:
-            return _new_record(
-                (
-                    b"/".join(index) if index else b".",
-                    "reg",
-                    st.st_size,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    st.st_mtime_ns // 1_000_000_000,
-                    uid,
-                    uname,
-                    gid,
-                    gname,
-                    mode & 0o7777,
-                    None,
-                    None,
-                )
-            )
-    kind = file_type(mode)
+    # a regular file (most entries) known without file_type's tests
+    kind = "reg" if mode & _S_IFMT == _S_IFREG else file_type(mode)
     if kind is None:
         return None
     uid, gid = st.st_uid, st.st_gid
@@ -126,7 +99,10 @@ def record_from_stat(
     if kind not in ("sym", "dev"):
         mod_time = st.st_mtime_ns // 1_000_000_000
     # fields in Record's order (no resource fork, carbon file, SHA1 or alternate names)
-    uname, gname, perms = names.user(uid), names.group(gid), mode & 0o7777
+    users, groups = names.users, names.groups  # read here: a method call per entry costs
+    uname = users[uid] if uid in users else names.user(uid)
+    gname = groups[gid] if gid in groups else names.group(gid)
+    perms = mode & 0o7777
     return _new_record(
         (
             render(index),
